@@ -1,0 +1,572 @@
+"""The orchestrator: MQTT in and out, the store, the scheduler and the transfer tasks.
+
+Every incoming event is committed to the store before it is acknowledged to the broker
+(manual PUBACK), so an event is never lost between the broker and the queue: if the
+bridge dies before the commit, the broker re-delivers it; after the commit, the
+re-delivery is recognised as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from . import commands
+from .config import Config
+from .engines.base import Engine, ErrorCode, RateMeter, RemoteEntry, TransferError
+from .engines.lftp import LftpEngine
+from .intake import Accepted, decode
+from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
+from .protocol import RejectedEvent, Topics, command_result, item_payload, parse_command
+from .publish import Publisher
+from .queue import Limits, can_cancel, can_retry, next_wakeup, pick_runnable, retry_delay
+from .remote import SeedboxSession
+from .store import Store
+from .transfer import discard_staging, run_transfer
+
+_LOGGER = logging.getLogger(__name__)
+PRUNE_INTERVAL = 600.0
+RECONNECT_MAX = 60.0
+
+
+class Bridge:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
+        self.store = Store(config.data_dir / "q4d.sqlite3")
+        self.items: dict[str, Item] = {i.id: i for i in self.store.items()}
+        self.paused: bool = bool(self.store.get_setting("paused", False))
+        self.limits = Limits(
+            global_max=config.transfers.max_concurrent,
+            per_seedbox={sb.id: sb.max_concurrent for sb in config.seedboxes.values()},
+        )
+        self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
+        self.engines: dict[str, Engine] = {
+            "lftp": LftpEngine(config.transfers.lftp, config.data_dir / "scratch")
+        }
+        self.publisher = Publisher(
+            topics=self.topics,
+            store=self.store,
+            bridge_name=config.bridge_name,
+            seedbox_ids=list(config.seedboxes),
+            classic_label_topic=config.classic.label_topic if config.classic.enabled else None,
+            snapshot=self.snapshot,
+            items=lambda: list(self.items.values()),
+        )
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stop_reason: dict[str, str] = {}
+        self._meters: dict[str, RateMeter] = {}
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._rng = random.Random()  # noqa: S311 - retry jitter, not cryptography
+        self.connected = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Items caught mid-transfer by a crash or stop go back to the queue; their
+        staging files stay, so the engine resumes from the bytes already on disk."""
+        for item in self.items.values():
+            if item.state in ACTIVE_STATES:
+                item.state = ItemState.QUEUED
+                item.attempts = max(0, item.attempts - 1)
+                item.updated_at = time.time()
+                self.store.save(item, "recovered")
+                _LOGGER.info("resuming %s (%s) after restart", item.id, item.name)
+
+    async def run(self) -> None:
+        self.recover()
+        self._prune()
+        background = [
+            asyncio.create_task(self._scheduler(), name="scheduler"),
+            asyncio.create_task(self.publisher.run_flusher(), name="flusher"),
+            asyncio.create_task(self.publisher.run_label_sender(), name="labels"),
+            asyncio.create_task(self._pruner(), name="pruner"),
+        ]
+        mqtt_task = asyncio.create_task(self._mqtt_loop(), name="mqtt")
+        try:
+            await self._stopping.wait()
+        finally:
+            _LOGGER.info(
+                "stopping: %d transfer(s) will resume on the next start", len(self._running)
+            )
+            for task in [*background, *self._running.values()]:
+                task.cancel()
+            await asyncio.gather(*background, *self._running.values(), return_exceptions=True)
+            await self.publisher.detach(graceful=True)
+            mqtt_task.cancel()
+            await asyncio.gather(mqtt_task, return_exceptions=True)
+            for session in self.sessions.values():
+                await session.close()
+            self.store.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # --- MQTT ----------------------------------------------------------------------
+
+    def _client(self) -> aiomqtt.Client:
+        broker = self.config.broker
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = int(broker.session_expiry)
+        tls_params = None
+        if broker.tls is not None:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=broker.tls.ca_certs,
+                certfile=broker.tls.certfile,
+                keyfile=broker.tls.keyfile,
+            )
+        client = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=broker.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=properties,
+            keepalive=broker.keepalive,
+            will=aiomqtt.Will(
+                self.topics.status, self.publisher.status_payload("offline"), qos=1, retain=True
+            ),
+            tls_params=tls_params,
+            tls_insecure=broker.tls.insecure if broker.tls else None,
+            timeout=10,
+        )
+        # aiomqtt acks on receipt; we ack only after the store commit (see module doc).
+        client._client.manual_ack_set(True)
+        return client
+
+    async def _mqtt_loop(self) -> None:
+        delay = 1.0
+        broker = self.config.broker
+        while True:
+            try:
+                async with self._client() as client:
+                    subscriptions: list[tuple[str, int]] = [
+                        (self.topics.completed_filter, 1),
+                        (self.topics.command, 1),
+                    ]
+                    if self.config.classic.enabled:
+                        subscriptions.append((self.config.classic.down_topic, 1))
+                    await client.subscribe(subscriptions)
+                    await self.publisher.attach(client)
+                    self.connected.set()
+                    delay = 1.0
+                    _LOGGER.info("connected to MQTT broker %s:%s", broker.host, broker.port)
+                    async for message in client.messages:
+                        self._on_message(message)
+                        client._client.ack(message.mid, message.qos)
+            except aiomqtt.MqttError as err:
+                self.connected.clear()
+                await self.publisher.detach(graceful=False)
+                wait = delay * (0.5 + self._rng.random() / 2)
+                _LOGGER.warning("MQTT connection lost (%s); reconnecting in %.1fs", err, wait)
+                await asyncio.sleep(wait)
+                delay = min(RECONNECT_MAX, delay * 2)
+
+    def _on_message(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes) else b""
+        try:
+            if topic == self.topics.command:
+                self._on_command(payload)
+            else:
+                self.on_completion(topic, payload)
+        except Exception:  # one bad message must never take the bridge down
+            _LOGGER.exception("error handling message on %s", topic)
+
+    # --- intake --------------------------------------------------------------------
+
+    def on_completion(self, topic: str, payload: bytes) -> None:
+        outcome = decode(
+            topic,
+            payload,
+            topics=self.topics,
+            classic=self.config.classic,
+            seedboxes=self.config.seedboxes,
+            routing=self.config.routing,
+        )
+        if not isinstance(outcome, Accepted):
+            self.store.record_rejected(topic, payload, outcome.reason, outcome.detail)
+            _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)
+            self.publisher.event(
+                "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic
+            )
+            self.publisher.state_changed()
+            return
+        admission = self.store.admit(
+            [(outcome.event, outcome.resolution)], queued_label_classic=self.config.classic.enabled
+        )[0]
+        item = admission.item
+        if admission.duplicate:
+            self.store.incr("duplicates")
+            _LOGGER.info(
+                "duplicate event %s for %s (%s)", outcome.event.event_id, item.id, admission.reason
+            )
+            self.publisher.event(
+                "duplicate", self.items.get(item.id, item), reason=admission.reason
+            )
+            return
+        self.store.incr("received")
+        self.items[item.id] = item
+        _LOGGER.info("queued %s %r -> %s", item.id, item.name, item.local_path)
+        self.publisher.item(item, immediate=True)
+        self.publisher.event("queued", item)
+        if item.hash:
+            self.publisher.labels_pending()
+        self._wakeup.set()
+
+    # --- scheduler -----------------------------------------------------------------
+
+    async def _scheduler(self) -> None:
+        while True:
+            self._wakeup.clear()
+            now = time.time()
+            for item in pick_runnable(
+                self.items.values(), self.limits, paused=self.paused, now=now
+            ):
+                self._start(item, now)
+            due = next_wakeup(i for i in self.items.values() if i.state is ItemState.WAITING)
+            timeout = None if due is None else max(0.0, due - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _start(self, item: Item, now: float) -> None:
+        item.state = ItemState.TRANSFERRING
+        item.attempts += 1
+        item.started_at = now
+        item.next_attempt_at = None
+        item.rate = 0.0
+        item.eta = None
+        item.updated_at = now
+        self.store.save(item, "started", {"attempt": item.attempts})
+        self.publisher.item(item, immediate=True)
+        self.publisher.event("started", item)
+        self._running[item.id] = asyncio.create_task(
+            self._transfer(item), name=f"transfer-{item.id}"
+        )
+
+    async def _transfer(self, item: Item) -> None:
+        seedbox = self.config.seedboxes[item.seedbox]
+        root = self.config.routing.destinations[item.destination]
+        meter = RateMeter(item.size)
+        self._meters[item.id] = meter
+
+        def on_phase(state: ItemState, remote: RemoteEntry) -> None:
+            item.state = state
+            if item.size != remote.size:
+                item.size = meter.total = remote.size
+            item.updated_at = time.time()
+            self.store.save(item, state.value)
+            self.publisher.item(item, immediate=True)
+
+        def on_progress(done: int) -> None:
+            meter.update(done)
+            item.bytes_done = done
+            item.rate = meter.rate
+            item.eta = meter.eta(done)
+            item.updated_at = time.time()
+            self.publisher.item(item)
+
+        try:
+            outcome = await run_transfer(
+                item_id=item.id,
+                seedbox=seedbox,
+                session=self.sessions[item.seedbox],
+                engine=self.engines[seedbox.engine],
+                remote_path=item.remote_path,
+                root=root,
+                final_path=Path(item.local_path),
+                on_phase=on_phase,
+                on_progress=on_progress,
+            )
+        except asyncio.CancelledError:
+            reason = self._stop_reason.pop(item.id, None)
+            if reason is None:
+                raise  # bridge shutdown: the item resumes on the next start
+            self._stopped(item, reason)
+        except TransferError as err:
+            self._failed(item, err)
+        except Exception as err:
+            _LOGGER.exception("transfer of %s crashed", item.id)
+            self._failed(item, TransferError(ErrorCode.TRANSFER, f"{type(err).__name__}: {err}"))
+        else:
+            self._done(item, outcome.size)
+        finally:
+            self._running.pop(item.id, None)
+            self._meters.pop(item.id, None)
+            self._wakeup.set()
+
+    def _done(self, item: Item, size: int) -> None:
+        now = time.time()
+        item.state = ItemState.DONE
+        item.bytes_done = size
+        item.size = size
+        item.rate = 0.0
+        item.eta = None
+        item.last_error = item.error_code = None
+        item.finished_at = item.updated_at = now
+        self.store.save(
+            item, "completed", {"bytes": size, "seconds": now - (item.started_at or now)}
+        )
+        self._label(item, Label.DONE)
+        self.store.incr("completed")
+        self.store.incr("bytes_transferred", size)
+        _LOGGER.info("completed %s %r (%d bytes)", item.id, item.name, size)
+        self.publisher.item(item, immediate=True)
+        self.publisher.event("completed", item)
+
+    def _failed(self, item: Item, err: TransferError) -> None:
+        now = time.time()
+        item.rate = 0.0
+        item.eta = None
+        item.last_error = err.message
+        item.error_code = err.code.value
+        item.updated_at = now
+        if err.permanent or item.attempts >= self.config.transfers.max_attempts:
+            item.state = ItemState.FAILED
+            item.finished_at = now
+            self.store.save(item, "failed", {"code": err.code.value, "message": err.message})
+            self._label(item, Label.FAILED)
+            self.store.incr("failed")
+            _LOGGER.error("failed %s %r: %s (%s)", item.id, item.name, err.message, err.code.value)
+            self.publisher.item(item, immediate=True)
+            self.publisher.event("failed", item)
+            return
+        delay = retry_delay(
+            item.attempts,
+            self.config.transfers.retry_initial,
+            self.config.transfers.retry_max,
+            self._rng,
+        )
+        item.state = ItemState.WAITING
+        item.next_attempt_at = now + delay
+        self.store.save(
+            item, "waiting", {"code": err.code.value, "message": err.message, "delay": delay}
+        )
+        _LOGGER.warning(
+            "attempt %d of %s failed (%s); retrying in %.1fs",
+            item.attempts,
+            item.id,
+            err.message,
+            delay,
+        )
+        self.publisher.item(item, immediate=True)
+        self.publisher.event("waiting", item)
+
+    def _stopped(self, item: Item, reason: str) -> None:
+        item.rate = 0.0
+        item.eta = None
+        item.updated_at = time.time()
+        if reason == "cancelled":
+            self._cancelled(item)
+            return
+        item.state = ItemState.QUEUED  # paused mid-transfer: resumes from staging later
+        item.attempts = max(0, item.attempts - 1)
+        self.store.save(item, "paused")
+        self.publisher.item(item, immediate=True)
+
+    def _cancelled(self, item: Item) -> None:
+        item.state = ItemState.CANCELLED
+        item.finished_at = item.updated_at = time.time()
+        discard_staging(self.config.routing.destinations[item.destination], item.id)
+        self.store.save(item, "cancelled")
+        self.publisher.item(item, immediate=True)
+        self.publisher.event("cancelled", item)
+
+    def _label(self, item: Item, label: Label) -> None:
+        if item.hash is None:
+            return
+        self.store.add_label(item.seedbox, item.hash, label, self.config.classic.enabled)
+        self.publisher.labels_pending()
+
+    # --- commands (commands.Controller) --------------------------------------------
+
+    def _on_command(self, payload: bytes) -> None:
+        try:
+            command = parse_command(payload)
+        except RejectedEvent as err:
+            self.publisher.result(command_result(None, error=(err.reason, err.detail)))
+            return
+        try:
+            result = commands.execute(self, command.op, command.args)
+        except commands.CommandError as err:
+            self.publisher.result(command_result(command.id, error=(err.code, err.message)))
+            return
+        self.publisher.result(command_result(command.id, result=result))
+
+    def _item(self, item_id: str) -> Item:
+        item = self.items.get(item_id)
+        if item is None:
+            raise commands.CommandError("not_found", f"no item {item_id}")
+        return item
+
+    def _interrupt(self, item_id: str, reason: str) -> bool:
+        task = self._running.get(item_id)
+        if task is None:
+            return False
+        self._stop_reason[item_id] = reason
+        task.cancel()
+        return True
+
+    def retry(self, item_id: str | None) -> list[str]:
+        if item_id is None:
+            targets = [i for i in self.items.values() if i.state is ItemState.FAILED]
+        else:
+            item = self._item(item_id)
+            if not can_retry(item):
+                raise commands.CommandError(
+                    "invalid_state", f"item {item_id} is {item.state.value}"
+                )
+            targets = [item]
+        for item in targets:
+            item.state = ItemState.QUEUED
+            item.attempts = 0
+            item.last_error = item.error_code = None
+            item.next_attempt_at = item.finished_at = None
+            item.updated_at = time.time()
+            self.store.save(item, "retry")
+            self.publisher.item(item, immediate=True)
+            self.publisher.event("queued", item, retry=True)
+        self._wakeup.set()
+        return [i.id for i in targets]
+
+    def cancel(self, item_id: str) -> str:
+        item = self._item(item_id)
+        if not can_cancel(item):
+            raise commands.CommandError("invalid_state", f"item {item_id} is {item.state.value}")
+        if not self._interrupt(item_id, "cancelled"):
+            self._cancelled(item)
+        return item_id
+
+    def pause(self, item_id: str | None) -> list[str]:
+        if item_id is None:
+            self.paused = True
+            self.store.set_setting("paused", True)
+            stopped = [i for i in list(self._running) if self._interrupt(i, "paused")]
+            self.publisher.state_changed()
+            return stopped
+        item = self._item(item_id)
+        if item.state in FINISHED_STATES:
+            raise commands.CommandError("invalid_state", f"item {item_id} is {item.state.value}")
+        item.paused = True
+        if not self._interrupt(item_id, "paused"):
+            item.updated_at = time.time()
+            self.store.save(item, "paused")
+            self.publisher.item(item, immediate=True)
+        return [item_id]
+
+    def resume(self, item_id: str | None) -> list[str]:
+        if item_id is None:
+            self.paused = False
+            self.store.set_setting("paused", False)
+            self.publisher.state_changed()
+            self._wakeup.set()
+            return []
+        item = self._item(item_id)
+        item.paused = False
+        item.updated_at = time.time()
+        self.store.save(item, "resumed")
+        self.publisher.item(item, immediate=True)
+        self._wakeup.set()
+        return [item_id]
+
+    def set_priority(self, item_id: str, priority: int) -> str:
+        item = self._item(item_id)
+        item.priority = priority
+        item.updated_at = time.time()
+        self.store.save(item, "priority", {"priority": priority})
+        self.publisher.item(item, immediate=True)
+        self._wakeup.set()
+        return item_id
+
+    def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]:
+        wanted = set(states) if states else None
+        return [
+            item_payload(i)
+            for i in sorted(self.items.values(), key=lambda i: (-i.priority, i.received_at))
+            if wanted is None or i.state in wanted
+        ]
+
+    # --- state ---------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        counts = Counter(i.state.value for i in self.items.values())
+        per_seedbox: dict[str, dict[str, Any]] = {
+            sb.id: {
+                "name": sb.name,
+                "queued": 0,
+                "active": 0,
+                "waiting": 0,
+                "failed": 0,
+                "rate": 0.0,
+            }
+            for sb in self.config.seedboxes.values()
+        }
+        last_completed: Item | None = None
+        for item in self.items.values():
+            node = per_seedbox.get(item.seedbox)
+            if node is not None:
+                if item.state in ACTIVE_STATES:
+                    node["active"] += 1
+                    node["rate"] += item.rate
+                elif item.state.value in ("queued", "waiting", "failed"):
+                    node[item.state.value] += 1
+            if item.state is ItemState.DONE and (
+                last_completed is None
+                or (item.finished_at or 0) > (last_completed.finished_at or 0)
+            ):
+                last_completed = item
+        counters = self.store.counters()
+        return {
+            "v": 1,
+            "bridge_id": self.config.bridge_id,
+            "paused": self.paused,
+            "counts": {state.value: counts.get(state.value, 0) for state in ItemState},
+            "active": sum(counts.get(s.value, 0) for s in ACTIVE_STATES),
+            "rate": round(sum(n["rate"] for n in per_seedbox.values()), 1),
+            "totals": {
+                "received": counters.get("received", 0),
+                "completed": counters.get("completed", 0),
+                "failed": counters.get("failed", 0),
+                "rejected": counters.get("rejected", 0),
+                "duplicates": counters.get("duplicates", 0),
+                "bytes_transferred": counters.get("bytes_transferred", 0),
+            },
+            "limits": {
+                "max_concurrent": self.limits.global_max,
+                "per_seedbox": dict(self.limits.per_seedbox),
+            },
+            "seedboxes": {k: {**v, "rate": round(v["rate"], 1)} for k, v in per_seedbox.items()},
+            "last_completed": None
+            if last_completed is None
+            else {
+                "id": last_completed.id,
+                "name": last_completed.name,
+                "at": last_completed.finished_at,
+            },
+            "updated_at": time.time(),
+        }
+
+    # --- housekeeping --------------------------------------------------------------
+
+    def _prune(self) -> None:
+        for item_id in self.store.prune(self.config.history_retention):
+            self.items.pop(item_id, None)
+            self.publisher.item_removed(item_id)
+
+    async def _pruner(self) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL)
+            self._prune()

@@ -1,0 +1,149 @@
+"""`q4d-bridge run | check-config | status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+
+DEFAULT_CONFIG = "/etc/q4d/bridge.yaml"
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load_config(Path(path))
+    except ConfigError as err:
+        print(f"q4d-bridge: invalid configuration in {path}:", file=sys.stderr)
+        for line in err.errors:
+            print(f"  - {line}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    print(
+        f"{args.config}: OK (bridge {config.bridge_id!r}, {len(config.seedboxes)} seedbox(es), "
+        f"{len(config.routing.destinations)} destination(s), {len(config.routing.rules)} rule(s))"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    from .bridge import Bridge  # noqa: PLC0415 - keeps check-config free of network imports
+
+    async def main() -> None:
+        bridge = Bridge(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, bridge.stop)
+        await bridge.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _bar(progress: float, width: int) -> str:
+    filled = round(width * progress / 100)
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from .store import Store  # noqa: PLC0415
+
+    db_path = config.data_dir / "q4d.sqlite3"
+    if not db_path.exists():
+        print(f"no queue yet ({db_path} does not exist)")
+        return 0
+    try:
+        db = Store.open_readonly(db_path)
+        rows = db.execute(
+            "SELECT id, seedbox, name, state, size, bytes_done, paused, attempts, last_error, "
+            "error_code FROM items ORDER BY received_at DESC LIMIT ?",
+            (args.limit,),
+        ).fetchall()
+        paused = db.execute("SELECT value FROM settings WHERE key = 'paused'").fetchone()
+    except sqlite3.Error as err:
+        print(f"cannot read {db_path}: {err}", file=sys.stderr)
+        return 1
+    tty = sys.stdout.isatty()
+    width = shutil.get_terminal_size((100, 20)).columns
+    queue_state = "PAUSED" if paused and paused[0] == "true" else "running"
+    print(f"q4d bridge {config.bridge_id} — queue {queue_state}")
+    for row in rows:
+        size = row["size"] or 0
+        progress = (
+            100.0 if row["state"] == "done" else (100 * row["bytes_done"] / size if size else 0.0)
+        )
+        flag = " (paused)" if row["paused"] else ""
+        line = f"{row['id']}  {row['state']:<12}{flag} {row['seedbox']:<10} {_human(size):>10}  "
+        if tty:
+            line += _bar(progress, 20) + f" {progress:5.1f}%  "
+        else:
+            line += f"{progress:5.1f}%  "
+        name_room = max(10, width - len(line) - 1) if tty else None
+        name = row["name"] if name_room is None else row["name"][:name_room]
+        print(line + name)
+        if row["last_error"] and row["state"] in ("failed", "waiting"):
+            print(f"{'':18}{row['error_code']}: {row['last_error']}")
+    if not rows:
+        print("(queue is empty)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="q4d-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    default = os.environ.get("Q4D_CONFIG", DEFAULT_CONFIG)
+    for name, helptext in (
+        ("run", "run the bridge"),
+        ("check-config", "validate the configuration file and exit 0/1"),
+        ("status", "show the queue"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", "-c", default=default, help=f"config file (default {default})")
+        if name == "status":
+            p.add_argument("--limit", type=int, default=50)
+    args = parser.parse_args(argv)
+    handler = {"run": cmd_run, "check-config": cmd_check_config, "status": cmd_status}[args.command]
+    started = time.monotonic()
+    code = handler(args)
+    logging.getLogger(__name__).debug(
+        "%s finished in %.2fs", args.command, time.monotonic() - started
+    )
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

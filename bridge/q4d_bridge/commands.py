@@ -1,0 +1,66 @@
+"""Commands from Home Assistant (or any MQTT client): validate arguments, then call the
+queue controller. Unknown ops and bad arguments answer `ok: false` with a code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import voluptuous as vol
+
+from .models import ItemState
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Controller(Protocol):
+    def retry(self, item_id: str | None) -> list[str]: ...
+    def cancel(self, item_id: str) -> str: ...
+    def pause(self, item_id: str | None) -> list[str]: ...
+    def resume(self, item_id: str | None) -> list[str]: ...
+    def set_priority(self, item_id: str, priority: int) -> str: ...
+    def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]: ...
+
+
+ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}$", msg="item_id must be a 16-character item id"))
+STATE = vol.All(str, vol.In([s.value for s in ItemState]), vol.Coerce(ItemState))
+
+SCHEMAS: dict[str, vol.Schema] = {
+    "retry": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
+    "cancel": vol.Schema({vol.Required("item_id"): ITEM_ID}),
+    "pause": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
+    "resume": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
+    "set_priority": vol.Schema(
+        {
+            vol.Required("item_id"): ITEM_ID,
+            vol.Required("priority"): vol.All(int, vol.Range(min=-100, max=100)),
+        }
+    ),
+    "get_queue": vol.Schema({vol.Optional("states"): [STATE]}),
+}
+
+
+def execute(controller: Controller, op: str, args: dict[str, Any]) -> Any:
+    schema = SCHEMAS.get(op)
+    if schema is None:
+        raise CommandError("unknown_op", f"unknown op {op!r}; known: {', '.join(sorted(SCHEMAS))}")
+    try:
+        valid = schema(args)
+    except vol.Invalid as err:
+        raise CommandError("invalid_args", f"{op}: {err}") from err
+    handlers: dict[str, Callable[[], Any]] = {
+        "retry": lambda: {"items": controller.retry(valid.get("item_id"))},
+        "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
+        "pause": lambda: {"items": controller.pause(valid.get("item_id"))},
+        "resume": lambda: {"items": controller.resume(valid.get("item_id"))},
+        "set_priority": lambda: {
+            "item": controller.set_priority(valid["item_id"], valid["priority"])
+        },
+        "get_queue": lambda: {"items": controller.get_queue(valid.get("states"))},
+    }
+    return handlers[op]()

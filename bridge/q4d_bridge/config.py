@@ -1,0 +1,469 @@
+"""Bridge configuration: one YAML file, validated with voluptuous, `Q4D_*` overrides.
+
+Errors name the key path (`seedboxes[0].port`) and the reason, so `check-config` and a
+failing `run` print the same actionable message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+import yaml
+
+from .rules import (
+    RULE_FIELDS,
+    SIZE_OPS,
+    STRING_OPS,
+    Condition,
+    Routing,
+    Rule,
+    TypeRule,
+    TypesConfigError,
+    load_types_config,
+)
+
+ENV_PREFIX = "Q4D_"
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+TOPIC_PREFIX_PATTERN = r"^[^#+\x00]+$"
+ENGINES = ("lftp",)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` holds one `path: reason` line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+# --- validators ------------------------------------------------------------------------
+
+
+def _identifier(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(ID_PATTERN, value):
+        raise vol.Invalid("must be lowercase letters, digits, '-' or '_' (max 63), e.g. 'seedbox1'")
+    return value
+
+
+def _absolute_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise vol.Invalid(f"must be an absolute path, got {value!r}")
+    return value
+
+
+def _existing_file(value: Any) -> str:
+    path = _absolute_path(value)
+    if not Path(path).is_file():
+        raise vol.Invalid(f"file not found: {path}")
+    return path
+
+
+def _duration(value: Any) -> float:
+    """Seconds as a number, or a string like `90s`, `15m`, `6h`, `7d`."""
+    if isinstance(value, bool):
+        raise vol.Invalid("expected a duration like 30s, 15m, 6h or 7d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise vol.Invalid("duration must not be negative")
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+    if not match:
+        raise vol.Invalid(f"expected a duration like 30s, 15m, 6h or 7d, got {value!r}")
+    factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    return float(match.group(1)) * factor
+
+
+def _regex(value: Any) -> str:
+    try:
+        re.compile(str(value))
+    except re.error as err:
+        raise vol.Invalid(f"invalid regular expression: {err}") from err
+    return str(value)
+
+
+def _condition(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise vol.Invalid("a condition is a mapping like {field: category, is: tv}")
+    field_ = value.get("field")
+    if field_ not in RULE_FIELDS:
+        raise vol.Invalid(f"field must be one of {', '.join(RULE_FIELDS)}, got {field_!r}")
+    ops = [k for k in value if k != "field"]
+    allowed = SIZE_OPS if field_ == "size" else STRING_OPS
+    if len(ops) != 1 or ops[0] not in allowed:
+        raise vol.Invalid(f"a {field_} condition needs exactly one of {', '.join(allowed)}")
+    op = ops[0]
+    if field_ == "size":
+        return {"field": field_, "op": op, "value": vol.Coerce(int)(value[op])}
+    operand = str(value[op])
+    if op == "regex":
+        _regex(operand)
+    return {"field": field_, "op": op, "value": operand}
+
+
+TLS_SCHEMA = vol.Schema(
+    {
+        vol.Optional("ca_certs"): _existing_file,
+        vol.Optional("certfile"): _existing_file,
+        vol.Optional("keyfile"): _existing_file,
+        vol.Optional("insecure", default=False): bool,
+    }
+)
+
+BROKER_SCHEMA = vol.Schema(
+    {
+        vol.Optional("host", default="localhost"): str,
+        vol.Optional("port", default=1883): vol.All(int, vol.Range(min=1, max=65535)),
+        vol.Optional("username"): str,
+        vol.Optional("password"): str,
+        vol.Optional("tls", default=False): vol.Any(bool, TLS_SCHEMA),
+        vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=64)),
+        vol.Optional("topic_prefix", default="q4d"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
+        vol.Optional("keepalive", default=30): vol.All(int, vol.Range(min=5, max=3600)),
+        vol.Optional("session_expiry", default="7d"): _duration,
+    }
+)
+
+SEEDBOX_SCHEMA = vol.Schema(
+    {
+        vol.Required("id"): _identifier,
+        vol.Optional("name"): str,
+        vol.Required("host"): vol.All(str, vol.Length(min=1)),
+        vol.Optional("port", default=22): vol.All(int, vol.Range(min=1, max=65535)),
+        vol.Required("user"): vol.All(str, vol.Match(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")),
+        vol.Required("key"): _existing_file,
+        vol.Required("known_hosts"): _existing_file,
+        vol.Optional("remote_roots", default=list): [_absolute_path],
+        vol.Optional("max_concurrent", default=2): vol.All(int, vol.Range(min=1, max=64)),
+        vol.Optional("engine", default="lftp"): vol.In(ENGINES),
+    }
+)
+
+RULE_SCHEMA = vol.Schema(
+    {
+        vol.Required("destination"): str,
+        vol.Optional("match", default=list): [_condition],
+        vol.Optional("subdir"): vol.All(str, vol.Length(min=1)),
+    }
+)
+
+LFTP_SCHEMA = vol.Schema(
+    {
+        vol.Optional("segments", default=4): vol.All(int, vol.Range(min=1, max=64)),
+        vol.Optional("parallel_files", default=4): vol.All(int, vol.Range(min=1, max=64)),
+        vol.Optional("max_packets_in_flight", default=64): vol.All(int, vol.Range(min=1, max=1024)),
+        vol.Optional("binary", default="lftp"): str,
+    }
+)
+
+TRANSFERS_SCHEMA = vol.Schema(
+    {
+        vol.Optional("max_concurrent", default=2): vol.All(int, vol.Range(min=1, max=256)),
+        vol.Optional("max_attempts", default=5): vol.All(int, vol.Range(min=1, max=100)),
+        vol.Optional("retry_initial", default="1s"): _duration,
+        vol.Optional("retry_max", default="15m"): _duration,
+        vol.Optional("lftp", default=dict): LFTP_SCHEMA,
+    }
+)
+
+CLASSIC_SCHEMA = vol.Schema(
+    {
+        vol.Optional("enabled", default=False): bool,
+        vol.Optional("down_topic", default="Down"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
+        vol.Optional("label_topic", default="Label"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
+        vol.Optional("seedbox"): _identifier,
+    }
+)
+
+CONFIG_SCHEMA = vol.Schema(
+    {
+        vol.Required("bridge"): vol.Schema(
+            {vol.Required("id"): _identifier, vol.Optional("name"): str}
+        ),
+        vol.Required("data_dir"): _absolute_path,
+        vol.Optional("broker", default=dict): BROKER_SCHEMA,
+        vol.Required("seedboxes"): vol.All([SEEDBOX_SCHEMA], vol.Length(min=1)),
+        vol.Required("destinations"): vol.All(
+            vol.Schema({_identifier: _absolute_path}), vol.Length(min=1)
+        ),
+        vol.Optional("default_destination"): _identifier,
+        vol.Optional("rules", default=list): [RULE_SCHEMA],
+        vol.Optional("types_config"): _existing_file,
+        vol.Optional("default_type"): str,
+        vol.Optional("type_codes", default=dict): vol.Schema({str: _identifier}),
+        vol.Optional("transfers", default=dict): TRANSFERS_SCHEMA,
+        vol.Optional("classic", default=dict): CLASSIC_SCHEMA,
+        vol.Optional("history_retention", default="7d"): _duration,
+        vol.Optional("log_level", default="INFO"): vol.All(
+            vol.Upper, vol.In(["DEBUG", "INFO", "WARNING", "ERROR"])
+        ),
+    }
+)
+
+
+# --- typed result ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    ca_certs: str | None
+    certfile: str | None
+    keyfile: str | None
+    insecure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: TlsConfig | None
+    client_id: str
+    topic_prefix: str
+    keepalive: int
+    session_expiry: float
+
+    def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
+        return (
+            f"BrokerConfig(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"password={'***' if self.password else None}, tls={self.tls is not None}, "
+            f"client_id={self.client_id!r}, topic_prefix={self.topic_prefix!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SeedboxConfig:
+    id: str
+    name: str
+    host: str
+    port: int
+    user: str
+    key: str
+    known_hosts: str
+    remote_roots: tuple[str, ...]
+    max_concurrent: int
+    engine: str
+
+
+@dataclass(frozen=True, slots=True)
+class LftpConfig:
+    segments: int
+    parallel_files: int
+    max_packets_in_flight: int
+    binary: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransfersConfig:
+    max_concurrent: int
+    max_attempts: int
+    retry_initial: float
+    retry_max: float
+    lftp: LftpConfig
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicConfig:
+    enabled: bool
+    down_topic: str
+    label_topic: str
+    seedbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    bridge_id: str
+    bridge_name: str
+    data_dir: Path
+    broker: BrokerConfig
+    seedboxes: Mapping[str, SeedboxConfig]
+    routing: Routing
+    transfers: TransfersConfig
+    classic: ClassicConfig
+    history_retention: float
+    log_level: str
+
+
+# --- loading -----------------------------------------------------------------------------
+
+
+def _format_path(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """`Q4D_BROKER__HOST=x` sets broker.host; values are read as YAML scalars."""
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "Q4D_CONFIG":
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError([f"{key}: cannot override {'.'.join(path)}, it is not a mapping"])
+            node = child
+        node[path[-1]] = yaml.safe_load(value) if value else value
+
+
+def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
+    """`password_file: /run/secrets/x` fills `password` from the file (container secrets)."""
+    broker = raw.get("broker")
+    if not isinstance(broker, dict) or "password_file" not in broker:
+        return
+    path = broker.pop("password_file")
+    try:
+        broker["password"] = Path(str(path)).read_text(encoding="utf-8").strip()
+    except OSError as err:
+        errors.append(f"broker.password_file: cannot read {path}: {err.strerror}")
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{path}: not valid YAML: {err}"]) from err
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of keys"])
+    return parse_config(raw, environ)
+
+
+def parse_config(raw: dict[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    errors: list[str] = []
+    _apply_env(raw, environ or {})
+    _read_secret_files(raw, errors)
+    if errors:
+        raise ConfigError(errors)
+    try:
+        data = CONFIG_SCHEMA(raw)
+    except vol.MultipleInvalid as err:
+        raise ConfigError(sorted({f"{_format_path(e.path)}: {e.msg}" for e in err.errors})) from err
+    return _build(data)
+
+
+def _build(data: dict[str, Any]) -> Config:
+    errors: list[str] = []
+    destinations = {name: Path(p) for name, p in data["destinations"].items()}
+    default_destination = data.get("default_destination") or (
+        "default" if "default" in destinations else next(iter(destinations))
+    )
+    if default_destination not in destinations:
+        errors.append(f"default_destination: {default_destination!r} is not in destinations")
+    for i, rule in enumerate(data["rules"]):
+        if rule["destination"] not in destinations:
+            errors.append(f"rules[{i}].destination: {rule['destination']!r} is not in destinations")
+    for code, dest in data["type_codes"].items():
+        if dest not in destinations:
+            errors.append(f"type_codes.{code}: {dest!r} is not in destinations")
+
+    seedboxes: dict[str, SeedboxConfig] = {}
+    for i, sb in enumerate(data["seedboxes"]):
+        if sb["id"] in seedboxes:
+            errors.append(f"seedboxes[{i}].id: duplicate seedbox id {sb['id']!r}")
+        seedboxes[sb["id"]] = SeedboxConfig(
+            id=sb["id"],
+            name=sb.get("name", sb["id"]),
+            host=sb["host"],
+            port=sb["port"],
+            user=sb["user"],
+            key=sb["key"],
+            known_hosts=sb["known_hosts"],
+            remote_roots=tuple(sb["remote_roots"]),
+            max_concurrent=sb["max_concurrent"],
+            engine=sb["engine"],
+        )
+
+    types_rules: tuple[TypeRule, ...] = ()
+    if "types_config" in data:
+        try:
+            types_rules = load_types_config(Path(data["types_config"]))
+        except (OSError, TypesConfigError) as err:
+            errors.append(f"types_config: {err}")
+
+    classic_raw = data["classic"]
+    classic_seedbox = classic_raw.get("seedbox") or data["seedboxes"][0]["id"]
+    if classic_raw["enabled"] and classic_seedbox not in seedboxes:
+        errors.append(f"classic.seedbox: {classic_seedbox!r} is not a configured seedbox")
+    if errors:
+        raise ConfigError(errors)
+
+    broker = data["broker"]
+    tls_raw = broker["tls"]
+    tls: TlsConfig | None = None
+    if tls_raw is True or isinstance(tls_raw, dict):
+        tls_map: dict[str, Any] = tls_raw if isinstance(tls_raw, dict) else {}
+        tls = TlsConfig(
+            ca_certs=tls_map.get("ca_certs"),
+            certfile=tls_map.get("certfile"),
+            keyfile=tls_map.get("keyfile"),
+            insecure=tls_map.get("insecure", False),
+        )
+    transfers = data["transfers"]
+    return Config(
+        bridge_id=data["bridge"]["id"],
+        bridge_name=data["bridge"].get("name", data["bridge"]["id"]),
+        data_dir=Path(data["data_dir"]),
+        broker=BrokerConfig(
+            host=broker["host"],
+            port=broker["port"],
+            username=broker.get("username"),
+            password=broker.get("password"),
+            tls=tls,
+            client_id=broker.get("client_id") or f"q4d-bridge-{data['bridge']['id']}",
+            topic_prefix=broker["topic_prefix"].strip("/"),
+            keepalive=broker["keepalive"],
+            session_expiry=broker["session_expiry"],
+        ),
+        seedboxes=seedboxes,
+        routing=Routing(
+            rules=tuple(
+                Rule(
+                    destination=r["destination"],
+                    conditions=tuple(Condition(**c) for c in r["match"]),
+                    subdir=r.get("subdir"),
+                )
+                for r in data["rules"]
+            ),
+            destinations=destinations,
+            type_codes=dict(data["type_codes"]),
+            default_destination=default_destination,
+            types_rules=types_rules,
+            default_type=data.get("default_type", "V" if types_rules else None),
+        ),
+        transfers=TransfersConfig(
+            max_concurrent=transfers["max_concurrent"],
+            max_attempts=transfers["max_attempts"],
+            retry_initial=transfers["retry_initial"],
+            retry_max=transfers["retry_max"],
+            lftp=LftpConfig(**transfers["lftp"]),
+        ),
+        classic=ClassicConfig(
+            enabled=classic_raw["enabled"],
+            down_topic=classic_raw["down_topic"],
+            label_topic=classic_raw["label_topic"],
+            seedbox=classic_seedbox,
+        ),
+        history_retention=data["history_retention"],
+        log_level=data["log_level"],
+    )

@@ -1,0 +1,187 @@
+"""LFTP engine: segmented SFTP download (`pget -n` / `mirror --use-pget-n`), resumable.
+
+lftp runs from an argv list with its script in a 0600 file (`lftp -f`), so neither the
+torrent name nor anything else reaches a shell or the process list. Inside the script,
+every operand goes through `lftp_quote`, the quoting of lftp's own command language.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import shlex
+import signal
+import tempfile
+from pathlib import Path
+
+from ..config import LftpConfig, SeedboxConfig
+from .base import (
+    ErrorCode,
+    ProgressCallback,
+    TransferError,
+    TransferRequest,
+    allocated_bytes,
+)
+
+_LOGGER = logging.getLogger(__name__)
+PROGRESS_INTERVAL = 0.5
+STDERR_LIMIT = 64 * 1024
+_LFTP_SPECIAL = re.compile(r'(["\\])')
+
+# Most specific first: lftp and ssh wrap each other's messages.
+_STDERR_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
+    (
+        re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION", re.I),
+        ErrorCode.HOST_KEY_MISMATCH,
+    ),
+    (
+        re.compile(r"permission denied \(publickey|login incorrect|authentication failed", re.I),
+        ErrorCode.AUTH_FAILED,
+    ),
+    (re.compile(r"no space left on device|disk quota exceeded", re.I), ErrorCode.NO_SPACE),
+    (re.compile(r"no such file or directory", re.I), ErrorCode.REMOTE_MISSING),
+    (re.compile(r"permission denied|access denied", re.I), ErrorCode.PERMISSION_DENIED),
+    (
+        re.compile(
+            r"max-retries exceeded|connection refused|not connected|timed out|"
+            r"could not resolve|network is unreachable|peer closed",
+            re.I,
+        ),
+        ErrorCode.CONNECTION,
+    ),
+)
+
+
+def lftp_quote(value: str) -> str:
+    """Quote one operand for lftp's command language: a single literal argument.
+
+    Callers refuse control characters beforehand (rules.check_remote_path), so a
+    newline can never end the command early.
+    """
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError("control characters cannot be quoted for lftp")
+    return '"' + _LFTP_SPECIAL.sub(r"\\\1", value) + '"'
+
+
+def connect_program(seedbox: SeedboxConfig) -> str:
+    """The ssh command lftp runs for SFTP; host keys are checked, never auto-accepted."""
+    argv = [
+        "ssh", "-F", "/dev/null", "-a", "-x",
+        "-i", seedbox.key,
+        "-o", "IdentitiesOnly=yes",
+        "-o", f"UserKnownHostsFile={seedbox.known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "BatchMode=yes",
+        "-o", "ServerAliveInterval=15",
+        "-o", "ServerAliveCountMax=4",
+        "-o", "ConnectTimeout=20",
+    ]  # fmt: skip
+    return shlex.join(argv)
+
+
+def build_script(config: LftpConfig, request: TransferRequest) -> str:
+    sb = request.seedbox
+    lines = [
+        "set cmd:fail-exit yes",
+        "set cmd:interactive no",
+        "set net:max-retries 2",
+        "set net:reconnect-interval-base 2",
+        "set net:reconnect-interval-max 10",
+        "set net:timeout 60",
+        # Sparse files let progress be read from allocated blocks.
+        "set file:use-fallocate no",
+        "set xfer:clobber yes",
+        f"set sftp:max-packets-in-flight {config.max_packets_in_flight}",
+        f"set sftp:connect-program {lftp_quote(connect_program(sb))}",
+        f"open -u {lftp_quote(sb.user + ',')} -p {sb.port} {lftp_quote('sftp://' + sb.host)}",
+    ]
+    remote, local = lftp_quote(request.remote_path), lftp_quote(str(request.target))
+    if request.remote.is_dir:
+        lines.append(
+            f"mirror -c --parallel={config.parallel_files} "
+            f"--use-pget-n={config.segments} {remote} {local}"
+        )
+    else:
+        lines.append(f"pget -c -n {config.segments} {remote} -o {local}")
+    return "\n".join(lines) + "\n"
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the bridge is killed, lftp goes too, so a
+    restarted bridge never has two writers on one staging file."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def classify_stderr(stderr: str) -> ErrorCode:
+    for pattern, code in _STDERR_CODES:
+        if pattern.search(stderr):
+            return code
+    return ErrorCode.TRANSFER
+
+
+class LftpEngine:
+    name = "lftp"
+
+    def __init__(self, config: LftpConfig, scratch_dir: Path) -> None:
+        self.config = config
+        self.scratch_dir = scratch_dir
+
+    async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
+        request.target.parent.mkdir(parents=True, exist_ok=True)
+        self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        fd, script_name = tempfile.mkstemp(prefix="lftp-", suffix=".lftp", dir=self.scratch_dir)
+        script = Path(script_name)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(build_script(self.config, request))
+            await self._run(script, request, on_progress)
+        finally:
+            script.unlink(missing_ok=True)
+
+    async def _run(
+        self, script: Path, request: TransferRequest, on_progress: ProgressCallback
+    ) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            self.config.binary,
+            "--norc",
+            "-f",
+            str(script),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            # Own session: Ctrl-C in the bridge's terminal must not kill lftp mid-write;
+            # the bridge cancels it itself, and the death signal covers kill -9.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        assert proc.stderr is not None
+        stderr_task = asyncio.create_task(proc.stderr.read(STDERR_LIMIT))
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(proc.wait(), PROGRESS_INTERVAL)
+                    break
+                except TimeoutError:
+                    on_progress(allocated_bytes(request.target))
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            stderr_task.cancel()
+            raise
+        stderr = (await stderr_task).decode("utf-8", "replace")
+        on_progress(allocated_bytes(request.target))
+        if proc.returncode != 0:
+            code = classify_stderr(stderr)
+            detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+            _LOGGER.warning(
+                "lftp failed for item %s (exit %s, %s): %s",
+                request.item_id, proc.returncode, code.value, detail,
+            )  # fmt: skip
+            raise TransferError(code, f"lftp exit {proc.returncode}: {detail}"[:500])

@@ -1,0 +1,51 @@
+"""Intake: turn a raw MQTT message into an accepted event with its destination, or a
+rejection with a stable reason. Pure: the bridge stores the outcome before acting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .config import ClassicConfig, SeedboxConfig
+from .models import CompletionEvent
+from .protocol import RejectedEvent, Topics, parse_classic_down, parse_completed
+from .rules import Resolution, Routing, UnsafePathError, check_remote_path, resolve
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: CompletionEvent
+    resolution: Resolution
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: str
+    detail: str
+
+
+def decode(
+    topic: str,
+    payload: bytes,
+    *,
+    topics: Topics,
+    classic: ClassicConfig,
+    seedboxes: Mapping[str, SeedboxConfig],
+    routing: Routing,
+) -> Accepted | Rejected:
+    try:
+        if classic.enabled and topic == classic.down_topic:
+            event = parse_classic_down(payload, classic.seedbox)
+        else:
+            seedbox = topics.seedbox_of(topic)
+            if seedbox is None:
+                return Rejected("unknown_topic", f"not a completion topic: {topic!r}")
+            if seedbox not in seedboxes:
+                return Rejected("unknown_seedbox", f"seedbox {seedbox!r} is not configured")
+            event = parse_completed(payload, seedbox)
+        check_remote_path(event.path, seedboxes[event.seedbox].remote_roots)
+        return Accepted(event, resolve(event, routing))
+    except RejectedEvent as err:
+        return Rejected(err.reason, err.detail)
+    except UnsafePathError as err:
+        return Rejected("unsafe_path", str(err))

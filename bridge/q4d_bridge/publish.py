@@ -1,0 +1,210 @@
+"""Everything the bridge says on MQTT: status, state snapshot, items, events, labels.
+
+Retained topics (state, items) are throttled to at most one write per second each and
+fully re-published on every (re)connect, so nothing is lost while the broker is away.
+Labels go through the store's outbox and leave it only once the broker acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from . import __version__
+from .models import Item
+from .protocol import (
+    PROTOCOL_VERSION,
+    Topics,
+    classic_label_payload,
+    dumps,
+    item_payload,
+    label_payload,
+)
+from .store import Store
+
+_LOGGER = logging.getLogger(__name__)
+THROTTLE = 1.0
+MAX_IN_FLIGHT = 200
+
+
+class Publisher:
+    def __init__(
+        self,
+        *,
+        topics: Topics,
+        store: Store,
+        bridge_name: str,
+        seedbox_ids: list[str],
+        classic_label_topic: str | None,
+        snapshot: Callable[[], dict[str, Any]],
+        items: Callable[[], list[Item]],
+    ) -> None:
+        self.topics = topics
+        self.store = store
+        self.bridge_name = bridge_name
+        self.seedbox_ids = seedbox_ids
+        self.classic_label_topic = classic_label_topic
+        self._snapshot = snapshot
+        self._items = items
+        self._client: aiomqtt.Client | None = None
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dirty_items: dict[str, Item] = {}
+        self._item_sent: dict[str, float] = {}
+        self._state_dirty = False
+        self._state_sent = 0.0
+        self._labels_wakeup = asyncio.Event()
+        self._flush_wakeup = asyncio.Event()
+
+    # --- connection lifecycle ------------------------------------------------------
+
+    def status_payload(self, state: str) -> bytes:
+        return dumps(
+            {
+                "v": PROTOCOL_VERSION,
+                "state": state,
+                "version": __version__,
+                "name": self.bridge_name,
+                "bridge_id": self.topics.bridge_id,
+                "prefix": self.topics.prefix,
+                "seedboxes": self.seedbox_ids,
+            }
+        )
+
+    async def attach(self, client: aiomqtt.Client) -> None:
+        """Called on every (re)connect: announce, then re-publish all retained state."""
+        self._client = client
+        await client.publish(self.topics.status, self.status_payload("online"), qos=1, retain=True)
+        for item in self._items():
+            self._send(self.topics.item(item.id), dumps(item_payload(item)), retain=True)
+            self._item_sent[item.id] = time.monotonic()
+        self._dirty_items.clear()
+        self._send(self.topics.state, dumps(self._snapshot()), retain=True)
+        self._state_sent = time.monotonic()
+        self._state_dirty = False
+        self._labels_wakeup.set()
+
+    async def detach(self, *, graceful: bool) -> None:
+        client, self._client = self._client, None
+        if client is not None and graceful:
+            await self.drain()
+            await client.publish(
+                self.topics.status, self.status_payload("offline"), qos=1, retain=True
+            )
+
+    async def drain(self, grace: float = 5.0) -> None:
+        """Wait for publishes in flight (clean shutdown, tests)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace)
+
+    # --- low level -----------------------------------------------------------------
+
+    def _send(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        client = self._client
+        if client is None:
+            return
+        task = asyncio.create_task(self._publish(client, topic, payload, retain))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(
+        self, client: aiomqtt.Client, topic: str, payload: bytes, retain: bool
+    ) -> None:
+        async with self._slots:
+            try:
+                await client.publish(topic, payload, qos=1, retain=retain)
+            except aiomqtt.MqttError as err:
+                # Retained topics are re-sent on reconnect; events are best effort.
+                _LOGGER.debug("publish to %s failed: %s", topic, err)
+
+    # --- items, events, state ------------------------------------------------------
+
+    def item(self, item: Item, *, immediate: bool = False) -> None:
+        """Publish an item's retained topic; progress-only updates are throttled."""
+        now = time.monotonic()
+        if immediate or now - self._item_sent.get(item.id, 0.0) >= THROTTLE:
+            self._dirty_items.pop(item.id, None)
+            self._item_sent[item.id] = now
+            self._send(self.topics.item(item.id), dumps(item_payload(item)), retain=True)
+        else:
+            self._dirty_items[item.id] = item
+            self._flush_wakeup.set()
+        self.state_changed()
+
+    def item_removed(self, item_id: str) -> None:
+        self._dirty_items.pop(item_id, None)
+        self._item_sent.pop(item_id, None)
+        self._send(self.topics.item(item_id), b"", retain=True)
+        self.state_changed()
+
+    def event(self, kind: str, item: Item | None = None, **extra: Any) -> None:
+        payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "event": kind, "at": time.time()}
+        if item is not None:
+            payload["item"] = item_payload(item)
+        payload.update(extra)
+        self._send(self.topics.event, dumps(payload))
+
+    def state_changed(self) -> None:
+        now = time.monotonic()
+        if now - self._state_sent >= THROTTLE:
+            self._state_sent = now
+            self._state_dirty = False
+            self._send(self.topics.state, dumps(self._snapshot()), retain=True)
+        else:
+            self._state_dirty = True
+            self._flush_wakeup.set()
+
+    def result(self, payload: bytes) -> None:
+        self._send(self.topics.command_result, payload)
+
+    async def run_flusher(self) -> None:
+        """Send throttled item and state updates once their second has passed."""
+        while True:
+            await self._flush_wakeup.wait()
+            self._flush_wakeup.clear()
+            await asyncio.sleep(THROTTLE / 4)
+            now = time.monotonic()
+            for item_id, item in list(self._dirty_items.items()):
+                if now - self._item_sent.get(item_id, 0.0) >= THROTTLE:
+                    self.item(item, immediate=True)
+            if self._state_dirty and now - self._state_sent >= THROTTLE:
+                self.state_changed()
+            if self._dirty_items or self._state_dirty:
+                self._flush_wakeup.set()
+
+    # --- labels --------------------------------------------------------------------
+
+    def labels_pending(self) -> None:
+        self._labels_wakeup.set()
+
+    async def run_label_sender(self) -> None:
+        """Deliver the store's label outbox in order; rows leave only after the PUBACK."""
+        while True:
+            await self._labels_wakeup.wait()
+            self._labels_wakeup.clear()
+            while (client := self._client) is not None:
+                pending = self.store.pending_labels()
+                if not pending:
+                    break
+                try:
+                    for label in pending:
+                        await client.publish(
+                            self.topics.label(label.seedbox),
+                            label_payload(label.hash, label.label),
+                            qos=1,
+                        )
+                        if label.classic and self.classic_label_topic:
+                            await client.publish(
+                                self.classic_label_topic,
+                                classic_label_payload(label.hash, label.label),
+                                qos=1,
+                            )
+                        self.store.remove_label(label.seq)
+                except aiomqtt.MqttError as err:
+                    _LOGGER.info("label delivery paused until reconnect: %s", err)
+                    break

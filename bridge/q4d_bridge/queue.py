@@ -1,0 +1,73 @@
+"""Queue policy: which items may start now, retry backoff, lifecycle transitions. Pure."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    global_max: int
+    per_seedbox: Mapping[str, int]
+
+
+def is_runnable(item: Item, now: float) -> bool:
+    if item.paused:
+        return False
+    if item.state is ItemState.QUEUED:
+        return True
+    return item.state is ItemState.WAITING and (item.next_attempt_at or 0) <= now
+
+
+def pick_runnable(items: Iterable[Item], limits: Limits, *, paused: bool, now: float) -> list[Item]:
+    """Items to start now: highest priority first, then oldest, within every limit."""
+    pool = list(items)
+    active = Counter(i.seedbox for i in pool if i.state in ACTIVE_STATES)
+    free = limits.global_max - sum(active.values())
+    if paused or free <= 0:
+        return []
+    candidates = sorted(
+        (i for i in pool if is_runnable(i, now)), key=lambda i: (-i.priority, i.received_at)
+    )
+    chosen: list[Item] = []
+    for item in candidates:
+        if len(chosen) >= free:
+            break
+        if active[item.seedbox] >= limits.per_seedbox.get(item.seedbox, limits.global_max):
+            continue
+        active[item.seedbox] += 1
+        chosen.append(item)
+    return chosen
+
+
+def next_wakeup(items: Iterable[Item]) -> float | None:
+    """When the earliest waiting item becomes due."""
+    due = [
+        i.next_attempt_at
+        for i in items
+        if i.state is ItemState.WAITING and not i.paused and i.next_attempt_at is not None
+    ]
+    return min(due) if due else None
+
+
+def retry_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
+    """Exponential backoff (initial, 2x, 4x … capped) with jitter in [50 %, 100 %]."""
+    base = min(maximum, initial * 2.0 ** max(0, attempt - 1))
+    return base * (0.5 + rng.random() * 0.5)
+
+
+class TransitionError(ValueError):
+    """A command that does not apply to the item's current state."""
+
+
+def can_retry(item: Item) -> bool:
+    return item.state in FINISHED_STATES or item.state is ItemState.WAITING
+
+
+def can_cancel(item: Item) -> bool:
+    return item.state not in FINISHED_STATES

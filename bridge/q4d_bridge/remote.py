@@ -1,0 +1,113 @@
+"""SSH sessions to seedboxes (asyncssh): payload stat and error classification.
+
+One connection per seedbox is kept open and reused, so a new item costs one SFTP round
+trip, not an SSH handshake. Host keys are always checked against the pinned file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import posixpath
+import stat
+
+import asyncssh
+
+from .config import SeedboxConfig
+from .engines.base import ErrorCode, RemoteEntry, TransferError
+
+_LOGGER = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 20.0
+MAX_TREE_FILES = 100_000
+
+
+def classify_ssh_error(err: BaseException) -> TransferError:
+    if isinstance(err, asyncssh.HostKeyNotVerifiable):
+        return TransferError(ErrorCode.HOST_KEY_MISMATCH, f"host key not verifiable: {err}")
+    if isinstance(err, asyncssh.PermissionDenied):
+        return TransferError(ErrorCode.AUTH_FAILED, f"authentication failed: {err}")
+    if isinstance(err, asyncssh.SFTPNoSuchFile):
+        return TransferError(ErrorCode.REMOTE_MISSING, f"remote path missing: {err}")
+    if isinstance(err, asyncssh.SFTPPermissionDenied):
+        return TransferError(ErrorCode.PERMISSION_DENIED, f"permission denied: {err}")
+    if isinstance(err, TimeoutError):
+        return TransferError(ErrorCode.CONNECTION, "SSH connection timed out")
+    return TransferError(ErrorCode.CONNECTION, f"{type(err).__name__}: {err}")
+
+
+class SeedboxSession:
+    def __init__(self, seedbox: SeedboxConfig) -> None:
+        self.seedbox = seedbox
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> asyncssh.SSHClientConnection:
+        async with self._lock:
+            if self._conn is not None and not self._conn.is_closed():
+                return self._conn
+            sb = self.seedbox
+            try:
+                self._conn = await asyncio.wait_for(
+                    asyncssh.connect(
+                        sb.host,
+                        port=sb.port,
+                        username=sb.user,
+                        client_keys=[sb.key],
+                        known_hosts=sb.known_hosts,
+                        agent_path=None,
+                        config=None,
+                        keepalive_interval=15,
+                        keepalive_count_max=4,
+                    ),
+                    CONNECT_TIMEOUT,
+                )
+            except (OSError, asyncssh.Error, TimeoutError) as err:
+                raise classify_ssh_error(err) from err
+            return self._conn
+
+    async def stat_payload(self, path: str) -> RemoteEntry:
+        """Size and shape of a payload; a stale connection is replaced once."""
+        for attempt in (1, 2):
+            conn = await self._connection()
+            try:
+                async with conn.start_sftp_client() as sftp:
+                    return await _stat_tree(sftp, path)
+            except asyncssh.SFTPError as err:
+                raise classify_ssh_error(err) from err
+            except (OSError, asyncssh.Error) as err:
+                await self.close()
+                if attempt == 2:
+                    raise classify_ssh_error(err) from err
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                await self._conn.wait_closed()
+                self._conn = None
+
+
+async def _stat_tree(sftp: asyncssh.SFTPClient, path: str) -> RemoteEntry:
+    attrs = await sftp.stat(path)
+    if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY and not stat.S_ISDIR(attrs.permissions or 0):
+        return RemoteEntry(is_dir=False, size=attrs.size or 0, files=1)
+    size = files = 0
+    pending = [path]
+    while pending:
+        current = pending.pop()
+        for entry in await sftp.readdir(current):
+            name = entry.filename
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "surrogateescape")
+            if name in (".", ".."):
+                continue
+            child = posixpath.join(current, name)
+            if entry.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+                pending.append(child)
+            elif entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
+                size += entry.attrs.size or 0
+                files += 1
+                if files > MAX_TREE_FILES:
+                    raise TransferError(ErrorCode.TRANSFER, f"more than {MAX_TREE_FILES} files")
+    return RemoteEntry(is_dir=True, size=size, files=files)

@@ -1,0 +1,280 @@
+"""Where a payload goes: rule matching, Q4D `Types.config` codes and safe local paths.
+
+Pure logic, no I/O except reading a Types.config file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .models import CompletionEvent
+
+RULE_FIELDS = ("category", "tags", "tracker", "name", "path", "type", "size", "seedbox")
+STRING_OPS = ("is", "contains", "not", "regex", "glob")
+SIZE_OPS = ("gt", "lt")
+MAX_NAME_BYTES = 255
+
+
+class UnsafePathError(ValueError):
+    """A remote path or payload name that must never be turned into a local path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    field: str
+    op: str
+    value: str | int
+
+    def matches(self, event: CompletionEvent, type_code: str | None) -> bool:
+        if self.field == "size":
+            if event.size is None:
+                return False
+            limit = int(self.value)
+            return event.size > limit if self.op == "gt" else event.size < limit
+        if self.field == "tags":
+            # "not" means no tag equals the value; every other op matches if any tag does.
+            if self.op == "not":
+                return all(tag != self.value for tag in event.tags)
+            return any(_compare(self.op, tag, str(self.value)) for tag in event.tags)
+        actual = _field_value(event, self.field, type_code)
+        if actual is None:
+            return self.op == "not"
+        return _compare(self.op, actual, str(self.value))
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    destination: str
+    conditions: tuple[Condition, ...]
+    subdir: str | None = None
+
+    def matches(self, event: CompletionEvent, type_code: str | None) -> bool:
+        return all(c.matches(event, type_code) for c in self.conditions)
+
+
+def _field_value(event: CompletionEvent, name: str, type_code: str | None) -> str | None:
+    match name:
+        case "category":
+            return event.category
+        case "tracker":
+            return event.tracker
+        case "name":
+            return event.name
+        case "path":
+            return event.path
+        case "type":
+            return type_code
+        case "seedbox":
+            return event.seedbox
+    raise ValueError(f"unknown rule field {name!r}")
+
+
+def _compare(op: str, actual: str, expected: str) -> bool:
+    match op:
+        case "is":
+            return actual == expected
+        case "not":
+            return actual != expected
+        case "contains":
+            return expected in actual
+        case "regex":
+            return re.search(expected, actual) is not None
+        case "glob":
+            return fnmatch.fnmatchcase(actual, expected)
+    raise ValueError(f"unknown condition {op!r}")
+
+
+# --- Q4D Types.config -----------------------------------------------------------------
+
+TYPES_FIELDS = ("KEY", "HASH", "LABEL", "TRACKER", "PATH")
+TYPES_OPS = ("IS", "CONTAINS", "NOT")
+
+
+@dataclass(frozen=True, slots=True)
+class TypeRule:
+    field: str
+    op: str
+    value: str
+    code: str
+    scope: str | None  # None: tier 1; otherwise the code this tier-2 rule refines
+
+
+class TypesConfigError(ValueError):
+    pass
+
+
+def parse_types_config(text: str, source: str = "Types.config") -> tuple[TypeRule, ...]:
+    """Parse Q4D's `FIELD CONDITIONAL VALUE TYPE [SCOPE]` lines exactly as Q4D v2 reads them."""
+    rules: list[TypeRule] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) not in (4, 5):
+            raise TypesConfigError(
+                f"{source}:{lineno}: expected FIELD CONDITIONAL VALUE TYPE [SCOPE], got {raw!r}"
+            )
+        field_, op = parts[0].upper(), parts[1].upper()
+        if field_ not in TYPES_FIELDS:
+            raise TypesConfigError(
+                f"{source}:{lineno}: unknown field {parts[0]!r} (one of {', '.join(TYPES_FIELDS)})"
+            )
+        if op not in TYPES_OPS:
+            known = ", ".join(TYPES_OPS)
+            raise TypesConfigError(
+                f"{source}:{lineno}: unknown conditional {parts[1]!r} (one of {known})"
+            )
+        rules.append(
+            TypeRule(field_, op, parts[2], parts[3], parts[4] if len(parts) == 5 else None)
+        )
+    return tuple(rules)
+
+
+def load_types_config(path: Path) -> tuple[TypeRule, ...]:
+    return parse_types_config(path.read_text(encoding="utf-8"), str(path))
+
+
+def _types_field(event: CompletionEvent, field_: str) -> str:
+    match field_:
+        case "KEY":
+            # Q4D's CheckFields swaps KEY for the payload path once it exists.
+            return event.path or event.name
+        case "HASH":
+            return event.hash or ""
+        case "LABEL":
+            return event.category or ""
+        case "TRACKER":
+            return event.tracker or ""
+    return event.path
+
+
+def classify(event: CompletionEvent, rules: Sequence[TypeRule], default: str | None) -> str | None:
+    """Q4D v2 tier semantics: a rule fires only while the code so far equals its scope.
+
+    So the first tier-1 match wins (tier 1 applies while the code is still empty) and
+    tier-2 rules refine the code they name.
+    """
+    code: str | None = None
+    for rule in rules:
+        if rule.scope != code:
+            continue
+        actual = _types_field(event, rule.field)
+        hit = (
+            actual == rule.value
+            if rule.op == "IS"
+            else rule.value in actual
+            if rule.op == "CONTAINS"
+            else actual != rule.value
+        )
+        if hit:
+            code = rule.code
+    return code if code is not None else default
+
+
+# --- Resolving the destination and the local path ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    rules: tuple[Rule, ...]
+    destinations: Mapping[str, Path]
+    type_codes: Mapping[str, str]
+    default_destination: str
+    types_rules: tuple[TypeRule, ...] = ()
+    default_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    type_code: str | None
+    destination: str
+    root: Path
+    local_path: Path
+
+
+def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
+    """Pick the destination for an event and the local path its payload lands at."""
+    type_code = event.type_code
+    if type_code is None and routing.types_rules:
+        type_code = classify(event, routing.types_rules, routing.default_type)
+    destination = routing.default_destination
+    subdir: str | None = None
+    for rule in routing.rules:
+        if rule.matches(event, type_code):
+            destination, subdir = rule.destination, rule.subdir
+            break
+    else:
+        if type_code is not None and type_code in routing.type_codes:
+            destination = routing.type_codes[type_code]
+    root = routing.destinations[destination]
+    parent = root
+    if subdir:
+        parent = safe_join(root, *subdir_parts(subdir, event, type_code))
+    name = payload_name(event.path)
+    return Resolution(type_code, destination, root, safe_join(parent, name))
+
+
+def subdir_parts(template: str, event: CompletionEvent, type_code: str | None) -> list[str]:
+    values = {
+        "category": event.category or "uncategorized",
+        "type": type_code or "none",
+        "seedbox": event.seedbox,
+    }
+    parts = [part.format_map(values) for part in template.split("/") if part]
+    for part in parts:
+        check_name(part)
+    return parts
+
+
+def check_name(name: str) -> str:
+    """Refuse names that could escape a directory or confuse the tools that handle them."""
+    if not name or name in (".", ".."):
+        raise UnsafePathError(f"unsafe name {name!r}")
+    if "/" in name or "\\" in name:
+        raise UnsafePathError(f"name contains a path separator: {name!r}")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise UnsafePathError(f"name contains control characters: {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise UnsafePathError(f"name longer than {MAX_NAME_BYTES} bytes")
+    return name
+
+
+def check_remote_path(path: str, roots: Iterable[str] = ()) -> str:
+    """An absolute, normalised seedbox path, inside one of the seedbox's roots when given."""
+    if not path or not path.startswith("/"):
+        raise UnsafePathError(f"remote path must be absolute: {path!r}")
+    if any(unicodedata.category(ch) == "Cc" for ch in path):
+        raise UnsafePathError(f"remote path contains control characters: {path!r}")
+    parts = PurePosixPath(path).parts[1:]
+    if not parts:
+        raise UnsafePathError("remote path is the filesystem root")
+    if any(part in (".", "..") for part in parts) or "//" in path:
+        raise UnsafePathError(f"remote path is not normalised: {path!r}")
+    for part in parts:
+        check_name(part)
+    roots = [r.rstrip("/") or "/" for r in roots]
+    # Strictly inside: a root itself is a whole download folder, never one payload.
+    if roots and not any(path.startswith(r.rstrip("/") + "/") for r in roots):
+        raise UnsafePathError(f"remote path {path!r} is not inside the seedbox roots")
+    return path.rstrip("/")
+
+
+def payload_name(remote_path: str) -> str:
+    return check_name(posixpath.basename(remote_path.rstrip("/")))
+
+
+def safe_join(root: Path, *names: str) -> Path:
+    """Join checked names under root; the result provably stays inside root."""
+    path = root
+    for name in names:
+        path = path / check_name(name)
+    if not path.resolve(strict=False).is_relative_to(root.resolve(strict=False)):
+        raise UnsafePathError(f"{path} escapes {root}")
+    return path

@@ -1,0 +1,474 @@
+"""SQLite (WAL) store: queue items, seen event ids, history, rejected events, label outbox.
+
+Every statement is a short local transaction (well under a millisecond), so the bridge
+calls it directly from the event loop. WAL with synchronous=NORMAL survives a killed
+process without losing committed rows; only a power cut can roll back the last commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .models import FINISHED_STATES, CompletionEvent, Item, ItemState, Label
+from .rules import Resolution
+
+SCHEMA_VERSION = 1
+REJECTED_PAYLOAD_LIMIT = 64 * 1024
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    seedbox TEXT NOT NULL,
+    hash TEXT,
+    name TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    local_path TEXT NOT NULL,
+    category TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    type_code TEXT,
+    size INTEGER,
+    state TEXT NOT NULL,
+    classic INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
+    paused INTEGER NOT NULL DEFAULT 0,
+    bytes_done INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    error_code TEXT,
+    received_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    next_attempt_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_identity ON items (seedbox, ifnull(hash, ''), remote_path);
+CREATE INDEX IF NOT EXISTS items_hash ON items (seedbox, hash);
+CREATE INDEX IF NOT EXISTS items_state ON items (state);
+CREATE TABLE IF NOT EXISTS seen_events (
+    event_id TEXT PRIMARY KEY,
+    seedbox TEXT NOT NULL,
+    item_id TEXT,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    item_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS history_at ON history (at);
+CREATE TABLE IF NOT EXISTS rejected (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload BLOB
+);
+CREATE TABLE IF NOT EXISTS label_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seedbox TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    label TEXT NOT NULL,
+    classic INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_ITEM_COLUMNS = (
+    "id, event_id, seedbox, hash, name, remote_path, destination, local_path, category, tags, "
+    "type_code, size, state, classic, priority, paused, bytes_done, attempts, last_error, "
+    "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at"
+)
+
+
+def item_id_for(seedbox: str, info_hash: str | None, remote_path: str) -> str:
+    """Stable id: the same payload from the same seedbox always maps to the same item."""
+    key = f"{seedbox}\0{info_hash or ''}\0{remote_path}".encode()
+    return hashlib.sha256(key).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Outcome of admitting one event: a new item, or the item it duplicates."""
+
+    item: Item
+    duplicate: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLabel:
+    seq: int
+    seedbox: str
+    hash: str
+    label: Label
+    classic: bool
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- intake --------------------------------------------------------------------
+
+    def admit(
+        self,
+        batch: Sequence[tuple[CompletionEvent, Resolution]],
+        *,
+        queued_label_classic: bool = False,
+        now: float | None = None,
+    ) -> list[Admission]:
+        """Record a batch of valid events, and the QUEUED label of each new item, in one
+        transaction; duplicates change nothing."""
+        now = time.time() if now is None else now
+        results: list[Admission] = []
+        with self.transaction() as db:
+            for event, resolution in batch:
+                admission = self._admit_one(db, event, resolution, now)
+                if not admission.duplicate and admission.item.hash is not None:
+                    self._insert_label(
+                        db,
+                        event.seedbox,
+                        admission.item.hash,
+                        Label.QUEUED,
+                        queued_label_classic,
+                        now,
+                    )
+                results.append(admission)
+        return results
+
+    def _admit_one(
+        self,
+        db: sqlite3.Connection,
+        event: CompletionEvent,
+        resolution: Resolution,
+        now: float,
+    ) -> Admission:
+        seen = db.execute(
+            "SELECT item_id FROM seen_events WHERE event_id = ?", (event.event_id,)
+        ).fetchone()
+        if seen is not None:
+            existing = self._get(db, seen["item_id"]) if seen["item_id"] else None
+            if existing is not None:
+                return Admission(existing, duplicate=True, reason="event_id")
+        if event.hash is not None:
+            row = db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE seedbox = ? AND hash = ? LIMIT 1",
+                (event.seedbox, event.hash),
+            ).fetchone()
+        else:
+            row = db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE seedbox = ? AND hash IS NULL "
+                "AND remote_path = ? LIMIT 1",
+                (event.seedbox, event.path),
+            ).fetchone()
+        if row is not None:
+            existing = _row_to_item(row)
+            db.execute(
+                "INSERT OR IGNORE INTO seen_events VALUES (?, ?, ?, ?)",
+                (event.event_id, event.seedbox, existing.id, now),
+            )
+            return Admission(existing, duplicate=True, reason="hash" if event.hash else "path")
+        item = Item(
+            id=item_id_for(event.seedbox, event.hash, event.path),
+            event_id=event.event_id,
+            seedbox=event.seedbox,
+            hash=event.hash,
+            name=event.name,
+            remote_path=event.path,
+            destination=resolution.destination,
+            local_path=str(resolution.local_path),
+            category=event.category,
+            tags=event.tags,
+            type_code=resolution.type_code,
+            size=event.size,
+            state=ItemState.QUEUED,
+            classic=event.classic,
+            received_at=now,
+            updated_at=now,
+        )
+        self._insert(db, item)
+        db.execute(
+            "INSERT OR REPLACE INTO seen_events VALUES (?, ?, ?, ?)",
+            (event.event_id, event.seedbox, item.id, now),
+        )
+        self._history(db, item.id, "queued", None, now)
+        return Admission(item, duplicate=False)
+
+    def record_rejected(
+        self, topic: str, payload: bytes, reason: str, detail: str, now: float | None = None
+    ) -> None:
+        now = time.time() if now is None else now
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO rejected (at, topic, reason, detail, payload) VALUES (?, ?, ?, ?, ?)",
+                (now, topic, reason, detail, payload[:REJECTED_PAYLOAD_LIMIT]),
+            )
+            self._incr(db, f"rejected.{reason}", 1)
+            self._incr(db, "rejected", 1)
+
+    def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT at, topic, reason, detail FROM rejected ORDER BY seq DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    # --- items ---------------------------------------------------------------------
+
+    def _insert(self, db: sqlite3.Connection, item: Item) -> None:
+        db.execute(
+            f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES ({', '.join('?' * 25)})",
+            _item_to_row(item),
+        )
+
+    def _get(self, db: sqlite3.Connection, item_id: str) -> Item | None:
+        row = db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else _row_to_item(row)
+
+    def get(self, item_id: str) -> Item | None:
+        return self._get(self._db, item_id)
+
+    def items(self, states: Iterable[ItemState] | None = None) -> list[Item]:
+        if states is None:
+            rows = self._db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY received_at"
+            ).fetchall()
+        else:
+            wanted = [s.value for s in states]
+            marks = ", ".join("?" * len(wanted))
+            rows = self._db.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM items WHERE state IN ({marks}) ORDER BY received_at",
+                wanted,
+            ).fetchall()
+        return [_row_to_item(r) for r in rows]
+
+    def save(self, item: Item, history: str | None = None, detail: Any = None) -> None:
+        """Persist an item's mutable fields, optionally with a history entry, atomically."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE items SET state=?, priority=?, paused=?, bytes_done=?, attempts=?, "
+                "last_error=?, error_code=?, started_at=?, finished_at=?, next_attempt_at=?, "
+                "updated_at=?, local_path=?, destination=? WHERE id=?",
+                (
+                    item.state.value,
+                    item.priority,
+                    int(item.paused),
+                    item.bytes_done,
+                    item.attempts,
+                    item.last_error,
+                    item.error_code,
+                    item.started_at,
+                    item.finished_at,
+                    item.next_attempt_at,
+                    item.updated_at,
+                    item.local_path,
+                    item.destination,
+                    item.id,
+                ),
+            )
+            if history is not None:
+                self._history(db, item.id, history, detail, item.updated_at)
+
+    def prune(self, retention: float, now: float | None = None) -> list[str]:
+        """Drop finished items (and old history) older than retention; returns removed ids."""
+        now = time.time() if now is None else now
+        cutoff = now - retention
+        finished = [s.value for s in FINISHED_STATES]
+        with self.transaction() as db:
+            ids = [
+                r["id"]
+                for r in db.execute(
+                    f"SELECT id FROM items WHERE state IN ({', '.join('?' * len(finished))}) "
+                    "AND ifnull(finished_at, updated_at) < ?",
+                    (*finished, cutoff),
+                )
+            ]
+            db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+            db.execute("DELETE FROM seen_events WHERE received_at < ?", (cutoff,))
+            db.execute("DELETE FROM history WHERE at < ?", (cutoff,))
+            db.execute("DELETE FROM rejected WHERE at < ?", (cutoff,))
+        return ids
+
+    def history(self, item_id: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        if item_id is None:
+            rows = self._db.execute(
+                "SELECT at, item_id, event, detail FROM history ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT at, item_id, event, detail FROM history WHERE item_id = ? "
+                "ORDER BY seq DESC LIMIT ?",
+                (item_id, limit),
+            ).fetchall()
+        return [
+            {**dict(r), "detail": json.loads(r["detail"]) if r["detail"] else None} for r in rows
+        ]
+
+    @staticmethod
+    def _history(db: sqlite3.Connection, item_id: str, event: str, detail: Any, at: float) -> None:
+        db.execute(
+            "INSERT INTO history (at, item_id, event, detail) VALUES (?, ?, ?, ?)",
+            (at, item_id, event, None if detail is None else json.dumps(detail)),
+        )
+
+    # --- label outbox --------------------------------------------------------------
+
+    @staticmethod
+    def _insert_label(
+        db: sqlite3.Connection,
+        seedbox: str,
+        info_hash: str,
+        label: Label,
+        classic: bool,
+        now: float,
+    ) -> None:
+        db.execute(
+            "INSERT INTO label_outbox (seedbox, hash, label, classic, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (seedbox, info_hash, label.value, int(classic), now),
+        )
+
+    def add_label(self, seedbox: str, info_hash: str, label: Label, classic: bool) -> None:
+        self._insert_label(self._db, seedbox, info_hash, label, classic, time.time())
+
+    def pending_labels(self, limit: int = 500) -> list[PendingLabel]:
+        rows = self._db.execute(
+            "SELECT seq, seedbox, hash, label, classic FROM label_outbox ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            PendingLabel(r["seq"], r["seedbox"], r["hash"], Label(r["label"]), bool(r["classic"]))
+            for r in rows
+        ]
+
+    def remove_label(self, seq: int) -> None:
+        self._db.execute("DELETE FROM label_outbox WHERE seq = ?", (seq,))
+
+    # --- counters and settings -----------------------------------------------------
+
+    @staticmethod
+    def _incr(db: sqlite3.Connection, name: str, by: int) -> None:
+        db.execute(
+            "INSERT INTO counters VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
+
+    def incr(self, name: str, by: int = 1) -> None:
+        self._incr(self._db, name, by)
+
+    def counters(self) -> dict[str, int]:
+        return {r["name"]: r["value"] for r in self._db.execute("SELECT * FROM counters")}
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row["value"])
+
+    def set_setting(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO settings VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value)),
+        )
+
+
+def _item_to_row(item: Item) -> tuple[Any, ...]:
+    return (
+        item.id,
+        item.event_id,
+        item.seedbox,
+        item.hash,
+        item.name,
+        item.remote_path,
+        item.destination,
+        item.local_path,
+        item.category,
+        json.dumps(list(item.tags)),
+        item.type_code,
+        item.size,
+        item.state.value,
+        int(item.classic),
+        item.priority,
+        int(item.paused),
+        item.bytes_done,
+        item.attempts,
+        item.last_error,
+        item.error_code,
+        item.received_at,
+        item.started_at,
+        item.finished_at,
+        item.next_attempt_at,
+        item.updated_at,
+    )
+
+
+def _row_to_item(row: sqlite3.Row) -> Item:
+    return Item(
+        id=row["id"],
+        event_id=row["event_id"],
+        seedbox=row["seedbox"],
+        hash=row["hash"],
+        name=row["name"],
+        remote_path=row["remote_path"],
+        destination=row["destination"],
+        local_path=row["local_path"],
+        category=row["category"],
+        tags=tuple(json.loads(row["tags"])),
+        type_code=row["type_code"],
+        size=row["size"],
+        state=ItemState(row["state"]),
+        classic=bool(row["classic"]),
+        priority=row["priority"],
+        paused=bool(row["paused"]),
+        bytes_done=row["bytes_done"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        error_code=row["error_code"],
+        received_at=row["received_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        next_attempt_at=row["next_attempt_at"],
+        updated_at=row["updated_at"],
+    )

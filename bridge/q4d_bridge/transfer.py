@@ -1,0 +1,116 @@
+"""One item's journey from seedbox to library: stat, fetch into staging, verify, publish.
+
+The payload becomes visible at its final path only by an atomic rename after the size
+check, so Sonarr/Radarr/Plex never see a partial file. Knows nothing of MQTT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import SeedboxConfig
+from .engines.base import (
+    Engine,
+    ErrorCode,
+    RemoteEntry,
+    TransferError,
+    TransferRequest,
+    tree_size,
+)
+from .models import ItemState
+from .remote import SeedboxSession
+
+_LOGGER = logging.getLogger(__name__)
+STAGING_DIR = ".q4d-partial"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    size: int
+    files: int
+
+
+def staging_dir(root: Path, item_id: str) -> Path:
+    """Inside the destination root, so the final rename never crosses filesystems."""
+    return root / STAGING_DIR / item_id
+
+
+async def run_transfer(
+    *,
+    item_id: str,
+    seedbox: SeedboxConfig,
+    session: SeedboxSession,
+    engine: Engine,
+    remote_path: str,
+    root: Path,
+    final_path: Path,
+    on_phase: Callable[[ItemState, RemoteEntry], None],
+    on_progress: Callable[[int], None],
+) -> Outcome:
+    remote = await session.stat_payload(remote_path)
+    on_phase(ItemState.TRANSFERRING, remote)
+    stage = staging_dir(root, item_id)
+    target = stage / final_path.name
+    try:
+        stage.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise _local_error(err) from err
+    if target.exists() and target.is_dir() != remote.is_dir:
+        await asyncio.to_thread(_remove, target)  # the payload changed shape; start over
+    request = TransferRequest(item_id, seedbox, remote_path, target, remote)
+    await engine.fetch(request, on_progress)
+
+    on_phase(ItemState.VERIFYING, remote)
+    if not target.exists():
+        raise TransferError(ErrorCode.TRANSFER, "engine reported success but wrote nothing")
+    size, files = await asyncio.to_thread(tree_size, target)
+    if size != remote.size or (remote.is_dir and files != remote.files):
+        raise TransferError(
+            ErrorCode.SIZE_MISMATCH,
+            f"expected {remote.size} bytes in {remote.files} file(s), "
+            f"got {size} bytes in {files} file(s)",
+        )
+    try:
+        await asyncio.to_thread(_publish, target, final_path, stage)
+    except OSError as err:
+        raise _local_error(err) from err
+    return Outcome(size=size, files=files)
+
+
+def _publish(target: Path, final_path: Path, stage: Path) -> None:
+    """Atomically put the verified payload at its final path, replacing an older copy."""
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    if final_path.exists() or final_path.is_symlink():
+        old = stage / ".replaced"
+        _remove(old)
+        final_path.rename(old)
+    target.rename(final_path)
+    _remove(stage)
+
+
+def discard_staging(root: Path, item_id: str) -> None:
+    _remove(staging_dir(root, item_id))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _local_error(err: OSError) -> TransferError:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TransferError(ErrorCode.NO_SPACE, f"no space left at destination: {err}")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return TransferError(ErrorCode.PERMISSION_DENIED, f"cannot write destination: {err}")
+    return TransferError(ErrorCode.TRANSFER, f"{os.strerror(err.errno or 0)}: {err}")

@@ -1,0 +1,144 @@
+"""Config validation: mistakes are reported with their key path and reason."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from q4d_bridge.config import ConfigError, load_config, parse_config
+from tests.helpers.configs import bridge_config
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> dict[str, Any]:
+    key, known = tmp_path / "key", tmp_path / "known_hosts"
+    key.write_text("k")
+    known.write_text("h")
+    return bridge_config(tmp_path / "data", tmp_path / "lib", key=key, known_hosts=known)
+
+
+def errors_of(raw: dict[str, Any], environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(copy.deepcopy(raw), environ)
+    return info.value.errors
+
+
+def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:
+    config = parse_config(raw)
+    assert config.broker.client_id == "q4d-bridge-test"
+    assert config.broker.topic_prefix == "q4d"
+    assert config.broker.session_expiry == 7 * 86400
+    assert config.routing.default_destination == "default"
+    assert config.seedboxes["sb1"].engine == "lftp"
+    assert config.transfers.lftp.segments == 4
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda r: r["broker"].update(port="eighty"), "broker.port: expected int"),
+        (lambda r: r["broker"].update(port=70000), "broker.port: value must be at most 65535"),
+        (lambda r: r["seedboxes"][0].pop("host"), "seedboxes[0].host: required key not provided"),
+        (lambda r: r["seedboxes"][0].update(key="/nope/key"), "seedboxes[0].key: file not found: /nope/key"),
+        (lambda r: r["seedboxes"][0].update(id="Bad ID"), "seedboxes[0].id: must be lowercase"),
+        (lambda r: r.update(data_dir="relative/dir"), "data_dir: must be an absolute path"),
+        (lambda r: r["rules"][0].update(destination="nowhere"), "rules[0].destination: 'nowhere' is not in destinations"),
+        (lambda r: r["rules"][0].update(match=[{"field": "colour", "is": "x"}]), "rules[0].match[0]: field must be one of"),
+        (lambda r: r["rules"][0].update(match=[{"field": "name", "regex": "(unclosed"}]), "invalid regular expression"),
+        (lambda r: r.update(history_retention="a week"), "history_retention: expected a duration"),
+        (lambda r: r.update(surprise=1), "surprise: extra keys not allowed"),
+        (lambda r: r["type_codes"].update(X="missing"), "type_codes.X: 'missing' is not in destinations"),
+        (lambda r: r["seedboxes"].append(dict(r["seedboxes"][0])), "seedboxes[1].id: duplicate seedbox id"),
+        (lambda r: r["classic"].update(enabled=True, seedbox="ghost"), "classic.seedbox: 'ghost' is not a configured seedbox"),
+    ],
+)  # fmt: skip
+def test_mistakes_are_named(raw: dict[str, Any], mutate: Any, expected: str) -> None:
+    mutate(raw)
+    errors = errors_of(raw)
+    assert any(expected in e for e in errors), errors
+
+
+def test_several_mistakes_reported_together(raw: dict[str, Any]) -> None:
+    raw["broker"]["port"] = "x"
+    del raw["seedboxes"][0]["user"]
+    assert len(errors_of(raw)) == 2
+
+
+def test_environment_overrides_and_secret_file(raw: dict[str, Any], tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("s3cret\n")
+    env = {
+        "Q4D_BROKER__HOST": "broker.lan",
+        "Q4D_BROKER__PORT": "8883",
+        "Q4D_BROKER__PASSWORD_FILE": str(secret),
+        "Q4D_CLASSIC__ENABLED": "true",
+        "UNRELATED": "x",
+    }
+    config = parse_config(raw, env)
+    assert (config.broker.host, config.broker.port, config.broker.password) == ("broker.lan", 8883, "s3cret")
+    assert config.classic.enabled
+    assert "s3cret" not in repr(config)
+
+
+def test_env_override_type_errors_are_named(raw: dict[str, Any]) -> None:
+    assert any("broker.port" in e for e in errors_of(raw, {"Q4D_BROKER__PORT": "many"}))
+
+
+def test_types_config_file_errors(raw: dict[str, Any], tmp_path: Path) -> None:
+    types = tmp_path / "Types.config"
+    types.write_text("LABEL IS tv T\nLABEL MAYBE x Y\n")
+    raw["types_config"] = str(types)
+    assert any("Types.config:2: unknown conditional" in e for e in errors_of(raw))
+
+
+def test_yaml_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("bridge: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_check_config_cli(raw: dict[str, Any], tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(raw))
+    ok = subprocess.run(
+        [sys.executable, "-m", "q4d_bridge.cli", "check-config", "--config", str(good)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "OK" in ok.stdout
+    raw["broker"]["port"] = 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    fail = subprocess.run(
+        [sys.executable, "-m", "q4d_bridge.cli", "check-config", "--config", str(bad)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert fail.returncode == 1
+    assert "broker.port: value must be at least 1" in fail.stderr
+
+
+def test_example_config_is_valid(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "bridge" / "bridge.example.yaml"
+    raw = yaml.safe_load(example.read_text())
+    key, known = tmp_path / "id_ed25519", tmp_path / "known_hosts"
+    key.write_text("k")
+    known.write_text("h")
+    for sb in raw["seedboxes"]:
+        sb["key"], sb["known_hosts"] = str(key), str(known)
+    secret = tmp_path / "password"
+    secret.write_text("pw")
+    raw["broker"]["password_file"] = str(secret)
+    config = parse_config(raw)
+    assert config.bridge_id

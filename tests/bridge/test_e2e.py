@@ -1,0 +1,272 @@
+"""The whole bridge against real parts: Mosquitto, sshd (SFTP) and lftp on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from q4d_bridge.bridge import Bridge
+from q4d_bridge.config import parse_config
+from q4d_bridge.models import ItemState
+from tests.helpers.configs import bridge_config
+from tests.helpers.mqtt import Recorder, publish, recording
+from tests.helpers.services import Mosquitto, SshServer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Env:
+    bridge: Bridge
+    recorder: Recorder
+    port: int
+    remote: Path
+    library: Path
+
+    async def complete(self, rel: str, info_hash: str | None, **fields: Any) -> str:
+        path = str(self.remote / rel)
+        event_id = fields.pop("event_id", hashlib.sha1(path.encode()).hexdigest()[:12])
+        payload = {"v": 1, "event_id": event_id, "path": path, "hash": info_hash, **fields}
+        await publish(self.port, [("q4d/seedbox/sb1/completed", json.dumps(payload).encode())])
+        return event_id
+
+    def items_in(self, state: ItemState) -> list[str]:
+        return [i.id for i in self.bridge.items.values() if i.state is state]
+
+    async def wait_settled(self, count: int, timeout: float = 60) -> None:
+        finished = (ItemState.DONE, ItemState.FAILED, ItemState.CANCELLED)
+        await self.recorder.wait_for(
+            lambda: len([i for i in self.bridge.items.values() if i.state in finished]) >= count,
+            timeout,
+            f"{count} finished items",
+        )
+
+
+def make_file(path: Path, size: int, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    block = hashlib.sha256(str(seed).encode()).digest() * 4096
+    with path.open("wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def digest_tree(path: Path) -> dict[str, str]:
+    if path.is_file():
+        return {"": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, **config_kw: Any
+) -> AsyncIterator[Env]:
+    remote = tmp_path / "seedbox"
+    library = tmp_path / "library"
+    remote.mkdir(exist_ok=True)
+    raw = bridge_config(
+        tmp_path / "data",
+        library,
+        key=sshd.client_key,
+        known_hosts=config_kw.pop("known_hosts", sshd.known_hosts),
+        broker_port=mosquitto.port,
+        ssh_port=sshd.port,
+        user=sshd.user,
+        remote_root=str(remote),
+        **config_kw,
+    )
+    bridge = Bridge(parse_config(raw))
+    async with recording(mosquitto.port) as recorder:
+        task = asyncio.create_task(bridge.run())
+        try:
+            await asyncio.wait_for(bridge.connected.wait(), 15)
+            yield Env(bridge, recorder, mosquitto.port, remote, library)
+        finally:
+            bridge.stop()
+            await asyncio.wait_for(task, 30)
+
+
+async def test_v1_file_and_directory_land_byte_identical(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+        make_file(env.remote / "Movie (2024)" / "movie.mkv", 3_000_000, seed=1)
+        season = env.remote / "Show.S01"
+        for n in range(5):
+            make_file(season / f"Show.S01E0{n}.mkv", 700_000 + n, seed=n)
+        make_file(season / "Subs" / "en.srt", 1234, seed=9)
+        make_file(season / "empty.nfo", 0)
+        hash_movie, hash_show = "a" * 40, "b" * 40
+        await env.complete("Movie (2024)/movie.mkv", hash_movie, category="movies", size=3_000_000)
+        await env.complete("Show.S01", hash_show, category="tv")
+        await env.wait_settled(2)
+
+        assert sorted(env.items_in(ItemState.DONE)) == sorted(env.bridge.items)
+        movie = env.library / "movies" / "movie.mkv"
+        assert digest_tree(movie) == digest_tree(env.remote / "Movie (2024)" / "movie.mkv")
+        assert digest_tree(env.library / "tv" / "Show.S01") == digest_tree(season)
+        # nothing partial left behind, nothing outside the destinations
+        assert not list((env.library / "tv" / ".q4d-partial").glob("*"))
+        assert {p.name for p in env.library.iterdir()} == {"movies", "tv"}
+
+        rec = env.recorder
+        await rec.wait_for(lambda: len(rec.on("q4d/seedbox/sb1/label")) >= 4, what="labels")
+        labels = [m.json() for m in rec.on("q4d/seedbox/sb1/label")]
+        for info_hash in (hash_movie, hash_show):
+            assert [lab["label"] for lab in labels if lab["hash"] == info_hash] == ["QUEUED", "DONE"]
+        await rec.wait_for(lambda: len(rec.events("completed")) == 2, what="completed events")
+        kinds = [e["event"] for e in rec.events()]
+        assert kinds.count("queued") == kinds.count("started") == kinds.count("completed") == 2
+        done_item = next(e["item"] for e in rec.events("completed") if e["item"]["hash"] == hash_movie)
+        assert done_item["progress"] == 100.0 and done_item["state"] == "done"
+        assert done_item["local_path"] == str(movie)
+
+        await rec.wait_for(
+            lambda: rec.on("q4d/bridge/test/state")
+            and rec.on("q4d/bridge/test/state")[-1].json()["counts"]["done"] == 2,
+            what="state snapshot with 2 done",
+        )
+        state = rec.on("q4d/bridge/test/state")[-1].json()
+        assert state["totals"]["completed"] == 2
+        assert state["totals"]["bytes_transferred"] == 3_000_000 + sum(
+            700_000 + n for n in range(5)
+        ) + 1234
+        item_topics = {m.topic for m in rec.on("q4d/bridge/test/item/") if m.payload}
+        assert len(item_topics) == 2
+        status = rec.on("q4d/bridge/test/status")[-1].json()
+        assert status["state"] == "online" and status["seedboxes"] == ["sb1"]
+
+
+async def test_classic_down_and_label(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd, classic=True) as env:
+        make_file(env.remote / "Classic.Show.S02E01.mkv", 200_000, seed=3)
+        info_hash = "C0FFEE" + "0" * 34
+        line = f"{env.remote / 'Classic.Show.S02E01.mkv'}\t{info_hash}\tT\n"
+        await publish(env.port, [("Down", line.encode())])
+        await env.wait_settled(1)
+        landed = env.library / "tv" / "Classic.Show.S02E01.mkv"  # type code T -> tv
+        assert landed.read_bytes() == (env.remote / "Classic.Show.S02E01.mkv").read_bytes()
+        rec = env.recorder
+        expected = [f"{info_hash.lower()}\tQUEUED", f"{info_hash.lower()}\tDONE"]
+        await rec.wait_for(lambda: len(rec.on("Label")) >= 2, what="classic labels")
+        assert [m.payload.decode() for m in rec.on("Label")] == expected
+
+
+async def test_failure_is_classified_and_labelled(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+        await env.complete("never-downloaded.mkv", "d" * 40)
+        await env.wait_settled(1)
+        (item,) = env.bridge.items.values()
+        assert item.state is ItemState.FAILED
+        assert item.error_code == "remote_missing"
+        assert item.attempts == 1  # a permanent error is not retried blindly
+        rec = env.recorder
+        await rec.wait_for(lambda: len(rec.on("q4d/seedbox/sb1/label")) >= 2, what="labels")
+        assert rec.on("q4d/seedbox/sb1/label")[-1].json()["label"] == "FAILED"
+        failed = rec.events("failed")[0]["item"]
+        assert failed["error"]["code"] == "remote_missing"
+
+
+async def test_host_key_mismatch_is_refused(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with running_bridge(
+        tmp_path, mosquitto, sshd, known_hosts=sshd.wrong_known_hosts
+    ) as env:
+        make_file(env.remote / "x.mkv", 1000)
+        await env.complete("x.mkv", "e" * 40)
+        await env.wait_settled(1)
+        (item,) = env.bridge.items.values()
+        assert (item.state, item.error_code) == (ItemState.FAILED, "host_key_mismatch")
+        assert not (env.library / "other" / "x.mkv").exists()
+
+
+async def test_duplicates_do_nothing(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+        make_file(env.remote / "dup.mkv", 5000)
+        event_id = await env.complete("dup.mkv", "f" * 40)
+        await env.complete("dup.mkv", "f" * 40, event_id=event_id)  # redelivery
+        await env.complete("dup.mkv", "f" * 40, event_id="another-id")  # second hook run
+        await env.wait_settled(1)
+        rec = env.recorder
+        await rec.wait_for(lambda: len(rec.events("duplicate")) == 2, what="2 duplicate events")
+        assert len(env.bridge.items) == 1
+        assert {e["reason"] for e in rec.events("duplicate")} == {"event_id", "hash"}
+
+
+async def test_commands(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+        rec = env.recorder
+
+        async def command(op: str, **args: Any) -> dict[str, Any]:
+            request_id = f"r{len(rec.on('q4d/bridge/test/command/result'))}-{op}"
+            payload = json.dumps({"id": request_id, "op": op, "args": args}).encode()
+            await publish(env.port, [("q4d/bridge/test/command", payload)])
+            results = await rec.wait_for(
+                lambda: [
+                    m.json()
+                    for m in rec.on("q4d/bridge/test/command/result")
+                    if m.json()["id"] == request_id
+                ],
+                what=f"result of {op}",
+            )
+            return results[0]
+
+        assert (await command("pause"))["ok"]
+        make_file(env.remote / "held.mkv", 10_000)
+        await env.complete("held.mkv", "1" * 40)
+        await rec.wait_for(lambda: env.items_in(ItemState.QUEUED), what="queued item")
+        await asyncio.sleep(0.5)
+        assert env.items_in(ItemState.QUEUED)  # paused: nothing started
+        (item_id,) = env.bridge.items
+        assert (await command("set_priority", item_id=item_id, priority=7))["ok"]
+        queue = (await command("get_queue"))["result"]["items"]
+        assert [(i["id"], i["priority"], i["state"]) for i in queue] == [(item_id, 7, "queued")]
+        assert (await command("resume"))["ok"]
+        await env.wait_settled(1)
+        assert env.items_in(ItemState.DONE) == [item_id]
+        # a done item can be fetched again on request
+        assert (await command("retry", item_id=item_id))["result"]["items"] == [item_id]
+        await rec.wait_for(lambda: len(rec.events("completed")) == 2, what="second completion")
+
+        bad = await command("cancel", item_id=item_id)
+        assert bad["error"]["code"] == "invalid_state"
+        assert (await command("explode"))["error"]["code"] == "unknown_op"
+        assert (await command("set_priority", item_id=item_id))["error"]["code"] == "invalid_args"
+        assert (await command("retry", item_id="0" * 16))["error"]["code"] == "not_found"
+        await publish(env.port, [("q4d/bridge/test/command", b"{not json")])
+        await rec.wait_for(
+            lambda: any(m.json()["id"] is None for m in rec.on("q4d/bridge/test/command/result")),
+            what="error result for unparseable command",
+        )
+
+
+async def test_cancel_running_transfer(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+        make_file(env.remote / "big.bin", 400_000_000, seed=5)
+        await env.complete("big.bin", "2" * 40)
+        rec = env.recorder
+        await rec.wait_for(lambda: rec.events("started"), what="started")
+        (item_id,) = env.bridge.items
+        env.bridge.cancel(item_id)
+        await env.wait_settled(1)
+        assert env.items_in(ItemState.CANCELLED) == [item_id]
+        assert not (env.library / "other" / "big.bin").exists()
+        assert not (env.library / "other" / ".q4d-partial" / item_id).exists()
+        assert os.path.exists(env.remote / "big.bin")
