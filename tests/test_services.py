@@ -112,3 +112,27 @@ def test_ssh_command_helper(sshd: SshServer) -> None:
     assert result.stdout.strip() == "ok"
     assert sshd.host_public_key.startswith("ssh-ed25519 AAAA")
     assert sshd.known_hosts.read_text().startswith(f"[127.0.0.1]:{sshd.port} ")
+
+
+def test_sshd_workdir_with_spaces_and_quotes(tmp_path: Path) -> None:
+    with SshServer(tmp_path / "dir with 'spaces' $(x)") as server:
+        result = subprocess.run(
+            server.ssh_command("true"),
+            check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 0, result.stderr + server.log()
+        wrong = subprocess.run(
+            server.ssh_command("true", known_hosts=server.wrong_known_hosts),
+            check=False,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert wrong.returncode == 255
+        assert "Host key verification failed" in wrong.stderr
+    assert not server.running

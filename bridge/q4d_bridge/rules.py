@@ -237,7 +237,7 @@ def check_name(name: str) -> str:
     """Refuse names that could escape a directory or confuse the tools that handle them."""
     if not name or name in (".", ".."):
         raise UnsafePathError(f"unsafe name {name!r}")
-    if "/" in name or "\\" in name:
+    if "/" in name:
         raise UnsafePathError(f"name contains a path separator: {name!r}")
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise UnsafePathError(f"name contains control characters: {name!r}")

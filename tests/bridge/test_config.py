@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from q4d_bridge.config import ConfigError, load_config, parse_config
+
 from tests.helpers.configs import bridge_config
 
 
@@ -81,7 +81,11 @@ def test_environment_overrides_and_secret_file(raw: dict[str, Any], tmp_path: Pa
         "UNRELATED": "x",
     }
     config = parse_config(raw, env)
-    assert (config.broker.host, config.broker.port, config.broker.password) == ("broker.lan", 8883, "s3cret")
+    assert (config.broker.host, config.broker.port, config.broker.password) == (
+        "broker.lan",
+        8883,
+        "s3cret",
+    )
     assert config.classic.enabled
     assert "s3cret" not in repr(config)
 

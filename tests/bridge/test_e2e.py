@@ -6,17 +6,16 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from q4d_bridge.bridge import Bridge
 from q4d_bridge.config import parse_config
 from q4d_bridge.models import ItemState
+
 from tests.helpers.configs import bridge_config
 from tests.helpers.mqtt import Recorder, publish, recording
 from tests.helpers.services import Mosquitto, SshServer
@@ -127,31 +126,41 @@ async def test_v1_file_and_directory_land_byte_identical(
         await rec.wait_for(lambda: len(rec.on("q4d/seedbox/sb1/label")) >= 4, what="labels")
         labels = [m.json() for m in rec.on("q4d/seedbox/sb1/label")]
         for info_hash in (hash_movie, hash_show):
-            assert [lab["label"] for lab in labels if lab["hash"] == info_hash] == ["QUEUED", "DONE"]
+            assert [lab["label"] for lab in labels if lab["hash"] == info_hash] == [
+                "QUEUED",
+                "DONE",
+            ]
         await rec.wait_for(lambda: len(rec.events("completed")) == 2, what="completed events")
         kinds = [e["event"] for e in rec.events()]
         assert kinds.count("queued") == kinds.count("started") == kinds.count("completed") == 2
-        done_item = next(e["item"] for e in rec.events("completed") if e["item"]["hash"] == hash_movie)
+        done_item = next(
+            e["item"] for e in rec.events("completed") if e["item"]["hash"] == hash_movie
+        )
         assert done_item["progress"] == 100.0 and done_item["state"] == "done"
         assert done_item["local_path"] == str(movie)
 
         await rec.wait_for(
-            lambda: rec.on("q4d/bridge/test/state")
-            and rec.on("q4d/bridge/test/state")[-1].json()["counts"]["done"] == 2,
+            lambda: (
+                rec.on("q4d/bridge/test/state")
+                and rec.on("q4d/bridge/test/state")[-1].json()["counts"]["done"] == 2
+            ),
             what="state snapshot with 2 done",
         )
         state = rec.on("q4d/bridge/test/state")[-1].json()
         assert state["totals"]["completed"] == 2
-        assert state["totals"]["bytes_transferred"] == 3_000_000 + sum(
-            700_000 + n for n in range(5)
-        ) + 1234
+        assert (
+            state["totals"]["bytes_transferred"]
+            == 3_000_000 + sum(700_000 + n for n in range(5)) + 1234
+        )
         item_topics = {m.topic for m in rec.on("q4d/bridge/test/item/") if m.payload}
         assert len(item_topics) == 2
         status = rec.on("q4d/bridge/test/status")[-1].json()
         assert status["state"] == "online" and status["seedboxes"] == ["sb1"]
 
 
-async def test_classic_down_and_label(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+async def test_classic_down_and_label(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
     async with running_bridge(tmp_path, mosquitto, sshd, classic=True) as env:
         make_file(env.remote / "Classic.Show.S02E01.mkv", 200_000, seed=3)
         info_hash = "C0FFEE" + "0" * 34
@@ -186,9 +195,7 @@ async def test_failure_is_classified_and_labelled(
 async def test_host_key_mismatch_is_refused(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 ) -> None:
-    async with running_bridge(
-        tmp_path, mosquitto, sshd, known_hosts=sshd.wrong_known_hosts
-    ) as env:
+    async with running_bridge(tmp_path, mosquitto, sshd, known_hosts=sshd.wrong_known_hosts) as env:
         make_file(env.remote / "x.mkv", 1000)
         await env.complete("x.mkv", "e" * 40)
         await env.wait_settled(1)
@@ -257,7 +264,9 @@ async def test_commands(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -
         )
 
 
-async def test_cancel_running_transfer(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+async def test_cancel_running_transfer(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
     async with running_bridge(tmp_path, mosquitto, sshd) as env:
         make_file(env.remote / "big.bin", 400_000_000, seed=5)
         await env.complete("big.bin", "2" * 40)
@@ -269,4 +278,97 @@ async def test_cancel_running_transfer(tmp_path: Path, mosquitto: Mosquitto, ssh
         assert env.items_in(ItemState.CANCELLED) == [item_id]
         assert not (env.library / "other" / "big.bin").exists()
         assert not (env.library / "other" / ".q4d-partial" / item_id).exists()
-        assert os.path.exists(env.remote / "big.bin")
+        assert (env.remote / "big.bin").exists()
+
+
+HOSTILE_NAMES = [
+    'double"quote.mkv',
+    "single'quote.mkv",
+    "semi;colon; rm -rf x.mkv",
+    "$(touch pwned-subshell).mkv",
+    "`touch pwned-backtick`.mkv",
+    "bang! !touch pwned-bang.mkv",
+    "back\\slash\\.mkv",
+    "amp & pipe | redirect > out < in.mkv",
+    "glob * ? [ab] {c,d} ~ #.mkv",
+    "-leading-dash.mkv",
+    "  spaces  around  .mkv",
+    "Amélie (2001) 東京 🎬.mkv",
+    "é" * 125 + ".mkv",  # 254 bytes of UTF-8
+    "x" * 255,
+]
+
+
+async def test_hostile_inputs(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+        for n, name in enumerate(HOSTILE_NAMES):
+            make_file(env.remote / name, 10_000 + n, seed=n)
+        hostile_dir = env.remote / 'dir "with" $(touch pwned-dir) ;'
+        make_file(hostile_dir / "a'b;c.mkv", 4321)
+        make_file(hostile_dir / "sub dir" / "$HOME.mkv", 1234)
+
+        valid = [
+            json.dumps({"v": 1, "event_id": f"h{n}", "path": str(env.remote / name), "hash": None})
+            for n, name in enumerate(HOSTILE_NAMES)
+        ]
+        valid.append(json.dumps({"v": 1, "event_id": "hdir", "path": str(hostile_dir)}))
+        base = {"v": 1, "event_id": "bad", "hash": None}
+        invalid = [
+            b"not json at all",
+            b"\x00\x01\x02",
+            b"[]",
+            json.dumps({**base, "path": 42}).encode(),
+            json.dumps({**base, "path": str(env.remote / "x"), "size": "big"}).encode(),
+            json.dumps({"v": 1, "path": str(env.remote / "x")}).encode(),  # no event_id
+            json.dumps({**base, "event_id": "b1"}).encode(),  # no path
+            b'{"v": 1, "event_id": "b2", "path": "' + b"a" * (1024 * 1024) + b'"}',
+            json.dumps(
+                {**base, "event_id": "b3", "path": f"{env.remote}/../../etc/passwd"}
+            ).encode(),
+            json.dumps({**base, "event_id": "b4", "path": "/etc/passwd"}).encode(),
+            json.dumps({**base, "event_id": "b5", "path": "relative/x.mkv"}).encode(),
+            json.dumps({**base, "event_id": "b6", "path": f"{env.remote}/new\nline.mkv"}).encode(),
+            json.dumps({**base, "event_id": "b7", "path": f"{env.remote}/nul\u0000.mkv"}).encode(),
+            json.dumps({**base, "event_id": "b8", "path": f"{env.remote}/" + "y" * 256}).encode(),
+            json.dumps({**base, "event_id": "b9", "path": str(env.remote)}).encode(),
+        ]
+        messages = [("q4d/seedbox/sb1/completed", p.encode()) for p in valid]
+        messages += [("q4d/seedbox/sb1/completed", p) for p in invalid]
+        messages.append(("q4d/seedbox/ghost/completed", valid[0].encode()))  # unknown seedbox
+        await publish(env.port, messages)
+        rejected_expected = len(invalid) + 1
+
+        rec = env.recorder
+        await rec.wait_for(
+            lambda: len(rec.events("rejected")) == rejected_expected,
+            what=f"{rejected_expected} rejections",
+        )
+        await env.wait_settled(len(valid), timeout=90)
+        assert len(env.items_in(ItemState.DONE)) == len(valid), [
+            (i.name, i.last_error)
+            for i in env.bridge.items.values()
+            if i.state is not ItemState.DONE
+        ]
+        for name in HOSTILE_NAMES:
+            landed = env.library / "other" / name
+            assert landed.read_bytes() == (env.remote / name).read_bytes(), name
+        assert digest_tree(env.library / "other" / hostile_dir.name) == digest_tree(hostile_dir)
+
+        counters = env.bridge.store.counters()
+        assert counters["rejected"] == rejected_expected
+        reasons = {e["reason"] for e in rec.events("rejected")}
+        assert reasons >= {"malformed", "wrong_type", "missing_field", "too_large", "unsafe_path",
+                           "unknown_seedbox"}  # fmt: skip
+        # nothing outside the destination roots, and no command ran anywhere
+        outside = {p.name for p in env.library.iterdir()}
+        assert outside == {"other"}
+        for root in (tmp_path, Path.cwd(), Path("/tmp")):
+            assert (
+                not list(root.rglob("pwned*"))
+                if root != Path("/tmp")
+                else not list(root.glob("pwned*"))
+            )
+        # the bridge is still healthy: one more ordinary event goes through
+        make_file(env.remote / "after.mkv", 100)
+        await env.complete("after.mkv", None)
+        await env.wait_settled(len(valid) + 1)

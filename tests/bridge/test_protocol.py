@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from q4d_bridge.models import Label
 from q4d_bridge.protocol import (
     RejectedEvent,
@@ -42,7 +41,13 @@ def test_valid_event_fields() -> None:
         ),
         "sb1",
     )
-    assert (ev.hash, ev.seedbox, ev.tags, ev.size, ev.type_code) == (HASH, "sb1", ("a", "b"), 5, "T")
+    assert (ev.hash, ev.seedbox, ev.tags, ev.size, ev.type_code) == (
+        HASH,
+        "sb1",
+        ("a", "b"),
+        5,
+        "T",
+    )
 
 
 def test_comma_separated_tags_and_null_hash() -> None:

@@ -11,9 +11,17 @@ from q4d_bridge.store import Store
 HASH = "ab" * 20
 
 
-def admit(store: Store, event_id: str, path: str = "/r/a", info_hash: str | None = HASH, **kw: object):
-    ev = CompletionEvent(event_id=event_id, seedbox="sb1", path=path, name=path.rsplit("/", 1)[-1],
-                         hash=info_hash, **kw)  # type: ignore[arg-type]
+def admit(
+    store: Store, event_id: str, path: str = "/r/a", info_hash: str | None = HASH, **kw: object
+):
+    ev = CompletionEvent(
+        event_id=event_id,
+        seedbox="sb1",
+        path=path,
+        name=path.rsplit("/", 1)[-1],
+        hash=info_hash,
+        **kw,
+    )  # type: ignore[arg-type]
     res = Resolution(None, "default", Path("/lib"), Path("/lib") / ev.name)
     return store.admit([(ev, res)], queued_label_classic=True, now=100.0)[0]
 

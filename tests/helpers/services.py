@@ -88,6 +88,14 @@ def _which(name: str, *fallbacks: str) -> str:
     raise FileNotFoundError(f"{name} not found (install the Debian package)")
 
 
+def _cfg_path(path: Path) -> str:
+    """A path as one sshd_config token (double-quoted; spaces allowed)."""
+    text = str(path)
+    if any(c in text for c in '"\\%\n'):
+        raise ValueError(f"path not usable in sshd_config: {text!r}")
+    return f'"{text}"'
+
+
 class _Service:
     """Common start/stop/context-manager plumbing."""
 
@@ -271,9 +279,9 @@ class SshServer(_Service):
         lines = [
             f"Port {self.port}",
             f"ListenAddress {self.host}",
-            f"HostKey {self.host_key}",
-            f"PidFile {self.pid_file}",
-            f"AuthorizedKeysFile {self.authorized_keys}",
+            f"HostKey {_cfg_path(self.host_key)}",
+            f"PidFile {_cfg_path(self.pid_file)}",
+            f"AuthorizedKeysFile {_cfg_path(self.authorized_keys)}",
             "PermitRootLogin prohibit-password",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
@@ -326,7 +334,8 @@ class SshServer(_Service):
             "-F", "/dev/null",
             "-i", str(self.client_key),
             "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={known_hosts or self.known_hosts}",
+            # ssh splits this option's value on whitespace unless double-quoted
+            "-o", f'UserKnownHostsFile="{known_hosts or self.known_hosts}"',
             "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", "StrictHostKeyChecking=yes",
             "-o", "BatchMode=yes",

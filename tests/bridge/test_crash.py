@@ -1,0 +1,115 @@
+"""kill -9 and broker restarts: every event processed exactly once, transfers resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.bridge.test_e2e import make_file
+from tests.helpers.bridge_proc import BridgeProcess
+from tests.helpers.configs import bridge_config
+from tests.helpers.mqtt import Recorder, publish, recording
+from tests.helpers.services import Mosquitto, SshServer
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def event(remote: Path, name: str, n: int) -> tuple[str, bytes]:
+    payload = {"v": 1, "event_id": f"ev-{n}", "path": str(remote / name), "hash": f"{n:040x}"}
+    return "q4d/seedbox/sb1/completed", json.dumps(payload).encode()
+
+
+def online_count(rec: Recorder) -> int:
+    return sum(
+        1 for m in rec.on("q4d/bridge/test/status") if m.payload and m.json()["state"] == "online"
+    )
+
+
+async def test_sigkill_with_events_published_while_down(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    remote, library = tmp_path / "seedbox", tmp_path / "library"
+    make_file(remote / "big.bin", 600_000_000, seed=7)
+    for n in range(60):
+        make_file(remote / f"small-{n:02}.mkv", 20_000 + n, seed=n)
+    config = bridge_config(
+        tmp_path / "data", library, key=sshd.client_key, known_hosts=sshd.known_hosts,
+        broker_port=mosquitto.port, ssh_port=sshd.port, user=sshd.user, remote_root=str(remote),
+    )  # fmt: skip
+    config["transfers"]["max_concurrent"] = 2
+    bridge = BridgeProcess(tmp_path / "proc", config)
+    scratch = str(tmp_path / "data" / "scratch")
+    async with recording(mosquitto.port) as rec:
+        bridge.start()
+        try:
+            await rec.wait_for(lambda: online_count(rec) >= 1, 20, "bridge online")
+            await publish(mosquitto.port, [event(remote, "big.bin", 0)])
+            await publish(
+                mosquitto.port, [event(remote, f"small-{n:02}.mkv", n) for n in range(1, 10)]
+            )
+            await rec.wait_for(lambda: rec.events("started"), 20, "a transfer started")
+            await asyncio.sleep(0.3)
+            bridge.kill()
+            await asyncio.sleep(0.5)
+            assert bridge.children_alive(scratch) == [], "lftp outlived the killed bridge"
+
+            # 50 completions while the bridge is down: the broker holds them for its session
+            await publish(
+                mosquitto.port, [event(remote, f"small-{n:02}.mkv", n) for n in range(10, 60)]
+            )
+            # and redeliveries of events the bridge had already stored
+            await publish(
+                mosquitto.port, [event(remote, f"small-{n:02}.mkv", n) for n in range(1, 5)]
+            )
+            bridge.start()
+            await rec.wait_for(lambda: online_count(rec) >= 2, 20, "bridge back online")
+            await rec.wait_for(
+                lambda: len({e["item"]["id"] for e in rec.events("completed")}) >= 60,
+                180,
+                "60 completed items",
+            )
+        finally:
+            bridge.stop()
+
+    db = sqlite3.connect(tmp_path / "data" / "q4d.sqlite3")
+    rows = db.execute("SELECT remote_path, state, hash FROM items").fetchall()
+    assert len(rows) == 60
+    assert len({r[0] for r in rows}) == 60
+    assert {r[1] for r in rows} == {"done"}
+    queued = Counter(e["item"]["id"] for e in rec.events("queued"))
+    assert set(queued.values()) == {1}, "an event was turned into an item twice"
+    completed = Counter(e["item"]["id"] for e in rec.events("completed"))
+    assert len(completed) == 60 and set(completed.values()) == {1}
+    assert (library / "other" / "big.bin").read_bytes() == (remote / "big.bin").read_bytes()
+    for n in range(1, 60):
+        name = f"small-{n:02}.mkv"
+        assert (library / "other" / name).read_bytes() == (remote / name).read_bytes()
+    assert "resuming" in bridge.log()
+
+
+async def test_broker_restart(tmp_path: Path, sshd: SshServer) -> None:
+    remote, library = tmp_path / "seedbox", tmp_path / "library"
+    with Mosquitto(tmp_path / "mosq", persistent=True) as broker:
+        config = bridge_config(
+            tmp_path / "data", library, key=sshd.client_key, known_hosts=sshd.known_hosts,
+            broker_port=broker.port, ssh_port=sshd.port, user=sshd.user, remote_root=str(remote),
+        )  # fmt: skip
+        make_file(remote / "one.mkv", 1000)
+        make_file(remote / "two.mkv", 2000)
+        with BridgeProcess(tmp_path / "proc", config):
+            async with recording(broker.port) as rec:
+                await rec.wait_for(lambda: online_count(rec) >= 1, 20, "bridge online")
+                await publish(broker.port, [event(remote, "one.mkv", 1)])
+                await rec.wait_for(lambda: rec.events("completed"), 20, "first completion")
+            broker.restart()
+            async with recording(broker.port) as rec:
+                # retained status comes back once the bridge has reconnected
+                await rec.wait_for(lambda: online_count(rec) >= 1, 60, "bridge reconnected")
+                await publish(broker.port, [event(remote, "two.mkv", 2)])
+                await rec.wait_for(lambda: rec.events("completed"), 30, "completion after restart")
+        assert (library / "other" / "two.mkv").stat().st_size == 2000
