@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,24 @@ if _REPO_ROOT not in sys.path:
 
 from tests.helpers.services import Mosquitto, SshServer  # noqa: E402
 
+LOOPBACK_HOSTS = ["127.0.0.1", "::1", "localhost"]
+
+
+def allow_loopback_sockets() -> None:
+    """Re-allow loopback sockets where pytest-socket blocks them (the Home Assistant
+    test plugin blocks every socket); connections elsewhere stay blocked."""
+    try:  # optional plugin; imported dynamically because it ships no type information
+        pytest_socket = importlib.import_module("pytest_socket")
+    except ImportError:
+        return
+    pytest_socket.enable_socket()
+    pytest_socket.socket_allow_hosts(LOOPBACK_HOSTS, allow_unix_socket=True)
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A fresh, non-persistent mosquitto broker on 127.0.0.1 (per test)."""
+    allow_loopback_sockets()
     with Mosquitto(tmp_path / "mosquitto") as broker:
         yield broker
 
@@ -25,5 +40,6 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     """One sshd (SFTP, pubkey auth for the current user) for the whole session."""
+    allow_loopback_sockets()
     with SshServer(tmp_path_factory.mktemp("sshd")) as server:
         yield server

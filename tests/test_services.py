@@ -6,7 +6,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from tests.conftest import allow_loopback_sockets
 from tests.helpers.services import Mosquitto, SshServer, free_port
+
+
+@pytest.fixture(autouse=True)
+def _loopback_sockets() -> None:
+    allow_loopback_sockets()
 
 
 def test_free_port_is_bindable() -> None:
