@@ -28,7 +28,7 @@ from .engines.lftp import LftpEngine
 from .intake import Accepted, decode
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
 from .protocol import RejectedEvent, Topics, command_result, item_payload, parse_command
-from .publish import Publisher
+from .publish import MAX_IN_FLIGHT, Publisher
 from .queue import Limits, can_cancel, can_retry, next_wakeup, pick_runnable, retry_delay
 from .remote import SeedboxSession
 from .store import Store
@@ -90,7 +90,7 @@ class Bridge:
         background = [
             asyncio.create_task(self._scheduler(), name="scheduler"),
             asyncio.create_task(self.publisher.run_flusher(), name="flusher"),
-            asyncio.create_task(self.publisher.run_label_sender(), name="labels"),
+            asyncio.create_task(self.publisher.run_outbox_sender(), name="outbox"),
             asyncio.create_task(self._pruner(), name="pruner"),
         ]
         mqtt_task = asyncio.create_task(self._mqtt_loop(), name="mqtt")
@@ -145,6 +145,7 @@ class Bridge:
         )
         # aiomqtt acks on receipt; we ack only after the store commit (see module doc).
         client._client.manual_ack_set(True)
+        client.pending_calls_threshold = 2 * MAX_IN_FLIGHT
         return client
 
     async def _mqtt_loop(self) -> None:
@@ -198,15 +199,20 @@ class Bridge:
             routing=self.config.routing,
         )
         if not isinstance(outcome, Accepted):
-            self.store.record_rejected(topic, payload, outcome.reason, outcome.detail)
             _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)
-            self.publisher.event(
+            notice = self.publisher.event_message(
                 "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic
             )
+            self.store.record_rejected(topic, payload, outcome.reason, outcome.detail, [notice])
+            self.publisher.outbox_pending()
             self.publisher.state_changed()
             return
         admission = self.store.admit(
-            [(outcome.event, outcome.resolution)], queued_label_classic=self.config.classic.enabled
+            [(outcome.event, outcome.resolution)],
+            messages_for=lambda new: [
+                self.publisher.event_message("queued", new),
+                *self.publisher.label_messages(new, Label.QUEUED),
+            ],
         )[0]
         item = admission.item
         if admission.duplicate:
@@ -214,18 +220,40 @@ class Bridge:
             _LOGGER.info(
                 "duplicate event %s for %s (%s)", outcome.event.event_id, item.id, admission.reason
             )
-            self.publisher.event(
-                "duplicate", self.items.get(item.id, item), reason=admission.reason
+            current = self.items.get(item.id, item)
+            self.store.enqueue(
+                [self.publisher.event_message("duplicate", current, reason=admission.reason)]
             )
+            self.publisher.outbox_pending()
             return
         self.store.incr("received")
         self.items[item.id] = item
         _LOGGER.info("queued %s %r -> %s", item.id, item.name, item.local_path)
         self.publisher.item(item, immediate=True)
-        self.publisher.event("queued", item)
-        if item.hash:
-            self.publisher.labels_pending()
+        self.publisher.outbox_pending()
         self._wakeup.set()
+
+    def _record(
+        self,
+        item: Item,
+        history: str,
+        detail: Any = None,
+        *,
+        event: str | None = None,
+        label: Label | None = None,
+        **extra: Any,
+    ) -> None:
+        """Commit an item change with its history entry and the event/label announcing it,
+        then publish. Everything here reaches MQTT even if the bridge dies right after."""
+        messages = []
+        if event is not None:
+            messages.append(self.publisher.event_message(event, item, **extra))
+        if label is not None:
+            messages += self.publisher.label_messages(item, label)
+        self.store.save(item, history, detail, messages)
+        self.publisher.item(item, immediate=True)
+        if messages:
+            self.publisher.outbox_pending()
 
     # --- scheduler -----------------------------------------------------------------
 
@@ -250,9 +278,7 @@ class Bridge:
         item.rate = 0.0
         item.eta = None
         item.updated_at = now
-        self.store.save(item, "started", {"attempt": item.attempts})
-        self.publisher.item(item, immediate=True)
-        self.publisher.event("started", item)
+        self._record(item, "started", {"attempt": item.attempts}, event="started")
         self._running[item.id] = asyncio.create_task(
             self._transfer(item), name=f"transfer-{item.id}"
         )
@@ -268,8 +294,7 @@ class Bridge:
             if item.size != remote.size:
                 item.size = meter.total = remote.size
             item.updated_at = time.time()
-            self.store.save(item, state.value)
-            self.publisher.item(item, immediate=True)
+            self._record(item, state.value)
 
         def on_progress(done: int) -> None:
             meter.update(done)
@@ -311,21 +336,16 @@ class Bridge:
     def _done(self, item: Item, size: int) -> None:
         now = time.time()
         item.state = ItemState.DONE
-        item.bytes_done = size
-        item.size = size
+        item.bytes_done = item.size = size
         item.rate = 0.0
         item.eta = None
         item.last_error = item.error_code = None
         item.finished_at = item.updated_at = now
-        self.store.save(
-            item, "completed", {"bytes": size, "seconds": now - (item.started_at or now)}
-        )
-        self._label(item, Label.DONE)
         self.store.incr("completed")
         self.store.incr("bytes_transferred", size)
+        detail = {"bytes": size, "seconds": now - (item.started_at or now)}
+        self._record(item, "completed", detail, event="completed", label=Label.DONE)
         _LOGGER.info("completed %s %r (%d bytes)", item.id, item.name, size)
-        self.publisher.item(item, immediate=True)
-        self.publisher.event("completed", item)
 
     def _failed(self, item: Item, err: TransferError) -> None:
         now = time.time()
@@ -334,36 +354,23 @@ class Bridge:
         item.last_error = err.message
         item.error_code = err.code.value
         item.updated_at = now
+        detail: dict[str, Any] = {"code": err.code.value, "message": err.message}
         if err.permanent or item.attempts >= self.config.transfers.max_attempts:
             item.state = ItemState.FAILED
             item.finished_at = now
-            self.store.save(item, "failed", {"code": err.code.value, "message": err.message})
-            self._label(item, Label.FAILED)
             self.store.incr("failed")
+            self._record(item, "failed", detail, event="failed", label=Label.FAILED)
             _LOGGER.error("failed %s %r: %s (%s)", item.id, item.name, err.message, err.code.value)
-            self.publisher.item(item, immediate=True)
-            self.publisher.event("failed", item)
             return
-        delay = retry_delay(
-            item.attempts,
-            self.config.transfers.retry_initial,
-            self.config.transfers.retry_max,
-            self._rng,
-        )
+        transfers = self.config.transfers
+        delay = retry_delay(item.attempts, transfers.retry_initial, transfers.retry_max, self._rng)
         item.state = ItemState.WAITING
         item.next_attempt_at = now + delay
-        self.store.save(
-            item, "waiting", {"code": err.code.value, "message": err.message, "delay": delay}
-        )
+        self._record(item, "waiting", {**detail, "delay": delay}, event="waiting")
         _LOGGER.warning(
             "attempt %d of %s failed (%s); retrying in %.1fs",
-            item.attempts,
-            item.id,
-            err.message,
-            delay,
-        )
-        self.publisher.item(item, immediate=True)
-        self.publisher.event("waiting", item)
+            item.attempts, item.id, err.message, delay,
+        )  # fmt: skip
 
     def _stopped(self, item: Item, reason: str) -> None:
         item.rate = 0.0
@@ -374,22 +381,13 @@ class Bridge:
             return
         item.state = ItemState.QUEUED  # paused mid-transfer: resumes from staging later
         item.attempts = max(0, item.attempts - 1)
-        self.store.save(item, "paused")
-        self.publisher.item(item, immediate=True)
+        self._record(item, "paused")
 
     def _cancelled(self, item: Item) -> None:
         item.state = ItemState.CANCELLED
         item.finished_at = item.updated_at = time.time()
         discard_staging(self.config.routing.destinations[item.destination], item.id)
-        self.store.save(item, "cancelled")
-        self.publisher.item(item, immediate=True)
-        self.publisher.event("cancelled", item)
-
-    def _label(self, item: Item, label: Label) -> None:
-        if item.hash is None:
-            return
-        self.store.add_label(item.seedbox, item.hash, label, self.config.classic.enabled)
-        self.publisher.labels_pending()
+        self._record(item, "cancelled", event="cancelled")
 
     # --- commands (commands.Controller) --------------------------------------------
 
@@ -436,9 +434,7 @@ class Bridge:
             item.last_error = item.error_code = None
             item.next_attempt_at = item.finished_at = None
             item.updated_at = time.time()
-            self.store.save(item, "retry")
-            self.publisher.item(item, immediate=True)
-            self.publisher.event("queued", item, retry=True)
+            self._record(item, "retry", event="queued", retry=True)
         self._wakeup.set()
         return [i.id for i in targets]
 
@@ -463,8 +459,7 @@ class Bridge:
         item.paused = True
         if not self._interrupt(item_id, "paused"):
             item.updated_at = time.time()
-            self.store.save(item, "paused")
-            self.publisher.item(item, immediate=True)
+            self._record(item, "paused")
         return [item_id]
 
     def resume(self, item_id: str | None) -> list[str]:
@@ -477,8 +472,7 @@ class Bridge:
         item = self._item(item_id)
         item.paused = False
         item.updated_at = time.time()
-        self.store.save(item, "resumed")
-        self.publisher.item(item, immediate=True)
+        self._record(item, "resumed")
         self._wakeup.set()
         return [item_id]
 
@@ -486,8 +480,7 @@ class Bridge:
         item = self._item(item_id)
         item.priority = priority
         item.updated_at = time.time()
-        self.store.save(item, "priority", {"priority": priority})
-        self.publisher.item(item, immediate=True)
+        self._record(item, "priority", {"priority": priority})
         self._wakeup.set()
         return item_id
 

@@ -2,7 +2,8 @@
 
 Retained topics (state, items) are throttled to at most one write per second each and
 fully re-published on every (re)connect, so nothing is lost while the broker is away.
-Labels go through the store's outbox and leave it only once the broker acknowledged.
+Lifecycle events and labels are written to the store's outbox in the same transaction
+as the change they announce, and leave it only once the broker acknowledged them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import aiomqtt
 
 from . import __version__
-from .models import Item
+from .models import Item, Label
 from .protocol import (
     PROTOCOL_VERSION,
     Topics,
@@ -25,11 +26,12 @@ from .protocol import (
     item_payload,
     label_payload,
 )
-from .store import Store
+from .store import Message, Store
 
 _LOGGER = logging.getLogger(__name__)
 THROTTLE = 1.0
 MAX_IN_FLIGHT = 200
+OUTBOX_BATCH = 100
 
 
 class Publisher:
@@ -58,7 +60,7 @@ class Publisher:
         self._item_sent: dict[str, float] = {}
         self._state_dirty = False
         self._state_sent = 0.0
-        self._labels_wakeup = asyncio.Event()
+        self._outbox_wakeup = asyncio.Event()
         self._flush_wakeup = asyncio.Event()
 
     # --- connection lifecycle ------------------------------------------------------
@@ -87,7 +89,7 @@ class Publisher:
         self._send(self.topics.state, dumps(self._snapshot()), retain=True)
         self._state_sent = time.monotonic()
         self._state_dirty = False
-        self._labels_wakeup.set()
+        self._outbox_wakeup.set()
 
     async def detach(self, *, graceful: bool) -> None:
         client, self._client = self._client, None
@@ -142,12 +144,20 @@ class Publisher:
         self._send(self.topics.item(item_id), b"", retain=True)
         self.state_changed()
 
-    def event(self, kind: str, item: Item | None = None, **extra: Any) -> None:
+    def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message:
         payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "event": kind, "at": time.time()}
         if item is not None:
             payload["item"] = item_payload(item)
         payload.update(extra)
-        self._send(self.topics.event, dumps(payload))
+        return self.topics.event, dumps(payload)
+
+    def label_messages(self, item: Item, label: Label) -> list[Message]:
+        if item.hash is None:
+            return []
+        messages = [(self.topics.label(item.seedbox), label_payload(item.hash, label))]
+        if self.classic_label_topic:
+            messages.append((self.classic_label_topic, classic_label_payload(item.hash, label)))
+        return messages
 
     def state_changed(self) -> None:
         now = time.monotonic()
@@ -177,34 +187,29 @@ class Publisher:
             if self._dirty_items or self._state_dirty:
                 self._flush_wakeup.set()
 
-    # --- labels --------------------------------------------------------------------
+    # --- outbox --------------------------------------------------------------------
 
-    def labels_pending(self) -> None:
-        self._labels_wakeup.set()
+    def outbox_pending(self) -> None:
+        self._outbox_wakeup.set()
 
-    async def run_label_sender(self) -> None:
-        """Deliver the store's label outbox in order; rows leave only after the PUBACK."""
+    async def run_outbox_sender(self) -> None:
+        """Deliver the store's outbox in order; rows leave only after their PUBACK."""
         while True:
-            await self._labels_wakeup.wait()
-            self._labels_wakeup.clear()
+            await self._outbox_wakeup.wait()
+            self._outbox_wakeup.clear()
             while (client := self._client) is not None:
-                pending = self.store.pending_labels()
-                if not pending:
+                batch = self.store.outbox(OUTBOX_BATCH)
+                if not batch:
                     break
-                try:
-                    for label in pending:
-                        await client.publish(
-                            self.topics.label(label.seedbox),
-                            label_payload(label.hash, label.label),
-                            qos=1,
-                        )
-                        if label.classic and self.classic_label_topic:
-                            await client.publish(
-                                self.classic_label_topic,
-                                classic_label_payload(label.hash, label.label),
-                                qos=1,
-                            )
-                        self.store.remove_label(label.seq)
-                except aiomqtt.MqttError as err:
-                    _LOGGER.info("label delivery paused until reconnect: %s", err)
+                # Started in order, so paho writes them to the socket in order.
+                results = await asyncio.gather(
+                    *(client.publish(topic, payload, qos=1) for _seq, topic, payload in batch),
+                    return_exceptions=True,
+                )
+                self.store.remove_outbox(
+                    seq for (seq, _t, _p), r in zip(batch, results, strict=True) if r is None
+                )
+                failure = next((r for r in results if r is not None), None)
+                if failure is not None:
+                    _LOGGER.info("outbox delivery paused until reconnect: %s", failure)
                     break

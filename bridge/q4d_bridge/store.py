@@ -1,4 +1,4 @@
-"""SQLite (WAL) store: queue items, seen event ids, history, rejected events, label outbox.
+"""SQLite (WAL) store: queue items, seen event ids, history, rejected events, MQTT outbox.
 
 Every statement is a short local transaction (well under a millisecond), so the bridge
 calls it directly from the event loop. WAL with synchronous=NORMAL survives a killed
@@ -11,13 +11,13 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .models import FINISHED_STATES, CompletionEvent, Item, ItemState, Label
+from .models import FINISHED_STATES, CompletionEvent, Item, ItemState
 from .rules import Resolution
 
 SCHEMA_VERSION = 1
@@ -76,12 +76,10 @@ CREATE TABLE IF NOT EXISTS rejected (
     detail TEXT NOT NULL,
     payload BLOB
 );
-CREATE TABLE IF NOT EXISTS label_outbox (
+CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    seedbox TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    label TEXT NOT NULL,
-    classic INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -110,13 +108,8 @@ class Admission:
     reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PendingLabel:
-    seq: int
-    seedbox: str
-    hash: str
-    label: Label
-    classic: bool
+# An MQTT message (topic, payload) that must reach the broker: labels, lifecycle events.
+Message = tuple[str, bytes]
 
 
 class Store:
@@ -156,25 +149,18 @@ class Store:
         self,
         batch: Sequence[tuple[CompletionEvent, Resolution]],
         *,
-        queued_label_classic: bool = False,
+        messages_for: Callable[[Item], Sequence[Message]] = lambda _item: (),
         now: float | None = None,
     ) -> list[Admission]:
-        """Record a batch of valid events, and the QUEUED label of each new item, in one
-        transaction; duplicates change nothing."""
+        """Record a batch of valid events, and the messages each new item announces, in
+        one transaction; duplicates change nothing."""
         now = time.time() if now is None else now
         results: list[Admission] = []
         with self.transaction() as db:
             for event, resolution in batch:
                 admission = self._admit_one(db, event, resolution, now)
-                if not admission.duplicate and admission.item.hash is not None:
-                    self._insert_label(
-                        db,
-                        event.seedbox,
-                        admission.item.hash,
-                        Label.QUEUED,
-                        queued_label_classic,
-                        now,
-                    )
+                if not admission.duplicate:
+                    self._enqueue(db, messages_for(admission.item), now)
                 results.append(admission)
         return results
 
@@ -237,10 +223,17 @@ class Store:
         return Admission(item, duplicate=False)
 
     def record_rejected(
-        self, topic: str, payload: bytes, reason: str, detail: str, now: float | None = None
+        self,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        messages: Sequence[Message] = (),
+        now: float | None = None,
     ) -> None:
         now = time.time() if now is None else now
         with self.transaction() as db:
+            self._enqueue(db, messages, now)
             db.execute(
                 "INSERT INTO rejected (at, topic, reason, detail, payload) VALUES (?, ?, ?, ?, ?)",
                 (now, topic, reason, detail, payload[:REJECTED_PAYLOAD_LIMIT]),
@@ -283,9 +276,17 @@ class Store:
             ).fetchall()
         return [_row_to_item(r) for r in rows]
 
-    def save(self, item: Item, history: str | None = None, detail: Any = None) -> None:
-        """Persist an item's mutable fields, optionally with a history entry, atomically."""
+    def save(
+        self,
+        item: Item,
+        history: str | None = None,
+        detail: Any = None,
+        messages: Sequence[Message] = (),
+    ) -> None:
+        """Persist an item's mutable fields with its history entry and the messages that
+        announce the change, atomically: what is recorded is always announced."""
         with self.transaction() as db:
+            self._enqueue(db, messages, item.updated_at)
             db.execute(
                 "UPDATE items SET state=?, priority=?, paused=?, bytes_done=?, attempts=?, "
                 "last_error=?, error_code=?, started_at=?, finished_at=?, next_attempt_at=?, "
@@ -353,38 +354,26 @@ class Store:
             (at, item_id, event, None if detail is None else json.dumps(detail)),
         )
 
-    # --- label outbox --------------------------------------------------------------
+    # --- outbox --------------------------------------------------------------------
 
     @staticmethod
-    def _insert_label(
-        db: sqlite3.Connection,
-        seedbox: str,
-        info_hash: str,
-        label: Label,
-        classic: bool,
-        now: float,
-    ) -> None:
-        db.execute(
-            "INSERT INTO label_outbox (seedbox, hash, label, classic, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (seedbox, info_hash, label.value, int(classic), now),
+    def _enqueue(db: sqlite3.Connection, messages: Sequence[Message], now: float) -> None:
+        db.executemany(
+            "INSERT INTO outbox (topic, payload, created_at) VALUES (?, ?, ?)",
+            [(topic, payload, now) for topic, payload in messages],
         )
 
-    def add_label(self, seedbox: str, info_hash: str, label: Label, classic: bool) -> None:
-        self._insert_label(self._db, seedbox, info_hash, label, classic, time.time())
+    def enqueue(self, messages: Sequence[Message]) -> None:
+        self._enqueue(self._db, messages, time.time())
 
-    def pending_labels(self, limit: int = 500) -> list[PendingLabel]:
+    def outbox(self, limit: int = 200) -> list[tuple[int, str, bytes]]:
         rows = self._db.execute(
-            "SELECT seq, seedbox, hash, label, classic FROM label_outbox ORDER BY seq LIMIT ?",
-            (limit,),
+            "SELECT seq, topic, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
-        return [
-            PendingLabel(r["seq"], r["seedbox"], r["hash"], Label(r["label"]), bool(r["classic"]))
-            for r in rows
-        ]
+        return [(r["seq"], r["topic"], bytes(r["payload"])) for r in rows]
 
-    def remove_label(self, seq: int) -> None:
-        self._db.execute("DELETE FROM label_outbox WHERE seq = ?", (seq,))
+    def remove_outbox(self, seqs: Iterable[int]) -> None:
+        self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     # --- counters and settings -----------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from q4d_bridge.models import CompletionEvent, ItemState, Label
+from q4d_bridge.models import CompletionEvent, ItemState
 from q4d_bridge.rules import Resolution
 from q4d_bridge.store import Store
 
@@ -23,7 +23,9 @@ def admit(
         **kw,
     )  # type: ignore[arg-type]
     res = Resolution(None, "default", Path("/lib"), Path("/lib") / ev.name)
-    return store.admit([(ev, res)], queued_label_classic=True, now=100.0)[0]
+    return store.admit(
+        [(ev, res)], messages_for=lambda item: [("announce", item.id.encode())], now=100.0
+    )[0]
 
 
 def test_dedupe_by_event_id_and_hash(tmp_path: Path) -> None:
@@ -37,9 +39,14 @@ def test_dedupe_by_event_id_and_hash(tmp_path: Path) -> None:
     assert not nohash.duplicate
     assert admit(store, "e4", path="/r/b", info_hash=None).reason == "path"
     assert len(store.items()) == 2
-    # one QUEUED label, only for the item with a hash
-    labels = store.pending_labels()
-    assert [(p.hash, p.label, p.classic) for p in labels] == [(HASH, Label.QUEUED, True)]
+    # each new item announced once, in the same transaction; duplicates announce nothing
+    outbox = store.outbox()
+    assert [(t, p) for _s, t, p in outbox] == [
+        ("announce", first.item.id.encode()),
+        ("announce", nohash.item.id.encode()),
+    ]
+    store.remove_outbox([outbox[0][0]])
+    assert [s for s, _t, _p in store.outbox()] == [outbox[1][0]]
 
 
 def test_items_survive_reopen_and_prune(tmp_path: Path) -> None:

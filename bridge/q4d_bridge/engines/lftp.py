@@ -3,6 +3,7 @@
 lftp runs from an argv list with its script in a 0600 file (`lftp -f`), so neither the
 torrent name nor anything else reaches a shell or the process list. Inside the script,
 every operand goes through `lftp_quote`, the quoting of lftp's own command language.
+Measured behaviour this relies on: tests/helpers/lftp_findings.md.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ _STDERR_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
         ErrorCode.AUTH_FAILED,
     ),
     (re.compile(r"no space left on device|disk quota exceeded", re.I), ErrorCode.NO_SPACE),
-    (re.compile(r"no such file or directory", re.I), ErrorCode.REMOTE_MISSING),
+    # lftp prints "Access failed: No such file (PATH)" for the remote side only.
+    (re.compile(r"access failed: no such file \(", re.I), ErrorCode.REMOTE_MISSING),
     (re.compile(r"permission denied|access denied", re.I), ErrorCode.PERMISSION_DENIED),
     (
         re.compile(
@@ -68,12 +70,16 @@ def lftp_quote(value: str) -> str:
 
 
 def connect_program(seedbox: SeedboxConfig) -> str:
-    """The ssh command lftp runs for SFTP; host keys are checked, never auto-accepted."""
+    """The ssh command lftp runs for SFTP; host keys are checked, never auto-accepted.
+
+    lftp runs it with `sh -c`, hence shlex; ssh splits UserKnownHostsFile on spaces
+    itself, hence the inner double quotes.
+    """
     argv = [
         "ssh", "-F", "/dev/null", "-a", "-x",
         "-i", seedbox.key,
         "-o", "IdentitiesOnly=yes",
-        "-o", f"UserKnownHostsFile={seedbox.known_hosts}",
+        "-o", f'UserKnownHostsFile="{seedbox.known_hosts}"',
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "BatchMode=yes",
@@ -96,6 +102,8 @@ def build_script(config: LftpConfig, request: TransferRequest) -> str:
         # Sparse files let progress be read from allocated blocks.
         "set file:use-fallocate no",
         "set xfer:clobber yes",
+        # Resume state saved every second, so a crash re-fetches at most ~1 s of data.
+        "set pget:save-status 1s",
         f"set sftp:max-packets-in-flight {config.max_packets_in_flight}",
         f"set sftp:connect-program {lftp_quote(connect_program(sb))}",
         f"open -u {lftp_quote(sb.user + ',')} -p {sb.port} {lftp_quote('sftp://' + sb.host)}",
@@ -125,6 +133,30 @@ def classify_stderr(stderr: str) -> ErrorCode:
     return ErrorCode.TRANSFER
 
 
+PGET_STATUS_SUFFIX = ".lftp-pget-status"
+
+
+def discard_unresumable(target: Path) -> list[Path]:
+    """Delete partial files that `pget -c` would resume wrongly.
+
+    pget writes segments out of order; without its status file, `-c` resumes from the
+    file size and leaves the holes in place (exit 0). A file with fewer allocated bytes
+    than its size and no status file is such a partial: it starts over instead.
+    """
+    files = [target] if target.is_file() else list(target.rglob("*")) if target.is_dir() else []
+    removed = []
+    for path in files:
+        if not path.is_file() or path.name.endswith(PGET_STATUS_SUFFIX):
+            continue
+        if path.with_name(path.name + PGET_STATUS_SUFFIX).exists():
+            continue
+        st = path.stat()
+        if st.st_blocks * 512 < st.st_size:
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 class LftpEngine:
     name = "lftp"
 
@@ -135,6 +167,12 @@ class LftpEngine:
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         request.target.parent.mkdir(parents=True, exist_ok=True)
         self.scratch_dir.mkdir(parents=True, exist_ok=True)
+        for path in await asyncio.to_thread(discard_unresumable, request.target):
+            _LOGGER.info(
+                "item %s: %s cannot be resumed safely; fetching it again",
+                request.item_id,
+                path.name,
+            )
         fd, script_name = tempfile.mkstemp(prefix="lftp-", suffix=".lftp", dir=self.scratch_dir)
         script = Path(script_name)
         try:
