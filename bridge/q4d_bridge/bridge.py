@@ -52,7 +52,9 @@ class Bridge:
         )
         self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
         self.engines: dict[str, Engine] = {
-            "lftp": LftpEngine(config.transfers.lftp, config.data_dir / "scratch")
+            "lftp": LftpEngine(
+                config.transfers.lftp, config.data_dir / "scratch", config.transfers.nice
+            )
         }
         self.publisher = Publisher(
             topics=self.topics,
@@ -226,7 +228,6 @@ class Bridge:
             )
             self.publisher.outbox_pending()
             return
-        self.store.incr("received")
         self.items[item.id] = item
         _LOGGER.info("queued %s %r -> %s", item.id, item.name, item.local_path)
         self.publisher.item(item, immediate=True)
@@ -555,7 +556,10 @@ class Bridge:
     # --- housekeeping --------------------------------------------------------------
 
     def _prune(self) -> None:
-        for item_id in self.store.prune(self.config.history_retention):
+        removed = self.store.prune(
+            self.config.history_retention, removal=self.publisher.removal_message
+        )
+        for item_id in removed:
             self.items.pop(item_id, None)
             self.publisher.item_removed(item_id)
 

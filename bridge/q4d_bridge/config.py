@@ -25,6 +25,7 @@ from .rules import (
     Rule,
     TypeRule,
     TypesConfigError,
+    check_subdir_template,
     load_types_config,
 )
 
@@ -85,6 +86,13 @@ def _regex(value: Any) -> str:
     except re.error as err:
         raise vol.Invalid(f"invalid regular expression: {err}") from err
     return str(value)
+
+
+def _subdir(value: str) -> str:
+    try:
+        return check_subdir_template(value)
+    except ValueError as err:
+        raise vol.Invalid(str(err)) from err
 
 
 def _condition(value: Any) -> dict[str, Any]:
@@ -148,7 +156,7 @@ RULE_SCHEMA = vol.Schema(
     {
         vol.Required("destination"): str,
         vol.Optional("match", default=list): [_condition],
-        vol.Optional("subdir"): vol.All(str, vol.Length(min=1)),
+        vol.Optional("subdir"): vol.All(str, vol.Length(min=1), _subdir),
     }
 )
 
@@ -167,6 +175,7 @@ TRANSFERS_SCHEMA = vol.Schema(
         vol.Optional("max_attempts", default=5): vol.All(int, vol.Range(min=1, max=100)),
         vol.Optional("retry_initial", default="1s"): _duration,
         vol.Optional("retry_max", default="15m"): _duration,
+        vol.Optional("nice", default=10): vol.All(int, vol.Range(min=0, max=19)),
         vol.Optional("lftp", default=dict): LFTP_SCHEMA,
     }
 )
@@ -265,6 +274,7 @@ class TransfersConfig:
     max_attempts: int
     retry_initial: float
     retry_max: float
+    nice: int
     lftp: LftpConfig
 
 
@@ -456,6 +466,7 @@ def _build(data: dict[str, Any]) -> Config:
             max_attempts=transfers["max_attempts"],
             retry_initial=transfers["retry_initial"],
             retry_max=transfers["retry_max"],
+            nice=transfers["nice"],
             lftp=LftpConfig(**transfers["lftp"]),
         ),
         classic=ClassicConfig(

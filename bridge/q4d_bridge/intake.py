@@ -3,6 +3,7 @@ rejection with a stable reason. Pure: the bridge stores the outcome before actin
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -43,7 +44,8 @@ def decode(
             if seedbox not in seedboxes:
                 return Rejected("unknown_seedbox", f"seedbox {seedbox!r} is not configured")
             event = parse_completed(payload, seedbox)
-        check_remote_path(event.path, seedboxes[event.seedbox].remote_roots)
+        path = check_remote_path(event.path, seedboxes[event.seedbox].remote_roots)
+        event = dataclasses.replace(event, path=path)
         return Accepted(event, resolve(event, routing))
     except RejectedEvent as err:
         return Rejected(err.reason, err.detail)

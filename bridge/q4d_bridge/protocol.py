@@ -126,7 +126,8 @@ def normalise_hash(value: str | None) -> str | None:
 def parse_completed(raw: bytes, topic_seedbox: str) -> CompletionEvent:
     """Validate a v1 completion event; the topic's seedbox is authoritative."""
     data = _decode_json(raw)
-    if data.get("v") != PROTOCOL_VERSION:
+    version = data.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise RejectedEvent("unsupported_version", f"'v' must be {PROTOCOL_VERSION}")
     event_id = _text(data, "event_id", required=True)
     assert event_id is not None

@@ -138,10 +138,14 @@ class Publisher:
             self._flush_wakeup.set()
         self.state_changed()
 
+    def removal_message(self, item_id: str) -> Message:
+        return Message(self.topics.item(item_id), b"", retain=True)
+
     def item_removed(self, item_id: str) -> None:
+        """Forget throttling state; the retraction itself travels through the outbox."""
         self._dirty_items.pop(item_id, None)
         self._item_sent.pop(item_id, None)
-        self._send(self.topics.item(item_id), b"", retain=True)
+        self.outbox_pending()
         self.state_changed()
 
     def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message:
@@ -149,14 +153,16 @@ class Publisher:
         if item is not None:
             payload["item"] = item_payload(item)
         payload.update(extra)
-        return self.topics.event, dumps(payload)
+        return Message(self.topics.event, dumps(payload))
 
     def label_messages(self, item: Item, label: Label) -> list[Message]:
         if item.hash is None:
             return []
-        messages = [(self.topics.label(item.seedbox), label_payload(item.hash, label))]
+        messages = [Message(self.topics.label(item.seedbox), label_payload(item.hash, label))]
         if self.classic_label_topic:
-            messages.append((self.classic_label_topic, classic_label_payload(item.hash, label)))
+            messages.append(
+                Message(self.classic_label_topic, classic_label_payload(item.hash, label))
+            )
         return messages
 
     def state_changed(self) -> None:
@@ -203,11 +209,14 @@ class Publisher:
                     break
                 # Started in order, so paho writes them to the socket in order.
                 results = await asyncio.gather(
-                    *(client.publish(topic, payload, qos=1) for _seq, topic, payload in batch),
+                    *(
+                        client.publish(m.topic, m.payload, qos=1, retain=m.retain)
+                        for _s, m in batch
+                    ),
                     return_exceptions=True,
                 )
                 self.store.remove_outbox(
-                    seq for (seq, _t, _p), r in zip(batch, results, strict=True) if r is None
+                    seq for (seq, _m), r in zip(batch, results, strict=True) if r is None
                 )
                 failure = next((r for r in results if r is not None), None)
                 if failure is not None:

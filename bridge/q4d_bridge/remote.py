@@ -39,7 +39,10 @@ class SeedboxSession:
     def __init__(self, seedbox: SeedboxConfig) -> None:
         self.seedbox = seedbox
         self._conn: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._sftp_conn: asyncssh.SSHClientConnection | None = None
         self._lock = asyncio.Lock()
+        self._sftp_lock = asyncio.Lock()
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         async with self._lock:
@@ -65,13 +68,21 @@ class SeedboxSession:
                 raise classify_ssh_error(err) from err
             return self._conn
 
+    async def _sftp_client(self) -> asyncssh.SFTPClient:
+        """One SFTP session per seedbox, reused: a stat costs one round trip."""
+        conn = await self._connection()
+        async with self._sftp_lock:
+            if self._sftp is None or self._sftp_conn is not conn:
+                self._sftp = await conn.start_sftp_client()
+                self._sftp_conn = conn
+            return self._sftp
+
     async def stat_payload(self, path: str) -> RemoteEntry:
         """Size and shape of a payload; a stale connection is replaced once."""
         for attempt in (1, 2):
-            conn = await self._connection()
             try:
-                async with conn.start_sftp_client() as sftp:
-                    return await _stat_tree(sftp, path)
+                sftp = await self._sftp_client()
+                return await _stat_tree(sftp, path)
             except asyncssh.SFTPError as err:
                 raise classify_ssh_error(err) from err
             except (OSError, asyncssh.Error) as err:
@@ -82,6 +93,7 @@ class SeedboxSession:
 
     async def close(self) -> None:
         async with self._lock:
+            self._sftp = self._sftp_conn = None
             if self._conn is not None:
                 self._conn.close()
                 await self._conn.wait_closed()

@@ -221,6 +221,21 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
     return Resolution(type_code, destination, root, safe_join(parent, name))
 
 
+SUBDIR_PLACEHOLDERS = ("category", "type", "seedbox")
+
+
+def check_subdir_template(template: str) -> str:
+    """Config-time check: only known placeholders, no escaping the destination."""
+    try:
+        template.format_map(dict.fromkeys(SUBDIR_PLACEHOLDERS, "x"))
+    except (KeyError, ValueError, IndexError) as err:
+        known = ", ".join("{" + p + "}" for p in SUBDIR_PLACEHOLDERS)
+        raise ValueError(f"bad placeholder {err} (known: {known})") from None
+    if template.startswith("/") or ".." in template.split("/"):
+        raise ValueError("subdir must stay inside the destination")
+    return template
+
+
 def subdir_parts(template: str, event: CompletionEvent, type_code: str | None) -> list[str]:
     values = {
         "category": event.category or "uncategorized",
@@ -259,11 +274,11 @@ def check_remote_path(path: str, roots: Iterable[str] = ()) -> str:
         raise UnsafePathError(f"remote path is not normalised: {path!r}")
     for part in parts:
         check_name(part)
-    roots = [r.rstrip("/") or "/" for r in roots]
+    path = path.rstrip("/")
     # Strictly inside: a root itself is a whole download folder, never one payload.
     if roots and not any(path.startswith(r.rstrip("/") + "/") for r in roots):
         raise UnsafePathError(f"remote path {path!r} is not inside the seedbox roots")
-    return path.rstrip("/")
+    return path
 
 
 def payload_name(remote_path: str) -> str:
@@ -271,10 +286,15 @@ def payload_name(remote_path: str) -> str:
 
 
 def safe_join(root: Path, *names: str) -> Path:
-    """Join checked names under root; the result provably stays inside root."""
+    """Join checked names under root: lexically inside it, with no filesystem access."""
     path = root
     for name in names:
         path = path / check_name(name)
-    if not path.resolve(strict=False).is_relative_to(root.resolve(strict=False)):
-        raise UnsafePathError(f"{path} escapes {root}")
     return path
+
+
+def ensure_inside(root: Path, path: Path) -> None:
+    """The filesystem check, done right before writing: a symlink planted inside the
+    destination must not redirect a payload outside it."""
+    if not path.parent.resolve(strict=False).is_relative_to(root.resolve(strict=False)):
+        raise UnsafePathError(f"{path} resolves outside {root}")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .models import FINISHED_STATES, CompletionEvent, Item, ItemState
 from .rules import Resolution
@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -108,8 +109,12 @@ class Admission:
     reason: str | None = None
 
 
-# An MQTT message (topic, payload) that must reach the broker: labels, lifecycle events.
-Message = tuple[str, bytes]
+class Message(NamedTuple):
+    """An MQTT message that must reach the broker: labels, lifecycle events, removals."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
 
 
 class Store:
@@ -161,6 +166,7 @@ class Store:
                 admission = self._admit_one(db, event, resolution, now)
                 if not admission.duplicate:
                     self._enqueue(db, messages_for(admission.item), now)
+                    self._incr(db, "received", 1)
                 results.append(admission)
         return results
 
@@ -288,11 +294,12 @@ class Store:
         with self.transaction() as db:
             self._enqueue(db, messages, item.updated_at)
             db.execute(
-                "UPDATE items SET state=?, priority=?, paused=?, bytes_done=?, attempts=?, "
+                "UPDATE items SET state=?, size=?, priority=?, paused=?, bytes_done=?, attempts=?, "
                 "last_error=?, error_code=?, started_at=?, finished_at=?, next_attempt_at=?, "
                 "updated_at=?, local_path=?, destination=? WHERE id=?",
                 (
                     item.state.value,
+                    item.size,
                     item.priority,
                     int(item.paused),
                     item.bytes_done,
@@ -311,8 +318,16 @@ class Store:
             if history is not None:
                 self._history(db, item.id, history, detail, item.updated_at)
 
-    def prune(self, retention: float, now: float | None = None) -> list[str]:
-        """Drop finished items (and old history) older than retention; returns removed ids."""
+    def prune(
+        self,
+        retention: float,
+        now: float | None = None,
+        removal: Callable[[str], Message] | None = None,
+    ) -> list[str]:
+        """Drop finished items (and old history) older than retention; returns removed ids.
+
+        `removal` builds the message that retracts an item (an empty retained payload);
+        it is queued in the same transaction, so a pruned item never lingers on MQTT."""
         now = time.time() if now is None else now
         cutoff = now - retention
         finished = [s.value for s in FINISHED_STATES]
@@ -326,6 +341,8 @@ class Store:
                 )
             ]
             db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
+            if removal is not None:
+                self._enqueue(db, [removal(i) for i in ids], now)
             db.execute("DELETE FROM seen_events WHERE received_at < ?", (cutoff,))
             db.execute("DELETE FROM history WHERE at < ?", (cutoff,))
             db.execute("DELETE FROM rejected WHERE at < ?", (cutoff,))
@@ -359,18 +376,20 @@ class Store:
     @staticmethod
     def _enqueue(db: sqlite3.Connection, messages: Sequence[Message], now: float) -> None:
         db.executemany(
-            "INSERT INTO outbox (topic, payload, created_at) VALUES (?, ?, ?)",
-            [(topic, payload, now) for topic, payload in messages],
+            "INSERT INTO outbox (topic, payload, retain, created_at) VALUES (?, ?, ?, ?)",
+            [(m.topic, m.payload, int(m.retain), now) for m in messages],
         )
 
     def enqueue(self, messages: Sequence[Message]) -> None:
         self._enqueue(self._db, messages, time.time())
 
-    def outbox(self, limit: int = 200) -> list[tuple[int, str, bytes]]:
+    def outbox(self, limit: int = 200) -> list[tuple[int, Message]]:
         rows = self._db.execute(
-            "SELECT seq, topic, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, topic, payload, retain FROM outbox ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
-        return [(r["seq"], r["topic"], bytes(r["payload"])) for r in rows]
+        return [
+            (r["seq"], Message(r["topic"], bytes(r["payload"]), bool(r["retain"]))) for r in rows
+        ]
 
     def remove_outbox(self, seqs: Iterable[int]) -> None:
         self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])

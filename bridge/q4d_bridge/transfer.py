@@ -27,6 +27,7 @@ from .engines.base import (
 )
 from .models import ItemState
 from .remote import SeedboxSession
+from .rules import UnsafePathError, ensure_inside
 
 _LOGGER = logging.getLogger(__name__)
 STAGING_DIR = ".q4d-partial"
@@ -79,7 +80,10 @@ async def run_transfer(
             f"got {size} bytes in {files} file(s)",
         )
     try:
+        ensure_inside(root, final_path)
         await asyncio.to_thread(_publish, target, final_path, stage)
+    except UnsafePathError as err:
+        raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
     except OSError as err:
         raise _local_error(err) from err
     return Outcome(size=size, files=files)

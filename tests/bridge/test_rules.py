@@ -15,6 +15,7 @@ from q4d_bridge.rules import (
     check_name,
     check_remote_path,
     classify,
+    ensure_inside,
     parse_types_config,
     resolve,
     safe_join,
@@ -196,8 +197,11 @@ def test_remote_path_inside_roots() -> None:
     assert check_remote_path("/anything/x") == "/anything/x"
 
 
-def test_safe_join_stays_inside(tmp_path: Path) -> None:
+def test_safe_join_and_symlinks(tmp_path: Path) -> None:
     assert safe_join(tmp_path, "a", "b") == tmp_path / "a" / "b"
-    (tmp_path / "link").symlink_to("/etc")
     with pytest.raises(UnsafePathError):
-        safe_join(tmp_path, "link", "passwd")
+        safe_join(tmp_path, "..", "x")
+    (tmp_path / "link").symlink_to("/etc")
+    ensure_inside(tmp_path, tmp_path / "a" / "b")
+    with pytest.raises(UnsafePathError):
+        ensure_inside(tmp_path, safe_join(tmp_path, "link", "passwd"))

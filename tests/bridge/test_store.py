@@ -6,7 +6,7 @@ from pathlib import Path
 
 from q4d_bridge.models import CompletionEvent, ItemState
 from q4d_bridge.rules import Resolution
-from q4d_bridge.store import Store
+from q4d_bridge.store import Message, Store
 
 HASH = "ab" * 20
 
@@ -24,7 +24,7 @@ def admit(
     )  # type: ignore[arg-type]
     res = Resolution(None, "default", Path("/lib"), Path("/lib") / ev.name)
     return store.admit(
-        [(ev, res)], messages_for=lambda item: [("announce", item.id.encode())], now=100.0
+        [(ev, res)], messages_for=lambda item: [Message("announce", item.id.encode())], now=100.0
     )[0]
 
 
@@ -41,12 +41,12 @@ def test_dedupe_by_event_id_and_hash(tmp_path: Path) -> None:
     assert len(store.items()) == 2
     # each new item announced once, in the same transaction; duplicates announce nothing
     outbox = store.outbox()
-    assert [(t, p) for _s, t, p in outbox] == [
+    assert [(m.topic, m.payload) for _s, m in outbox] == [
         ("announce", first.item.id.encode()),
         ("announce", nohash.item.id.encode()),
     ]
     store.remove_outbox([outbox[0][0]])
-    assert [s for s, _t, _p in store.outbox()] == [outbox[1][0]]
+    assert [s for s, _m in store.outbox()] == [outbox[1][0]]
 
 
 def test_items_survive_reopen_and_prune(tmp_path: Path) -> None:
@@ -61,7 +61,9 @@ def test_items_survive_reopen_and_prune(tmp_path: Path) -> None:
     assert back.state is ItemState.DONE and back.finished_at == 200.0
     assert [h["event"] for h in reopened.history(back.id)] == ["completed", "queued"]
     assert reopened.prune(retention=1000, now=1100.0) == []
-    assert reopened.prune(retention=1000, now=1300.0) == [back.id]
+    removal = lambda item_id: Message(f"item/{item_id}", b"", retain=True)  # noqa: E731
+    assert reopened.prune(retention=1000, now=1300.0, removal=removal) == [back.id]
+    assert reopened.outbox()[-1][1] == Message(f"item/{back.id}", b"", True)
     assert reopened.items() == []
     # the event id was forgotten with it, so a new completion is a new item again
     assert not admit(reopened, "e1").duplicate

@@ -25,7 +25,6 @@ class ErrorCode(enum.StrEnum):
     SIZE_MISMATCH = "size_mismatch"
     TRANSFER = "transfer_failed"
     UNSAFE_PATH = "unsafe_path"
-    CANCELLED = "cancelled"
 
 
 # Retrying these cannot help until someone changes configuration or the seedbox.

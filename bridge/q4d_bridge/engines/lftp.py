@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import re
 import shlex
-import signal
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -119,11 +118,18 @@ def build_script(config: LftpConfig, request: TransferRequest) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: if the bridge is killed, lftp goes too, so a
-    restarted bridge never has two writers on one staging file."""
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+def launcher(nice: int) -> list[str]:
+    """Argv prefix for lftp. setpriv: if the bridge is killed, lftp goes too, so a
+    restarted bridge never has two writers on one staging file. nice: on a busy box the
+    bridge's intake and scheduling stay responsive while bulk SSH crypto waits its turn.
+    (Both as exec wrappers, not preexec_fn, which would force a slow full fork.)"""
+    prefix = []
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        prefix += [setpriv, "--pdeathsig", "KILL", "--"]
+    if nice:
+        prefix += ["nice", "-n", str(nice)]
+    return prefix
 
 
 def classify_stderr(stderr: str) -> ErrorCode:
@@ -160,9 +166,10 @@ def discard_unresumable(target: Path) -> list[Path]:
 class LftpEngine:
     name = "lftp"
 
-    def __init__(self, config: LftpConfig, scratch_dir: Path) -> None:
+    def __init__(self, config: LftpConfig, scratch_dir: Path, nice: int = 0) -> None:
         self.config = config
         self.scratch_dir = scratch_dir
+        self.nice = nice
 
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         request.target.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +193,7 @@ class LftpEngine:
         self, script: Path, request: TransferRequest, on_progress: ProgressCallback
     ) -> None:
         proc = await asyncio.create_subprocess_exec(
+            *launcher(self.nice),
             self.config.binary,
             "--norc",
             "-f",
@@ -196,7 +204,6 @@ class LftpEngine:
             # Own session: Ctrl-C in the bridge's terminal must not kill lftp mid-write;
             # the bridge cancels it itself, and the death signal covers kill -9.
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         assert proc.stderr is not None
         stderr_task = asyncio.create_task(proc.stderr.read(STDERR_LIMIT))
