@@ -1,11 +1,14 @@
 """Intake and dispatch latency of the bridge, with real Mosquitto, sshd and lftp on loopback.
 
-Phase A (burst): 1000 completion events for small files published as fast as MQTT takes
-them. Prints intake events/s (bridge-side receive rate, and publish → durably queued and
-announced), received → transfer-started latency, total drain time and bridge RSS.
+Phase A (burst, queue paused): 1000 completion events for small files published as fast
+as MQTT takes them while the queue is paused: intake capacity (events/s), alone on the
+CPU. Then the queue resumes: dispatch latency (slot free -> transfer started), drain time.
 
-Phase B (slots free): events paced below the transfer capacity, so every event finds a
-free slot: received → started p50/p99 is then pure bridge overhead (target p99 ≤ 50 ms).
+Phase B (burst under load): another burst while 8 transfers run. Here the seedbox's sshd
+shares this machine's 2 cores with lftp/ssh and the bridge, so this is a worst case.
+
+Phase C (slots free): events paced below the transfer capacity, so every event finds a
+free slot: received -> started p50/p99 is pure bridge overhead (target p99 <= 50 ms).
 
 Run: .venv/bin/python bench/latency.py [--events 1000] [--paced 200]
 """
@@ -65,22 +68,48 @@ def items_of(rec: Recorder, kind: str, prefix: str) -> list[dict[str, Any]]:
     return [e["item"] for e in rec.events(kind) if e["item"]["name"].startswith(prefix)]
 
 
-async def phase_burst(
-    port: int, rec: Recorder, files: list[Path], bridge_pid: int
-) -> dict[str, Any]:
+async def command(port: int, op: str) -> None:
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        payload = json.dumps({"id": f"bench-{op}", "op": op, "args": {}}).encode()
+        await client.publish("q4d/bridge/bench/command", payload, qos=1)
+
+
+async def publish_burst(port: int, files: list[Path], prefix: str) -> float:
     async with aiomqtt.Client("127.0.0.1", port, max_inflight_messages=1000) as client:
         client.pending_calls_threshold = 10 * len(files)
         t0 = time.time()
         await asyncio.gather(
             *(
-                client.publish("q4d/seedbox/sb1/completed", event_payload(p, n, "burst"), qos=1)
+                client.publish("q4d/seedbox/sb1/completed", event_payload(p, n, prefix), qos=1)
                 for n, p in enumerate(files)
             )
         )
-        published = time.time()
+    return t0
+
+
+async def phase_load(port: int, rec: Recorder, files: list[Path]) -> dict[str, Any]:
+    t0 = await publish_burst(port, files, "load")
+    n = len(files)
+    await rec.wait_for(lambda: len(items_of(rec, "queued", "load")) >= n, 300, "load queued")
+    await rec.wait_for(lambda: len(items_of(rec, "completed", "load")) >= n, 600, "load done")
+    received = sorted(i["received_at"] for i in items_of(rec, "queued", "load"))
+    return {
+        "events": n,
+        "intake_events_per_s": n / (received[-1] - received[0]),
+        "received_all_after_s": received[-1] - t0,
+    }
+
+
+async def phase_burst(
+    port: int, rec: Recorder, files: list[Path], bridge_pid: int
+) -> dict[str, Any]:
+    await command(port, "pause")
+    t0 = await publish_burst(port, files, "burst")
+    published = time.time()
     n = len(files)
     await rec.wait_for(lambda: len(items_of(rec, "queued", "burst")) >= n, 120, "all queued")
     queued_seen = time.time()
+    await command(port, "resume")
     await rec.wait_for(lambda: len(items_of(rec, "completed", "burst")) >= n, 600, "all done")
     drained = time.time()
     rss, peak = rss_kib(bridge_pid)
@@ -141,6 +170,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--paced", type=int, default=100)
+    parser.add_argument("--load", type=int, default=300, help="burst size while transfers run")
     parser.add_argument(
         "--interval", type=float, default=0.3, help="seconds between paced events (slots stay free)"
     )
@@ -152,6 +182,7 @@ async def main() -> None:
         remote = work / "seedbox"
         burst_files = make_files(remote, "burst", args.events)
         paced_files = make_files(remote, "paced", args.paced)
+        load_files = make_files(remote, "load", args.load)
         with Mosquitto(work / "mosquitto") as broker, SshServer(work / "sshd") as sshd:
             config = bridge_config(
                 work / "data", work / "library", key=sshd.client_key,
@@ -174,22 +205,26 @@ async def main() -> None:
                     )  # fmt: skip
                     try:
                         burst = await phase_burst(broker.port, rec, burst_files, bridge.proc.pid)
+                        load = await phase_load(broker.port, rec, load_files)
                         paced = await phase_paced(broker.port, rec, paced_files, args.interval)
                     except AssertionError:
                         print(log_on_failure.log()[-5000:], file=sys.stderr)
                         raise
-    results = {"burst": burst, "paced": paced, "concurrency": args.concurrency}
-    b, p = burst, paced
+    results = {"burst": burst, "load": load, "paced": paced, "concurrency": args.concurrency}
+    b, p, lo = burst, paced, load
     rows = [
         f"q4d bridge latency benchmark (loopback, lftp over sshd, {args.concurrency} slots)",
-        f"  burst of {b['events']} events (small files), published in {b['publish_seconds']:.2f} s",
-        f"    intake, bridge receive rate       {b['intake_events_per_s_bridge']:8.0f} events/s",
+        f"  A. burst of {b['events']} events (small files) into a paused queue, published in {b['publish_seconds']:.2f} s",
+        f"    intake, bridge receive rate         {b['intake_events_per_s_bridge']:6.0f} events/s",
         f"    intake, publish -> stored+announced {b['intake_events_per_s_publish_to_announced']:6.0f} events/s",
+        "    then resumed:",
         f"    dispatch, ready -> started    p50 {b['dispatch_ms_p50']:7.2f} ms  p99 {b['dispatch_ms_p99']:7.2f} ms",
         f"    queue wait, received -> started p50 {b['queue_wait_ms_p50'] / 1000:5.2f} s   p99 {b['queue_wait_ms_p99'] / 1000:5.2f} s",
         f"    all transferred in {b['drain_seconds']:.1f} s ({b['transfers_per_s']:.1f} transfers/s)",
         f"    bridge RSS {b['rss_mib']:.1f} MiB (peak {b['peak_rss_mib']:.1f} MiB)",
-        f"  paced, slots free: {p['events']} events, one every {p['interval_ms']:.0f} ms",
+        f"  B. burst of {lo['events']} events while {args.concurrency} transfers run (seedbox sshd on the same 2 cores)",
+        f"    intake, bridge receive rate         {lo['intake_events_per_s']:6.0f} events/s",
+        f"  C. paced, slots free: {p['events']} events, one every {p['interval_ms']:.0f} ms",
         f"    received -> started  p50 {p['received_to_started_ms_p50']:.2f} ms  p99 {p['received_to_started_ms_p99']:.2f} ms  max {p['received_to_started_ms_max']:.2f} ms",
     ]
     print("\n".join(rows))

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from q4d_bridge.models import ItemState
 
 from tests.bridge.test_e2e import make_file
 from tests.helpers.bridge_proc import BridgeProcess
@@ -113,3 +114,39 @@ async def test_broker_restart(tmp_path: Path, sshd: SshServer) -> None:
                 await publish(broker.port, [event(remote, "two.mkv", 2)])
                 await rec.wait_for(lambda: rec.events("completed"), 30, "completion after restart")
         assert (library / "other" / "two.mkv").stat().st_size == 2000
+
+
+def test_status_cli_reads_the_queue(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from q4d_bridge.models import CompletionEvent
+    from q4d_bridge.rules import Resolution
+    from q4d_bridge.store import Store
+
+    key, known = tmp_path / "key", tmp_path / "known_hosts"
+    key.write_text("k")
+    known.write_text("h")
+    config = bridge_config(tmp_path / "data", tmp_path / "lib", key=key, known_hosts=known)
+    bridge = BridgeProcess(tmp_path / "proc", config)  # only writes the config file here
+    argv = [sys.executable, "-m", "q4d_bridge.cli", "status", "--config", str(bridge.config_path)]
+    empty = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert "no queue yet" in empty.stdout
+
+    store = Store(tmp_path / "data" / "q4d.sqlite3")
+    for n, name in enumerate(("Film.mkv", "Show.S01")):
+        ev = CompletionEvent(
+            event_id=f"e{n}", seedbox="sb1", path=f"/r/{name}", name=name, size=2048
+        )
+        store.admit([(ev, Resolution(None, "default", Path("/l"), Path("/l") / name))])
+    film = next(i for i in store.items() if i.name == "Film.mkv")
+    film.state, film.bytes_done, film.last_error, film.error_code = (
+        ItemState.WAITING, 1024, "connection reset", "connection",
+    )  # fmt: skip
+    store.save(film, "waiting")
+    store.set_setting("paused", True)
+    store.close()
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert "queue PAUSED" in out
+    assert "waiting" in out and " 50.0%" in out and "connection: connection reset" in out
+    assert "queued" in out and "Show.S01" in out

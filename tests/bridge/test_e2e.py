@@ -372,3 +372,22 @@ async def test_hostile_inputs(tmp_path: Path, mosquitto: Mosquitto, sshd: SshSer
         make_file(env.remote / "after.mkv", 100)
         await env.complete("after.mkv", None)
         await env.wait_settled(len(valid) + 1)
+
+
+async def test_symlink_in_destination_cannot_redirect_payload(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    rules = [
+        {"destination": "tv", "match": [{"field": "category", "is": "tv"}], "subdir": "{category}"}
+    ]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    async with running_bridge(tmp_path, mosquitto, sshd, rules=rules) as env:
+        (env.library / "tv").mkdir(parents=True)
+        (env.library / "tv" / "tv").symlink_to(outside)  # planted: tv/<category> -> outside
+        make_file(env.remote / "ep.mkv", 1000)
+        await env.complete("ep.mkv", "3" * 40, category="tv")
+        await env.wait_settled(1)
+        (item,) = env.bridge.items.values()
+        assert (item.state, item.error_code) == (ItemState.FAILED, "unsafe_path")
+        assert list(outside.iterdir()) == []
