@@ -67,7 +67,6 @@ class Bridge:
         )
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reason: dict[str, str] = {}
-        self._meters: dict[str, RateMeter] = {}
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - retry jitter, not cryptography
@@ -288,7 +287,6 @@ class Bridge:
         seedbox = self.config.seedboxes[item.seedbox]
         root = self.config.routing.destinations[item.destination]
         meter = RateMeter(item.size)
-        self._meters[item.id] = meter
 
         def on_phase(state: ItemState, remote: RemoteEntry) -> None:
             item.state = state
@@ -331,7 +329,6 @@ class Bridge:
             self._done(item, outcome.size)
         finally:
             self._running.pop(item.id, None)
-            self._meters.pop(item.id, None)
             self._wakeup.set()
 
     def _done(self, item: Item, size: int) -> None:

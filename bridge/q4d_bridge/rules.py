@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
+import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -225,14 +226,17 @@ SUBDIR_PLACEHOLDERS = ("category", "type", "seedbox")
 
 
 def check_subdir_template(template: str) -> str:
-    """Config-time check: only known placeholders, no escaping the destination."""
+    """Config-time check: only plain known placeholders, no escaping the destination."""
+    known = ", ".join("{" + p + "}" for p in SUBDIR_PLACEHOLDERS)
     try:
-        template.format_map(dict.fromkeys(SUBDIR_PLACEHOLDERS, "x"))
-    except (KeyError, ValueError, IndexError) as err:
-        known = ", ".join("{" + p + "}" for p in SUBDIR_PLACEHOLDERS)
-        raise ValueError(f"bad placeholder {err} (known: {known})") from None
-    if template.startswith("/") or ".." in template.split("/"):
-        raise ValueError("subdir must stay inside the destination")
+        fields = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ValueError(f"bad template: {err} (placeholders: {known})") from None
+    for _literal, name, spec, conversion in fields:
+        if name is not None and (name not in SUBDIR_PLACEHOLDERS or spec or conversion):
+            raise ValueError(f"unknown placeholder {{{name}}} (known: {known})")
+    if template.startswith("/") or any(p in (".", "..") for p in template.split("/")):
+        raise ValueError("subdir must be relative and stay inside the destination")
     return template
 
 

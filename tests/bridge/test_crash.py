@@ -102,7 +102,8 @@ async def test_broker_restart(tmp_path: Path, sshd: SshServer) -> None:
         )  # fmt: skip
         make_file(remote / "one.mkv", 1000)
         make_file(remote / "two.mkv", 2000)
-        with BridgeProcess(tmp_path / "proc", config):
+        bridge = BridgeProcess(tmp_path / "proc", config)
+        with bridge:
             async with recording(broker.port) as rec:
                 await rec.wait_for(lambda: online_count(rec) >= 1, 20, "bridge online")
                 await publish(broker.port, [event(remote, "one.mkv", 1)])
@@ -113,6 +114,13 @@ async def test_broker_restart(tmp_path: Path, sshd: SshServer) -> None:
                 await rec.wait_for(lambda: online_count(rec) >= 1, 60, "bridge reconnected")
                 await publish(broker.port, [event(remote, "two.mkv", 2)])
                 await rec.wait_for(lambda: rec.events("completed"), 30, "completion after restart")
+                # SIGTERM: a clean exit that leaves "offline" retained (not the will)
+                assert bridge.stop() == 0
+                await rec.wait_for(
+                    lambda: rec.on("q4d/bridge/test/status")[-1].json()["state"] == "offline",
+                    10,
+                    "offline status",
+                )
         assert (library / "other" / "two.mkv").stat().st_size == 2000
 
 
@@ -150,3 +158,54 @@ def test_status_cli_reads_the_queue(tmp_path: Path) -> None:
     assert "queue PAUSED" in out
     assert "waiting" in out and " 50.0%" in out and "connection: connection reset" in out
     assert "queued" in out and "Show.S01" in out
+
+
+async def test_bridge_over_tls_with_password(tmp_path: Path, sshd: SshServer) -> None:
+    """A real TLS listener with a private CA and a password file; secrets stay out of logs."""
+    import subprocess
+
+    certs = tmp_path / "certs"
+    certs.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=q4d test CA",
+            "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+            "-keyout", "server.key", "-out", "server.csr")  # fmt: skip
+    (certs / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "san.ext", "-out", "server.pem")  # fmt: skip
+    passwords = tmp_path / "passwd"
+    passwords.write_text("")
+    subprocess.run(["mosquitto_passwd", "-b", str(passwords), "q4d", "s3cret-pw"], check=True)
+    passwords.chmod(0o644)
+    from tests.helpers.services import free_port
+
+    tls_port = free_port()
+    extra = (
+        "per_listener_settings true",
+        f"listener {tls_port} 127.0.0.1",
+        f"cafile {certs / 'ca.pem'}",
+        f"certfile {certs / 'server.pem'}",
+        f"keyfile {certs / 'server.key'}",
+        "allow_anonymous false",
+        f"password_file {passwords}",
+    )
+    secret = tmp_path / "mqtt_password"
+    secret.write_text("s3cret-pw\n")
+    with Mosquitto(tmp_path / "mosq", extra_config=extra) as broker:
+        config = bridge_config(
+            tmp_path / "data", tmp_path / "library", key=sshd.client_key,
+            known_hosts=sshd.known_hosts, broker_port=tls_port, ssh_port=sshd.port, user=sshd.user,
+        )  # fmt: skip
+        config["broker"].update(
+            username="q4d", password_file=str(secret), tls={"ca_certs": str(certs / "ca.pem")}
+        )
+        config["log_level"] = "DEBUG"
+        bridge = BridgeProcess(tmp_path / "proc", config)
+        with bridge:
+            async with recording(broker.port) as rec:  # the plain listener, anonymous
+                await rec.wait_for(lambda: online_count(rec) >= 1, 20, "bridge online over TLS")
+        assert "s3cret-pw" not in bridge.log()

@@ -164,10 +164,13 @@ class _Service:
 class Mosquitto(_Service):
     """A mosquitto broker on 127.0.0.1 with anonymous access."""
 
-    def __init__(self, workdir: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, persistent: bool = False, extra_config: tuple[str, ...] = ()
+    ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.persistent = persistent
+        self.extra_config = extra_config
         self.host = LOOPBACK
         self.port = free_port()
         self.binary = _which("mosquitto", "/usr/sbin/mosquitto")
@@ -199,6 +202,8 @@ class Mosquitto(_Service):
             # As root mosquitto drops to user "mosquitto", which cannot enter
             # pytest's 0700 tmp dirs; "user root" keeps it from dropping.
             lines.append("user root")
+        # Extra lines go first: settings like per_listener_settings must precede the rest.
+        lines = [*self.extra_config, *lines]
         self.config_path.write_text("\n".join(lines) + "\n")
         self.config_path.chmod(0o644)
 
