@@ -25,6 +25,7 @@ from . import commands
 from .config import Config
 from .engines.base import Engine, ErrorCode, RateMeter, RemoteEntry, TransferError
 from .engines.lftp import LftpEngine
+from .engines.sftp import SftpEngine
 from .intake import Accepted, decode
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
 from .protocol import RejectedEvent, Topics, command_result, item_payload, parse_command
@@ -51,10 +52,12 @@ class Bridge:
             per_seedbox={sb.id: sb.max_concurrent for sb in config.seedboxes.values()},
         )
         self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
+        self.sftp = SftpEngine(config.transfers.sftp)
         self.engines: dict[str, Engine] = {
             "lftp": LftpEngine(
                 config.transfers.lftp, config.data_dir / "scratch", config.transfers.nice
-            )
+            ),
+            "sftp": self.sftp,
         }
         self.publisher = Publisher(
             topics=self.topics,
@@ -109,6 +112,7 @@ class Bridge:
             await asyncio.gather(mqtt_task, return_exceptions=True)
             for session in self.sessions.values():
                 await session.close()
+            await self.sftp.close()
             self.store.close()
 
     def stop(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from .rules import (
 ENV_PREFIX = "Q4D_"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TOPIC_PREFIX_PATTERN = r"^[^#+\x00]+$"
-ENGINES = ("lftp",)
+ENGINES = ("auto", "lftp", "sftp")
 
 
 class ConfigError(Exception):
@@ -78,6 +79,21 @@ def _duration(value: Any) -> float:
         raise vol.Invalid(f"expected a duration like 30s, 15m, 6h or 7d, got {value!r}")
     factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     return float(match.group(1)) * factor
+
+
+def _size(value: Any) -> int:
+    """Bytes as an integer, or a string like `512KiB`, `8MiB`, `1GiB`."""
+    if isinstance(value, bool):
+        raise vol.Invalid("expected a size like 256KiB or 8MiB")
+    if isinstance(value, int):
+        if value < 0:
+            raise vol.Invalid("size must not be negative")
+        return value
+    match = re.fullmatch(r"\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*", str(value))
+    if not match:
+        raise vol.Invalid(f"expected a size like 256KiB or 8MiB, got {value!r}")
+    factor = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}[match.group(2)]
+    return int(match.group(1)) * factor
 
 
 def _regex(value: Any) -> str:
@@ -148,7 +164,7 @@ SEEDBOX_SCHEMA = vol.Schema(
         vol.Required("known_hosts"): _existing_file,
         vol.Optional("remote_roots", default=list): [_absolute_path],
         vol.Optional("max_concurrent", default=2): vol.All(int, vol.Range(min=1, max=64)),
-        vol.Optional("engine", default="lftp"): vol.In(ENGINES),
+        vol.Optional("engine", default="auto"): vol.In(ENGINES),
     }
 )
 
@@ -169,6 +185,21 @@ LFTP_SCHEMA = vol.Schema(
     }
 )
 
+SFTP_SCHEMA = vol.Schema(
+    {
+        vol.Optional("connections", default=4): vol.All(int, vol.Range(min=1, max=32)),
+        vol.Optional("chunk_size", default="8MiB"): vol.All(
+            _size, vol.Range(min=64 * 1024, msg="must be at least 64KiB")
+        ),
+        vol.Optional("window", default="16MiB"): vol.All(
+            _size, vol.Range(min=64 * 1024, max=1024**3, msg="must be between 64KiB and 1GiB")
+        ),
+        vol.Optional("max_requests", default=64): vol.All(int, vol.Range(min=1, max=1024)),
+        # 0: the server's own limit (OpenSSH advertises 255 KiB).
+        vol.Optional("block_size", default=0): vol.All(_size, vol.Range(max=4 * 1024**2)),
+    }
+)
+
 TRANSFERS_SCHEMA = vol.Schema(
     {
         vol.Optional("max_concurrent", default=2): vol.All(int, vol.Range(min=1, max=256)),
@@ -177,6 +208,7 @@ TRANSFERS_SCHEMA = vol.Schema(
         vol.Optional("retry_max", default="15m"): _duration,
         vol.Optional("nice", default=10): vol.All(int, vol.Range(min=0, max=19)),
         vol.Optional("lftp", default=dict): LFTP_SCHEMA,
+        vol.Optional("sftp", default=dict): SFTP_SCHEMA,
     }
 )
 
@@ -269,6 +301,15 @@ class LftpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SftpConfig:
+    connections: int
+    chunk_size: int
+    window: int
+    max_requests: int
+    block_size: int
+
+
+@dataclass(frozen=True, slots=True)
 class TransfersConfig:
     max_concurrent: int
     max_attempts: int
@@ -276,6 +317,7 @@ class TransfersConfig:
     retry_max: float
     nice: int
     lftp: LftpConfig
+    sftp: SftpConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,8 +429,14 @@ def _build(data: dict[str, Any]) -> Config:
         if dest not in destinations:
             errors.append(f"type_codes.{code}: {dest!r} is not in destinations")
 
+    lftp_installed = shutil.which(data["transfers"]["lftp"]["binary"]) is not None
     seedboxes: dict[str, SeedboxConfig] = {}
     for i, sb in enumerate(data["seedboxes"]):
+        engine = sb["engine"]
+        if engine == "auto":
+            engine = "lftp" if lftp_installed else "sftp"
+        elif engine == "lftp" and not lftp_installed:
+            errors.append(f"seedboxes[{i}].engine: lftp is not installed (use sftp or auto)")
         if sb["id"] in seedboxes:
             errors.append(f"seedboxes[{i}].id: duplicate seedbox id {sb['id']!r}")
         seedboxes[sb["id"]] = SeedboxConfig(
@@ -401,7 +449,7 @@ def _build(data: dict[str, Any]) -> Config:
             known_hosts=sb["known_hosts"],
             remote_roots=tuple(sb["remote_roots"]),
             max_concurrent=sb["max_concurrent"],
-            engine=sb["engine"],
+            engine=engine,
         )
 
     types_rules: tuple[TypeRule, ...] = ()
@@ -468,6 +516,7 @@ def _build(data: dict[str, Any]) -> Config:
             retry_max=transfers["retry_max"],
             nice=transfers["nice"],
             lftp=LftpConfig(**transfers["lftp"]),
+            sftp=SftpConfig(**transfers["sftp"]),
         ),
         classic=ClassicConfig(
             enabled=classic_raw["enabled"],

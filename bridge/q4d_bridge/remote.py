@@ -10,11 +10,12 @@ import asyncio
 import logging
 import posixpath
 import stat
+from typing import Any
 
 import asyncssh
 
 from .config import SeedboxConfig
-from .engines.base import ErrorCode, RemoteEntry, TransferError
+from .engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferError
 
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0
@@ -35,6 +36,34 @@ def classify_ssh_error(err: BaseException) -> TransferError:
     return TransferError(ErrorCode.CONNECTION, f"{type(err).__name__}: {err}")
 
 
+async def connect(
+    seedbox: SeedboxConfig, *, window: int | None = None
+) -> asyncssh.SSHClientConnection:
+    """An SSH connection with the pinned host key, the configured key only (no agent, no
+    ~/.ssh/config), and keepalives; errors come back classified."""
+    options: dict[str, Any] = {}
+    if window is not None:
+        options["window"] = window
+    try:
+        return await asyncio.wait_for(
+            asyncssh.connect(
+                seedbox.host,
+                port=seedbox.port,
+                username=seedbox.user,
+                client_keys=[seedbox.key],
+                known_hosts=seedbox.known_hosts,
+                agent_path=None,
+                config=None,
+                keepalive_interval=15,
+                keepalive_count_max=4,
+                **options,
+            ),
+            CONNECT_TIMEOUT,
+        )
+    except (OSError, asyncssh.Error, TimeoutError) as err:
+        raise classify_ssh_error(err) from err
+
+
 class SeedboxSession:
     def __init__(self, seedbox: SeedboxConfig) -> None:
         self.seedbox = seedbox
@@ -46,26 +75,8 @@ class SeedboxSession:
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         async with self._lock:
-            if self._conn is not None and not self._conn.is_closed():
-                return self._conn
-            sb = self.seedbox
-            try:
-                self._conn = await asyncio.wait_for(
-                    asyncssh.connect(
-                        sb.host,
-                        port=sb.port,
-                        username=sb.user,
-                        client_keys=[sb.key],
-                        known_hosts=sb.known_hosts,
-                        agent_path=None,
-                        config=None,
-                        keepalive_interval=15,
-                        keepalive_count_max=4,
-                    ),
-                    CONNECT_TIMEOUT,
-                )
-            except (OSError, asyncssh.Error, TimeoutError) as err:
-                raise classify_ssh_error(err) from err
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await connect(self.seedbox)
             return self._conn
 
     async def _sftp_client(self) -> asyncssh.SFTPClient:
@@ -103,23 +114,26 @@ class SeedboxSession:
 async def _stat_tree(sftp: asyncssh.SFTPClient, path: str) -> RemoteEntry:
     attrs = await sftp.stat(path)
     if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY and not stat.S_ISDIR(attrs.permissions or 0):
-        return RemoteEntry(is_dir=False, size=attrs.size or 0, files=1)
-    size = files = 0
-    pending = [path]
+        return RemoteEntry(is_dir=False, entries=(RemoteFile("", attrs.size or 0),))
+    files: list[RemoteFile] = []
+    dirs: list[str] = []
+    pending = [""]
     while pending:
         current = pending.pop()
-        for entry in await sftp.readdir(current):
+        for entry in await sftp.readdir(posixpath.join(path, current) if current else path):
             name = entry.filename
             if isinstance(name, bytes):
                 name = name.decode("utf-8", "surrogateescape")
             if name in (".", ".."):
                 continue
-            child = posixpath.join(current, name)
+            rel = posixpath.join(current, name) if current else name
             if entry.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                pending.append(child)
+                dirs.append(rel)
+                pending.append(rel)
             elif entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
-                size += entry.attrs.size or 0
-                files += 1
-                if files > MAX_TREE_FILES:
+                files.append(RemoteFile(rel, entry.attrs.size or 0))
+                if len(files) > MAX_TREE_FILES:
                     raise TransferError(ErrorCode.TRANSFER, f"more than {MAX_TREE_FILES} files")
-    return RemoteEntry(is_dir=True, size=size, files=files)
+    return RemoteEntry(
+        is_dir=True, entries=tuple(sorted(files, key=lambda f: f.rel)), dirs=tuple(sorted(dirs))
+    )

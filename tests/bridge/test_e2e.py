@@ -21,6 +21,7 @@ from tests.helpers.mqtt import Recorder, publish, recording
 from tests.helpers.services import Mosquitto, SshServer
 
 pytestmark = pytest.mark.timeout(120)
+ENGINES = pytest.mark.parametrize("engine", ["lftp", "sftp"])
 
 
 @dataclass
@@ -72,7 +73,7 @@ def digest_tree(path: Path) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_bridge(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, **config_kw: Any
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str = "lftp", **config_kw: Any
 ) -> AsyncIterator[Env]:
     remote = tmp_path / "seedbox"
     library = tmp_path / "library"
@@ -88,6 +89,7 @@ async def running_bridge(
         remote_root=str(remote),
         **config_kw,
     )
+    raw["seedboxes"][0]["engine"] = engine
     bridge = Bridge(parse_config(raw))
     async with recording(mosquitto.port) as recorder:
         task = asyncio.create_task(bridge.run())
@@ -99,10 +101,11 @@ async def running_bridge(
             await asyncio.wait_for(task, 30)
 
 
+@ENGINES
 async def test_v1_file_and_directory_land_byte_identical(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
         make_file(env.remote / "Movie (2024)" / "movie.mkv", 3_000_000, seed=1)
         season = env.remote / "Show.S01"
         for n in range(5):
@@ -175,10 +178,11 @@ async def test_classic_down_and_label(
         assert [m.payload.decode() for m in rec.on("Label")] == expected
 
 
+@ENGINES
 async def test_failure_is_classified_and_labelled(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
         await env.complete("never-downloaded.mkv", "d" * 40)
         await env.wait_settled(1)
         (item,) = env.bridge.items.values()
@@ -192,10 +196,13 @@ async def test_failure_is_classified_and_labelled(
         assert failed["error"]["code"] == "remote_missing"
 
 
+@ENGINES
 async def test_host_key_mismatch_is_refused(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    async with running_bridge(tmp_path, mosquitto, sshd, known_hosts=sshd.wrong_known_hosts) as env:
+    async with running_bridge(
+        tmp_path, mosquitto, sshd, known_hosts=sshd.wrong_known_hosts, engine=engine
+    ) as env:
         make_file(env.remote / "x.mkv", 1000)
         await env.complete("x.mkv", "e" * 40)
         await env.wait_settled(1)
@@ -264,10 +271,11 @@ async def test_commands(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -
         )
 
 
+@ENGINES
 async def test_cancel_running_transfer(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
         make_file(env.remote / "big.bin", 400_000_000, seed=5)
         await env.complete("big.bin", "2" * 40)
         rec = env.recorder
@@ -299,8 +307,11 @@ HOSTILE_NAMES = [
 ]
 
 
-async def test_hostile_inputs(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
-    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+@ENGINES
+async def test_hostile_inputs(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
+) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
         for n, name in enumerate(HOSTILE_NAMES):
             make_file(env.remote / name, 10_000 + n, seed=n)
         hostile_dir = env.remote / 'dir "with" $(touch pwned-dir) ;'
@@ -374,15 +385,16 @@ async def test_hostile_inputs(tmp_path: Path, mosquitto: Mosquitto, sshd: SshSer
         await env.wait_settled(len(valid) + 1)
 
 
+@ENGINES
 async def test_symlink_in_destination_cannot_redirect_payload(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
     rules = [
         {"destination": "tv", "match": [{"field": "category", "is": "tv"}], "subdir": "{category}"}
     ]
     outside = tmp_path / "outside"
     outside.mkdir()
-    async with running_bridge(tmp_path, mosquitto, sshd, rules=rules) as env:
+    async with running_bridge(tmp_path, mosquitto, sshd, rules=rules, engine=engine) as env:
         (env.library / "tv").mkdir(parents=True)
         (env.library / "tv" / "tv").symlink_to(outside)  # planted: tv/<category> -> outside
         make_file(env.remote / "ep.mkv", 1000)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from q4d_bridge.config import LftpConfig, SeedboxConfig
-from q4d_bridge.engines.base import ErrorCode, RemoteEntry, TransferRequest
+from q4d_bridge.engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferRequest
 from q4d_bridge.engines.lftp import (
     build_script,
     classify_stderr,
@@ -42,13 +42,15 @@ def test_connect_program_pins_host_keys_and_survives_spaces() -> None:
 def test_script_uses_pget_for_files_and_mirror_for_dirs(tmp_path: Path) -> None:
     config = LftpConfig(segments=6, parallel_files=3, max_packets_in_flight=64, binary="lftp")
     file_req = TransferRequest(
-        "i", SEEDBOX, "/r/a b.mkv", tmp_path / "a b.mkv", RemoteEntry(False, 1, 1)
+        "i", SEEDBOX, "/r/a b.mkv", tmp_path / "a b.mkv", RemoteEntry(False, (RemoteFile("", 1),))
     )
     script = build_script(config, file_req)
     assert f'pget -c -n 6 "/r/a b.mkv" -o "{tmp_path}/a b.mkv"' in script
     assert "set sftp:max-packets-in-flight 64" in script
     assert 'open -u "me," -p 2222 "sftp://seed.example"' in script
-    dir_req = TransferRequest("i", SEEDBOX, "/r/d", tmp_path / "d", RemoteEntry(True, 1, 1))
+    dir_req = TransferRequest(
+        "i", SEEDBOX, "/r/d", tmp_path / "d", RemoteEntry(True, (RemoteFile("x", 1),))
+    )
     assert f'mirror -c --parallel=3 --use-pget-n=6 "/r/d" "{tmp_path}/d"' in build_script(
         config, dir_req
     )

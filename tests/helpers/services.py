@@ -293,7 +293,8 @@ class SshServer(_Service):
             "KbdInteractiveAuthentication no",
             "UsePAM no",
             "StrictModes no",
-            "Subsystem sftp internal-sftp",
+            # INFO logs "close ... bytes read N" per file: tests measure re-transfers.
+            "Subsystem sftp internal-sftp -l INFO",
             "MaxStartups 100:30:200",
             "MaxSessions 100",
             "LogLevel VERBOSE",
@@ -359,3 +360,12 @@ class SshServer(_Service):
 
     def log(self) -> str:
         return _read_log(self.log_path)
+
+    def bytes_read(self, remote_path: Path | str) -> int:
+        """Total bytes the SFTP server read from one file, over every session so far."""
+        total = 0
+        needle = f'close "{remote_path}" bytes read '
+        for line in self.log().splitlines():
+            if needle in line:
+                total += int(line.split(needle, 1)[1].split()[0])
+        return total

@@ -51,12 +51,26 @@ class TransferError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteFile:
+    rel: str  # path relative to the payload root ("" for a single-file payload)
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteEntry:
     """What the seedbox holds at a payload path: one file, or a tree of files."""
 
     is_dir: bool
-    size: int
-    files: int
+    entries: tuple[RemoteFile, ...]
+    dirs: tuple[str, ...] = ()  # every directory below the root, so empty ones are kept
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.entries)
+
+    @property
+    def files(self) -> int:
+        return len(self.entries)
 
 
 @dataclass(frozen=True, slots=True)
