@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 
 from . import commands
 from .config import Config
-from .engines.base import Engine, ErrorCode, RateMeter, RemoteEntry, TransferError
+from .engines.base import Bandwidth, Engine, ErrorCode, RateMeter, RemoteEntry, TransferError
 from .engines.lftp import LftpEngine
 from .engines.sftp import SftpEngine
 from .intake import Accepted, decode
@@ -48,14 +48,21 @@ class Bridge:
         self.items: dict[str, Item] = {i.id: i for i in self.store.items()}
         self.paused: bool = bool(self.store.get_setting("paused", False))
         self.limits = Limits(
-            global_max=config.transfers.max_concurrent,
+            global_max=self.store.get_setting("max_concurrent", config.transfers.max_concurrent),
             per_seedbox={sb.id: sb.max_concurrent for sb in config.seedboxes.values()},
         )
+        self.bandwidth = Bandwidth(
+            self.store.get_setting("bandwidth_limit", config.transfers.bandwidth_limit)
+        )
         self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
-        self.sftp = SftpEngine(config.transfers.sftp)
+        self.sftp = SftpEngine(config.transfers.sftp, self.bandwidth)
         self.engines: dict[str, Engine] = {
             "lftp": LftpEngine(
-                config.transfers.lftp, config.data_dir / "scratch", config.transfers.nice
+                config.transfers.lftp,
+                config.data_dir / "scratch",
+                bandwidth=self.bandwidth,
+                slots=lambda: self.limits.global_max,
+                nice=config.transfers.nice,
             ),
             "sftp": self.sftp,
         }
@@ -381,9 +388,10 @@ class Bridge:
         if reason == "cancelled":
             self._cancelled(item)
             return
-        item.state = ItemState.QUEUED  # paused mid-transfer: resumes from staging later
+        # Paused or restarted mid-transfer: back in the queue, resuming from staging.
+        item.state = ItemState.QUEUED
         item.attempts = max(0, item.attempts - 1)
-        self._record(item, "paused")
+        self._record(item, "paused" if item.paused or self.paused else "requeued")
 
     def _cancelled(self, item: Item) -> None:
         item.state = ItemState.CANCELLED
@@ -452,14 +460,14 @@ class Bridge:
         if item_id is None:
             self.paused = True
             self.store.set_setting("paused", True)
-            stopped = [i for i in list(self._running) if self._interrupt(i, "paused")]
+            stopped = [i for i in list(self._running) if self._interrupt(i, "requeue")]
             self.publisher.state_changed()
             return stopped
         item = self._item(item_id)
         if item.state in FINISHED_STATES:
             raise commands.CommandError("invalid_state", f"item {item_id} is {item.state.value}")
         item.paused = True
-        if not self._interrupt(item_id, "paused"):
+        if not self._interrupt(item_id, "requeue"):
             item.updated_at = time.time()
             self._record(item, "paused")
         return [item_id]
@@ -485,6 +493,22 @@ class Bridge:
         self._record(item, "priority", {"priority": priority})
         self._wakeup.set()
         return item_id
+
+    def set_limits(self, bandwidth_limit: int | None, max_concurrent: int | None) -> dict[str, int]:
+        if max_concurrent is not None:
+            self.limits = Limits(max_concurrent, self.limits.per_seedbox)
+            self.store.set_setting("max_concurrent", max_concurrent)
+            self._wakeup.set()
+        if bandwidth_limit is not None and bandwidth_limit != self.bandwidth.rate:
+            self.bandwidth.set_rate(bandwidth_limit)
+            self.store.set_setting("bandwidth_limit", bandwidth_limit)
+            # A running lftp keeps the rate it started with: restart those (they resume).
+            for item_id, task in list(self._running.items()):
+                item = self.items[item_id]
+                if self.config.seedboxes[item.seedbox].engine == "lftp" and not task.done():
+                    self._interrupt(item_id, "requeue")
+        self.publisher.state_changed()
+        return {"bandwidth_limit": self.bandwidth.rate, "max_concurrent": self.limits.global_max}
 
     def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]:
         wanted = set(states) if states else None
@@ -541,6 +565,7 @@ class Bridge:
             },
             "limits": {
                 "max_concurrent": self.limits.global_max,
+                "bandwidth_limit": self.bandwidth.rate,
                 "per_seedbox": dict(self.limits.per_seedbox),
             },
             "seedboxes": {k: {**v, "rate": round(v["rate"], 1)} for k, v in per_seedbox.items()},

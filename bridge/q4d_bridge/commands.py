@@ -25,12 +25,15 @@ class Controller(Protocol):
     def resume(self, item_id: str | None) -> list[str]: ...
     def set_priority(self, item_id: str, priority: int) -> str: ...
     def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]: ...
+    def set_limits(
+        self, bandwidth_limit: int | None, max_concurrent: int | None
+    ) -> dict[str, int]: ...
 
 
 ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}$", msg="item_id must be a 16-character item id"))
 STATE = vol.All(str, vol.In([s.value for s in ItemState]), vol.Coerce(ItemState))
 
-SCHEMAS: dict[str, vol.Schema] = {
+SCHEMAS: dict[str, vol.Schema | vol.All] = {
     "retry": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
     "cancel": vol.Schema({vol.Required("item_id"): ITEM_ID}),
     "pause": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
@@ -42,6 +45,15 @@ SCHEMAS: dict[str, vol.Schema] = {
         }
     ),
     "get_queue": vol.Schema({vol.Optional("states"): [STATE]}),
+    "set_limits": vol.All(
+        vol.Schema(
+            {
+                vol.Optional("bandwidth_limit"): vol.All(int, vol.Range(min=0)),
+                vol.Optional("max_concurrent"): vol.All(int, vol.Range(min=1, max=256)),
+            }
+        ),
+        vol.Length(min=1, msg="give bandwidth_limit (bytes/s, 0 = unlimited) or max_concurrent"),
+    ),
 }
 
 
@@ -62,5 +74,8 @@ def execute(controller: Controller, op: str, args: dict[str, Any]) -> Any:
             "item": controller.set_priority(valid["item_id"], valid["priority"])
         },
         "get_queue": lambda: {"items": controller.get_queue(valid.get("states"))},
+        "set_limits": lambda: controller.set_limits(
+            valid.get("bandwidth_limit"), valid.get("max_concurrent")
+        ),
     }
     return handlers[op]()

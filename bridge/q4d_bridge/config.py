@@ -207,6 +207,8 @@ TRANSFERS_SCHEMA = vol.Schema(
         vol.Optional("retry_initial", default="1s"): _duration,
         vol.Optional("retry_max", default="15m"): _duration,
         vol.Optional("nice", default=10): vol.All(int, vol.Range(min=0, max=19)),
+        # bytes per second over all transfers; 0 = unlimited (changeable at runtime)
+        vol.Optional("bandwidth_limit", default=0): _size,
         vol.Optional("lftp", default=dict): LFTP_SCHEMA,
         vol.Optional("sftp", default=dict): SFTP_SCHEMA,
     }
@@ -316,6 +318,7 @@ class TransfersConfig:
     retry_initial: float
     retry_max: float
     nice: int
+    bandwidth_limit: int
     lftp: LftpConfig
     sftp: SftpConfig
 
@@ -515,6 +518,7 @@ def _build(data: dict[str, Any]) -> Config:
             retry_initial=transfers["retry_initial"],
             retry_max=transfers["retry_max"],
             nice=transfers["nice"],
+            bandwidth_limit=transfers["bandwidth_limit"],
             lftp=LftpConfig(**transfers["lftp"]),
             sftp=SftpConfig(**transfers["sftp"]),
         ),

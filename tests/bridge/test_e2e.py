@@ -403,3 +403,26 @@ async def test_symlink_in_destination_cannot_redirect_payload(
         (item,) = env.bridge.items.values()
         assert (item.state, item.error_code) == (ItemState.FAILED, "unsafe_path")
         assert list(outside.iterdir()) == []
+
+
+@ENGINES
+async def test_bandwidth_limit_honoured_and_changeable(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
+) -> None:
+    limit = 8 * 1024 * 1024
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
+        assert env.bridge.set_limits(limit, 1) == {"bandwidth_limit": limit, "max_concurrent": 1}
+        make_file(env.remote / "limited.bin", 40 * 1024 * 1024, seed=4)
+        await env.complete("limited.bin", "4" * 40)
+        await env.wait_settled(1, timeout=60)
+        (item,) = env.bridge.items.values()
+        assert item.state is ItemState.DONE
+        seconds = (item.finished_at or 0) - (item.started_at or 0)
+        rate = item.size / seconds if item.size else 0
+        assert 0.9 * limit <= rate <= 1.1 * limit, f"{rate / 2**20:.2f} MiB/s"
+        state = env.bridge.snapshot()
+        assert state["limits"] == {
+            "max_concurrent": 1,
+            "bandwidth_limit": limit,
+            "per_seedbox": {"sb1": 4},
+        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import os
 import time
@@ -147,3 +148,32 @@ class RateMeter:
         if self.total is None or self.rate <= 0:
             return None
         return max(0.0, (self.total - done) / self.rate)
+
+
+class Bandwidth:
+    """One token bucket shared by every transfer; the limit can change at any time.
+
+    Consumers take what they received and, when the bucket is in debt, sleep until it
+    is repaid, so the aggregate rate converges on the limit whatever the concurrency."""
+
+    BURST_SECONDS = 0.25
+
+    def __init__(self, rate: int = 0) -> None:
+        self.rate = rate
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+
+    def set_rate(self, rate: int) -> None:
+        self.rate = rate
+        self._tokens = 0.0
+        self._stamp = time.monotonic()
+
+    async def consume(self, amount: int) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        burst = self.rate * self.BURST_SECONDS
+        self._tokens = min(burst, self._tokens + (now - self._stamp) * self.rate) - amount
+        self._stamp = now
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self.rate)

@@ -16,10 +16,12 @@ import re
 import shlex
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import LftpConfig, SeedboxConfig
 from .base import (
+    Bandwidth,
     ErrorCode,
     ProgressCallback,
     TransferError,
@@ -89,7 +91,7 @@ def connect_program(seedbox: SeedboxConfig) -> str:
     return shlex.join(argv)
 
 
-def build_script(config: LftpConfig, request: TransferRequest) -> str:
+def build_script(config: LftpConfig, request: TransferRequest, rate_limit: int = 0) -> str:
     sb = request.seedbox
     lines = [
         "set cmd:fail-exit yes",
@@ -104,6 +106,10 @@ def build_script(config: LftpConfig, request: TransferRequest) -> str:
         # Resume state saved every second, so a crash re-fetches at most ~1 s of data.
         "set pget:save-status 1s",
         f"set sftp:max-packets-in-flight {config.max_packets_in_flight}",
+        f"set net:limit-total-rate {rate_limit}:0",
+        # Cap the credit lftp saves up (e.g. during the SSH handshake) to 1/4 s of rate,
+        # or its first burst overshoots the limit.
+        f"set net:limit-total-max {max(65536, rate_limit // 4) if rate_limit else 0}",
         f"set sftp:connect-program {lftp_quote(connect_program(sb))}",
         f"open -u {lftp_quote(sb.user + ',')} -p {sb.port} {lftp_quote('sftp://' + sb.host)}",
     ]
@@ -166,9 +172,19 @@ def discard_unresumable(target: Path) -> list[Path]:
 class LftpEngine:
     name = "lftp"
 
-    def __init__(self, config: LftpConfig, scratch_dir: Path, nice: int = 0) -> None:
+    def __init__(
+        self,
+        config: LftpConfig,
+        scratch_dir: Path,
+        *,
+        bandwidth: Bandwidth,
+        slots: Callable[[], int],
+        nice: int = 0,
+    ) -> None:
         self.config = config
         self.scratch_dir = scratch_dir
+        self.bandwidth = bandwidth
+        self.slots = slots  # lftp limits one process: each gets an equal share of the total
         self.nice = nice
 
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
@@ -184,7 +200,8 @@ class LftpEngine:
         script = Path(script_name)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(build_script(self.config, request))
+                share = self.bandwidth.rate // max(1, self.slots()) if self.bandwidth.rate else 0
+                handle.write(build_script(self.config, request, share))
             await self._run(script, request, on_progress)
         finally:
             script.unlink(missing_ok=True)

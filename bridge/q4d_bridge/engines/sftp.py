@@ -25,7 +25,14 @@ import asyncssh
 
 from ..config import SeedboxConfig, SftpConfig
 from ..remote import classify_ssh_error, connect
-from .base import ErrorCode, ProgressCallback, RemoteFile, TransferError, TransferRequest
+from .base import (
+    Bandwidth,
+    ErrorCode,
+    ProgressCallback,
+    RemoteFile,
+    TransferError,
+    TransferRequest,
+)
 
 _LOGGER = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5
@@ -75,8 +82,9 @@ class _Connection:
 class SftpEngine:
     name = "sftp"
 
-    def __init__(self, config: SftpConfig) -> None:
+    def __init__(self, config: SftpConfig, bandwidth: Bandwidth) -> None:
         self.config = config
+        self.bandwidth = bandwidth
         self._idle: dict[str, list[_Connection]] = {}
 
     # --- connections ---------------------------------------------------------------
@@ -188,6 +196,7 @@ class SftpEngine:
                     os.pwrite(fds[rel], data, offset)
                     received += len(data)
                     progress[0] += len(data)
+                    await self.bandwidth.consume(len(data))
                 if received != chunk.length:
                     raise TransferError(
                         ErrorCode.TRANSFER,
