@@ -30,13 +30,30 @@ from .intake import Accepted, decode
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
 from .protocol import RejectedEvent, Topics, command_result, item_payload, parse_command
 from .publish import MAX_IN_FLIGHT, Publisher
-from .queue import Limits, can_cancel, can_retry, next_wakeup, pick_runnable, retry_delay
+from .queue import (
+    Breaker,
+    Limits,
+    can_cancel,
+    can_retry,
+    next_wakeup,
+    pick_runnable,
+    retry_delay,
+)
 from .remote import SeedboxSession
 from .store import Store
-from .transfer import discard_staging, run_transfer
+from .transfer import discard_staging, run_transfer, with_watchdog
 
 _LOGGER = logging.getLogger(__name__)
 PRUNE_INTERVAL = 600.0
+# Failures that say nothing about the seedbox's health: they do not trip its breaker.
+SEEDBOX_NEUTRAL = frozenset(
+    {
+        ErrorCode.REMOTE_MISSING,
+        ErrorCode.UNSAFE_PATH,
+        ErrorCode.NO_SPACE,
+        ErrorCode.INSUFFICIENT_SPACE,
+    }
+)
 RECONNECT_MAX = 60.0
 
 
@@ -55,6 +72,10 @@ class Bridge:
             self.store.get_setting("bandwidth_limit", config.transfers.bandwidth_limit)
         )
         self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
+        self.breakers = {
+            sb.id: Breaker(config.transfers.breaker_failures, config.transfers.breaker_cooldown)
+            for sb in config.seedboxes.values()
+        }
         self.sftp = SftpEngine(config.transfers.sftp, self.bandwidth)
         self.engines: dict[str, Engine] = {
             "lftp": LftpEngine(
@@ -272,11 +293,14 @@ class Bridge:
         while True:
             self._wakeup.clear()
             now = time.time()
+            blocked = {sb for sb, breaker in self.breakers.items() if breaker.is_open(now)}
             for item in pick_runnable(
-                self.items.values(), self.limits, paused=self.paused, now=now
+                self.items.values(), self.limits, paused=self.paused, now=now, blocked=blocked
             ):
                 self._start(item, now)
-            due = next_wakeup(i for i in self.items.values() if i.state is ItemState.WAITING)
+            reopen = [b.open_until for b in self.breakers.values() if b.open_until is not None]
+            waiting = next_wakeup(i for i in self.items.values() if i.state is ItemState.WAITING)
+            due = min([*reopen, *([waiting] if waiting is not None else [])], default=None)
             timeout = None if due is None else max(0.0, due - time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
@@ -298,8 +322,10 @@ class Bridge:
         seedbox = self.config.seedboxes[item.seedbox]
         root = self.config.routing.destinations[item.destination]
         meter = RateMeter(item.size)
+        activity = [time.monotonic()]
 
         def on_phase(state: ItemState, remote: RemoteEntry) -> None:
+            activity[0] = time.monotonic()
             item.state = state
             if item.size != remote.size:
                 item.size = meter.total = remote.size
@@ -307,6 +333,8 @@ class Bridge:
             self._record(item, state.value)
 
         def on_progress(done: int) -> None:
+            if done != item.bytes_done:
+                activity[0] = time.monotonic()
             meter.update(done)
             item.bytes_done = done
             item.rate = meter.rate
@@ -314,17 +342,23 @@ class Bridge:
             item.updated_at = time.time()
             self.publisher.item(item)
 
+        transfers = self.config.transfers
         try:
-            outcome = await run_transfer(
-                item_id=item.id,
-                seedbox=seedbox,
-                session=self.sessions[item.seedbox],
-                engine=self.engines[seedbox.engine],
-                remote_path=item.remote_path,
-                root=root,
-                final_path=Path(item.local_path),
-                on_phase=on_phase,
-                on_progress=on_progress,
+            outcome = await with_watchdog(
+                run_transfer(
+                    item_id=item.id,
+                    seedbox=seedbox,
+                    session=self.sessions[item.seedbox],
+                    engine=self.engines[seedbox.engine],
+                    remote_path=item.remote_path,
+                    root=root,
+                    final_path=Path(item.local_path),
+                    on_phase=on_phase,
+                    on_progress=on_progress,
+                    min_free_space=transfers.min_free_space,
+                ),
+                stall_timeout=transfers.stall_timeout,
+                last_activity=lambda: activity[0],
             )
         except asyncio.CancelledError:
             reason = self._stop_reason.pop(item.id, None)
@@ -350,6 +384,7 @@ class Bridge:
         item.eta = None
         item.last_error = item.error_code = None
         item.finished_at = item.updated_at = now
+        self.breakers[item.seedbox].success()
         self.store.incr("completed")
         self.store.incr("bytes_transferred", size)
         detail = {"bytes": size, "seconds": now - (item.started_at or now)}
@@ -364,14 +399,24 @@ class Bridge:
         item.error_code = err.code.value
         item.updated_at = now
         detail: dict[str, Any] = {"code": err.code.value, "message": err.message}
-        if err.permanent or item.attempts >= self.config.transfers.max_attempts:
+        transfers = self.config.transfers
+        if err.code is ErrorCode.INSUFFICIENT_SPACE:
+            # Not the item's fault: wait for space without spending an attempt.
+            item.state = ItemState.WAITING
+            item.attempts = max(0, item.attempts - 1)
+            item.next_attempt_at = now + transfers.space_recheck
+            self._record(item, "waiting", detail, event="waiting")
+            _LOGGER.warning("%s waits for space: %s", item.id, err.message)
+            return
+        if err.code not in SEEDBOX_NEUTRAL and self.breakers[item.seedbox].failure(now):
+            self._breaker_opened(item.seedbox)
+        if err.permanent or item.attempts >= transfers.max_attempts:
             item.state = ItemState.FAILED
             item.finished_at = now
             self.store.incr("failed")
             self._record(item, "failed", detail, event="failed", label=Label.FAILED)
             _LOGGER.error("failed %s %r: %s (%s)", item.id, item.name, err.message, err.code.value)
             return
-        transfers = self.config.transfers
         delay = retry_delay(item.attempts, transfers.retry_initial, transfers.retry_max, self._rng)
         item.state = ItemState.WAITING
         item.next_attempt_at = now + delay
@@ -380,6 +425,19 @@ class Bridge:
             "attempt %d of %s failed (%s); retrying in %.1fs",
             item.attempts, item.id, err.message, delay,
         )  # fmt: skip
+
+    def _breaker_opened(self, seedbox: str) -> None:
+        breaker = self.breakers[seedbox]
+        _LOGGER.error(
+            "seedbox %s: %d consecutive failures; pausing its queue for %.0fs",
+            seedbox, breaker.failures, breaker.cooldown,
+        )  # fmt: skip
+        notice = self.publisher.event_message(
+            "breaker_open", seedbox=seedbox, failures=breaker.failures, until=breaker.open_until
+        )
+        self.store.enqueue([notice])
+        self.publisher.outbox_pending()
+        self.publisher.state_changed()
 
     def _stopped(self, item: Item, reason: str) -> None:
         item.rate = 0.0
@@ -525,6 +583,9 @@ class Bridge:
         per_seedbox: dict[str, dict[str, Any]] = {
             sb.id: {
                 "name": sb.name,
+                "breaker": "open" if self.breakers[sb.id].open_until else "closed",
+                "breaker_until": self.breakers[sb.id].open_until,
+                "consecutive_failures": self.breakers[sb.id].failures,
                 "queued": 0,
                 "active": 0,
                 "waiting": 0,

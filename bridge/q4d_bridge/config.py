@@ -89,10 +89,12 @@ def _size(value: Any) -> int:
         if value < 0:
             raise vol.Invalid("size must not be negative")
         return value
-    match = re.fullmatch(r"\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*", str(value))
+    match = re.fullmatch(r"\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*", str(value))
     if not match:
         raise vol.Invalid(f"expected a size like 256KiB or 8MiB, got {value!r}")
-    factor = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}[match.group(2)]
+    factor = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}[
+        match.group(2)
+    ]
     return int(match.group(1)) * factor
 
 
@@ -209,6 +211,11 @@ TRANSFERS_SCHEMA = vol.Schema(
         vol.Optional("nice", default=10): vol.All(int, vol.Range(min=0, max=19)),
         # bytes per second over all transfers; 0 = unlimited (changeable at runtime)
         vol.Optional("bandwidth_limit", default=0): _size,
+        vol.Optional("stall_timeout", default="2m"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("min_free_space", default="1GiB"): _size,
+        vol.Optional("space_recheck", default="1m"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("breaker_failures", default=5): vol.All(int, vol.Range(min=1, max=1000)),
+        vol.Optional("breaker_cooldown", default="5m"): vol.All(_duration, vol.Range(min=1)),
         vol.Optional("lftp", default=dict): LFTP_SCHEMA,
         vol.Optional("sftp", default=dict): SFTP_SCHEMA,
     }
@@ -319,6 +326,11 @@ class TransfersConfig:
     retry_max: float
     nice: int
     bandwidth_limit: int
+    stall_timeout: float
+    min_free_space: int
+    space_recheck: float
+    breaker_failures: int
+    breaker_cooldown: float
     lftp: LftpConfig
     sftp: SftpConfig
 
@@ -519,6 +531,11 @@ def _build(data: dict[str, Any]) -> Config:
             retry_max=transfers["retry_max"],
             nice=transfers["nice"],
             bandwidth_limit=transfers["bandwidth_limit"],
+            stall_timeout=transfers["stall_timeout"],
+            min_free_space=transfers["min_free_space"],
+            space_recheck=transfers["space_recheck"],
+            breaker_failures=transfers["breaker_failures"],
+            breaker_cooldown=transfers["breaker_cooldown"],
             lftp=LftpConfig(**transfers["lftp"]),
             sftp=SftpConfig(**transfers["sftp"]),
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState
@@ -24,8 +24,16 @@ def is_runnable(item: Item, now: float) -> bool:
     return item.state is ItemState.WAITING and (item.next_attempt_at or 0) <= now
 
 
-def pick_runnable(items: Iterable[Item], limits: Limits, *, paused: bool, now: float) -> list[Item]:
-    """Items to start now: highest priority first, then oldest, within every limit."""
+def pick_runnable(
+    items: Iterable[Item],
+    limits: Limits,
+    *,
+    paused: bool,
+    now: float,
+    blocked: Collection[str] = (),
+) -> list[Item]:
+    """Items to start now: highest priority first, then oldest, within every limit;
+    none from `blocked` seedboxes (circuit breaker open)."""
     pool = list(items)
     active = Counter(i.seedbox for i in pool if i.state in ACTIVE_STATES)
     free = limits.global_max - sum(active.values())
@@ -38,6 +46,8 @@ def pick_runnable(items: Iterable[Item], limits: Limits, *, paused: bool, now: f
     for item in candidates:
         if len(chosen) >= free:
             break
+        if item.seedbox in blocked:
+            continue
         if active[item.seedbox] >= limits.per_seedbox.get(item.seedbox, limits.global_max):
             continue
         active[item.seedbox] += 1
@@ -71,3 +81,35 @@ def can_retry(item: Item) -> bool:
 
 def can_cancel(item: Item) -> bool:
     return item.state not in FINISHED_STATES
+
+
+@dataclass(slots=True)
+class Breaker:
+    """Per-seedbox circuit breaker: after `threshold` consecutive failures the seedbox's
+    queue rests for `cooldown`; then one more failure re-opens it (half-open)."""
+
+    threshold: int
+    cooldown: float
+    failures: int = 0
+    open_until: float | None = None
+
+    def failure(self, now: float) -> bool:
+        """Count a failure; True when this one opened the breaker."""
+        self.failures += 1
+        if self.failures >= self.threshold and self.open_until is None:
+            self.open_until = now + self.cooldown
+            return True
+        return False
+
+    def success(self) -> None:
+        self.failures = 0
+        self.open_until = None
+
+    def is_open(self, now: float) -> bool:
+        if self.open_until is None:
+            return False
+        if now < self.open_until:
+            return True
+        self.open_until = None  # cool-down over: half-open, next failure re-opens
+        self.failures = self.threshold - 1
+        return False

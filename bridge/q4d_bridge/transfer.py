@@ -12,7 +12,8 @@ import errno
 import logging
 import os
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .engines.base import (
     RemoteEntry,
     TransferError,
     TransferRequest,
+    allocated_bytes,
     tree_size,
 )
 from .models import ItemState
@@ -55,6 +57,7 @@ async def run_transfer(
     final_path: Path,
     on_phase: Callable[[ItemState, RemoteEntry], None],
     on_progress: Callable[[int], None],
+    min_free_space: int = 0,
 ) -> Outcome:
     remote = await session.stat_payload(remote_path)
     on_phase(ItemState.TRANSFERRING, remote)
@@ -64,6 +67,13 @@ async def run_transfer(
         stage.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _local_error(err) from err
+    needed = remote.size - await asyncio.to_thread(allocated_bytes, target) + min_free_space
+    free = shutil.disk_usage(stage).free
+    if free < needed:
+        raise TransferError(
+            ErrorCode.INSUFFICIENT_SPACE,
+            f"{root} has {free} bytes free; this payload needs {needed} (margin included)",
+        )
     if target.exists() and target.is_dir() != remote.is_dir:
         await asyncio.to_thread(_remove, target)  # the payload changed shape; start over
     request = TransferRequest(item_id, seedbox, remote_path, target, remote)
@@ -118,3 +128,24 @@ def _local_error(err: OSError) -> TransferError:
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return TransferError(ErrorCode.PERMISSION_DENIED, f"cannot write destination: {err}")
     return TransferError(ErrorCode.TRANSFER, f"{os.strerror(err.errno or 0)}: {err}")
+
+
+async def with_watchdog[T](
+    work: Awaitable[T], *, stall_timeout: float, last_activity: Callable[[], float]
+) -> T:
+    """Run work; if last_activity() (a monotonic time) is older than stall_timeout, stop
+    it and raise `stalled`, which is retried like any transient failure."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _pending = await asyncio.wait({task}, timeout=min(5.0, stall_timeout / 4))
+            if done:
+                return task.result()
+            idle = time.monotonic() - last_activity()
+            if idle > stall_timeout:
+                raise TransferError(ErrorCode.STALLED, f"no progress for {idle:.0f}s")
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TransferError):
+                await task

@@ -78,6 +78,7 @@ async def running_bridge(
     remote = tmp_path / "seedbox"
     library = tmp_path / "library"
     remote.mkdir(exist_ok=True)
+    transfers = config_kw.pop("transfers", {})
     raw = bridge_config(
         tmp_path / "data",
         library,
@@ -90,6 +91,7 @@ async def running_bridge(
         **config_kw,
     )
     raw["seedboxes"][0]["engine"] = engine
+    raw["transfers"].update(transfers)
     bridge = Bridge(parse_config(raw))
     async with recording(mosquitto.port) as recorder:
         task = asyncio.create_task(bridge.run())

@@ -63,3 +63,21 @@ def test_backoff_doubles_with_jitter_and_cap() -> None:
     for attempt, base in ((1, 1.0), (2, 2.0), (3, 4.0), (10, 60.0)):
         delay = retry_delay(attempt, 1.0, 60.0, rng)
         assert base * 0.5 <= delay <= base
+
+
+def test_breaker_opens_cools_down_and_half_opens() -> None:
+    from q4d_bridge.queue import Breaker
+
+    breaker = Breaker(threshold=3, cooldown=60)
+    assert not breaker.failure(0) and not breaker.failure(1)
+    assert breaker.failure(2)  # third in a row opens it
+    assert breaker.is_open(30)
+    assert not breaker.is_open(63)  # cool-down over: half-open
+    assert breaker.failure(64)  # one more failure re-opens at once
+    breaker.success()
+    assert (breaker.failures, breaker.open_until) == (0, None)
+
+
+def test_blocked_seedboxes_are_skipped() -> None:
+    pool = [item(1, seedbox="a"), item(2, seedbox="b")]
+    assert ids(pick_runnable(pool, Limits(5, {}), paused=False, now=0, blocked={"a"})) == [2]

@@ -222,9 +222,6 @@ class Mosquitto(_Service):
         return _read_log(self.log_path)
 
 
-SFTP_SERVER = "/usr/lib/openssh/sftp-server"
-
-
 class SshServer(_Service):
     """An OpenSSH sshd on 127.0.0.1: pubkey auth for the current user, SFTP.
 
@@ -250,7 +247,6 @@ class SshServer(_Service):
         self.config_path = self.workdir / "sshd_config"
         self.pid_file = self.workdir / "sshd.pid"
         self.log_path = self.workdir / "sshd.log"
-        self.sftp_log = self.workdir / "sftp-server.log"
         self._proc = None
         self._log = None
 
@@ -297,9 +293,8 @@ class SshServer(_Service):
             "KbdInteractiveAuthentication no",
             "UsePAM no",
             "StrictModes no",
-            # OpenSSH's sftp-server logging "close ... bytes read N" per file to a file
-            # (sshd runs the subsystem through the shell): tests measure re-transfers.
-            f"Subsystem sftp {SFTP_SERVER} -e -l INFO 2>>{self.sftp_log}",
+            # internal-sftp: no login shell (and no ~/.bashrc) between sshd and SFTP.
+            "Subsystem sftp internal-sftp",
             "MaxStartups 100:30:200",
             "MaxSessions 100",
             "LogLevel VERBOSE",
@@ -366,11 +361,41 @@ class SshServer(_Service):
     def log(self) -> str:
         return _read_log(self.log_path)
 
-    def bytes_read(self, remote_path: Path | str) -> int:
-        """Total bytes the SFTP server read from one file, over every session so far."""
+    def session_pids(self, name: str | None = None) -> list[int]:
+        """PIDs below the listening sshd (its per-connection children and their
+        subsystems), optionally only those whose command line contains name."""
+        listener = self.pid
+        parents: dict[int, int] = {}
+        cmdlines: dict[int, str] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            cmdlines[int(entry.name)] = cmd
+        found = []
+        for pid in parents:
+            ancestor = parents.get(pid)
+            for _ in range(64):
+                if ancestor in (None, 0, 1) or ancestor == listener:
+                    break
+                ancestor = parents.get(ancestor)
+            if ancestor == listener and (name is None or name in cmdlines[pid]):
+                found.append(pid)
+        return found
+
+    def log_offset(self) -> int:
+        return len(self.log())
+
+    def bytes_sent_since(self, offset: int) -> int:
+        """Bytes sshd sent on connections closed since offset (its "Transferred: sent N"
+        line per connection, SSH framing included)."""
         total = 0
-        needle = f'close "{remote_path}" bytes read '
-        for line in _read_log(self.sftp_log).splitlines():
-            if needle in line:
-                total += int(line.split(needle, 1)[1].split()[0])
+        for line in self.log()[offset:].splitlines():
+            if "Transferred: sent " in line:
+                total += int(line.split("Transferred: sent ", 1)[1].split(",")[0])
         return total

@@ -26,6 +26,8 @@ class ErrorCode(enum.StrEnum):
     SIZE_MISMATCH = "size_mismatch"
     TRANSFER = "transfer_failed"
     UNSAFE_PATH = "unsafe_path"
+    STALLED = "stalled"
+    INSUFFICIENT_SPACE = "insufficient_space"
 
 
 # Retrying these cannot help until someone changes configuration or the seedbox.

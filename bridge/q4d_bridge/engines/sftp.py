@@ -12,7 +12,6 @@ flight: one per connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -86,6 +85,7 @@ class SftpEngine:
         self.config = config
         self.bandwidth = bandwidth
         self._idle: dict[str, list[_Connection]] = {}
+        self._dropped: set[asyncssh.SSHClientConnection] = set()
 
     # --- connections ---------------------------------------------------------------
 
@@ -108,14 +108,19 @@ class SftpEngine:
         if healthy and not conn.ssh.is_closed() and len(idle) < self.config.connections:
             idle.append(conn)
         else:
-            conn.ssh.close()
+            conn.ssh.abort()
+            self._dropped.add(conn.ssh)
 
     async def close(self) -> None:
+        closing = list(self._dropped)
         for idle in self._idle.values():
             for conn in idle:
                 conn.ssh.close()
-                await conn.ssh.wait_closed()
+                closing.append(conn.ssh)
+        for ssh in closing:
+            await ssh.wait_closed()
         self._idle.clear()
+        self._dropped.clear()
 
     # --- transfer ------------------------------------------------------------------
 
@@ -204,6 +209,8 @@ class SftpEngine:
                         f"(short read at {chunk.offset})",
                     )
                 journals[rel].mark(chunk.index)
+            for handle in handles.values():
+                await handle.close()
             healthy = True
         except asyncssh.SFTPNoSuchFile as err:
             raise TransferError(ErrorCode.REMOTE_MISSING, f"remote file vanished: {err}") from err
@@ -212,11 +219,10 @@ class SftpEngine:
                 raise TransferError(ErrorCode.TRANSFER, f"local write failed: {err}") from err
             raise classify_ssh_error(err) from err
         finally:
-            for handle in handles.values():
-                with contextlib.suppress(OSError, asyncssh.Error):
-                    await handle.close()
             for fd in fds.values():
                 os.close(fd)
+            # Never await anything on a failed or cancelled connection: the server may
+            # be frozen (that is why the watchdog fired). Drop it instead.
             self._release(request.seedbox, conn, healthy=healthy)
 
 

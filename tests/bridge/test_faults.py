@@ -1,0 +1,143 @@
+"""Real faults against real daemons: a frozen server, dropped SSH sessions, a payload
+deleted on the seedbox, a seedbox that keeps failing, a full destination."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from q4d_bridge.models import ItemState
+
+from tests.bridge.test_e2e import ENGINES, digest_tree, make_file, running_bridge
+from tests.helpers.services import Mosquitto, SshServer
+
+pytestmark = pytest.mark.timeout(180)
+FAST = {"stall_timeout": 2, "retry_initial": 0.2, "max_attempts": 4, "max_concurrent": 1}
+
+
+def signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+async def wait_for_progress(env, minimum: int) -> None:  # type: ignore[no-untyped-def]
+    await env.recorder.wait_for(
+        lambda: any(i.bytes_done >= minimum for i in env.bridge.items.values()), 60, "progress"
+    )
+
+
+@ENGINES
+async def test_frozen_server_trips_the_watchdog(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
+) -> None:
+    transfers = {**FAST, "bandwidth_limit": "20MiB"}
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=transfers) as env:
+        make_file(env.remote / "frozen.bin", 60 * 2**20, seed=2)
+        await env.complete("frozen.bin", "5" * 40)
+        await wait_for_progress(env, 2**20)
+        frozen = sshd.session_pids()  # the sshd processes serving our connections
+        signal_all(frozen, signal.SIGSTOP)
+        try:
+            await env.recorder.wait_for(
+                lambda: any(e["item"]["error"] and e["item"]["error"]["code"] == "stalled"
+                            for e in env.recorder.events("waiting")),
+                30, "watchdog",
+            )  # fmt: skip
+        finally:
+            await asyncio.sleep(1)
+            signal_all(frozen, signal.SIGCONT)
+        await env.wait_settled(1, timeout=90)
+        (item,) = env.bridge.items.values()
+        assert item.state is ItemState.DONE and item.attempts >= 2
+        assert digest_tree(env.library / "other" / "frozen.bin") == digest_tree(
+            env.remote / "frozen.bin"
+        )
+
+
+@ENGINES
+async def test_dropped_ssh_sessions_are_retried(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
+) -> None:
+    transfers = {**FAST, "bandwidth_limit": "20MiB"}
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=transfers) as env:
+        make_file(env.remote / "dropped.bin", 60 * 2**20, seed=3)
+        await env.complete("dropped.bin", "6" * 40)
+        await wait_for_progress(env, 2**20)
+        signal_all(sshd.session_pids(), signal.SIGKILL)  # every live SSH connection drops
+        await env.wait_settled(1, timeout=90)
+        (item,) = env.bridge.items.values()
+        # lftp reconnects by itself (net:max-retries); the SFTP engine fails the attempt
+        # and the bridge retries it. Either way it lands intact.
+        assert item.state is ItemState.DONE
+        assert item.attempts >= (2 if engine == "sftp" else 1)
+        assert digest_tree(env.library / "other" / "dropped.bin") == digest_tree(
+            env.remote / "dropped.bin"
+        )
+
+
+@ENGINES
+async def test_payload_deleted_on_seedbox_mid_transfer(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
+) -> None:
+    transfers = {**FAST, "bandwidth_limit": "20MiB"}
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=transfers) as env:
+        make_file(env.remote / "gone.bin", 60 * 2**20, seed=4)
+        await env.complete("gone.bin", "7" * 40)
+        await wait_for_progress(env, 2**20)
+        (env.remote / "gone.bin").unlink()
+        signal_all(sshd.session_pids(), signal.SIGKILL)
+        await env.wait_settled(1, timeout=90)
+        (item,) = env.bridge.items.values()
+        assert (item.state, item.error_code) == (ItemState.FAILED, "remote_missing")
+        assert not (env.library / "other" / "gone.bin").exists()
+
+
+async def test_breaker_rests_a_failing_seedbox(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    transfers = {**FAST, "breaker_failures": 2, "breaker_cooldown": 600}
+    async with running_bridge(
+        tmp_path, mosquitto, sshd, engine="sftp", transfers=transfers,
+        known_hosts=sshd.wrong_known_hosts,
+    ) as env:  # fmt: skip
+        for n in range(4):
+            make_file(env.remote / f"b{n}.mkv", 100)
+            await env.complete(f"b{n}.mkv", f"{n}" * 40)
+        rec = env.recorder
+        await rec.wait_for(lambda: rec.events("breaker_open"), 30, "breaker to open")
+        await asyncio.sleep(1)
+        states = sorted(i.state.value for i in env.bridge.items.values())
+        assert states == ["failed", "failed", "queued", "queued"]
+        node = env.bridge.snapshot()["seedboxes"]["sb1"]
+        assert node["breaker"] == "open" and node["consecutive_failures"] == 2
+        assert rec.events("breaker_open")[0]["seedbox"] == "sb1"
+
+
+async def test_waits_for_space_then_proceeds(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    filler = tmp_path / "filler.bin"
+    make_file(filler, 200 * 2**20)
+    free = shutil.disk_usage(tmp_path).free
+    # The payload (50 MiB) plus this margin exceeds what is free by ~20 MiB, until the
+    # 200 MiB filler goes.
+    transfers = {**FAST, "min_free_space": free - 30 * 2**20, "space_recheck": 1}
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", transfers=transfers) as env:
+        make_file(env.remote / "roomy.bin", 50 * 2**20)
+        await env.complete("roomy.bin", "8" * 40)
+        await env.recorder.wait_for(
+            lambda: any(i.error_code == "insufficient_space" and i.state is ItemState.WAITING
+                        for i in env.bridge.items.values()),
+            30, "insufficient_space",
+        )  # fmt: skip
+        (item,) = env.bridge.items.values()
+        assert item.attempts == 0  # waiting for space spends no attempt
+        filler.unlink()
+        await env.wait_settled(1, timeout=60)
+        assert item.state is ItemState.DONE
