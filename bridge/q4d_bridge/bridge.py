@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections import Counter
 from pathlib import Path
@@ -102,6 +103,7 @@ class Bridge:
         self._stopping = asyncio.Event()
         self._rng = random.Random()  # noqa: S311 - retry jitter, not cryptography
         self.connected = asyncio.Event()
+        self.failed = False
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -109,6 +111,20 @@ class Bridge:
         """Items caught mid-transfer by a crash or stop go back to the queue; their
         staging files stay, so the engine resumes from the bytes already on disk."""
         for item in self.items.values():
+            if item.state not in FINISHED_STATES and (
+                item.seedbox not in self.config.seedboxes
+                or item.destination not in self.config.routing.destinations
+            ):
+                item.state = ItemState.FAILED
+                item.error_code = ErrorCode.NOT_CONFIGURED.value
+                item.last_error = (
+                    f"seedbox {item.seedbox!r} or destination {item.destination!r} "
+                    "is no longer configured"
+                )
+                item.finished_at = item.updated_at = time.time()
+                self.store.save(item, "failed", {"code": item.error_code})
+                _LOGGER.error("%s: %s", item.id, item.last_error)
+                continue
             if item.state in ACTIVE_STATES:
                 item.state = ItemState.QUEUED
                 item.attempts = max(0, item.attempts - 1)
@@ -126,16 +142,25 @@ class Bridge:
             asyncio.create_task(self._pruner(), name="pruner"),
         ]
         mqtt_task = asyncio.create_task(self._mqtt_loop(), name="mqtt")
+        for task in [*background, mqtt_task]:
+            task.add_done_callback(self._background_done)
         try:
             await self._stopping.wait()
         finally:
             _LOGGER.info(
                 "stopping: %d transfer(s) will resume on the next start", len(self._running)
             )
-            for task in [*background, *self._running.values()]:
+            for task in background:
+                task.remove_done_callback(self._background_done)
                 task.cancel()
+            # A payload being verified/renamed finishes (it takes a moment); the rest stop
+            # and resume from staging on the next start.
+            for item_id, task in self._running.items():
+                if self.items[item_id].state is not ItemState.VERIFYING:
+                    task.cancel()
             await asyncio.gather(*background, *self._running.values(), return_exceptions=True)
             await self.publisher.detach(graceful=True)
+            mqtt_task.remove_done_callback(self._background_done)
             mqtt_task.cancel()
             await asyncio.gather(mqtt_task, return_exceptions=True)
             for session in self.sessions.values():
@@ -143,8 +168,17 @@ class Bridge:
             await self.sftp.close()
             self.store.close()
 
-    def stop(self) -> None:
+    def stop(self, *, failed: bool = False) -> None:
+        self.failed = self.failed or failed
         self._stopping.set()
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        """A core loop must never end while the bridge runs: stop (non-zero exit) so the
+        service manager restarts it, rather than limp on with, say, no scheduler."""
+        if task.cancelled():
+            return
+        _LOGGER.critical("%s stopped unexpectedly", task.get_name(), exc_info=task.exception())
+        self.stop(failed=True)
 
     # --- MQTT ----------------------------------------------------------------------
 
@@ -199,7 +233,14 @@ class Bridge:
                     delay = 1.0
                     _LOGGER.info("connected to MQTT broker %s:%s", broker.host, broker.port)
                     async for message in client.messages:
-                        self._on_message(message)
+                        try:
+                            self._on_message(message)
+                        except sqlite3.Error:
+                            # Not stored, so not acknowledged: the broker keeps it for
+                            # the next start. A store that cannot write is fatal.
+                            _LOGGER.critical("cannot record an incoming message", exc_info=True)
+                            self.stop(failed=True)
+                            return
                         client._client.ack(message.mid, message.qos)
             except aiomqtt.MqttError as err:
                 self.connected.clear()
@@ -217,6 +258,8 @@ class Bridge:
                 self._on_command(payload)
             else:
                 self.on_completion(topic, payload)
+        except sqlite3.Error:
+            raise
         except Exception:  # one bad message must never take the bridge down
             _LOGGER.exception("error handling message on %s", topic)
 
@@ -273,6 +316,7 @@ class Bridge:
         *,
         event: str | None = None,
         label: Label | None = None,
+        counters: dict[str, int] | None = None,
         **extra: Any,
     ) -> None:
         """Commit an item change with its history entry and the event/label announcing it,
@@ -282,7 +326,7 @@ class Bridge:
             messages.append(self.publisher.event_message(event, item, **extra))
         if label is not None:
             messages += self.publisher.label_messages(item, label)
-        self.store.save(item, history, detail, messages)
+        self.store.save(item, history, detail, messages, counters)
         self.publisher.item(item, immediate=True)
         if messages:
             self.publisher.outbox_pending()
@@ -314,13 +358,20 @@ class Bridge:
         item.eta = None
         item.updated_at = now
         self._record(item, "started", {"attempt": item.attempts}, event="started")
-        self._running[item.id] = asyncio.create_task(
-            self._transfer(item), name=f"transfer-{item.id}"
-        )
+        task = asyncio.create_task(self._transfer(item), name=f"transfer-{item.id}")
+        self._running[item.id] = task
+        task.add_done_callback(lambda done: self._transfer_done(item, done))
+
+    def _transfer_done(self, item: Item, task: asyncio.Task[None]) -> None:
+        """Runs however the task ended, even when it was cancelled before its first step
+        (then _transfer never saw the stop reason, so it is applied here)."""
+        self._running.pop(item.id, None)
+        reason = self._stop_reason.pop(item.id, None)
+        if reason is not None and task.cancelled() and item.state in ACTIVE_STATES:
+            self._stopped(item, reason)
+        self._wakeup.set()
 
     async def _transfer(self, item: Item) -> None:
-        seedbox = self.config.seedboxes[item.seedbox]
-        root = self.config.routing.destinations[item.destination]
         meter = RateMeter(item.size)
         activity = [time.monotonic()]
 
@@ -344,6 +395,8 @@ class Bridge:
 
         transfers = self.config.transfers
         try:
+            seedbox = self.config.seedboxes[item.seedbox]
+            root = self.config.routing.destinations[item.destination]
             outcome = await with_watchdog(
                 run_transfer(
                     item_id=item.id,
@@ -372,9 +425,6 @@ class Bridge:
             self._failed(item, TransferError(ErrorCode.TRANSFER, f"{type(err).__name__}: {err}"))
         else:
             self._done(item, outcome.size)
-        finally:
-            self._running.pop(item.id, None)
-            self._wakeup.set()
 
     def _done(self, item: Item, size: int) -> None:
         now = time.time()
@@ -385,10 +435,11 @@ class Bridge:
         item.last_error = item.error_code = None
         item.finished_at = item.updated_at = now
         self.breakers[item.seedbox].success()
-        self.store.incr("completed")
-        self.store.incr("bytes_transferred", size)
         detail = {"bytes": size, "seconds": now - (item.started_at or now)}
-        self._record(item, "completed", detail, event="completed", label=Label.DONE)
+        self._record(
+            item, "completed", detail, event="completed", label=Label.DONE,
+            counters={"completed": 1, "bytes_transferred": size},
+        )  # fmt: skip
         _LOGGER.info("completed %s %r (%d bytes)", item.id, item.name, size)
 
     def _failed(self, item: Item, err: TransferError) -> None:
@@ -413,8 +464,9 @@ class Bridge:
         if err.permanent or item.attempts >= transfers.max_attempts:
             item.state = ItemState.FAILED
             item.finished_at = now
-            self.store.incr("failed")
-            self._record(item, "failed", detail, event="failed", label=Label.FAILED)
+            self._record(
+                item, "failed", detail, event="failed", label=Label.FAILED, counters={"failed": 1}
+            )
             _LOGGER.error("failed %s %r: %s (%s)", item.id, item.name, err.message, err.code.value)
             return
         delay = retry_delay(item.attempts, transfers.retry_initial, transfers.retry_max, self._rng)
@@ -480,7 +532,7 @@ class Bridge:
 
     def _interrupt(self, item_id: str, reason: str) -> bool:
         task = self._running.get(item_id)
-        if task is None:
+        if task is None or task.done():
             return False
         self._stop_reason[item_id] = reason
         task.cancel()
@@ -506,8 +558,16 @@ class Bridge:
         self._wakeup.set()
         return [i.id for i in targets]
 
+    def _not_verifying(self, item: Item) -> None:
+        # The verified payload is being moved into the library: that step is atomic.
+        if item.state is ItemState.VERIFYING:
+            raise commands.CommandError(
+                "invalid_state", f"item {item.id} is verifying; it finishes in a moment"
+            )
+
     def cancel(self, item_id: str) -> str:
         item = self._item(item_id)
+        self._not_verifying(item)
         if not can_cancel(item):
             raise commands.CommandError("invalid_state", f"item {item_id} is {item.state.value}")
         if not self._interrupt(item_id, "cancelled"):
@@ -518,12 +578,17 @@ class Bridge:
         if item_id is None:
             self.paused = True
             self.store.set_setting("paused", True)
-            stopped = [i for i in list(self._running) if self._interrupt(i, "requeue")]
+            stopped = [
+                i
+                for i in list(self._running)
+                if self.items[i].state is not ItemState.VERIFYING and self._interrupt(i, "requeue")
+            ]
             self.publisher.state_changed()
             return stopped
         item = self._item(item_id)
         if item.state in FINISHED_STATES:
             raise commands.CommandError("invalid_state", f"item {item_id} is {item.state.value}")
+        self._not_verifying(item)
         item.paused = True
         if not self._interrupt(item_id, "requeue"):
             item.updated_at = time.time()
@@ -561,9 +626,12 @@ class Bridge:
             self.bandwidth.set_rate(bandwidth_limit)
             self.store.set_setting("bandwidth_limit", bandwidth_limit)
             # A running lftp keeps the rate it started with: restart those (they resume).
-            for item_id, task in list(self._running.items()):
+            for item_id in list(self._running):
                 item = self.items[item_id]
-                if self.config.seedboxes[item.seedbox].engine == "lftp" and not task.done():
+                if (
+                    self.config.seedboxes[item.seedbox].engine == "lftp"
+                    and item.state is ItemState.TRANSFERRING
+                ):
                     self._interrupt(item_id, "requeue")
         self.publisher.state_changed()
         return {"bandwidth_limit": self.bandwidth.rate, "max_concurrent": self.limits.global_max}

@@ -57,6 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, bridge.stop)
         await bridge.run()
+        if bridge.failed:
+            raise SystemExit(1)
 
     asyncio.run(main())
     return 0

@@ -145,8 +145,9 @@ BROKER_SCHEMA = vol.Schema(
     {
         vol.Optional("host", default="localhost"): str,
         vol.Optional("port", default=1883): vol.All(int, vol.Range(min=1, max=65535)),
-        vol.Optional("username"): str,
-        vol.Optional("password"): str,
+        # Coerced: an environment override like Q4D_BROKER__PASSWORD=123456 reads as int.
+        vol.Optional("username"): vol.Coerce(str),
+        vol.Optional("password"): vol.Coerce(str),
         vol.Optional("tls", default=False): vol.Any(bool, TLS_SCHEMA),
         vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=64)),
         vol.Optional("topic_prefix", default="q4d"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),

@@ -111,6 +111,10 @@ def _text(data: dict[str, Any], key: str, *, required: bool) -> str | None:
         raise RejectedEvent("missing_field", f"{key!r} must not be empty")
     if len(value) > MAX_FIELD_CHARS:
         raise RejectedEvent("too_large", f"{key!r} is longer than {MAX_FIELD_CHARS} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate from a JSON \udcXX escape
+        raise RejectedEvent("malformed", f"{key!r} is not valid Unicode") from err
     return value
 
 

@@ -215,9 +215,14 @@ class Publisher:
                     ),
                     return_exceptions=True,
                 )
-                self.store.remove_outbox(
-                    seq for (seq, _m), r in zip(batch, results, strict=True) if r is None
-                )
+                # Only the unbroken run of delivered rows leaves: a row after a failed one
+                # goes again later, so the order on the wire is never inverted.
+                delivered = []
+                for (seq, _m), result in zip(batch, results, strict=True):
+                    if result is not None:
+                        break
+                    delivered.append(seq)
+                self.store.remove_outbox(delivered)
                 failure = next((r for r in results if r is not None), None)
                 if failure is not None:
                     _LOGGER.info("outbox delivery paused until reconnect: %s", failure)

@@ -94,7 +94,7 @@ class SeedboxSession:
             try:
                 sftp = await self._sftp_client()
                 return await _stat_tree(sftp, path)
-            except asyncssh.SFTPError as err:
+            except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied) as err:
                 raise classify_ssh_error(err) from err
             except (OSError, asyncssh.Error) as err:
                 await self.close()

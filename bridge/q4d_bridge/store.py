@@ -11,7 +11,7 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,11 +288,15 @@ class Store:
         history: str | None = None,
         detail: Any = None,
         messages: Sequence[Message] = (),
+        counters: Mapping[str, int] | None = None,
     ) -> None:
-        """Persist an item's mutable fields with its history entry and the messages that
-        announce the change, atomically: what is recorded is always announced."""
+        """Persist an item's mutable fields with its history entry, the messages that
+        announce the change and the counters it moves, atomically: what is recorded is
+        always announced, and counted exactly once."""
         with self.transaction() as db:
             self._enqueue(db, messages, item.updated_at)
+            for name, by in (counters or {}).items():
+                self._incr(db, name, by)
             db.execute(
                 "UPDATE items SET state=?, size=?, priority=?, paused=?, bytes_done=?, attempts=?, "
                 "last_error=?, error_code=?, started_at=?, finished_at=?, next_attempt_at=?, "

@@ -114,6 +114,7 @@ async def test_v1_file_and_directory_land_byte_identical(
             make_file(season / f"Show.S01E0{n}.mkv", 700_000 + n, seed=n)
         make_file(season / "Subs" / "en.srt", 1234, seed=9)
         make_file(season / "empty.nfo", 0)
+        (season / "escape").symlink_to("/etc")  # a link in a torrent folder never lands
         hash_movie, hash_show = "a" * 40, "b" * 40
         await env.complete("Movie (2024)/movie.mkv", hash_movie, category="movies", size=3_000_000)
         await env.complete("Show.S01", hash_show, category="tv")
@@ -123,6 +124,7 @@ async def test_v1_file_and_directory_land_byte_identical(
         movie = env.library / "movies" / "movie.mkv"
         assert digest_tree(movie) == digest_tree(env.remote / "Movie (2024)" / "movie.mkv")
         assert digest_tree(env.library / "tv" / "Show.S01") == digest_tree(season)
+        assert not (env.library / "tv" / "Show.S01" / "escape").exists()
         # nothing partial left behind, nothing outside the destinations
         assert not list((env.library / "tv" / ".q4d-partial").glob("*"))
         assert {p.name for p in env.library.iterdir()} == {"movies", "tv"}

@@ -27,6 +27,7 @@ class ErrorCode(enum.StrEnum):
     TRANSFER = "transfer_failed"
     UNSAFE_PATH = "unsafe_path"
     STALLED = "stalled"
+    NOT_CONFIGURED = "not_configured"
     INSUFFICIENT_SPACE = "insufficient_space"
 
 

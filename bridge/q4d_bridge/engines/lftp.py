@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -115,8 +116,9 @@ def build_script(config: LftpConfig, request: TransferRequest, rate_limit: int =
     ]
     remote, local = lftp_quote(request.remote_path), lftp_quote(str(request.target))
     if request.remote.is_dir:
+        # --no-symlinks: a link in a torrent folder must not land as a link in the library.
         lines.append(
-            f"mirror -c --parallel={config.parallel_files} "
+            f"mirror -c --no-symlinks --parallel={config.parallel_files} "
             f"--use-pget-n={config.segments} {remote} {local}"
         )
     else:
@@ -136,6 +138,14 @@ def launcher(nice: int) -> list[str]:
     if nice:
         prefix += ["nice", "-n", str(nice)]
     return prefix
+
+
+async def _tail(stream: asyncio.StreamReader, limit: int) -> bytes:
+    """Read a stream to EOF, keeping its last `limit` bytes (the error is at the end)."""
+    kept = b""
+    while chunk := await stream.read(65536):
+        kept = (kept + chunk)[-limit:]
+    return kept
 
 
 def classify_stderr(stderr: str) -> ErrorCode:
@@ -223,22 +233,23 @@ class LftpEngine:
             start_new_session=True,
         )
         assert proc.stderr is not None
-        stderr_task = asyncio.create_task(proc.stderr.read(STDERR_LIMIT))
+        stderr_task = asyncio.create_task(_tail(proc.stderr, STDERR_LIMIT))
         try:
             while True:
                 try:
                     await asyncio.wait_for(proc.wait(), PROGRESS_INTERVAL)
                     break
                 except TimeoutError:
-                    on_progress(allocated_bytes(request.target))
+                    on_progress(await asyncio.to_thread(allocated_bytes, request.target))
         except asyncio.CancelledError:
+            # The whole group: lftp's ssh children hold the stderr pipe open too.
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
             stderr_task.cancel()
             raise
         stderr = (await stderr_task).decode("utf-8", "replace")
-        on_progress(allocated_bytes(request.target))
+        on_progress(await asyncio.to_thread(allocated_bytes, request.target))
         if proc.returncode != 0:
             code = classify_stderr(stderr)
             detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
