@@ -111,10 +111,7 @@ class Bridge:
         """Items caught mid-transfer by a crash or stop go back to the queue; their
         staging files stay, so the engine resumes from the bytes already on disk."""
         for item in self.items.values():
-            if item.state not in FINISHED_STATES and (
-                item.seedbox not in self.config.seedboxes
-                or item.destination not in self.config.routing.destinations
-            ):
+            if item.state not in FINISHED_STATES and not self._configured(item):
                 item.state = ItemState.FAILED
                 item.error_code = ErrorCode.NOT_CONFIGURED.value
                 item.last_error = (
@@ -122,7 +119,10 @@ class Bridge:
                     "is no longer configured"
                 )
                 item.finished_at = item.updated_at = time.time()
-                self.store.save(item, "failed", {"code": item.error_code})
+                self._record(
+                    item, "failed", {"code": item.error_code}, event="failed",
+                    label=Label.FAILED, counters={"failed": 1},
+                )  # fmt: skip
                 _LOGGER.error("%s: %s", item.id, item.last_error)
                 continue
             if item.state in ACTIVE_STATES:
@@ -240,6 +240,13 @@ class Bridge:
                             # the next start. A store that cannot write is fatal.
                             _LOGGER.critical("cannot record an incoming message", exc_info=True)
                             self.stop(failed=True)
+                            # Leaving cleanly sends no last will: say offline ourselves.
+                            await client.publish(
+                                self.topics.status,
+                                self.publisher.status_payload("offline"),
+                                qos=1,
+                                retain=True,
+                            )
                             return
                         client._client.ack(message.mid, message.qos)
             except aiomqtt.MqttError as err:
@@ -459,7 +466,8 @@ class Bridge:
             self._record(item, "waiting", detail, event="waiting")
             _LOGGER.warning("%s waits for space: %s", item.id, err.message)
             return
-        if err.code not in SEEDBOX_NEUTRAL and self.breakers[item.seedbox].failure(now):
+        breaker = self.breakers.get(item.seedbox)
+        if err.code not in SEEDBOX_NEUTRAL and breaker is not None and breaker.failure(now):
             self._breaker_opened(item.seedbox)
         if err.permanent or item.attempts >= transfers.max_attempts:
             item.state = ItemState.FAILED
@@ -548,6 +556,11 @@ class Bridge:
                     "invalid_state", f"item {item_id} is {item.state.value}"
                 )
             targets = [item]
+        targets = [i for i in targets if self._configured(i)]
+        if item_id is not None and not targets:
+            raise commands.CommandError(
+                "not_configured", f"item {item_id}: its seedbox or destination is not configured"
+            )
         for item in targets:
             item.state = ItemState.QUEUED
             item.attempts = 0
@@ -557,6 +570,12 @@ class Bridge:
             self._record(item, "retry", event="queued", retry=True)
         self._wakeup.set()
         return [i.id for i in targets]
+
+    def _configured(self, item: Item) -> bool:
+        return (
+            item.seedbox in self.config.seedboxes
+            and item.destination in self.config.routing.destinations
+        )
 
     def _not_verifying(self, item: Item) -> None:
         # The verified payload is being moved into the library: that step is atomic.

@@ -98,6 +98,15 @@ def _size(value: Any) -> int:
     return int(match.group(1)) * factor
 
 
+def _text(value: Any) -> str:
+    """A string; a bare number also counts, since Q4D_BROKER__PASSWORD=123456 reads as one."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise vol.Invalid("expected a string")
+
+
 def _regex(value: Any) -> str:
     try:
         re.compile(str(value))
@@ -145,9 +154,8 @@ BROKER_SCHEMA = vol.Schema(
     {
         vol.Optional("host", default="localhost"): str,
         vol.Optional("port", default=1883): vol.All(int, vol.Range(min=1, max=65535)),
-        # Coerced: an environment override like Q4D_BROKER__PASSWORD=123456 reads as int.
-        vol.Optional("username"): vol.Coerce(str),
-        vol.Optional("password"): vol.Coerce(str),
+        vol.Optional("username"): _text,
+        vol.Optional("password"): _text,
         vol.Optional("tls", default=False): vol.Any(bool, TLS_SCHEMA),
         vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=64)),
         vol.Optional("topic_prefix", default="q4d"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),

@@ -96,6 +96,10 @@ def _decode_json(raw: bytes) -> dict[str, Any]:
         raise RejectedEvent("malformed", f"not JSON: {err.msg} at {err.pos}") from err
     if not isinstance(data, dict):
         raise RejectedEvent("malformed", "payload is not a JSON object")
+    try:  # a JSON "\udcXX" escape decodes to a lone surrogate, which nothing can store
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RejectedEvent("malformed", "payload contains invalid Unicode") from err
     return data
 
 
@@ -111,10 +115,6 @@ def _text(data: dict[str, Any], key: str, *, required: bool) -> str | None:
         raise RejectedEvent("missing_field", f"{key!r} must not be empty")
     if len(value) > MAX_FIELD_CHARS:
         raise RejectedEvent("too_large", f"{key!r} is longer than {MAX_FIELD_CHARS} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:  # a lone surrogate from a JSON \udcXX escape
-        raise RejectedEvent("malformed", f"{key!r} is not valid Unicode") from err
     return value
 
 

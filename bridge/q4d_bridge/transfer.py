@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +23,7 @@ from .engines.base import (
     TransferError,
     TransferRequest,
     allocated_bytes,
+    local_error,
     tree_size,
 )
 from .models import ItemState
@@ -66,7 +65,7 @@ async def run_transfer(
     try:
         stage.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise _local_error(err) from err
+        raise local_error(err) from err
     needed = remote.size - await asyncio.to_thread(allocated_bytes, target) + min_free_space
     free = shutil.disk_usage(stage).free
     if free < needed:
@@ -95,7 +94,7 @@ async def run_transfer(
     except UnsafePathError as err:
         raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
     except OSError as err:
-        raise _local_error(err) from err
+        raise local_error(err) from err
     return Outcome(size=size, files=files)
 
 
@@ -120,14 +119,6 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def _local_error(err: OSError) -> TransferError:
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return TransferError(ErrorCode.NO_SPACE, f"no space left at destination: {err}")
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return TransferError(ErrorCode.PERMISSION_DENIED, f"cannot write destination: {err}")
-    return TransferError(ErrorCode.TRANSFER, f"{os.strerror(err.errno or 0)}: {err}")
 
 
 async def with_watchdog[T](

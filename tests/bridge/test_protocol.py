@@ -80,6 +80,7 @@ def test_comma_separated_tags_and_null_hash() -> None:
         (v1(seedbox="other"), "seedbox_mismatch"),
         (v1(name="x" * 5000), "too_large"),
         (b'{"v": 1, "event_id": "e", "path": "/data/\\udce9.mkv"}', "malformed"),  # lone surrogate
+        (b'{"v": 1, "event_id": "e", "path": "/d/x", "tags": ["\\ud800"]}', "malformed"),
         (b"{" + b" " * (1024 * 1024) + b"}", "too_large"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -180,3 +181,12 @@ class Bandwidth:
         self._stamp = now
         if self._tokens < 0:
             await asyncio.sleep(-self._tokens / self.rate)
+
+
+def local_error(err: OSError) -> TransferError:
+    """A local filesystem error as a transfer error with its reason code."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TransferError(ErrorCode.NO_SPACE, f"no space left at destination: {err}")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return TransferError(ErrorCode.PERMISSION_DENIED, f"cannot write destination: {err}")
+    return TransferError(ErrorCode.TRANSFER, f"{os.strerror(err.errno or 0)}: {err}")

@@ -210,7 +210,8 @@ class LftpEngine:
         script = Path(script_name)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                share = self.bandwidth.rate // max(1, self.slots()) if self.bandwidth.rate else 0
+                rate = self.bandwidth.rate
+                share = max(1, rate // max(1, self.slots())) if rate else 0  # 0 means unlimited
                 handle.write(build_script(self.config, request, share))
             await self._run(script, request, on_progress)
         finally:

@@ -31,6 +31,7 @@ from .base import (
     RemoteFile,
     TransferError,
     TransferRequest,
+    local_error,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -128,7 +129,10 @@ class SftpEngine:
         remote = request.remote
         target = request.target
         journal_dir = target.parent / JOURNAL_DIR
-        await asyncio.to_thread(_prepare_tree, target, remote.is_dir, remote.dirs, journal_dir)
+        try:
+            await asyncio.to_thread(_prepare_tree, target, remote.is_dir, remote.dirs, journal_dir)
+        except OSError as err:
+            raise local_error(err) from err
         pending: asyncio.Queue[Chunk] = asyncio.Queue()
         done_bytes = 0
         journals: dict[str, Journal] = {}
@@ -137,7 +141,10 @@ class SftpEngine:
             journal = Journal(journal_dir / name)
             journals[remote_file.rel] = journal
             local = _local_path(target, remote_file.rel)
-            finished = await asyncio.to_thread(_prepare_file, local, remote_file.size, journal)
+            try:
+                finished = await asyncio.to_thread(_prepare_file, local, remote_file.size, journal)
+            except OSError as err:
+                raise local_error(err) from err
             for chunk in plan_chunks((remote_file,), self.config.chunk_size):
                 if chunk.index in finished:
                     done_bytes += chunk.length
@@ -216,7 +223,7 @@ class SftpEngine:
             raise TransferError(ErrorCode.REMOTE_MISSING, f"remote file vanished: {err}") from err
         except (OSError, asyncssh.Error) as err:
             if isinstance(err, OSError) and not isinstance(err, ConnectionError):
-                raise TransferError(ErrorCode.TRANSFER, f"local write failed: {err}") from err
+                raise local_error(err) from err
             raise classify_ssh_error(err) from err
         finally:
             for fd in fds.values():
