@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from q4d_bridge.models import ItemState
 
-from tests.bridge.test_e2e import ENGINES, digest_tree, make_file, running_bridge
+from tests.bridge.test_e2e import ENGINES, Env, digest_tree, make_file, running_bridge
 from tests.helpers.services import Mosquitto, SshServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -26,21 +26,28 @@ def signal_all(pids: list[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-async def wait_for_progress(env, minimum: int) -> None:  # type: ignore[no-untyped-def]
+SLOW = {**FAST, "bandwidth_limit": "20MiB"}  # 60 MiB take ~3 s: time to interfere
+
+
+async def start_transfer(env: Env, name: str, seed: int) -> None:
+    """A 60 MiB payload, queued and past its first MiB."""
+    make_file(env.remote / name, 60 * 2**20, seed=seed)
+    await env.complete(name, f"{seed}" * 40)
     await env.recorder.wait_for(
-        lambda: any(i.bytes_done >= minimum for i in env.bridge.items.values()), 60, "progress"
+        lambda: any(i.bytes_done >= 2**20 for i in env.bridge.items.values()), 60, "progress"
     )
+
+
+def landed_intact(env: Env, name: str) -> bool:
+    return digest_tree(env.library / "other" / name) == digest_tree(env.remote / name)
 
 
 @ENGINES
 async def test_frozen_server_trips_the_watchdog(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    transfers = {**FAST, "bandwidth_limit": "20MiB"}
-    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=transfers) as env:
-        make_file(env.remote / "frozen.bin", 60 * 2**20, seed=2)
-        await env.complete("frozen.bin", "5" * 40)
-        await wait_for_progress(env, 2**20)
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=SLOW) as env:
+        await start_transfer(env, "frozen.bin", 2)
         frozen = sshd.session_pids()  # the sshd processes serving our connections
         signal_all(frozen, signal.SIGSTOP)
         try:
@@ -55,20 +62,15 @@ async def test_frozen_server_trips_the_watchdog(
         await env.wait_settled(1, timeout=90)
         (item,) = env.bridge.items.values()
         assert item.state is ItemState.DONE and item.attempts >= 2
-        assert digest_tree(env.library / "other" / "frozen.bin") == digest_tree(
-            env.remote / "frozen.bin"
-        )
+        assert landed_intact(env, "frozen.bin")
 
 
 @ENGINES
 async def test_dropped_ssh_sessions_are_retried(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    transfers = {**FAST, "bandwidth_limit": "20MiB"}
-    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=transfers) as env:
-        make_file(env.remote / "dropped.bin", 60 * 2**20, seed=3)
-        await env.complete("dropped.bin", "6" * 40)
-        await wait_for_progress(env, 2**20)
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=SLOW) as env:
+        await start_transfer(env, "dropped.bin", 3)
         signal_all(sshd.session_pids(), signal.SIGKILL)  # every live SSH connection drops
         await env.wait_settled(1, timeout=90)
         (item,) = env.bridge.items.values()
@@ -76,20 +78,15 @@ async def test_dropped_ssh_sessions_are_retried(
         # and the bridge retries it. Either way it lands intact.
         assert item.state is ItemState.DONE
         assert item.attempts >= (2 if engine == "sftp" else 1)
-        assert digest_tree(env.library / "other" / "dropped.bin") == digest_tree(
-            env.remote / "dropped.bin"
-        )
+        assert landed_intact(env, "dropped.bin")
 
 
 @ENGINES
 async def test_payload_deleted_on_seedbox_mid_transfer(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    transfers = {**FAST, "bandwidth_limit": "20MiB"}
-    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=transfers) as env:
-        make_file(env.remote / "gone.bin", 60 * 2**20, seed=4)
-        await env.complete("gone.bin", "7" * 40)
-        await wait_for_progress(env, 2**20)
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=SLOW) as env:
+        await start_transfer(env, "gone.bin", 4)
         (env.remote / "gone.bin").unlink()
         signal_all(sshd.session_pids(), signal.SIGKILL)
         await env.wait_settled(1, timeout=90)
