@@ -404,7 +404,7 @@ class Bridge:
         try:
             seedbox = self.config.seedboxes[item.seedbox]
             root = self.config.routing.destinations[item.destination]
-            outcome = await with_watchdog(
+            size = await with_watchdog(
                 run_transfer(
                     item_id=item.id,
                     seedbox=seedbox,
@@ -431,7 +431,7 @@ class Bridge:
             _LOGGER.exception("transfer of %s crashed", item.id)
             self._failed(item, TransferError(ErrorCode.TRANSFER, f"{type(err).__name__}: {err}"))
         else:
-            self._done(item, outcome.size)
+            self._done(item, size)
 
     def _done(self, item: Item, size: int) -> None:
         now = time.time()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from dataclasses import dataclass
-from typing import Any
 
 
 class ItemState(enum.StrEnum):
@@ -90,6 +88,3 @@ class Item:
         if not self.size:
             return 0.0
         return round(min(100.0, 100.0 * self.bytes_done / self.size), 1)
-
-    def replace(self, **changes: Any) -> Item:
-        return dataclasses.replace(self, **changes)

@@ -265,9 +265,6 @@ class Store:
         row = db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
         return None if row is None else _row_to_item(row)
 
-    def get(self, item_id: str) -> Item | None:
-        return self._get(self._db, item_id)
-
     def items(self, states: Iterable[ItemState] | None = None) -> list[Item]:
         if states is None:
             rows = self._db.execute(

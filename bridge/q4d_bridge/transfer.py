@@ -12,7 +12,6 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from .config import SeedboxConfig
@@ -34,12 +33,6 @@ _LOGGER = logging.getLogger(__name__)
 STAGING_DIR = ".q4d-partial"
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    size: int
-    files: int
-
-
 def staging_dir(root: Path, item_id: str) -> Path:
     """Inside the destination root, so the final rename never crosses filesystems."""
     return root / STAGING_DIR / item_id
@@ -57,7 +50,8 @@ async def run_transfer(
     on_phase: Callable[[ItemState, RemoteEntry], None],
     on_progress: Callable[[int], None],
     min_free_space: int = 0,
-) -> Outcome:
+) -> int:
+    """Returns the verified payload size in bytes."""
     remote = await session.stat_payload(remote_path)
     on_phase(ItemState.TRANSFERRING, remote)
     stage = staging_dir(root, item_id)
@@ -95,7 +89,7 @@ async def run_transfer(
         raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
     except OSError as err:
         raise local_error(err) from err
-    return Outcome(size=size, files=files)
+    return size
 
 
 def _publish(target: Path, final_path: Path, stage: Path) -> None:
