@@ -26,9 +26,12 @@ from . import commands
 from .config import Config
 from .engines.base import Bandwidth, Engine, ErrorCode, RateMeter, RemoteEntry, TransferError
 from .engines.lftp import LftpEngine
+from .engines.process import kill_leftover_writers
+from .engines.rsync import RsyncEngine
 from .engines.sftp import SftpEngine
 from .intake import Accepted, decode
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
+from .nodes.qbittorrent import QbittorrentClient
 from .protocol import RejectedEvent, Topics, command_result, item_payload, parse_command
 from .publish import MAX_IN_FLIGHT, Publisher
 from .queue import (
@@ -42,17 +45,20 @@ from .queue import (
 )
 from .remote import SeedboxSession
 from .store import Store
-from .transfer import discard_staging, run_transfer, with_watchdog
+from .torrents import TorrentSource
+from .transfer import Landed, discard_staging, run_transfer, staging_dir, with_watchdog
 
 _LOGGER = logging.getLogger(__name__)
 PRUNE_INTERVAL = 600.0
 # Failures that say nothing about the seedbox's health: they do not trip its breaker.
+TOOL_ENGINES = frozenset({"lftp", "rsync"})
 SEEDBOX_NEUTRAL = frozenset(
     {
         ErrorCode.REMOTE_MISSING,
         ErrorCode.UNSAFE_PATH,
         ErrorCode.NO_SPACE,
         ErrorCode.INSUFFICIENT_SPACE,
+        ErrorCode.VERIFY_FAILED,
     }
 )
 RECONNECT_MAX = 60.0
@@ -73,6 +79,15 @@ class Bridge:
             self.store.get_setting("bandwidth_limit", config.transfers.bandwidth_limit)
         )
         self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
+        self.clients = {
+            sb.id: QbittorrentClient(sb.client)
+            for sb in config.seedboxes.values()
+            if sb.client is not None
+        }
+        self.torrents = {
+            sb.id: TorrentSource(sb, self.sessions[sb.id], self.clients.get(sb.id))
+            for sb in config.seedboxes.values()
+        }
         self.breakers = {
             sb.id: Breaker(config.transfers.breaker_failures, config.transfers.breaker_cooldown)
             for sb in config.seedboxes.values()
@@ -87,6 +102,12 @@ class Bridge:
                 nice=config.transfers.nice,
             ),
             "sftp": self.sftp,
+            "rsync": RsyncEngine(
+                config.transfers.rsync,
+                bandwidth=self.bandwidth,
+                slots=lambda: self.limits.global_max,
+                nice=config.transfers.nice,
+            ),
         }
         self.publisher = Publisher(
             topics=self.topics,
@@ -110,6 +131,14 @@ class Bridge:
     def recover(self) -> None:
         """Items caught mid-transfer by a crash or stop go back to the queue; their
         staging files stay, so the engine resumes from the bytes already on disk."""
+        unfinished = [i for i in self.items.values() if i.state not in FINISHED_STATES]
+        leftovers = kill_leftover_writers(
+            staging_dir(self.config.routing.destinations[i.destination], i.id)
+            for i in unfinished
+            if i.destination in self.config.routing.destinations
+        )
+        if leftovers:
+            _LOGGER.warning("stopped %d transfer process(es) left by the last run", len(leftovers))
         for item in self.items.values():
             if item.state not in FINISHED_STATES and not self._configured(item):
                 item.state = ItemState.FAILED
@@ -166,6 +195,8 @@ class Bridge:
             for session in self.sessions.values():
                 await session.close()
             await self.sftp.close()
+            for client in self.clients.values():
+                await client.close()
             self.store.close()
 
     def stop(self, *, failed: bool = False) -> None:
@@ -400,22 +431,29 @@ class Bridge:
             item.updated_at = time.time()
             self.publisher.item(item)
 
+        def heartbeat() -> None:  # called from the hashing thread while verifying
+            activity[0] = time.monotonic()
+
         transfers = self.config.transfers
         try:
             seedbox = self.config.seedboxes[item.seedbox]
             root = self.config.routing.destinations[item.destination]
-            size = await with_watchdog(
+            source = self.torrents[item.seedbox]
+            landed = await with_watchdog(
                 run_transfer(
                     item_id=item.id,
                     seedbox=seedbox,
                     session=self.sessions[item.seedbox],
-                    engine=self.engines[seedbox.engine],
+                    engine=self.engines[self._engine_of(item)],
                     remote_path=item.remote_path,
                     root=root,
                     final_path=Path(item.local_path),
                     on_phase=on_phase,
                     on_progress=on_progress,
                     min_free_space=transfers.min_free_space,
+                    torrent=(lambda: source.info(item.hash)) if transfers.verify else None,
+                    max_repairs=transfers.max_repairs,
+                    heartbeat=heartbeat,
                 ),
                 stall_timeout=transfers.stall_timeout,
                 last_activity=lambda: activity[0],
@@ -431,9 +469,13 @@ class Bridge:
             _LOGGER.exception("transfer of %s crashed", item.id)
             self._failed(item, TransferError(ErrorCode.TRANSFER, f"{type(err).__name__}: {err}"))
         else:
-            self._done(item, size)
+            self._done(item, landed)
 
-    def _done(self, item: Item, size: int) -> None:
+    def _engine_of(self, item: Item) -> str:
+        return item.engine or self.config.seedboxes[item.seedbox].engine
+
+    def _done(self, item: Item, landed: Landed) -> None:
+        size = landed.size
         now = time.time()
         item.state = ItemState.DONE
         item.bytes_done = item.size = size
@@ -442,10 +484,16 @@ class Bridge:
         item.last_error = item.error_code = None
         item.finished_at = item.updated_at = now
         self.breakers[item.seedbox].success()
-        detail = {"bytes": size, "seconds": now - (item.started_at or now)}
+        detail = {
+            "bytes": size,
+            "seconds": now - (item.started_at or now),
+            "verified": landed.verified,
+            "repaired_pieces": landed.repaired_pieces,
+        }
         self._record(
             item, "completed", detail, event="completed", label=Label.DONE,
             counters={"completed": 1, "bytes_transferred": size},
+            verified=landed.verified, repaired_pieces=landed.repaired_pieces,
         )  # fmt: skip
         _LOGGER.info("completed %s %r (%d bytes)", item.id, item.name, size)
 
@@ -644,13 +692,11 @@ class Bridge:
         if bandwidth_limit is not None and bandwidth_limit != self.bandwidth.rate:
             self.bandwidth.set_rate(bandwidth_limit)
             self.store.set_setting("bandwidth_limit", bandwidth_limit)
-            # A running lftp keeps the rate it started with: restart those (they resume).
+            # A running lftp/rsync keeps the rate it started with: restart those (they
+            # resume from the bytes on disk).
             for item_id in list(self._running):
                 item = self.items[item_id]
-                if (
-                    self.config.seedboxes[item.seedbox].engine == "lftp"
-                    and item.state is ItemState.TRANSFERRING
-                ):
+                if self._engine_of(item) in TOOL_ENGINES and item.state is ItemState.TRANSFERRING:
                     self._interrupt(item_id, "requeue")
         self.publisher.state_changed()
         return {"bandwidth_limit": self.bandwidth.rate, "max_concurrent": self.limits.global_max}

@@ -33,7 +33,9 @@ from .rules import (
 ENV_PREFIX = "Q4D_"
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TOPIC_PREFIX_PATTERN = r"^[^#+\x00]+$"
-ENGINES = ("auto", "lftp", "sftp")
+TRANSFER_ENGINES = ("lftp", "sftp", "rsync")
+ENGINES = ("auto", *TRANSFER_ENGINES)
+CLIENT_TYPES = ("qbittorrent",)
 
 
 class ConfigError(Exception):
@@ -63,6 +65,18 @@ def _existing_file(value: Any) -> str:
     path = _absolute_path(value)
     if not Path(path).is_file():
         raise vol.Invalid(f"file not found: {path}")
+    return path
+
+
+def _torrent_file_template(value: Any) -> str:
+    """Where the seedbox keeps a torrent's .torrent: `{hash}` (lowercase) or `{HASH}`."""
+    path = _absolute_path(value)
+    if "{hash}" not in path and "{HASH}" not in path:
+        raise vol.Invalid("must contain {hash} or {HASH}, e.g. /home/me/.session/{HASH}.torrent")
+    try:
+        path.format(hash="0", HASH="0")
+    except (KeyError, IndexError, ValueError) as err:
+        raise vol.Invalid(f"only {{hash}} and {{HASH}} may appear in braces: {err}") from err
     return path
 
 
@@ -164,6 +178,16 @@ BROKER_SCHEMA = vol.Schema(
     }
 )
 
+CLIENT_SCHEMA = vol.Schema(
+    {
+        vol.Required("type"): vol.In(CLIENT_TYPES),
+        vol.Required("url"): vol.All(str, vol.Match(r"^https?://", msg="must be an http(s) URL")),
+        vol.Optional("username"): _text,
+        vol.Optional("password"): _text,
+        vol.Optional("verify_tls", default=True): bool,
+    }
+)
+
 SEEDBOX_SCHEMA = vol.Schema(
     {
         vol.Required("id"): _identifier,
@@ -172,10 +196,14 @@ SEEDBOX_SCHEMA = vol.Schema(
         vol.Optional("port", default=22): vol.All(int, vol.Range(min=1, max=65535)),
         vol.Required("user"): vol.All(str, vol.Match(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")),
         vol.Required("key"): _existing_file,
-        vol.Required("known_hosts"): _existing_file,
+        # Not required with trust_on_first_use: the first key seen is pinned there.
+        vol.Optional("known_hosts"): _absolute_path,
+        vol.Optional("trust_on_first_use", default=False): bool,
         vol.Optional("remote_roots", default=list): [_absolute_path],
         vol.Optional("max_concurrent", default=2): vol.All(int, vol.Range(min=1, max=64)),
         vol.Optional("engine", default="auto"): vol.In(ENGINES),
+        vol.Optional("torrent_file"): _torrent_file_template,
+        vol.Optional("client"): CLIENT_SCHEMA,
     }
 )
 
@@ -184,6 +212,7 @@ RULE_SCHEMA = vol.Schema(
         vol.Required("destination"): str,
         vol.Optional("match", default=list): [_condition],
         vol.Optional("subdir"): vol.All(str, vol.Length(min=1), _subdir),
+        vol.Optional("engine"): vol.In(TRANSFER_ENGINES),
     }
 )
 
@@ -195,6 +224,8 @@ LFTP_SCHEMA = vol.Schema(
         vol.Optional("binary", default="lftp"): str,
     }
 )
+
+RSYNC_SCHEMA = vol.Schema({vol.Optional("binary", default="rsync"): str})
 
 SFTP_SCHEMA = vol.Schema(
     {
@@ -227,6 +258,11 @@ TRANSFERS_SCHEMA = vol.Schema(
         vol.Optional("breaker_cooldown", default="5m"): vol.All(_duration, vol.Range(min=1)),
         vol.Optional("lftp", default=dict): LFTP_SCHEMA,
         vol.Optional("sftp", default=dict): SFTP_SCHEMA,
+        vol.Optional("rsync", default=dict): RSYNC_SCHEMA,
+        # Piece-hash verification when the .torrent can be had; repairs re-fetch only the
+        # bad pieces' byte ranges, and after max_repairs the item fails.
+        vol.Optional("verify", default=True): bool,
+        vol.Optional("max_repairs", default=2): vol.All(int, vol.Range(min=0, max=20)),
     }
 )
 
@@ -297,6 +333,23 @@ class BrokerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The seedbox's torrent client Web API (for .torrent export, and nodes)."""
+
+    type: str
+    url: str
+    username: str | None
+    password: str | None
+    verify_tls: bool
+
+    def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
+        return (
+            f"ClientConfig(type={self.type!r}, url={self.url!r}, username={self.username!r}, "
+            f"password={'***' if self.password else None})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class SeedboxConfig:
     id: str
     name: str
@@ -308,6 +361,9 @@ class SeedboxConfig:
     remote_roots: tuple[str, ...]
     max_concurrent: int
     engine: str
+    trust_on_first_use: bool = False
+    torrent_file: str | None = None
+    client: ClientConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +371,11 @@ class LftpConfig:
     segments: int
     parallel_files: int
     max_packets_in_flight: int
+    binary: str
+
+
+@dataclass(frozen=True, slots=True)
+class RsyncConfig:
     binary: str
 
 
@@ -342,6 +403,9 @@ class TransfersConfig:
     breaker_cooldown: float
     lftp: LftpConfig
     sftp: SftpConfig
+    rsync: RsyncConfig
+    verify: bool
+    max_repairs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,15 +461,24 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 
 def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
-    """`password_file: /run/secrets/x` fills `password` from the file (container secrets)."""
-    broker = raw.get("broker")
-    if not isinstance(broker, dict) or "password_file" not in broker:
-        return
-    path = broker.pop("password_file")
-    try:
-        broker["password"] = Path(str(path)).read_text(encoding="utf-8").strip()
-    except OSError as err:
-        errors.append(f"broker.password_file: cannot read {path}: {err.strerror}")
+    """`password_file: /run/secrets/x` fills `password` from the file (container secrets),
+    for the broker and for each seedbox's torrent client."""
+    sections: list[tuple[str, Any]] = [("broker", raw.get("broker"))]
+    seedboxes = raw.get("seedboxes")
+    if isinstance(seedboxes, list):
+        sections += [
+            (f"seedboxes[{i}].client", sb.get("client"))
+            for i, sb in enumerate(seedboxes)
+            if isinstance(sb, dict)
+        ]
+    for where, section in sections:
+        if not isinstance(section, dict) or "password_file" not in section:
+            continue
+        path = section.pop("password_file")
+        try:
+            section["password"] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            errors.append(f"{where}.password_file: cannot read {path}: {err.strerror}")
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -453,14 +526,29 @@ def _build(data: dict[str, Any]) -> Config:
         if dest not in destinations:
             errors.append(f"type_codes.{code}: {dest!r} is not in destinations")
 
-    lftp_installed = shutil.which(data["transfers"]["lftp"]["binary"]) is not None
+    tools = {name: data["transfers"][name]["binary"] for name in ("lftp", "rsync")}
+    installed = {name for name, binary in tools.items() if shutil.which(binary)} | {"sftp"}
+    for i, rule in enumerate(data["rules"]):
+        if rule.get("engine", "sftp") not in installed:
+            errors.append(f"rules[{i}].engine: {rule['engine']} is not installed")
     seedboxes: dict[str, SeedboxConfig] = {}
     for i, sb in enumerate(data["seedboxes"]):
         engine = sb["engine"]
         if engine == "auto":
-            engine = "lftp" if lftp_installed else "sftp"
-        elif engine == "lftp" and not lftp_installed:
-            errors.append(f"seedboxes[{i}].engine: lftp is not installed (use sftp or auto)")
+            engine = "lftp" if "lftp" in installed else "sftp"
+        elif engine not in installed:
+            errors.append(f"seedboxes[{i}].engine: {engine} is not installed (use sftp or auto)")
+        known_hosts = sb.get("known_hosts")
+        if known_hosts is None and sb["trust_on_first_use"]:
+            known_hosts = str(Path(data["data_dir"]) / "known_hosts" / sb["id"])
+        elif known_hosts is None:
+            errors.append(
+                f"seedboxes[{i}].known_hosts: required (a file pinning the seedbox's host key),"
+                " unless trust_on_first_use: true pins the first key seen"
+            )
+        elif not sb["trust_on_first_use"] and not Path(known_hosts).is_file():
+            errors.append(f"seedboxes[{i}].known_hosts: file not found: {known_hosts}")
+        client = sb.get("client")
         if sb["id"] in seedboxes:
             errors.append(f"seedboxes[{i}].id: duplicate seedbox id {sb['id']!r}")
         seedboxes[sb["id"]] = SeedboxConfig(
@@ -470,10 +558,21 @@ def _build(data: dict[str, Any]) -> Config:
             port=sb["port"],
             user=sb["user"],
             key=sb["key"],
-            known_hosts=sb["known_hosts"],
+            known_hosts=known_hosts or "",
             remote_roots=tuple(sb["remote_roots"]),
             max_concurrent=sb["max_concurrent"],
             engine=engine,
+            trust_on_first_use=sb["trust_on_first_use"],
+            torrent_file=sb.get("torrent_file"),
+            client=ClientConfig(
+                type=client["type"],
+                url=client["url"],
+                username=client.get("username"),
+                password=client.get("password"),
+                verify_tls=client["verify_tls"],
+            )
+            if client
+            else None,
         )
 
     types_rules: tuple[TypeRule, ...] = ()
@@ -524,6 +623,7 @@ def _build(data: dict[str, Any]) -> Config:
                     destination=r["destination"],
                     conditions=tuple(Condition(**c) for c in r["match"]),
                     subdir=r.get("subdir"),
+                    engine=r.get("engine"),
                 )
                 for r in data["rules"]
             ),
@@ -547,6 +647,9 @@ def _build(data: dict[str, Any]) -> Config:
             breaker_cooldown=transfers["breaker_cooldown"],
             lftp=LftpConfig(**transfers["lftp"]),
             sftp=SftpConfig(**transfers["sftp"]),
+            rsync=RsyncConfig(**transfers["rsync"]),
+            verify=transfers["verify"],
+            max_repairs=transfers["max_repairs"],
         ),
         classic=ClassicConfig(
             enabled=classic_raw["enabled"],

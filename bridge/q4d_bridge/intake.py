@@ -46,7 +46,11 @@ def decode(
             event = parse_completed(payload, seedbox)
         path = check_remote_path(event.path, seedboxes[event.seedbox].remote_roots)
         event = dataclasses.replace(event, path=path)
-        return Accepted(event, resolve(event, routing))
+        resolution = resolve(event, routing)
+        # Fixed per item from here on: a resumed transfer continues with the engine
+        # that wrote its staging files, whatever the config says later.
+        engine = resolution.engine or seedboxes[event.seedbox].engine
+        return Accepted(event, dataclasses.replace(resolution, engine=engine))
     except RejectedEvent as err:
         return Rejected(err.reason, err.detail)
     except UnsafePathError as err:

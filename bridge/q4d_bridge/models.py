@@ -80,6 +80,7 @@ class Item:
     finished_at: float | None = None
     next_attempt_at: float | None = None
     updated_at: float = 0.0
+    engine: str | None = None  # chosen at intake (rule, else seedbox); None in old rows
 
     @property
     def progress(self) -> float:

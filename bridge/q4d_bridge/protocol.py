@@ -233,6 +233,7 @@ def item_payload(item: Item) -> dict[str, Any]:
         "type": item.type_code,
         "size": item.size,
         "state": item.state.value,
+        "engine": item.engine,
         "paused": item.paused,
         "priority": item.priority,
         "bytes_done": item.bytes_done,

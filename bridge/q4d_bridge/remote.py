@@ -1,25 +1,35 @@
-"""SSH sessions to seedboxes (asyncssh): payload stat and error classification.
+"""SSH sessions to seedboxes (asyncssh): payload stat, .torrent reads, ranged repairs,
+host-key pinning and error classification.
 
 One connection per seedbox is kept open and reused, so a new item costs one SFTP round
-trip, not an SSH handshake. Host keys are always checked against the pinned file.
+trip, not an SSH handshake. Host keys are always checked against the pinned file; with
+trust_on_first_use the first key seen is written there once and pinned from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import os
 import posixpath
 import stat
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import asyncssh
 
 from .config import SeedboxConfig
-from .engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferError
+from .engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferError, local_error
+from .verify import Range
 
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0
 MAX_TREE_FILES = 100_000
+_PIN_LOCKS: dict[str, asyncio.Lock] = {}
 
 
 def classify_ssh_error(err: BaseException) -> TransferError:
@@ -36,11 +46,75 @@ def classify_ssh_error(err: BaseException) -> TransferError:
     return TransferError(ErrorCode.CONNECTION, f"{type(err).__name__}: {err}")
 
 
+@contextlib.contextmanager
+def transfer_errors() -> Iterator[None]:
+    """Errors while moving data over SFTP, as TransferErrors: the remote file gone, the
+    connection lost, or a local write failing (each with its own reason code)."""
+    try:
+        yield
+    except asyncssh.SFTPNoSuchFile as err:
+        raise TransferError(ErrorCode.REMOTE_MISSING, f"remote file vanished: {err}") from err
+    except (OSError, asyncssh.Error) as err:
+        if isinstance(err, OSError) and not isinstance(err, ConnectionError):
+            raise local_error(err) from err
+        raise classify_ssh_error(err) from err
+
+
+def known_hosts_line(host: str, port: int, public_key: str) -> str:
+    """A known_hosts line as OpenSSH writes it: `[host]:port` unless the port is 22."""
+    name = host if port == 22 else f"[{host}]:{port}"
+    return f"{name} {public_key}\n"
+
+
+async def pin_host_key(seedbox: SeedboxConfig) -> None:
+    """Trust on first use, only when configured: write the key the server shows now to
+    the known_hosts file, which every later connection (ours, lftp's, rsync's) checks."""
+    path = Path(seedbox.known_hosts)
+    if not seedbox.trust_on_first_use or path.exists():
+        return
+    async with _PIN_LOCKS.setdefault(seedbox.id, asyncio.Lock()):
+        if path.exists():
+            return
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(seedbox.host, seedbox.port), CONNECT_TIMEOUT
+            )
+        except (OSError, asyncssh.Error, TimeoutError) as err:
+            raise classify_ssh_error(err) from err
+        if key is None:
+            raise TransferError(ErrorCode.CONNECTION, "the seedbox showed no host key")
+        public = key.export_public_key("openssh").decode().split()
+        line = known_hosts_line(seedbox.host, seedbox.port, f"{public[0]} {public[1]}")
+        try:
+            await asyncio.to_thread(_write_private, path, line)
+        except OSError as err:
+            raise local_error(err) from err
+        _LOGGER.warning(
+            "seedbox %s: trusting host key %s on first use; pinned in %s",
+            seedbox.id, key.get_fingerprint("sha256"), path,
+        )  # fmt: skip
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".known_hosts-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 async def connect(
     seedbox: SeedboxConfig, *, window: int | None = None
 ) -> asyncssh.SSHClientConnection:
     """An SSH connection with the pinned host key, the configured key only (no agent, no
     ~/.ssh/config), and keepalives; errors come back classified."""
+    await pin_host_key(seedbox)
     options: dict[str, Any] = {}
     if window is not None:
         options["window"] = window
@@ -101,6 +175,39 @@ class SeedboxSession:
                 if attempt == 2:
                     raise classify_ssh_error(err) from err
         raise AssertionError("unreachable")
+
+    async def read_file(self, path: str, limit: int) -> bytes:
+        """A small remote file (a .torrent), refusing anything over limit bytes."""
+        sftp = await self._sftp_client()
+        try:
+            async with sftp.open(path, "rb") as handle:
+                data = await handle.read(limit + 1)
+        except (OSError, asyncssh.Error) as err:
+            raise classify_ssh_error(err) from err
+        if len(data) > limit:
+            raise TransferError(ErrorCode.TRANSFER, f"{path} is larger than {limit} bytes")
+        return data if isinstance(data, bytes) else data.encode()
+
+    async def fetch_ranges(self, remote_path: str, target: Path, ranges: Sequence[Range]) -> int:
+        """Re-fetch byte ranges of a landed payload in place (repairing bad pieces);
+        returns the bytes written."""
+        sftp = await self._sftp_client()
+        written = 0
+        for rel, group in itertools.groupby(ranges, key=lambda r: r.rel):
+            source = posixpath.join(remote_path, rel) if rel else remote_path
+            with transfer_errors():
+                fd = os.open(target / rel if rel else target, os.O_WRONLY)
+                try:
+                    async with sftp.open(source, "rb") as handle:
+                        for rng in group:
+                            async for offset, data in await handle.read_parallel(
+                                rng.length, rng.offset
+                            ):
+                                os.pwrite(fd, data, offset)
+                                written += len(data)
+                finally:
+                    os.close(fd)
+        return written
 
     async def close(self) -> None:
         async with self._lock:

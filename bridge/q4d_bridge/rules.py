@@ -54,6 +54,7 @@ class Rule:
     destination: str
     conditions: tuple[Condition, ...]
     subdir: str | None = None
+    engine: str | None = None  # overrides the seedbox's engine for what this rule matches
 
     def matches(self, event: CompletionEvent, type_code: str | None) -> bool:
         return all(c.matches(event, type_code) for c in self.conditions)
@@ -198,6 +199,7 @@ class Resolution:
     destination: str
     root: Path
     local_path: Path
+    engine: str | None = None
 
 
 def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
@@ -207,9 +209,10 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
         type_code = classify(event, routing.types_rules, routing.default_type)
     destination = routing.default_destination
     subdir: str | None = None
+    engine: str | None = None
     for rule in routing.rules:
         if rule.matches(event, type_code):
-            destination, subdir = rule.destination, rule.subdir
+            destination, subdir, engine = rule.destination, rule.subdir, rule.engine
             break
     else:
         if type_code is not None and type_code in routing.type_codes:
@@ -219,7 +222,7 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
     if subdir:
         parent = safe_join(root, *subdir_parts(subdir, event, type_code))
     name = payload_name(event.path)
-    return Resolution(type_code, destination, root, safe_join(parent, name))
+    return Resolution(type_code, destination, root, safe_join(parent, name), engine)
 
 
 SUBDIR_PLACEHOLDERS = ("category", "type", "seedbox")

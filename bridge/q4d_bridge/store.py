@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from .models import FINISHED_STATES, CompletionEvent, Item, ItemState
 from .rules import Resolution
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 REJECTED_PAYLOAD_LIMIT = 64 * 1024
 
 SCHEMA = """
@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS items (
     started_at REAL,
     finished_at REAL,
     next_attempt_at REAL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    engine TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS items_identity ON items (seedbox, ifnull(hash, ''), remote_path);
 CREATE INDEX IF NOT EXISTS items_hash ON items (seedbox, hash);
@@ -90,7 +91,7 @@ CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _ITEM_COLUMNS = (
     "id, event_id, seedbox, hash, name, remote_path, destination, local_path, category, tags, "
     "type_code, size, state, classic, priority, paused, bytes_done, attempts, last_error, "
-    "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at"
+    "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at, engine"
 )
 
 
@@ -126,6 +127,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == 1:  # 0.1 databases: items had no per-rule engine
+            self._db.execute("ALTER TABLE items ADD COLUMN engine TEXT")
         self._db.executescript(SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -219,6 +223,7 @@ class Store:
             classic=event.classic,
             received_at=now,
             updated_at=now,
+            engine=resolution.engine,
         )
         self._insert(db, item)
         db.execute(
@@ -257,7 +262,7 @@ class Store:
 
     def _insert(self, db: sqlite3.Connection, item: Item) -> None:
         db.execute(
-            f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES ({', '.join('?' * 25)})",
+            f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES ({', '.join('?' * 26)})",
             _item_to_row(item),
         )
 
@@ -450,6 +455,7 @@ def _item_to_row(item: Item) -> tuple[Any, ...]:
         item.finished_at,
         item.next_attempt_at,
         item.updated_at,
+        item.engine,
     )
 
 
@@ -480,4 +486,5 @@ def _row_to_item(row: sqlite3.Row) -> Item:
         finished_at=row["finished_at"],
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],
+        engine=row["engine"],
     )

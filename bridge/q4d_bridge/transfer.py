@@ -1,7 +1,9 @@
-"""One item's journey from seedbox to library: stat, fetch into staging, verify, publish.
+"""One item's journey from seedbox to library: stat, fetch into staging, verify (size,
+then the torrent's piece hashes, repairing bad pieces by range), publish.
 
-The payload becomes visible at its final path only by an atomic rename after the size
-check, so Sonarr/Radarr/Plex never see a partial file. Knows nothing of MQTT.
+The payload becomes visible at its final path only by an atomic rename after it
+verified, so Sonarr/Radarr/Plex never see a partial or corrupt file. Knows nothing of
+MQTT.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import SeedboxConfig
@@ -28,9 +31,20 @@ from .engines.base import (
 from .models import ItemState
 from .remote import SeedboxSession
 from .rules import UnsafePathError, ensure_inside
+from .verify import Range, TorrentInfo, bad_pieces, piece_ranges
 
 _LOGGER = logging.getLogger(__name__)
 STAGING_DIR = ".q4d-partial"
+
+
+TorrentLookup = Callable[[], Awaitable[TorrentInfo | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    size: int
+    verified: str  # "pieces" (every piece hash matched) or "size" (no usable .torrent)
+    repaired_pieces: int = 0
 
 
 def staging_dir(root: Path, item_id: str) -> Path:
@@ -50,8 +64,10 @@ async def run_transfer(
     on_phase: Callable[[ItemState, RemoteEntry], None],
     on_progress: Callable[[int], None],
     min_free_space: int = 0,
-) -> int:
-    """Returns the verified payload size in bytes."""
+    torrent: TorrentLookup | None = None,
+    max_repairs: int = 0,
+    heartbeat: Callable[[], None] = lambda: None,
+) -> Landed:
     remote = await session.stat_payload(remote_path)
     on_phase(ItemState.TRANSFERRING, remote)
     stage = staging_dir(root, item_id)
@@ -82,6 +98,17 @@ async def run_transfer(
             f"expected {remote.size} bytes in {remote.files} file(s), "
             f"got {size} bytes in {files} file(s)",
         )
+    info = await torrent() if torrent else None
+    landed = Landed(size, "size")
+    if info is not None and _describes(info, remote):
+        repaired = await verify_and_repair(
+            info, target, max_repairs, lambda ranges: session.fetch_ranges(
+                remote_path, target, ranges
+            ), item_id, heartbeat,
+        )  # fmt: skip
+        landed = Landed(size, "pieces", repaired)
+    elif info is not None:
+        _LOGGER.warning("item %s: the .torrent lists other files; size check only", item_id)
     try:
         ensure_inside(root, final_path)
         await asyncio.to_thread(_publish, target, final_path, stage)
@@ -89,7 +116,45 @@ async def run_transfer(
         raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
     except OSError as err:
         raise local_error(err) from err
-    return size
+    return landed
+
+
+def _describes(torrent: TorrentInfo, remote: RemoteEntry) -> bool:
+    """Whether the .torrent is this payload (not one with files deselected or added)."""
+    listed = {(f.rel, f.length) for f in torrent.files if not f.padding}
+    return torrent.is_dir == remote.is_dir and listed == {(f.rel, f.size) for f in remote.entries}
+
+
+async def verify_and_repair(
+    torrent: TorrentInfo,
+    target: Path,
+    max_repairs: int,
+    refetch: Callable[[list[Range]], Awaitable[int]],
+    item_id: str,
+    heartbeat: Callable[[], None],
+) -> int:
+    """Check every piece; re-fetch only the byte ranges of bad ones, up to max_repairs
+    rounds. Returns how many pieces were repaired; raises `verify_failed` otherwise."""
+    repaired: set[int] = set()
+    for repair in range(max_repairs + 1):
+        bad = await asyncio.to_thread(bad_pieces, target, torrent, lambda _n: heartbeat())
+        if not bad:
+            return len(repaired)
+        if repair == max_repairs:
+            break
+        ranges = piece_ranges(torrent, bad)
+        _LOGGER.warning(
+            "item %s: %d of %d pieces failed their hash; re-fetching %d bytes (repair %d of %d)",
+            item_id, len(bad), len(torrent.pieces), sum(r.length for r in ranges),
+            repair + 1, max_repairs,
+        )  # fmt: skip
+        await refetch(ranges)
+        repaired.update(bad)
+    raise TransferError(
+        ErrorCode.VERIFY_FAILED,
+        f"{len(bad)} of {len(torrent.pieces)} pieces still fail their hash "
+        f"after {max_repairs} repair(s)",
+    )
 
 
 def _publish(target: Path, final_path: Path, stage: Path) -> None:

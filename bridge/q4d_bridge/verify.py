@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,12 +140,17 @@ def _stream(root: Path, torrent: TorrentInfo) -> Iterator[bytes]:
             yield zeros[:step]
 
 
-def bad_pieces(root: Path, torrent: TorrentInfo) -> list[int]:
-    """Indexes of pieces whose SHA-1 does not match what landed at root."""
+def bad_pieces(
+    root: Path, torrent: TorrentInfo, on_block: Callable[[int], None] | None = None
+) -> list[int]:
+    """Indexes of pieces whose SHA-1 does not match what landed at root; on_block gets
+    the size of each block hashed (a long check is progress, not a stall)."""
     bad: list[int] = []
     index, filled = 0, 0
     digest = hashlib.sha1(usedforsecurity=False)
     for block in _stream(root, torrent):
+        if on_block is not None:
+            on_block(len(block))
         view = memoryview(block)
         while view:
             take = min(len(view), torrent.piece_length - filled)

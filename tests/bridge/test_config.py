@@ -61,6 +61,18 @@ def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:
         (lambda r: r["type_codes"].update(X="missing"), "type_codes.X: 'missing' is not in destinations"),
         (lambda r: r["seedboxes"].append(dict(r["seedboxes"][0])), "seedboxes[1].id: duplicate seedbox id"),
         (lambda r: r["classic"].update(enabled=True, seedbox="ghost"), "classic.seedbox: 'ghost' is not a configured seedbox"),
+        (lambda r: r["seedboxes"][0].pop("known_hosts"), "seedboxes[0].known_hosts: required (a file pinning the seedbox's host key), unless trust_on_first_use: true"),
+        (lambda r: r["seedboxes"][0].update(known_hosts="/nope/kh"), "seedboxes[0].known_hosts: file not found: /nope/kh"),
+        (lambda r: r["seedboxes"][0].update(engine="scp"), "seedboxes[0].engine: value must be one of"),
+        (lambda r: r["transfers"].update(rsync={"binary": "/nope/rsync"}) or r["seedboxes"][0].update(engine="rsync"), "seedboxes[0].engine: rsync is not installed"),
+        (lambda r: r["transfers"].update(rsync={"binary": "/nope/rsync"}) or r["rules"][0].update(engine="rsync"), "rules[0].engine: rsync is not installed"),
+        (lambda r: r["rules"][0].update(engine="auto"), "rules[0].engine: value must be one of"),
+        (lambda r: r["seedboxes"][0].update(torrent_file="/s/x.torrent"), "seedboxes[0].torrent_file: must contain {hash} or {HASH}"),
+        (lambda r: r["seedboxes"][0].update(torrent_file="/s/{name}{hash}"), "seedboxes[0].torrent_file: only {hash} and {HASH}"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "utorrent", "url": "http://x"}), "seedboxes[0].client.type: value must be one of"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "x:8080"}), "seedboxes[0].client.url: must be an http(s) URL"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "password_file": "/nope/pw"}), "seedboxes[0].client.password_file: cannot read /nope/pw"),
+        (lambda r: r["transfers"].update(max_repairs=-1), "transfers.max_repairs: value must be at least 0"),
     ],
 )  # fmt: skip
 def test_mistakes_are_named(raw: dict[str, Any], mutate: Any, expected: str) -> None:
@@ -93,6 +105,27 @@ def test_environment_overrides_and_secret_file(raw: dict[str, Any], tmp_path: Pa
     )
     assert config.classic.enabled
     assert "s3cret" not in repr(config)
+
+
+def test_trust_on_first_use_and_torrent_sources(raw: dict[str, Any], tmp_path: Path) -> None:
+    secret = tmp_path / "qbt_password"
+    secret.write_text("qbt-s3cret\n")
+    seedbox = raw["seedboxes"][0]
+    del seedbox["known_hosts"]
+    seedbox.update(
+        trust_on_first_use=True,
+        torrent_file="/home/me/.session/{HASH}.torrent",
+        client={"type": "qbittorrent", "url": "http://127.0.0.1:8080", "username": "admin",
+                "password_file": str(secret)},
+    )  # fmt: skip
+    config = parse_config(raw)
+    sb = config.seedboxes["sb1"]
+    # The first key seen is pinned inside the data directory.
+    assert sb.known_hosts == str(tmp_path / "data" / "known_hosts" / "sb1")
+    assert sb.trust_on_first_use and sb.torrent_file == "/home/me/.session/{HASH}.torrent"
+    assert sb.client is not None and sb.client.password == "qbt-s3cret"
+    assert "qbt-s3cret" not in repr(config)
+    assert (config.transfers.verify, config.transfers.max_repairs) == (True, 2)
 
 
 def test_env_override_type_errors_are_named(raw: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.helpers.mqtt import Recorder, publish, recording
 from tests.helpers.services import Mosquitto, SshServer
 
 pytestmark = pytest.mark.timeout(120)
-ENGINES = pytest.mark.parametrize("engine", ["lftp", "sftp"])
+ENGINES = pytest.mark.parametrize("engine", ["lftp", "sftp", "rsync"])
 
 
 @dataclass
@@ -79,6 +80,7 @@ async def running_bridge(
     library = tmp_path / "library"
     remote.mkdir(exist_ok=True)
     transfers = config_kw.pop("transfers", {})
+    seedbox = config_kw.pop("seedbox", {})
     raw = bridge_config(
         tmp_path / "data",
         library,
@@ -91,6 +93,7 @@ async def running_bridge(
         **config_kw,
     )
     raw["seedboxes"][0]["engine"] = engine
+    raw["seedboxes"][0].update(seedbox)
     raw["transfers"].update(transfers)
     bridge = Bridge(parse_config(raw))
     async with recording(mosquitto.port) as recorder:
@@ -416,13 +419,26 @@ async def test_bandwidth_limit_honoured_and_changeable(
     limit = 8 * 1024 * 1024
     async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
         assert env.bridge.set_limits(limit, 1) == {"bandwidth_limit": limit, "max_concurrent": 1}
-        make_file(env.remote / "limited.bin", 40 * 1024 * 1024, seed=4)
+        size = 40 * 1024 * 1024
+        make_file(env.remote / "limited.bin", size, seed=4)
         await env.complete("limited.bin", "4" * 40)
+        # The rate on disk between 10% and 90%, sampled every 20 ms: SSH set-up (and a
+        # login shell on the seedbox) does not count against the limit.
+        staged = env.library / "other" / ".q4d-partial"
+        marks: dict[float, float] = {}
+        for _ in range(3000):
+            on_disk = sum(min(p.stat().st_blocks * 512, p.stat().st_size)
+                          for p in staged.rglob("limited.bin"))  # fmt: skip
+            for mark in (0.1, 0.9):
+                if on_disk >= mark * size:
+                    marks.setdefault(mark, time.monotonic())
+            if len(marks) == 2:
+                break
+            await asyncio.sleep(0.02)
         await env.wait_settled(1, timeout=60)
         (item,) = env.bridge.items.values()
         assert item.state is ItemState.DONE
-        seconds = (item.finished_at or 0) - (item.started_at or 0)
-        rate = item.size / seconds if item.size else 0
+        rate = 0.8 * size / (marks[0.9] - marks[0.1])
         assert 0.9 * limit <= rate <= 1.1 * limit, f"{rate / 2**20:.2f} MiB/s"
         state = env.bridge.snapshot()
         assert state["limits"] == {

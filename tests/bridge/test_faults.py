@@ -74,10 +74,10 @@ async def test_dropped_ssh_sessions_are_retried(
         signal_all(sshd.session_pids(), signal.SIGKILL)  # every live SSH connection drops
         await env.wait_settled(1, timeout=90)
         (item,) = env.bridge.items.values()
-        # lftp reconnects by itself (net:max-retries); the SFTP engine fails the attempt
-        # and the bridge retries it. Either way it lands intact.
+        # lftp reconnects by itself (net:max-retries); the SFTP and rsync engines fail
+        # the attempt and the bridge retries it. Either way it lands intact.
         assert item.state is ItemState.DONE
-        assert item.attempts >= (2 if engine == "sftp" else 1)
+        assert item.attempts >= (1 if engine == "lftp" else 2)
         assert landed_intact(env, "dropped.bin")
 
 

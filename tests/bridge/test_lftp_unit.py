@@ -10,12 +10,13 @@ import pytest
 from q4d_bridge.config import LftpConfig, SeedboxConfig
 from q4d_bridge.engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferRequest
 from q4d_bridge.engines.lftp import (
+    LFTP_ERRORS,
     build_script,
-    classify_stderr,
     connect_program,
     discard_unresumable,
     lftp_quote,
 )
+from q4d_bridge.engines.process import classify_stderr
 
 SEEDBOX = SeedboxConfig(
     id="sb1", name="sb1", host="seed.example", port=2222, user="me",
@@ -77,7 +78,7 @@ def test_script_uses_pget_for_files_and_mirror_for_dirs(tmp_path: Path) -> None:
     ],
 )
 def test_stderr_classification(stderr: str, code: ErrorCode) -> None:
-    assert classify_stderr(stderr) is code
+    assert classify_stderr(stderr, LFTP_ERRORS) is code
 
 
 def test_discard_unresumable(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ class ErrorCode(enum.StrEnum):
     STALLED = "stalled"
     NOT_CONFIGURED = "not_configured"
     INSUFFICIENT_SPACE = "insufficient_space"
+    VERIFY_FAILED = "verify_failed"
 
 
 # Retrying these cannot help until someone changes configuration or the seedbox.
@@ -40,6 +41,7 @@ PERMANENT = frozenset(
         ErrorCode.PERMISSION_DENIED,
         ErrorCode.REMOTE_MISSING,
         ErrorCode.UNSAFE_PATH,
+        ErrorCode.VERIFY_FAILED,
     }
 )
 

@@ -9,13 +9,10 @@ Measured behaviour this relies on: tests/helpers/lftp_findings.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
 import shlex
-import shutil
-import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,38 +22,21 @@ from .base import (
     Bandwidth,
     ErrorCode,
     ProgressCallback,
-    TransferError,
     TransferRequest,
     allocated_bytes,
 )
+from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
 
 _LOGGER = logging.getLogger(__name__)
-PROGRESS_INTERVAL = 0.5
-STDERR_LIMIT = 64 * 1024
 _LFTP_SPECIAL = re.compile(r'(["\\])')
 
 # Most specific first: lftp and ssh wrap each other's messages.
-_STDERR_CODES: tuple[tuple[re.Pattern[str], ErrorCode], ...] = (
-    (
-        re.compile(r"host key verification failed|REMOTE HOST IDENTIFICATION", re.I),
-        ErrorCode.HOST_KEY_MISMATCH,
-    ),
-    (
-        re.compile(r"permission denied \(publickey|login incorrect|authentication failed", re.I),
-        ErrorCode.AUTH_FAILED,
-    ),
-    (re.compile(r"no space left on device|disk quota exceeded", re.I), ErrorCode.NO_SPACE),
+LFTP_ERRORS: Patterns = (
+    *SSH_FATAL,
     # lftp prints "Access failed: No such file (PATH)" for the remote side only.
     (re.compile(r"access failed: no such file \(", re.I), ErrorCode.REMOTE_MISSING),
     (re.compile(r"permission denied|access denied", re.I), ErrorCode.PERMISSION_DENIED),
-    (
-        re.compile(
-            r"max-retries exceeded|connection refused|not connected|timed out|"
-            r"could not resolve|network is unreachable|peer closed",
-            re.I,
-        ),
-        ErrorCode.CONNECTION,
-    ),
+    *CONNECTION_LOST,
 )
 
 
@@ -72,24 +52,8 @@ def lftp_quote(value: str) -> str:
 
 
 def connect_program(seedbox: SeedboxConfig) -> str:
-    """The ssh command lftp runs for SFTP; host keys are checked, never auto-accepted.
-
-    lftp runs it with `sh -c`, hence shlex; ssh splits UserKnownHostsFile on spaces
-    itself, hence the inner double quotes.
-    """
-    argv = [
-        "ssh", "-F", "/dev/null", "-a", "-x",
-        "-i", seedbox.key,
-        "-o", "IdentitiesOnly=yes",
-        "-o", f'UserKnownHostsFile="{seedbox.known_hosts}"',
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes",
-        "-o", "ServerAliveInterval=15",
-        "-o", "ServerAliveCountMax=4",
-        "-o", "ConnectTimeout=20",
-    ]  # fmt: skip
-    return shlex.join(argv)
+    """The ssh command lftp runs for SFTP (with `sh -c`, hence shlex)."""
+    return shlex.join(ssh_argv(seedbox))
 
 
 def build_script(config: LftpConfig, request: TransferRequest, rate_limit: int = 0) -> str:
@@ -124,35 +88,6 @@ def build_script(config: LftpConfig, request: TransferRequest, rate_limit: int =
     else:
         lines.append(f"pget -c -n {config.segments} {remote} -o {local}")
     return "\n".join(lines) + "\n"
-
-
-def launcher(nice: int) -> list[str]:
-    """Argv prefix for lftp. setpriv: if the bridge is killed, lftp goes too, so a
-    restarted bridge never has two writers on one staging file. nice: on a busy box the
-    bridge's intake and scheduling stay responsive while bulk SSH crypto waits its turn.
-    (Both as exec wrappers, not preexec_fn, which would force a slow full fork.)"""
-    prefix = []
-    setpriv = shutil.which("setpriv")
-    if setpriv:
-        prefix += [setpriv, "--pdeathsig", "KILL", "--"]
-    if nice:
-        prefix += ["nice", "-n", str(nice)]
-    return prefix
-
-
-async def _tail(stream: asyncio.StreamReader, limit: int) -> bytes:
-    """Read a stream to EOF, keeping its last `limit` bytes (the error is at the end)."""
-    kept = b""
-    while chunk := await stream.read(65536):
-        kept = (kept + chunk)[-limit:]
-    return kept
-
-
-def classify_stderr(stderr: str) -> ErrorCode:
-    for pattern, code in _STDERR_CODES:
-        if pattern.search(stderr):
-            return code
-    return ErrorCode.TRANSFER
 
 
 PGET_STATUS_SUFFIX = ".lftp-pget-status"
@@ -220,42 +155,13 @@ class LftpEngine:
     async def _run(
         self, script: Path, request: TransferRequest, on_progress: ProgressCallback
     ) -> None:
-        proc = await asyncio.create_subprocess_exec(
-            *launcher(self.nice),
-            self.config.binary,
-            "--norc",
-            "-f",
-            str(script),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-            # Own session: Ctrl-C in the bridge's terminal must not kill lftp mid-write;
-            # the bridge cancels it itself, and the death signal covers kill -9.
-            start_new_session=True,
+        async def report() -> None:
+            on_progress(await asyncio.to_thread(allocated_bytes, request.target))
+
+        await run_tool(
+            [*launcher(self.nice), self.config.binary, "--norc", "-f", str(script)],
+            tool="lftp",
+            item_id=request.item_id,
+            patterns=LFTP_ERRORS,
+            on_tick=report,
         )
-        assert proc.stderr is not None
-        stderr_task = asyncio.create_task(_tail(proc.stderr, STDERR_LIMIT))
-        try:
-            while True:
-                try:
-                    await asyncio.wait_for(proc.wait(), PROGRESS_INTERVAL)
-                    break
-                except TimeoutError:
-                    on_progress(await asyncio.to_thread(allocated_bytes, request.target))
-        except asyncio.CancelledError:
-            # The whole group: lftp's ssh children hold the stderr pipe open too.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-            stderr_task.cancel()
-            raise
-        stderr = (await stderr_task).decode("utf-8", "replace")
-        on_progress(await asyncio.to_thread(allocated_bytes, request.target))
-        if proc.returncode != 0:
-            code = classify_stderr(stderr)
-            detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-            _LOGGER.warning(
-                "lftp failed for item %s (exit %s, %s): %s",
-                request.item_id, proc.returncode, code.value, detail,
-            )  # fmt: skip
-            raise TransferError(code, f"lftp exit {proc.returncode}: {detail}"[:500])

@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncssh
 
 from ..config import SeedboxConfig, SftpConfig
-from ..remote import classify_ssh_error, connect
+from ..remote import classify_ssh_error, connect, transfer_errors
 from .base import (
     Bandwidth,
     ErrorCode,
@@ -184,47 +184,42 @@ class SftpEngine:
         handles: dict[str, asyncssh.SFTPClientFile] = {}
         fds: dict[str, int] = {}
         try:
-            while True:
-                try:
-                    chunk = pending.get_nowait()
-                except asyncio.QueueEmpty:
-                    break
-                rel = chunk.file.rel
-                if rel not in handles:
-                    remote_path = (
-                        posixpath.join(request.remote_path, rel) if rel else request.remote_path
-                    )
-                    handles[rel] = await conn.sftp.open(
-                        remote_path,
-                        "rb",
-                        block_size=self.config.block_size or -1,  # 0: the server's limit
-                        max_requests=self.config.max_requests,
-                    )
-                    fds[rel] = os.open(_local_path(request.target, rel), os.O_WRONLY)
-                received = 0
-                async for offset, data in await handles[rel].read_parallel(
-                    chunk.length, chunk.offset
-                ):
-                    os.pwrite(fds[rel], data, offset)
-                    received += len(data)
-                    progress[0] += len(data)
-                    await self.bandwidth.consume(len(data))
-                if received != chunk.length:
-                    raise TransferError(
-                        ErrorCode.TRANSFER,
-                        f"{rel or request.remote_path} changed on the seedbox during transfer "
-                        f"(short read at {chunk.offset})",
-                    )
-                journals[rel].mark(chunk.index)
-            for handle in handles.values():
-                await handle.close()
-            healthy = True
-        except asyncssh.SFTPNoSuchFile as err:
-            raise TransferError(ErrorCode.REMOTE_MISSING, f"remote file vanished: {err}") from err
-        except (OSError, asyncssh.Error) as err:
-            if isinstance(err, OSError) and not isinstance(err, ConnectionError):
-                raise local_error(err) from err
-            raise classify_ssh_error(err) from err
+            with transfer_errors():
+                while True:
+                    try:
+                        chunk = pending.get_nowait()
+                    except asyncio.QueueEmpty:
+                        break
+                    rel = chunk.file.rel
+                    if rel not in handles:
+                        remote_path = (
+                            posixpath.join(request.remote_path, rel) if rel else request.remote_path
+                        )
+                        handles[rel] = await conn.sftp.open(
+                            remote_path,
+                            "rb",
+                            block_size=self.config.block_size or -1,  # 0: the server's limit
+                            max_requests=self.config.max_requests,
+                        )
+                        fds[rel] = os.open(_local_path(request.target, rel), os.O_WRONLY)
+                    received = 0
+                    async for offset, data in await handles[rel].read_parallel(
+                        chunk.length, chunk.offset
+                    ):
+                        os.pwrite(fds[rel], data, offset)
+                        received += len(data)
+                        progress[0] += len(data)
+                        await self.bandwidth.consume(len(data))
+                    if received != chunk.length:
+                        raise TransferError(
+                            ErrorCode.TRANSFER,
+                            f"{rel or request.remote_path} changed on the seedbox during transfer "
+                            f"(short read at {chunk.offset})",
+                        )
+                    journals[rel].mark(chunk.index)
+                for handle in handles.values():
+                    await handle.close()
+                healthy = True
         finally:
             for fd in fds.values():
                 os.close(fd)

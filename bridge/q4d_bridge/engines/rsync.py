@@ -1,0 +1,139 @@
+"""rsync engine: one rsync over SSH per payload, resumable, for seedboxes where rsync is
+what users already trust.
+
+Argv only. `--protect-args` sends the paths inside rsync's own protocol, so the remote
+shell never parses a torrent name. `--inplace --append-verify` writes straight into the
+staging file, so even after kill -9 the bytes on disk are kept and the next run appends
+to them (a plain `--partial` keeps nothing when the receiver is SIGKILLed); the
+whole-file checksum at the end catches a bad resume and re-sends that file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+
+from ..config import RsyncConfig, SeedboxConfig
+from .base import Bandwidth, ErrorCode, ProgressCallback, TransferRequest, allocated_bytes
+from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
+
+_LOGGER = logging.getLogger(__name__)
+
+RSYNC_ERRORS: Patterns = (
+    *SSH_FATAL,
+    # The sender's messages about the source: link_stat / send_files / vanished.
+    (
+        re.compile(r'link_stat ".*" failed: no such file|file has vanished', re.I),
+        ErrorCode.REMOTE_MISSING,
+    ),
+    (re.compile(r"permission denied|operation not permitted", re.I), ErrorCode.PERMISSION_DENIED),
+    (re.compile(r"timeout in data send/receive|io timeout", re.I), ErrorCode.CONNECTION),
+    *CONNECTION_LOST,
+)
+# "  1,234,567  45%  12.34MB/s  0:00:10" with --info=progress2 (separators vary by locale).
+_PROGRESS = re.compile(rb"^\s*(\d[\d,.']*)\s+\d+%")
+
+
+def rsh_quote(value: str) -> str:
+    """Quote one word for rsync's own splitting of its -e command (not a shell): inside
+    single quotes everything is literal and a single quote is written twice."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def remote_shell(seedbox: SeedboxConfig) -> str:
+    return " ".join(rsh_quote(arg) for arg in [*ssh_argv(seedbox), "-p", str(seedbox.port)])
+
+
+def remote_spec(seedbox: SeedboxConfig, path: str) -> str:
+    host = f"[{seedbox.host}]" if ":" in seedbox.host else seedbox.host
+    return f"{seedbox.user}@{host}:{path}"
+
+
+def build_argv(config: RsyncConfig, request: TransferRequest, rate_limit: int = 0) -> list[str]:
+    source, dest = request.remote_path, str(request.target)
+    if request.remote.is_dir:
+        source, dest = source.rstrip("/") + "/", dest + "/"  # the contents, into target
+    argv = [
+        config.binary,
+        "--recursive",
+        "--times",
+        "--inplace",
+        "--partial",
+        "--append-verify",
+        "--protect-args",
+        # No --links: a symlink in a torrent folder must not land as a link in the library.
+        "--info=progress2",
+        "--no-human-readable",
+        "--rsh",
+        remote_shell(request.seedbox),
+    ]
+    if rate_limit:
+        argv.append(f"--bwlimit={max(1, -(-rate_limit // 1024))}")  # KiB/s, rounded up
+    return [*argv, "--", remote_spec(request.seedbox, source), dest]
+
+
+class ProgressParser:
+    """Bytes done from rsync's --info=progress2 lines, which end in \\r while running."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> None:
+        *lines, self._pending = re.split(rb"[\r\n]", self._pending + chunk)
+        for line in lines:
+            if match := _PROGRESS.match(line):
+                self.done = max(self.done, int(re.sub(rb"\D", b"", match.group(1))))
+
+
+def already_complete(request: TransferRequest) -> int:
+    """Bytes of files rsync will skip as complete (progress2 does not count them)."""
+    total = 0
+    for remote_file in request.remote.entries:
+        local = request.target / remote_file.rel if remote_file.rel else request.target
+        try:
+            if local.stat().st_size >= remote_file.size:
+                total += remote_file.size
+        except OSError:
+            continue
+    return total
+
+
+class RsyncEngine:
+    name = "rsync"
+
+    def __init__(
+        self,
+        config: RsyncConfig,
+        *,
+        bandwidth: Bandwidth,
+        slots: Callable[[], int],
+        nice: int = 0,
+    ) -> None:
+        self.config = config
+        self.bandwidth = bandwidth
+        self.slots = slots  # like lftp, each rsync gets an equal share of the total limit
+        self.nice = nice
+
+    async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
+        request.target.parent.mkdir(parents=True, exist_ok=True)
+        skipped = await asyncio.to_thread(already_complete, request)
+        parser = ProgressParser()
+        rate = self.bandwidth.rate
+        share = max(1, rate // max(1, self.slots())) if rate else 0  # 0 means unlimited
+
+        async def report() -> None:
+            # progress2 speaks once a second; the bytes on disk fill in between.
+            on_disk = await asyncio.to_thread(allocated_bytes, request.target)
+            on_progress(max(skipped + parser.done, on_disk))
+
+        await run_tool(
+            [*launcher(self.nice), *build_argv(self.config, request, share)],
+            tool="rsync",
+            item_id=request.item_id,
+            patterns=RSYNC_ERRORS,
+            on_tick=report,
+            on_output=parser.feed,
+        )

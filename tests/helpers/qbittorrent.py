@@ -1,0 +1,73 @@
+"""A real qbittorrent-nox on 127.0.0.1, completely offline (no DHT, LSD, PeX or port
+forwarding), with a WebUI login, started and stopped by PID."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+from tests.helpers.services import LOOPBACK, _Service, _which, free_port
+
+
+def pbkdf2_password(password: str, salt: bytes | None = None) -> str:
+    """qBittorrent's WebUI\\Password_PBKDF2 value (PBKDF2-SHA512, 100000 rounds)."""
+    salt = salt or os.urandom(16)
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 100_000, 64)
+    return f"@ByteArray({base64.b64encode(salt).decode()}:{base64.b64encode(key).decode()})"
+
+
+class QBittorrent(_Service):
+    def __init__(self, workdir: Path, *, password: str = "q4d-test-pw") -> None:
+        self.workdir = Path(workdir)
+        self.host = LOOPBACK
+        self.port = free_port()  # WebUI
+        self.peer_port = free_port()
+        self.username = "admin"
+        self.password = password
+        self.downloads = self.workdir / "downloads"
+        self.log_path = self.workdir / "qbittorrent.log"
+        self.binary = _which("qbittorrent-nox", "/usr/bin/qbittorrent-nox")
+        self._proc = None
+        self._log = None
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _write_config(self) -> None:
+        config = self.workdir / "qBittorrent" / "config" / "qBittorrent.conf"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            "\n".join(
+                [
+                    "[LegalNotice]",
+                    "Accepted=true",
+                    "[BitTorrent]",
+                    "Session\\DHTEnabled=false",
+                    "Session\\LSDEnabled=false",
+                    "Session\\PeXEnabled=false",
+                    f"Session\\Port={self.peer_port}",
+                    f"Session\\DefaultSavePath={self.downloads}",
+                    "[Network]",
+                    "PortForwardingEnabled=false",
+                    "[Preferences]",
+                    f"WebUI\\Address={self.host}",
+                    f"WebUI\\Port={self.port}",
+                    f"WebUI\\Username={self.username}",
+                    f'WebUI\\Password_PBKDF2="{pbkdf2_password(self.password)}"',
+                    "WebUI\\LocalHostAuth=true",
+                    "WebUI\\CSRFProtection=true",
+                    "",
+                ]
+            )
+        )
+
+    def _argv(self) -> list[str]:
+        return [self.binary, f"--profile={self.workdir}"]
+
+    def start(self) -> None:
+        self._spawn()
