@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,11 @@ from .engines.lftp import LftpEngine
 from .engines.process import kill_leftover_writers
 from .engines.rsync import RsyncEngine
 from .engines.sftp import SftpEngine
-from .intake import Accepted, decode
+from .intake import Accepted, Rejected, accept, decode
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
-from .nodes.qbittorrent import QbittorrentClient
+from .nodes import make_node
+from .nodes.base import NodeError
+from .nodes.monitor import NodeMonitor
 from .protocol import RejectedEvent, Topics, command_result, item_payload, parse_command
 from .publish import MAX_IN_FLIGHT, Publisher
 from .queue import (
@@ -43,6 +47,7 @@ from .queue import (
     pick_runnable,
     retry_delay,
 )
+from .reconcile import missed_completions
 from .remote import SeedboxSession
 from .store import Store
 from .torrents import TorrentSource
@@ -79,15 +84,15 @@ class Bridge:
             self.store.get_setting("bandwidth_limit", config.transfers.bandwidth_limit)
         )
         self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
-        self.clients = {
-            sb.id: QbittorrentClient(sb.client)
-            for sb in config.seedboxes.values()
-            if sb.client is not None
+        self.nodes = {
+            sb.id: make_node(sb.client) for sb in config.seedboxes.values() if sb.client is not None
         }
         self.torrents = {
-            sb.id: TorrentSource(sb, self.sessions[sb.id], self.clients.get(sb.id))
+            sb.id: TorrentSource(sb, self.sessions[sb.id], self.nodes.get(sb.id))
             for sb in config.seedboxes.values()
         }
+        self._reconcile_rejected: set[str] = set()
+        self._pending_answers: set[asyncio.Future[None]] = set()
         self.breakers = {
             sb.id: Breaker(config.transfers.breaker_failures, config.transfers.breaker_cooldown)
             for sb in config.seedboxes.values()
@@ -117,6 +122,12 @@ class Bridge:
             classic_label_topic=config.classic.label_topic if config.classic.enabled else None,
             snapshot=self.snapshot,
             items=lambda: list(self.items.values()),
+        )
+        self.monitor = NodeMonitor(
+            config.seedboxes,
+            self.nodes,
+            reconcile=self.reconcile_seedbox,
+            on_change=self.publisher.state_changed,
         )
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reason: dict[str, str] = {}
@@ -170,6 +181,8 @@ class Bridge:
             asyncio.create_task(self.publisher.run_outbox_sender(), name="outbox"),
             asyncio.create_task(self._pruner(), name="pruner"),
         ]
+        if self.nodes:
+            background.append(asyncio.create_task(self.monitor.run(), name="nodes"))
         mqtt_task = asyncio.create_task(self._mqtt_loop(), name="mqtt")
         for task in [*background, mqtt_task]:
             task.add_done_callback(self._background_done)
@@ -195,8 +208,8 @@ class Bridge:
             for session in self.sessions.values():
                 await session.close()
             await self.sftp.close()
-            for client in self.clients.values():
-                await client.close()
+            for node in self.nodes.values():
+                await node.close()
             self.store.close()
 
     def stop(self, *, failed: bool = False) -> None:
@@ -312,15 +325,22 @@ class Bridge:
             seedboxes=self.config.seedboxes,
             routing=self.config.routing,
         )
-        if not isinstance(outcome, Accepted):
-            _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)
-            notice = self.publisher.event_message(
-                "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic
-            )
-            self.store.record_rejected(topic, payload, outcome.reason, outcome.detail, [notice])
-            self.publisher.outbox_pending()
-            self.publisher.state_changed()
-            return
+        if isinstance(outcome, Accepted):
+            self._admit(outcome)
+        else:
+            self._reject(topic, payload, outcome)
+
+    def _reject(self, topic: str, payload: bytes, outcome: Rejected) -> None:
+        _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)
+        notice = self.publisher.event_message(
+            "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic
+        )
+        self.store.record_rejected(topic, payload, outcome.reason, outcome.detail, [notice])
+        self.publisher.outbox_pending()
+        self.publisher.state_changed()
+
+    def _admit(self, outcome: Accepted) -> Item | None:
+        """Store an accepted event as a new item (returned) or count it as a duplicate."""
         admission = self.store.admit(
             [(outcome.event, outcome.resolution)],
             messages_for=lambda new: [
@@ -339,12 +359,60 @@ class Bridge:
                 [self.publisher.event_message("duplicate", current, reason=admission.reason)]
             )
             self.publisher.outbox_pending()
-            return
+            return None
         self.items[item.id] = item
         _LOGGER.info("queued %s %r -> %s", item.id, item.name, item.local_path)
         self.publisher.item(item, immediate=True)
         self.publisher.outbox_pending()
         self._wakeup.set()
+        return item
+
+    # --- reconciliation ------------------------------------------------------------
+
+    async def reconcile_seedbox(self, seedbox_id: str) -> dict[str, Any]:
+        """Enqueue completed torrents the torrent client has and no event announced."""
+        seedbox = self.config.seedboxes[seedbox_id]
+        node = self.nodes[seedbox_id]
+        try:
+            torrents = await node.completed_torrents()
+        except NodeError as err:
+            _LOGGER.warning("seedbox %s: reconciliation skipped: %s", seedbox_id, err)
+            return {"enqueued": [], "error": str(err)}
+        known = {i.hash.lower() for i in self.items.values() if i.seedbox == seedbox_id and i.hash}
+        client = seedbox.client.type if seedbox.client else "unknown"
+        missed = missed_completions(
+            seedbox_id, client, torrents, known, seedbox.reconcile, time.time()
+        )
+        enqueued = []
+        for event in missed:
+            outcome = accept(event, seedboxes=self.config.seedboxes, routing=self.config.routing)
+            if isinstance(outcome, Rejected):
+                if event.hash not in self._reconcile_rejected:  # once, not every pass
+                    self._reconcile_rejected.add(event.hash or "")
+                    self._reject(f"reconcile/{seedbox_id}", event.path.encode(), outcome)
+                continue
+            item = self._admit(outcome)
+            if item is not None:
+                enqueued.append(item.id)
+        if enqueued:
+            _LOGGER.warning(
+                "seedbox %s: reconciliation found %d completed torrent(s) no event announced",
+                seedbox_id, len(enqueued),
+            )  # fmt: skip
+        return {"enqueued": enqueued, "error": None}
+
+    async def rescan(self, seedbox_id: str | None) -> dict[str, Any]:
+        if seedbox_id is not None and seedbox_id not in self.config.seedboxes:
+            raise commands.CommandError("not_found", f"no seedbox {seedbox_id}")
+        targets = [seedbox_id] if seedbox_id else list(self.config.seedboxes)
+        results: dict[str, Any] = {}
+        for sb in targets:
+            if sb not in self.nodes:
+                results[sb] = {"enqueued": [], "error": "no torrent client configured"}
+                continue
+            await self.monitor.poll(sb)
+            results[sb] = await self.reconcile_seedbox(sb)
+        return {"seedboxes": results}
 
     def _record(
         self,
@@ -578,7 +646,22 @@ class Bridge:
         except commands.CommandError as err:
             self.publisher.result(command_result(command.id, error=(err.code, err.message)))
             return
+        if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
+            task = asyncio.ensure_future(self._answer_later(command.id, result))
+            self._pending_answers.add(task)
+            task.add_done_callback(self._pending_answers.discard)
+            return
         self.publisher.result(command_result(command.id, result=result))
+
+    async def _answer_later(self, command_id: str, result: Awaitable[Any]) -> None:
+        try:
+            answer = command_result(command_id, result=await result)
+        except commands.CommandError as err:
+            answer = command_result(command_id, error=(err.code, err.message))
+        except Exception as err:
+            _LOGGER.exception("command %s failed", command_id)
+            answer = command_result(command_id, error=("internal", f"{type(err).__name__}"))
+        self.publisher.result(answer)
 
     def _item(self, item_id: str) -> Item:
         item = self.items.get(item_id)
@@ -724,6 +807,7 @@ class Bridge:
                 "waiting": 0,
                 "failed": 0,
                 "rate": 0.0,
+                "node": self.monitor.status[sb.id].as_dict() if sb.id in self.nodes else None,
             }
             for sb in self.config.seedboxes.values()
         }

@@ -3,7 +3,7 @@ queue controller. Unknown ops and bad arguments answer `ok: false` with a code."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import voluptuous as vol
@@ -28,6 +28,7 @@ class Controller(Protocol):
     def set_limits(
         self, bandwidth_limit: int | None, max_concurrent: int | None
     ) -> dict[str, int]: ...
+    def rescan(self, seedbox_id: str | None) -> Awaitable[dict[str, Any]]: ...
 
 
 ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}$", msg="item_id must be a 16-character item id"))
@@ -45,6 +46,7 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
         }
     ),
     "get_queue": vol.Schema({vol.Optional("states"): [STATE]}),
+    "rescan": vol.Schema({vol.Optional("seedbox"): vol.All(str, vol.Length(min=1, max=64))}),
     "set_limits": vol.All(
         vol.Schema(
             {
@@ -77,5 +79,7 @@ def execute(controller: Controller, op: str, args: dict[str, Any]) -> Any:
         "set_limits": lambda: controller.set_limits(
             valid.get("bandwidth_limit"), valid.get("max_concurrent")
         ),
+        # answered once every seedbox's torrent client replied
+        "rescan": lambda: controller.rescan(valid.get("seedbox")),
     }
     return handlers[op]()

@@ -185,6 +185,19 @@ CLIENT_SCHEMA = vol.Schema(
         vol.Optional("username"): _text,
         vol.Optional("password"): _text,
         vol.Optional("verify_tls", default=True): bool,
+        # how often free space, rates and active downloads are read for the state
+        vol.Optional("poll_interval", default="30s"): vol.All(_duration, vol.Range(min=1)),
+    }
+)
+
+RECONCILE_SCHEMA = vol.Schema(
+    {
+        # 0 turns the periodic pass off; the rescan command still runs one
+        vol.Optional("interval", default="15m"): _duration,
+        # only torrents completed this recently: older ones may have had items pruned
+        vol.Optional("max_age", default="3d"): vol.All(_duration, vol.Range(min=60)),
+        vol.Optional("categories", default=list): [str],
+        vol.Optional("tags", default=list): [str],
     }
 )
 
@@ -204,6 +217,7 @@ SEEDBOX_SCHEMA = vol.Schema(
         vol.Optional("engine", default="auto"): vol.In(ENGINES),
         vol.Optional("torrent_file"): _torrent_file_template,
         vol.Optional("client"): CLIENT_SCHEMA,
+        vol.Optional("reconcile", default=dict): RECONCILE_SCHEMA,
     }
 )
 
@@ -341,12 +355,23 @@ class ClientConfig:
     username: str | None
     password: str | None
     verify_tls: bool
+    poll_interval: float = 30.0
 
     def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
         return (
             f"ClientConfig(type={self.type!r}, url={self.url!r}, username={self.username!r}, "
             f"password={'***' if self.password else None})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileConfig:
+    """Asking the torrent client for completed torrents the bridge never heard of."""
+
+    interval: float = 900.0
+    max_age: float = 3 * 86400.0
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +389,7 @@ class SeedboxConfig:
     trust_on_first_use: bool = False
     torrent_file: str | None = None
     client: ClientConfig | None = None
+    reconcile: ReconcileConfig = ReconcileConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,9 +596,16 @@ def _build(data: dict[str, Any]) -> Config:
                 username=client.get("username"),
                 password=client.get("password"),
                 verify_tls=client["verify_tls"],
+                poll_interval=client["poll_interval"],
             )
             if client
             else None,
+            reconcile=ReconcileConfig(
+                interval=sb["reconcile"]["interval"],
+                max_age=sb["reconcile"]["max_age"],
+                categories=tuple(sb["reconcile"]["categories"]),
+                tags=tuple(sb["reconcile"]["tags"]),
+            ),
         )
 
     types_rules: tuple[TypeRule, ...] = ()

@@ -44,14 +44,22 @@ def decode(
             if seedbox not in seedboxes:
                 return Rejected("unknown_seedbox", f"seedbox {seedbox!r} is not configured")
             event = parse_completed(payload, seedbox)
+    except RejectedEvent as err:
+        return Rejected(err.reason, err.detail)
+    return accept(event, seedboxes=seedboxes, routing=routing)
+
+
+def accept(
+    event: CompletionEvent, *, seedboxes: Mapping[str, SeedboxConfig], routing: Routing
+) -> Accepted | Rejected:
+    """Path safety and routing for a parsed event (from MQTT or from reconciliation)."""
+    try:
         path = check_remote_path(event.path, seedboxes[event.seedbox].remote_roots)
         event = dataclasses.replace(event, path=path)
         resolution = resolve(event, routing)
-        # Fixed per item from here on: a resumed transfer continues with the engine
-        # that wrote its staging files, whatever the config says later.
-        engine = resolution.engine or seedboxes[event.seedbox].engine
-        return Accepted(event, dataclasses.replace(resolution, engine=engine))
-    except RejectedEvent as err:
-        return Rejected(err.reason, err.detail)
     except UnsafePathError as err:
         return Rejected("unsafe_path", str(err))
+    # Fixed per item from here on: a resumed transfer continues with the engine that
+    # wrote its staging files, whatever the config says later.
+    engine = resolution.engine or seedboxes[event.seedbox].engine
+    return Accepted(event, dataclasses.replace(resolution, engine=engine))

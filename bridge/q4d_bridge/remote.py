@@ -16,7 +16,7 @@ import os
 import posixpath
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,12 +162,13 @@ class SeedboxSession:
                 self._sftp_conn = conn
             return self._sftp
 
-    async def stat_payload(self, path: str) -> RemoteEntry:
-        """Size and shape of a payload; a stale connection is replaced once."""
+    async def _with_sftp[T](self, operation: Callable[[asyncssh.SFTPClient], Awaitable[T]]) -> T:
+        """Run an SFTP operation on the shared session; a stale one is replaced once."""
         for attempt in (1, 2):
             try:
-                sftp = await self._sftp_client()
-                return await _stat_tree(sftp, path)
+                return await operation(await self._sftp_client())
+            except TransferError:
+                raise
             except (asyncssh.SFTPNoSuchFile, asyncssh.SFTPPermissionDenied) as err:
                 raise classify_ssh_error(err) from err
             except (OSError, asyncssh.Error) as err:
@@ -176,38 +177,53 @@ class SeedboxSession:
                     raise classify_ssh_error(err) from err
         raise AssertionError("unreachable")
 
+    async def stat_payload(self, path: str) -> RemoteEntry:
+        """Size and shape of a payload."""
+        return await self._with_sftp(lambda sftp: _stat_tree(sftp, path))
+
     async def read_file(self, path: str, limit: int) -> bytes:
         """A small remote file (a .torrent), refusing anything over limit bytes."""
-        sftp = await self._sftp_client()
-        try:
+
+        async def read(sftp: asyncssh.SFTPClient) -> bytes:
             async with sftp.open(path, "rb") as handle:
                 data = await handle.read(limit + 1)
-        except (OSError, asyncssh.Error) as err:
-            raise classify_ssh_error(err) from err
+            return data if isinstance(data, bytes) else data.encode()
+
+        data = await self._with_sftp(read)
         if len(data) > limit:
             raise TransferError(ErrorCode.TRANSFER, f"{path} is larger than {limit} bytes")
-        return data if isinstance(data, bytes) else data.encode()
+        return data
 
-    async def fetch_ranges(self, remote_path: str, target: Path, ranges: Sequence[Range]) -> int:
+    async def fetch_ranges(
+        self,
+        remote_path: str,
+        target: Path,
+        ranges: Sequence[Range],
+        on_data: Callable[[int], None] = lambda _n: None,
+    ) -> int:
         """Re-fetch byte ranges of a landed payload in place (repairing bad pieces);
-        returns the bytes written."""
-        sftp = await self._sftp_client()
-        written = 0
-        for rel, group in itertools.groupby(ranges, key=lambda r: r.rel):
-            source = posixpath.join(remote_path, rel) if rel else remote_path
-            with transfer_errors():
-                fd = os.open(target / rel if rel else target, os.O_WRONLY)
-                try:
-                    async with sftp.open(source, "rb") as handle:
-                        for rng in group:
-                            async for offset, data in await handle.read_parallel(
-                                rng.length, rng.offset
-                            ):
-                                os.pwrite(fd, data, offset)
-                                written += len(data)
-                finally:
-                    os.close(fd)
-        return written
+        returns the bytes written. on_data sees each block (progress for the watchdog)."""
+
+        async def fetch(sftp: asyncssh.SFTPClient) -> int:
+            written = 0
+            for rel, group in itertools.groupby(ranges, key=lambda r: r.rel):
+                source = posixpath.join(remote_path, rel) if rel else remote_path
+                with transfer_errors():
+                    fd = os.open(target / rel if rel else target, os.O_WRONLY)
+                    try:
+                        async with sftp.open(source, "rb") as handle:
+                            for rng in group:
+                                async for offset, data in await handle.read_parallel(
+                                    rng.length, rng.offset
+                                ):
+                                    os.pwrite(fd, data, offset)
+                                    written += len(data)
+                                    on_data(len(data))
+                    finally:
+                        os.close(fd)
+            return written
+
+        return await self._with_sftp(fetch)
 
     async def close(self) -> None:
         async with self._lock:

@@ -10,7 +10,7 @@ import re
 
 from .config import SeedboxConfig
 from .engines.base import TransferError
-from .nodes.qbittorrent import NodeError, QbittorrentClient
+from .nodes.base import Node, NodeError
 from .remote import SeedboxSession
 from .verify import TorrentError, TorrentInfo
 
@@ -21,7 +21,7 @@ _V1_HASH = re.compile(r"^[0-9a-fA-F]{40}$")
 
 class TorrentSource:
     def __init__(
-        self, seedbox: SeedboxConfig, session: SeedboxSession, client: QbittorrentClient | None
+        self, seedbox: SeedboxConfig, session: SeedboxSession, client: Node | None
     ) -> None:
         self.seedbox = seedbox
         self.session = session

@@ -103,7 +103,7 @@ async def run_transfer(
     if info is not None and _describes(info, remote):
         repaired = await verify_and_repair(
             info, target, max_repairs, lambda ranges: session.fetch_ranges(
-                remote_path, target, ranges
+                remote_path, target, ranges, lambda _n: heartbeat()
             ), item_id, heartbeat,
         )  # fmt: skip
         landed = Landed(size, "pieces", repaired)

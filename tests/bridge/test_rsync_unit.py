@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from q4d_bridge.config import RsyncConfig, SeedboxConfig
 from q4d_bridge.engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferRequest
-from q4d_bridge.engines.process import classify_stderr
+from q4d_bridge.engines.process import classify_stderr, kill_leftover_writers
 from q4d_bridge.engines.rsync import (
     RSYNC_ERRORS,
     ProgressParser,
     already_complete,
     build_argv,
+    discard_oversized,
     remote_shell,
 )
 
@@ -107,3 +110,40 @@ def test_already_complete_counts_files_rsync_will_skip(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_stderr_classification(stderr: str, code: ErrorCode) -> None:
     assert classify_stderr(stderr, RSYNC_ERRORS) is code
+
+
+def test_discard_oversized_restarts_files_that_shrank_on_the_seedbox(tmp_path: Path) -> None:
+    target = tmp_path / "d"
+    (target / "b").mkdir(parents=True)
+    (target / "a.mkv").write_bytes(b"x" * 12)  # the seedbox has 10 bytes now
+    (target / "b" / "c.srt").write_bytes(b"x" * 5)
+    assert discard_oversized(request(target, is_dir=True)) == [target / "a.mkv"]
+    assert (target / "b" / "c.srt").exists()
+
+
+def test_leftover_writers_are_killed_and_nothing_else(tmp_path: Path) -> None:
+    """An rsync still writing into staging after its bridge died is stopped; a process
+    that merely names a staged file is left alone."""
+    stage = tmp_path / ".q4d-partial" / "item1"
+    stage.mkdir(parents=True)
+    source = tmp_path / "source.bin"
+    source.write_bytes(b"\0" * (4 * 2**20))
+    writer = subprocess.Popen(
+        ["rsync", "--bwlimit=64", str(source), str(stage / "payload.bin")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", str(stage / "payload.bin")]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not list(stage.glob("*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed = kill_leftover_writers([stage])
+        assert writer.pid in killed and bystander.pid not in killed
+        assert writer.wait(5) == -signal.SIGKILL
+        assert bystander.poll() is None
+    finally:
+        for proc in (writer, bystander):
+            proc.kill()
+            proc.wait(5)

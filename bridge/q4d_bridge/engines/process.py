@@ -20,6 +20,7 @@ from .base import ErrorCode, TransferError
 
 _LOGGER = logging.getLogger(__name__)
 TICK_INTERVAL = 0.5
+TOOL_NAMES = frozenset({"rsync", "lftp"})
 STDERR_LIMIT = 64 * 1024
 
 Patterns = Sequence[tuple[re.Pattern[str], ErrorCode]]
@@ -102,11 +103,15 @@ def kill_leftover_writers(staging_dirs: Iterable[Path], timeout: float = 5.0) ->
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
+            if entry.stat().st_uid != os.getuid():
+                continue  # only our own tools; never another user's process
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(arg.decode(errors="replace").startswith(prefixes) for arg in argv):
-            with contextlib.suppress(ProcessLookupError):
+        if Path(argv[0].decode(errors="replace")).name not in TOOL_NAMES:
+            continue  # e.g. a shell or pager that merely names a staged file
+        if any(arg.decode(errors="replace").startswith(prefixes) for arg in argv[1:]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed.append(int(entry.name))
     deadline = time.monotonic() + timeout

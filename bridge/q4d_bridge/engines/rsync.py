@@ -11,9 +11,11 @@ whole-file checksum at the end catches a bad resume and re-sends that file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from ..config import RsyncConfig, SeedboxConfig
 from .base import Bandwidth, ErrorCode, ProgressCallback, TransferRequest, allocated_bytes
@@ -88,6 +90,19 @@ class ProgressParser:
                 self.done = max(self.done, int(re.sub(rb"\D", b"", match.group(1))))
 
 
+def discard_oversized(request: TransferRequest) -> list[Path]:
+    """Delete staged files longer than the seedbox's copy: --append would skip them
+    (the payload changed on the seedbox), so they start over."""
+    removed = []
+    for remote_file in request.remote.entries:
+        local = request.target / remote_file.rel if remote_file.rel else request.target
+        with contextlib.suppress(FileNotFoundError):
+            if local.is_file() and local.stat().st_size > remote_file.size:
+                local.unlink()
+                removed.append(local)
+    return removed
+
+
 def already_complete(request: TransferRequest) -> int:
     """Bytes of files rsync will skip as complete (progress2 does not count them)."""
     total = 0
@@ -119,6 +134,9 @@ class RsyncEngine:
 
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         request.target.parent.mkdir(parents=True, exist_ok=True)
+        for path in await asyncio.to_thread(discard_oversized, request):
+            _LOGGER.info("item %s: %s is longer than on the seedbox; fetching it again",
+                         request.item_id, path.name)  # fmt: skip
         skipped = await asyncio.to_thread(already_complete, request)
         parser = ProgressParser()
         rate = self.bandwidth.rate

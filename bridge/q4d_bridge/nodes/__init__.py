@@ -1,1 +1,14 @@
 """Clients for the torrent clients on seedboxes (Web APIs); they know nothing of MQTT."""
+
+from __future__ import annotations
+
+from ..config import ClientConfig
+from .base import Node
+from .qbittorrent import QbittorrentClient
+
+
+def make_node(config: ClientConfig) -> Node:
+    """The client adapter for a seedbox's torrent client (config validates the type)."""
+    if config.type == "qbittorrent":
+        return QbittorrentClient(config)
+    raise ValueError(f"no adapter for torrent client {config.type!r}")

@@ -1,22 +1,25 @@
-"""qBittorrent WebUI API v2 (through aioqbt): .torrent export, with session renewal."""
+"""qBittorrent WebUI API v2 through aioqbt: torrents, stats, .torrent export and tags,
+with the session renewed when it expires."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 import aiohttp
 from aioqbt import exc
+from aioqbt.api.types import InfoFilter, TorrentInfo
 from aioqbt.client import APIClient, create_client
 
 from ..config import ClientConfig
+from .base import NodeError, NodeStats, Torrent
 
 _LOGGER = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 30.0
-
-
-class NodeError(Exception):
-    """The torrent client could not be reached or refused the request."""
+DOWNLOADING_STATES = frozenset({"downloading", "forcedDL", "metaDL", "forcedMetaDL"})
 
 
 class QbittorrentClient:
@@ -39,43 +42,91 @@ class QbittorrentClient:
                 context = ssl.create_default_context()
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            username, password = self.config.username, self.config.password
+            login = self.config.username is not None and self.config.password is not None
             self._api = await create_client(
                 self.config.url.rstrip("/") + "/api/v2/",
-                username if username is not None and password is not None else None,
-                password if username is not None and password is not None else None,
+                self.config.username if login else None,
+                self.config.password if login else None,
                 http=self._http,
                 ssl=context,
             )
         return self._api
 
-    async def export_torrent(self, info_hash: str) -> bytes:
-        """The torrent's .torrent file as the client holds it."""
+    async def _call[T](self, what: str, request: Callable[[APIClient], Awaitable[T]]) -> T:
         for attempt in (1, 2):
             try:
-                api = await self._client()
-                return await api.torrents.export(info_hash)
+                return await request(await self._client())
             except exc.ForbiddenError as err:
                 await self._drop_session()  # the session expired: log in again, once
                 if attempt == 2:
-                    raise NodeError(f"qBittorrent refused the request: {err}") from err
+                    raise NodeError(f"qBittorrent refused {what}: {err}") from err
             except exc.LoginError as err:
                 await self._drop_session()
                 raise NodeError("qBittorrent login failed (check username/password)") from err
             except exc.NotFoundError as err:
-                raise NodeError(f"qBittorrent does not know torrent {info_hash}") from err
+                raise NodeError(f"qBittorrent: {what}: not found") from err
             except (exc.AQError, aiohttp.ClientError, TimeoutError, OSError) as err:
                 await self._drop_session()
                 raise NodeError(f"qBittorrent unreachable: {type(err).__name__}: {err}") from err
         raise AssertionError("unreachable")
 
+    async def completed_torrents(self) -> list[Torrent]:
+        infos = await self._call(
+            "torrent list", lambda api: api.torrents.info(filter=InfoFilter.COMPLETED)
+        )
+        return [_torrent(info) for info in infos]
+
+    async def stats(self) -> NodeStats:
+        data = await self._call("sync data", lambda api: api.sync.maindata())
+        server = data.server_state
+        torrents = data.torrents.values()
+        return NodeStats(
+            free_space=server.get("free_space_on_disk"),
+            active_downloads=sum(
+                1 for t in torrents if str(getattr(t, "state", "")) in DOWNLOADING_STATES
+            ),
+            download_rate=server.get("dl_info_speed", 0),
+            upload_rate=server.get("up_info_speed", 0),
+            torrents=len(data.torrents),
+        )
+
+    async def export_torrent(self, info_hash: str) -> bytes:
+        """The torrent's .torrent file as the client holds it."""
+        return await self._call(f"torrent {info_hash}", lambda api: api.torrents.export(info_hash))
+
+    async def add_tags(self, hashes: list[str], tags: list[str]) -> None:
+        await self._call("add tags", lambda api: api.torrents.add_tags(hashes, tags))
+
+    async def remove_tags(self, hashes: list[str], tags: list[str]) -> None:
+        await self._call("remove tags", lambda api: api.torrents.remove_tags(hashes, tags))
+
     async def _drop_session(self) -> None:
         api, self._api = self._api, None
         if api is not None:
-            await api.close()
+            # close() logs out first; an unreachable client cannot be logged out of.
+            with contextlib.suppress(exc.AQError, aiohttp.ClientError, TimeoutError, OSError):
+                await api.close()
 
     async def close(self) -> None:
         await self._drop_session()
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def _torrent(info: TorrentInfo) -> Torrent:
+    completed = getattr(info, "completion_on", None)
+    return Torrent(
+        hash=info.hash,
+        name=info.name,
+        state=str(info.state),
+        progress=info.progress,
+        category=info.category or None,
+        tags=tuple(t.strip() for t in info.tags if t.strip()),
+        content_path=info.content_path,
+        size=info.size,
+        completed_at=completed.timestamp()
+        if isinstance(completed, datetime) and completed.timestamp() > 0
+        else None,
+        tracker=info.tracker or None,
+    )

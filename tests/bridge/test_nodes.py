@@ -1,0 +1,162 @@
+"""Torrent-client nodes against a real qbittorrent-nox: stats in the bridge's state,
+reconciliation of completions no event announced, the rescan command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from q4d_bridge.config import ClientConfig, ReconcileConfig
+from q4d_bridge.models import ItemState
+from q4d_bridge.nodes.base import Torrent
+from q4d_bridge.nodes.qbittorrent import QbittorrentClient
+from q4d_bridge.reconcile import missed_completions
+
+from tests.bridge.test_e2e import Env, digest_tree, make_file, running_bridge
+from tests.bridge.test_integrity import add_torrent
+from tests.bridge.test_verify import mktorrent
+from tests.helpers.mqtt import publish
+from tests.helpers.qbittorrent import QBittorrent
+from tests.helpers.services import Mosquitto, SshServer
+
+pytestmark = pytest.mark.timeout(120)
+NOW = 1_700_000_000.0
+
+
+def torrent(**fields: Any) -> Torrent:
+    base: dict[str, Any] = {
+        "hash": "AB" * 20, "name": "Film", "state": "stalledUP", "progress": 1.0,
+        "category": "movies", "tags": (), "content_path": "/r/Film", "size": 10,
+        "completed_at": NOW - 60, "tracker": None,
+    }  # fmt: skip
+    return Torrent(**(base | fields))
+
+
+def test_missed_completions_filters() -> None:
+    config = ReconcileConfig(max_age=3600, categories=("movies", "tv"), tags=())
+    candidates = [
+        torrent(hash="01" * 20),
+        torrent(hash="02" * 20, progress=0.5),  # still downloading
+        torrent(hash="03" * 20, tags=("DONE",)),  # labelled by q4d already
+        torrent(hash="04" * 20, category="music"),  # not a watched category
+        torrent(hash="05" * 20, completed_at=NOW - 7200),  # older than max_age
+        torrent(hash="06" * 20),  # the bridge has an item for it
+        torrent(hash="07" * 20, category="QUEUED"),  # Q4D classic wrote the category
+    ]
+    events = missed_completions("sb1", "qbittorrent", candidates, {"06" * 20}, config, NOW)
+    assert [(e.hash, e.event_id) for e in events] == [("01" * 20, f"reconcile-{'01' * 20}")]
+    assert events[0].path == "/r/Film" and events[0].category == "movies"
+    tagged = ReconcileConfig(max_age=3600, tags=("seedbox",))
+    chosen = [torrent(hash="08" * 20, tags=("seedbox", "x")), torrent(hash="09" * 20)]
+    assert [e.hash for e in missed_completions("sb1", "q", chosen, set(), tagged, NOW)] == [
+        "08" * 20
+    ]
+
+
+async def command(env: Env, op: str, **args: Any) -> dict[str, Any]:
+    request_id = f"{op}-{time.monotonic_ns()}"
+    payload = json.dumps({"id": request_id, "op": op, "args": args}).encode()
+    await publish(env.port, [("q4d/bridge/test/command", payload)])
+    results = await env.recorder.wait_for(
+        lambda: [
+            m.json()
+            for m in env.recorder.on("q4d/bridge/test/command/result")
+            if m.json()["id"] == request_id
+        ],
+        60,
+        f"result of {op}",
+    )
+    return results[0]
+
+
+async def seeded(qbt: QBittorrent, remote: Path, name: str, made: Path, seed: int) -> str:
+    """A torrent whose data is on the seedbox, complete once qBittorrent checked it."""
+    make_file(remote / name, 3 * 2**20, seed=seed)
+    info_hash = mktorrent(remote / name, made / f"{name}.torrent").info_hash
+    await add_torrent(qbt, made / f"{name}.torrent", remote)
+    client = QbittorrentClient(
+        ClientConfig("qbittorrent", qbt.url, qbt.username, qbt.password, verify_tls=True)
+    )
+    try:
+        for _ in range(100):
+            if any(t.hash == info_hash for t in await client.completed_torrents()):
+                return info_hash
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+    raise AssertionError(f"qBittorrent never completed {name}")
+
+
+async def test_reconciliation_and_node_stats(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    made = tmp_path / "made"
+    made.mkdir()
+    with QBittorrent(tmp_path / "qbt") as qbt:
+        client = {"type": "qbittorrent", "url": qbt.url, "username": qbt.username,
+                  "password": qbt.password, "poll_interval": 1}  # fmt: skip
+        seedbox = {"client": client, "reconcile": {"interval": 0}}
+        async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", seedbox=seedbox) as env:
+            missed = await seeded(qbt, env.remote, "missed.mkv", made, 1)
+            announced = await seeded(qbt, env.remote, "announced.mkv", made, 2)
+            await env.complete("announced.mkv", announced)
+            await env.wait_settled(1)
+            # qBittorrent finishes checking the seeded data before it reports them complete.
+            node = await env.recorder.wait_for(
+                lambda: (n := env.bridge.snapshot()["seedboxes"]["sb1"]["node"])["reachable"]
+                and n["torrents"] == 2 and n,
+                30, "node stats",
+            )  # fmt: skip
+            assert node["free_space"] > 0 and node["error"] is None
+            # Only the torrent no event announced is enqueued, and only once.
+            first = await command(env, "rescan")
+            (enqueued,) = first["result"]["seedboxes"]["sb1"]["enqueued"]
+            await env.wait_settled(2)
+            again = await command(env, "rescan", seedbox="sb1")
+            assert again["result"]["seedboxes"]["sb1"]["enqueued"] == []
+            assert (await command(env, "rescan", seedbox="nope"))["error"]["code"] == "not_found"
+            item = env.bridge.items[enqueued]
+            assert (item.hash, item.state, item.event_id) == (
+                missed, ItemState.DONE, f"reconcile-{missed}"
+            )  # fmt: skip
+            assert digest_tree(env.library / "other" / "missed.mkv") == digest_tree(
+                env.remote / "missed.mkv"
+            )
+            # State shows the node as seen by the last poll; a dead client is reported.
+            qbt.stop()
+            await env.recorder.wait_for(
+                lambda: env.bridge.snapshot()["seedboxes"]["sb1"]["node"]["reachable"] is False,
+                30, "node unreachable",
+            )  # fmt: skip
+            failed = await command(env, "rescan")
+            assert "unreachable" in failed["result"]["seedboxes"]["sb1"]["error"]
+
+
+async def test_node_with_wrong_password_is_reported(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    with QBittorrent(tmp_path / "qbt") as qbt:
+        client = {"type": "qbittorrent", "url": qbt.url, "username": qbt.username,
+                  "password": "wrong", "poll_interval": 1}  # fmt: skip
+        seedbox = {"client": client, "reconcile": {"interval": 0}}
+        async with running_bridge(tmp_path, mosquitto, sshd, seedbox=seedbox) as env:
+            node = await env.recorder.wait_for(
+                lambda: (n := env.bridge.snapshot()["seedboxes"]["sb1"]["node"])["reachable"]
+                is False and n,
+                30, "login failure",
+            )  # fmt: skip
+    assert "login failed" in node["error"]
+    assert "wrong" not in node["error"]
+
+
+async def test_no_client_means_no_node(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd) as env:
+        assert env.bridge.snapshot()["seedboxes"]["sb1"]["node"] is None
+        result = await command(env, "rescan")
+    assert result["result"]["seedboxes"]["sb1"]["error"] == "no torrent client configured"
