@@ -183,6 +183,12 @@ class Bridge:
         ]
         if self.nodes:
             background.append(asyncio.create_task(self.monitor.run(), name="nodes"))
+        broker = (self.config.broker.host, self.config.broker.port)
+        background += [
+            asyncio.create_task(session.keep_connected(broker), name=f"ssh-{sb_id}")
+            for sb_id, session in self.sessions.items()
+            if session.seedbox.hook_flush or session.seedbox.broker_forward_port
+        ]
         mqtt_task = asyncio.create_task(self._mqtt_loop(), name="mqtt")
         for task in [*background, mqtt_task]:
             task.add_done_callback(self._background_done)

@@ -36,6 +36,7 @@ TOPIC_PREFIX_PATTERN = r"^[^#+\x00]+$"
 TRANSFER_ENGINES = ("lftp", "sftp", "rsync")
 ENGINES = ("auto", *TRANSFER_ENGINES)
 CLIENT_TYPES = ("qbittorrent",)
+DEFAULT_HOOK_FLUSH = "~/.local/bin/q4d-hook flush"
 
 
 class ConfigError(Exception):
@@ -218,6 +219,12 @@ SEEDBOX_SCHEMA = vol.Schema(
         vol.Optional("torrent_file"): _torrent_file_template,
         vol.Optional("client"): CLIENT_SCHEMA,
         vol.Optional("reconcile", default=dict): RECONCILE_SCHEMA,
+        # run on the seedbox each time the bridge connects: resends the hook's outbox
+        vol.Optional("hook_flush", default=DEFAULT_HOOK_FLUSH): str,
+        # "no exposed ports": the seedbox reaches the home broker through this SSH link
+        vol.Optional("broker_forward"): vol.Schema(
+            {vol.Required("port"): vol.All(int, vol.Range(min=1, max=65535))}
+        ),
     }
 )
 
@@ -390,6 +397,8 @@ class SeedboxConfig:
     torrent_file: str | None = None
     client: ClientConfig | None = None
     reconcile: ReconcileConfig = ReconcileConfig()
+    hook_flush: str = ""  # empty: nothing runs on connect
+    broker_forward_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -600,6 +609,8 @@ def _build(data: dict[str, Any]) -> Config:
             )
             if client
             else None,
+            hook_flush=sb["hook_flush"].strip(),
+            broker_forward_port=sb["broker_forward"]["port"] if "broker_forward" in sb else None,
             reconcile=ReconcileConfig(
                 interval=sb["reconcile"]["interval"],
                 max_age=sb["reconcile"]["max_age"],

@@ -29,6 +29,8 @@ from .verify import Range
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0
 MAX_TREE_FILES = 100_000
+RECONNECT_MAX = 60.0
+FLUSH_TIMEOUT = 120.0
 _PIN_LOCKS: dict[str, asyncio.Lock] = {}
 
 
@@ -141,6 +143,7 @@ async def connect(
 class SeedboxSession:
     def __init__(self, seedbox: SeedboxConfig) -> None:
         self.seedbox = seedbox
+        self.connected = False
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._sftp_conn: asyncssh.SSHClientConnection | None = None
@@ -224,6 +227,51 @@ class SeedboxSession:
             return written
 
         return await self._with_sftp(fetch)
+
+    async def keep_connected(self, broker: tuple[str, int]) -> None:
+        """Hold the SSH connection open for its side jobs, reconnecting with backoff:
+        the broker forward for the hook, and the hook's outbox flush on every connect."""
+        delay = 1.0
+        while True:
+            try:
+                conn = await self._connection()
+                await self._on_connect(conn, broker)
+                self.connected, delay = True, 1.0
+                await conn.wait_closed()
+                _LOGGER.warning("seedbox %s: SSH connection closed; reconnecting", self.seedbox.id)
+            except TransferError as err:
+                if self.connected or delay == 1.0:
+                    _LOGGER.warning("seedbox %s: %s", self.seedbox.id, err.message)
+            self.connected = False
+            await asyncio.sleep(delay)
+            delay = min(RECONNECT_MAX, delay * 2)
+
+    async def _on_connect(
+        self, conn: asyncssh.SSHClientConnection, broker: tuple[str, int]
+    ) -> None:
+        sb = self.seedbox
+        if sb.broker_forward_port is not None:
+            try:
+                await conn.forward_remote_port("127.0.0.1", sb.broker_forward_port, *broker)
+            except (OSError, asyncssh.Error) as err:
+                _LOGGER.error(
+                    "seedbox %s: cannot forward its port %d to the broker: %s",
+                    sb.id, sb.broker_forward_port, err,
+                )  # fmt: skip
+        if sb.hook_flush:
+            try:
+                result = await asyncio.wait_for(conn.run(sb.hook_flush, check=False), FLUSH_TIMEOUT)
+            except (OSError, asyncssh.Error, TimeoutError) as err:
+                _LOGGER.warning("seedbox %s: outbox flush failed: %s", sb.id, err)
+                return
+            if result.exit_status == 127:
+                _LOGGER.debug("seedbox %s: no hook installed (%s)", sb.id, sb.hook_flush)
+            elif result.exit_status != 0:
+                tail = str(result.stderr or "").strip().splitlines()[-1:]
+                _LOGGER.warning(
+                    "seedbox %s: outbox flush exited %s: %s",
+                    sb.id, result.exit_status, tail[0] if tail else "",
+                )  # fmt: skip
 
     async def close(self) -> None:
         async with self._lock:

@@ -1,10 +1,15 @@
 """Torrent-client nodes against a real qbittorrent-nox: stats in the bridge's state,
-reconciliation of completions no event announced, the rescan command."""
+reconciliation of completions no event announced, the rescan command; and the SSH link
+that flushes the hook's outbox and forwards the broker to the seedbox."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,7 @@ from tests.bridge.test_integrity import add_torrent
 from tests.bridge.test_verify import mktorrent
 from tests.helpers.mqtt import publish
 from tests.helpers.qbittorrent import QBittorrent
-from tests.helpers.services import Mosquitto, SshServer
+from tests.helpers.services import Mosquitto, SshServer, free_port
 
 pytestmark = pytest.mark.timeout(120)
 NOW = 1_700_000_000.0
@@ -160,3 +165,42 @@ async def test_no_client_means_no_node(
         assert env.bridge.snapshot()["seedboxes"]["sb1"]["node"] is None
         result = await command(env, "rescan")
     assert result["result"]["seedboxes"]["sb1"]["error"] == "no torrent client configured"
+
+
+async def test_ssh_link_flushes_the_outbox_and_forwards_the_broker(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    """On every SSH connect the hook's outbox flush runs on the seedbox; with
+    broker_forward the seedbox reaches the home broker through that connection."""
+    marker = tmp_path / "flushed"
+    hook = tmp_path / "hook bin" / "q4d-hook"
+    hook.parent.mkdir()
+    hook.write_text(f"#!/bin/sh\necho \"$1\" >> '{marker}'\n")
+    hook.chmod(0o755)
+    port = free_port()
+    seedbox = {"hook_flush": f"'{hook}' flush", "broker_forward": {"port": port}}
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", seedbox=seedbox) as env:
+        await env.recorder.wait_for(marker.exists, 30, "flush on connect")
+        assert marker.read_text() == "flush\n"
+        # The "seedbox" publishes to its own loopback port: the bridge's SSH link
+        # carries it home.
+        make_file(env.remote / "tunnelled.mkv", 2**20, seed=7)
+        path = str(env.remote / "tunnelled.mkv")
+        event = {"v": 1, "event_id": "tunnel-1", "path": path, "hash": "7" * 40}
+        await env.recorder.wait_for(lambda: port_open(port), 30, "forwarded port")
+        await publish(port, [("q4d/seedbox/sb1/completed", json.dumps(event).encode())])
+        await env.wait_settled(1)
+        assert env.items_in(ItemState.DONE)
+        # A dropped link is re-established, and the outbox is flushed again.
+        for pid in sshd.session_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await env.recorder.wait_for(
+            lambda: marker.read_text().count("flush") >= 2, 30, "flush after reconnect"
+        )
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
