@@ -230,10 +230,10 @@ class SshServer(_Service):
     ``wrong_known_hosts`` (pins a different key), ``host_public_key``.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, host: str = LOOPBACK) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.host = LOOPBACK
+        self.host = host
         self.port = free_port()
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.binary = _which("sshd", "/usr/sbin/sshd")
