@@ -11,7 +11,10 @@ sizes and SHA-256 equal the source, else FAIL).
             the best multi-stream figure is the link limit
   scenarios one large file; a directory of many 2 MiB files
   peers     sftp, rsync -a, lftp pget/mirror with lftp's defaults, lftp tuned
-  q4d       each engine through bench/wan_engine.py (real config defaults + overrides)
+  q4d       each engine through bench/wan_engine.py (real config defaults + overrides),
+            from a cold start like the peers; plus "q4d sftp warm": the bridge's steady
+            state, where its SSH link and pooled connections are already open when a
+            completion arrives (the handshakes, ~10 round trips each, are not timed)
   loopback  the bridge process's own CPU-seconds per GiB (lftp engine, real bridge,
             mosquitto, sshd on 127.0.0.1) and verify.bad_pieces speed vs plain sha1
 
@@ -440,8 +443,9 @@ def run_wan(
                     rows.append(
                         measure(scenario, tool, "peer", link.home_cmd(argv), dest, expected, link)
                     )
-                for engine in engines:
-                    if args.tools and not any(t in f"q4d {engine}" for t in args.tools):
+                for engine, warm in [*((e, False) for e in engines), ("sftp", True)]:
+                    tool = f"q4d {engine}" + (" warm" if warm else "")
+                    if args.tools and not any(t in tool for t in args.tools):
                         continue
                     argv = [
                         PYTHON, ENGINE_DRIVER, "--engine", engine, "--host", SEED_ADDR,
@@ -450,9 +454,10 @@ def run_wan(
                         "--remote", str(scenario.remote), "--dest", str(dest),
                         "--work", str(work / "engine"),
                         *(f"--option={o}" for o in args.engine_option),
+                        *(["--warm"] if warm else []),
                     ]  # fmt: skip
                     rows.append(
-                        measure(scenario, f"q4d {engine}", "q4d", link.home_cmd(argv), dest,
+                        measure(scenario, tool, "q4d", link.home_cmd(argv), dest,
                                 expected, link, engine_seconds)
                     )  # fmt: skip
         forwarder_cpu = link.cpu_seconds()
@@ -573,7 +578,8 @@ def main() -> None:
     }
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "wan.json").write_text(json.dumps(results, indent=2))
+    cap = f"{args.rate_mbit:g}mbit" if args.rate_mbit else "uncapped"
+    (out / f"wan-{cap}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -82,6 +82,13 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
     engine = build_engine(args.engine, config)
     session = SeedboxSession(seedbox)
     final = args.dest / Path(args.remote).name
+    if args.warm:
+        # The bridge's steady state: its SSH link to the seedbox and the engine's pooled
+        # connections are open before a completion arrives (keep_connected + pool).
+        await session.stat_payload(str(Path(args.remote).parent))
+        engine.warm(seedbox)
+        if isinstance(engine, SftpEngine):
+            await engine.wait_warm(seedbox)
     started = time.monotonic()
     try:
         landed = await run_transfer(
@@ -100,7 +107,13 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
         await session.close()
         if isinstance(engine, SftpEngine):
             await engine.close()
-    return {"engine": args.engine, "seconds": seconds, "bytes": landed.size, "path": str(final)}
+    return {
+        "engine": args.engine,
+        "warm": args.warm,
+        "seconds": seconds,
+        "bytes": landed.size,
+        "path": str(final),
+    }
 
 
 def main() -> None:
@@ -115,6 +128,7 @@ def main() -> None:
     parser.add_argument("--dest", type=Path, required=True, help="empty destination root")
     parser.add_argument("--work", type=Path, required=True, help="data/scratch directory")
     parser.add_argument("--option", action="append", default=[], help="section.key=value")
+    parser.add_argument("--warm", action="store_true", help="connect before timing")
     args = parser.parse_args()
     print(json.dumps(asyncio.run(transfer(args))))
 

@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import random
+import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -54,6 +55,16 @@ from .torrents import TorrentSource
 from .transfer import Landed, discard_staging, run_transfer, staging_dir, with_watchdog
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def free_space(root: Path) -> int | None:
+    """Bytes free where a destination lives (None while it does not exist yet)."""
+    try:
+        return shutil.disk_usage(root).free
+    except OSError:
+        return None
+
+
 PRUNE_INTERVAL = 600.0
 # Failures that say nothing about the seedbox's health: they do not trip its breaker.
 TOOL_ENGINES = frozenset({"lftp", "rsync"})
@@ -814,6 +825,7 @@ class Bridge:
                 "failed": 0,
                 "rate": 0.0,
                 "node": self.monitor.status[sb.id].as_dict() if sb.id in self.nodes else None,
+                "ssh": self.sessions[sb.id].link_status(),
             }
             for sb in self.config.seedboxes.values()
         }
@@ -853,6 +865,13 @@ class Bridge:
                 "per_seedbox": dict(self.limits.per_seedbox),
             },
             "seedboxes": {k: {**v, "rate": round(v["rate"], 1)} for k, v in per_seedbox.items()},
+            "destinations": {
+                name: {
+                    "free_space": free_space(root),
+                    "min_free_space": self.config.transfers.min_free_space,
+                }
+                for name, root in self.config.routing.destinations.items()
+            },
             "last_completed": None
             if last_completed is None
             else {

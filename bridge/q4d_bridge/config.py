@@ -251,7 +251,10 @@ RSYNC_SCHEMA = vol.Schema({vol.Optional("binary", default="rsync"): str})
 SFTP_SCHEMA = vol.Schema(
     {
         vol.Optional("connections", default=4): vol.All(int, vol.Range(min=1, max=32)),
-        vol.Optional("chunk_size", default="8MiB"): vol.All(
+        # chunk readers per connection: one drains its last replies while others read
+        vol.Optional("streams", default=4): vol.All(int, vol.Range(min=1, max=16)),
+        # a kill -9 re-fetches at most connections x streams chunks
+        vol.Optional("chunk_size", default="1MiB"): vol.All(
             _size, vol.Range(min=64 * 1024, msg="must be at least 64KiB")
         ),
         vol.Optional("window", default="16MiB"): vol.All(
@@ -417,6 +420,7 @@ class RsyncConfig:
 @dataclass(frozen=True, slots=True)
 class SftpConfig:
     connections: int
+    streams: int
     chunk_size: int
     window: int
     max_requests: int

@@ -9,8 +9,10 @@ from .config import ReconcileConfig
 from .models import CompletionEvent, Label
 from .nodes.base import Torrent
 
-# A torrent carrying one of these was handled already, whatever the bridge remembers.
-HANDLED_LABELS = frozenset({Label.QUEUED.value, Label.DONE.value, Label.FAILED.value, "NOPE"})
+# A torrent carrying one of these was handled already, whatever the bridge remembers:
+# the label daemon's names (q4d:DONE, ...) and Q4D's bare ones.
+_LABELS = (Label.QUEUED.value, Label.DONE.value, Label.FAILED.value, "NOPE")
+HANDLED_LABELS = frozenset({*_LABELS, *(f"q4d:{label}" for label in _LABELS)})
 
 
 def missed_completions(

@@ -68,6 +68,7 @@ async def run_transfer(
     max_repairs: int = 0,
     heartbeat: Callable[[], None] = lambda: None,
 ) -> Landed:
+    engine.warm(seedbox)
     remote = await session.stat_payload(remote_path)
     on_phase(ItemState.TRANSFERRING, remote)
     stage = staging_dir(root, item_id)

@@ -249,7 +249,7 @@ async def test_resume_after_sigkill_refetches_little(
     re-fetches at most what was in flight."""
     remote, library = tmp_path / "seedbox", tmp_path / "library"
     size = 240 * 1024 * 1024
-    chunk = 8 * 2**20
+    chunk = 2**20  # transfers.sftp.chunk_size
     make_file(remote / "film.mkv", size, seed=11)
     # The bridge reaches sshd through a relay that counts what the seedbox sends.
     proxy = CountingProxy(sshd.port)
@@ -294,9 +294,10 @@ async def test_resume_after_sigkill_refetches_little(
     assert kept >= size * 0.2  # it resumed: most of what had landed was kept
     if engine == "rsync":
         # --inplace --append-verify: every byte on disk is kept, only the rest is sent.
-        bound = chunk
+        bound = 8 * chunk
     elif engine == "sftp":
-        bound = 4 * chunk  # at most the chunk in flight on each of 4 connections
+        # at most the chunk in flight on each reader: 4 connections x 4 streams
+        bound = 16 * chunk
     else:
         # lftp saves its pget status every second (pget:save-status 1s): at most one
         # second of data at the 40 MiB/s limit is fetched again.

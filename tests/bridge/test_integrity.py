@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from q4d_bridge.config import SeedboxConfig
 from q4d_bridge.engines.base import Engine, ProgressCallback, TransferRequest
 from q4d_bridge.models import ItemState
 
@@ -30,6 +31,9 @@ class Corrupting:
         self.inner = inner
         self.name = inner.name
         self.flips = flips
+
+    def warm(self, seedbox: SeedboxConfig) -> None:
+        self.inner.warm(seedbox)
 
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         await self.inner.fetch(request, on_progress)

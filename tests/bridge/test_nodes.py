@@ -51,6 +51,7 @@ def test_missed_completions_filters() -> None:
         torrent(hash="05" * 20, completed_at=NOW - 7200),  # older than max_age
         torrent(hash="06" * 20),  # the bridge has an item for it
         torrent(hash="07" * 20, category="QUEUED"),  # Q4D classic wrote the category
+        torrent(hash="0a" * 20, tags=("sonarr", "q4d:FAILED")),  # q4d-labeld's tag
     ]
     events = missed_completions("sb1", "qbittorrent", candidates, {"06" * 20}, config, NOW)
     assert [(e.hash, e.event_id) for e in events] == [("01" * 20, f"reconcile-{'01' * 20}")]
@@ -182,6 +183,11 @@ async def test_ssh_link_flushes_the_outbox_and_forwards_the_broker(
     async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", seedbox=seedbox) as env:
         await env.recorder.wait_for(marker.exists, 30, "flush on connect")
         assert marker.read_text() == "flush\n"
+        link = await env.recorder.wait_for(
+            lambda: (ssh := env.bridge.snapshot()["seedboxes"]["sb1"]["ssh"])["connected"] and ssh,
+            30, "link state",
+        )  # fmt: skip
+        assert link["error"] is None and link["checked_at"]
         # The "seedbox" publishes to its own loopback port: the bridge's SSH link
         # carries it home.
         make_file(env.remote / "tunnelled.mkv", 2**20, seed=7)
@@ -191,6 +197,9 @@ async def test_ssh_link_flushes_the_outbox_and_forwards_the_broker(
         await publish(port, [("q4d/seedbox/sb1/completed", json.dumps(event).encode())])
         await env.wait_settled(1)
         assert env.items_in(ItemState.DONE)
+        destinations = env.bridge.snapshot()["destinations"]
+        assert destinations["default"]["free_space"] > 0  # it exists now
+        assert destinations["tv"]["free_space"] is None  # not created yet
         # A dropped link is re-established, and the outbox is flushed again.
         for pid in sshd.session_pids():
             with contextlib.suppress(ProcessLookupError):

@@ -95,6 +95,10 @@ ProgressCallback = Callable[[int], None]
 class Engine(Protocol):
     name: str
 
+    def warm(self, seedbox: SeedboxConfig) -> None:
+        """Start whatever set-up a transfer from this seedbox will need (called before
+        the payload is even looked at); no-op where there is nothing to prepare."""
+
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         """Copy the remote payload to request.target, resuming what is already there."""
 

@@ -132,6 +132,9 @@ class LftpEngine:
         self.slots = slots  # lftp limits one process: each gets an equal share of the total
         self.nice = nice
 
+    def warm(self, seedbox: SeedboxConfig) -> None:
+        """Each run opens its own SSH connections: nothing to prepare ahead."""
+
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         request.target.parent.mkdir(parents=True, exist_ok=True)
         self.scratch_dir.mkdir(parents=True, exist_ok=True)

@@ -132,6 +132,9 @@ class RsyncEngine:
         self.slots = slots  # like lftp, each rsync gets an equal share of the total limit
         self.nice = nice
 
+    def warm(self, seedbox: SeedboxConfig) -> None:
+        """Each run opens its own SSH connections: nothing to prepare ahead."""
+
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         request.target.parent.mkdir(parents=True, exist_ok=True)
         for path in await asyncio.to_thread(discard_oversized, request):

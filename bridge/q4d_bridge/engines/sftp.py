@@ -2,11 +2,11 @@
 
 One OpenSSH channel moves ~20 MB/s at 80 ms RTT because of its 2 MiB window, so the
 engine spreads a payload over several SSH connections with large windows. Every file is
-cut into fixed chunks; workers (one per connection) take chunks from a shared queue and
-read each with many requests in flight, writing blocks at their offsets as they arrive
-(out of order). A per-file journal records finished chunks after their bytes are
+cut into fixed chunks; several readers per connection take chunks from a shared queue
+and read each with many requests in flight, writing blocks at their offsets as they
+arrive (out of order). A per-file journal records finished chunks after their bytes are
 written, so a restart (even after kill -9) re-fetches at most the chunks that were in
-flight: one per connection.
+flight: one per reader.
 """
 
 from __future__ import annotations
@@ -86,9 +86,22 @@ class SftpEngine:
         self.config = config
         self.bandwidth = bandwidth
         self._idle: dict[str, list[_Connection]] = {}
+        self._warming: dict[str, list[asyncio.Task[_Connection]]] = {}
         self._dropped: set[asyncssh.SSHClientConnection] = set()
 
     # --- connections ---------------------------------------------------------------
+
+    def warm(self, seedbox: SeedboxConfig) -> None:
+        """Start opening the connections a transfer will want, while the caller still
+        stats the payload: an SSH handshake costs ~10 round trips."""
+        warming = self._warming.setdefault(seedbox.id, [])
+        have = len(self._idle.get(seedbox.id, [])) + len(warming)
+        for _ in range(self.config.connections - have):
+            warming.append(asyncio.create_task(self._open(seedbox)))
+
+    async def wait_warm(self, seedbox: SeedboxConfig) -> None:
+        """Wait until the connections warm() started are open (or failed)."""
+        await asyncio.gather(*self._warming.get(seedbox.id, []), return_exceptions=True)
 
     async def _acquire(self, seedbox: SeedboxConfig) -> _Connection:
         idle = self._idle.setdefault(seedbox.id, [])
@@ -96,6 +109,24 @@ class SftpEngine:
             conn = idle.pop()
             if not conn.ssh.is_closed():
                 return conn
+        warming = self._warming.setdefault(seedbox.id, [])
+        while warming:
+            task = warming.pop(0)
+            try:
+                conn = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # Our caller stopped; the connection being opened goes to the pool.
+                task.add_done_callback(lambda done: self._adopt(seedbox, done))
+                raise
+            if not conn.ssh.is_closed():
+                return conn
+        return await self._open(seedbox)
+
+    def _adopt(self, seedbox: SeedboxConfig, task: asyncio.Task[_Connection]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._release(seedbox, task.result(), healthy=True)
+
+    async def _open(self, seedbox: SeedboxConfig) -> _Connection:
         ssh = await connect(seedbox, window=self.config.window)
         try:
             sftp = await ssh.start_sftp_client()
@@ -103,6 +134,25 @@ class SftpEngine:
             ssh.close()
             raise classify_ssh_error(err) from err
         return _Connection(ssh, sftp)
+
+    async def _acquire_many(self, seedbox: SeedboxConfig, count: int) -> list[_Connection]:
+        """count connections, opened in parallel; on failure or cancellation the ones
+        that open go back to the pool instead of leaking."""
+        tasks = [asyncio.ensure_future(self._acquire(seedbox)) for _ in range(count)]
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()  # no effect on one that already finished
+                task.add_done_callback(lambda done: self._adopt(seedbox, done))
+            raise
+        conns = [t.result() for t in tasks if t.exception() is None]
+        failure = next((t.exception() for t in tasks if t.exception() is not None), None)
+        if failure is not None:
+            for conn in conns:
+                self._release(seedbox, conn, healthy=True)
+            raise failure
+        return conns
 
     def _release(self, seedbox: SeedboxConfig, conn: _Connection, *, healthy: bool) -> None:
         idle = self._idle.setdefault(seedbox.id, [])
@@ -114,6 +164,11 @@ class SftpEngine:
 
     async def close(self) -> None:
         closing = list(self._dropped)
+        for warming in self._warming.values():
+            for result in await asyncio.gather(*warming, return_exceptions=True):
+                if isinstance(result, _Connection):
+                    result.ssh.close()
+                    closing.append(result.ssh)
         for idle in self._idle.values():
             for conn in idle:
                 conn.ssh.close()
@@ -121,6 +176,7 @@ class SftpEngine:
         for ssh in closing:
             await ssh.wait_closed()
         self._idle.clear()
+        self._warming.clear()
         self._dropped.clear()
 
     # --- transfer ------------------------------------------------------------------
@@ -135,16 +191,22 @@ class SftpEngine:
             raise local_error(err) from err
         pending: asyncio.Queue[Chunk] = asyncio.Queue()
         done_bytes = 0
-        journals: dict[str, Journal] = {}
-        for remote_file in remote.entries:
-            name = hashlib.sha1(remote_file.rel.encode(), usedforsecurity=False).hexdigest()
-            journal = Journal(journal_dir / name)
-            journals[remote_file.rel] = journal
-            local = _local_path(target, remote_file.rel)
-            try:
-                finished = await asyncio.to_thread(_prepare_file, local, remote_file.size, journal)
-            except OSError as err:
-                raise local_error(err) from err
+        journals = {
+            f.rel: Journal(
+                journal_dir / hashlib.sha1(f.rel.encode(), usedforsecurity=False).hexdigest()
+            )
+            for f in remote.entries
+        }
+        try:
+            finished_by_file = await asyncio.to_thread(
+                lambda: [
+                    _prepare_file(_local_path(target, f.rel), f.size, journals[f.rel])
+                    for f in remote.entries
+                ]
+            )
+        except OSError as err:
+            raise local_error(err) from err
+        for remote_file, finished in zip(remote.entries, finished_by_file, strict=True):
             for chunk in plan_chunks((remote_file,), self.config.chunk_size):
                 if chunk.index in finished:
                     done_bytes += chunk.length
@@ -152,9 +214,10 @@ class SftpEngine:
                     pending.put_nowait(chunk)
         progress = [done_bytes]
         on_progress(done_bytes)
-        workers = min(self.config.connections, pending.qsize())
-        if workers == 0:
+        streams = min(self.config.connections * self.config.streams, pending.qsize())
+        if streams == 0:
             return
+        ready = await self._acquire_many(request.seedbox, min(self.config.connections, streams))
 
         async def ticker() -> None:
             while True:
@@ -162,48 +225,71 @@ class SftpEngine:
                 on_progress(progress[0])
 
         tick = asyncio.create_task(ticker())
+        healthy = False
         try:
             async with asyncio.TaskGroup() as group:
-                for _ in range(workers):
-                    group.create_task(self._worker(request, pending, journals, progress))
+                for n in range(streams):
+                    conn = ready[n % len(ready)]
+                    group.create_task(self._stream(conn, request, pending, journals, progress))
+            healthy = True
         except* TransferError as group_err:
             raise group_err.exceptions[0] from None
         finally:
             tick.cancel()
+            # Never await anything on a failed or cancelled connection: the server may
+            # be frozen (that is why the watchdog fired). Drop it instead.
+            for conn in ready:
+                self._release(request.seedbox, conn, healthy=healthy)
         on_progress(progress[0])
 
-    async def _worker(
+    async def _stream(
         self,
+        conn: _Connection,
         request: TransferRequest,
         pending: asyncio.Queue[Chunk],
         journals: dict[str, Journal],
         progress: list[int],
     ) -> None:
-        conn = await self._acquire(request.seedbox)
-        healthy = False
-        handles: dict[str, asyncssh.SFTPClientFile] = {}
+        """One of several chunk readers sharing a connection: while one chunk's last
+        replies drain, the others keep the connection's window full. The next chunk's
+        file is opened while this one is read, so a folder of small files does not pay
+        an open round trip (queued behind the data in flight) per file."""
+        max_requests = max(4, self.config.max_requests // self.config.streams)
+        opening: dict[str, asyncio.Task[asyncssh.SFTPClientFile]] = {}
+        closing: list[asyncio.Task[None]] = []
         fds: dict[str, int] = {}
+
+        def take() -> Chunk | None:
+            try:
+                chunk = pending.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+            rel = chunk.file.rel
+            if rel not in opening:
+                remote_path = (
+                    posixpath.join(request.remote_path, rel) if rel else request.remote_path
+                )
+                opening[rel] = asyncio.ensure_future(
+                    conn.sftp.open(
+                        remote_path,
+                        "rb",
+                        block_size=self.config.block_size or -1,  # 0: the server's limit
+                        max_requests=max_requests,
+                    )
+                )
+            return chunk
+
         try:
             with transfer_errors():
-                while True:
-                    try:
-                        chunk = pending.get_nowait()
-                    except asyncio.QueueEmpty:
-                        break
+                chunk = take()
+                while chunk is not None:
+                    following = take()
                     rel = chunk.file.rel
-                    if rel not in handles:
-                        remote_path = (
-                            posixpath.join(request.remote_path, rel) if rel else request.remote_path
-                        )
-                        handles[rel] = await conn.sftp.open(
-                            remote_path,
-                            "rb",
-                            block_size=self.config.block_size or -1,  # 0: the server's limit
-                            max_requests=self.config.max_requests,
-                        )
+                    handle = await opening[rel]
+                    if rel not in fds:
                         fds[rel] = os.open(_local_path(request.target, rel), os.O_WRONLY)
                     received = 0
-                    async for offset, data in await handles[rel].read_parallel(
+                    async for offset, data in await handle.read_parallel(
                         chunk.length, chunk.offset
                     ):
                         os.pwrite(fds[rel], data, offset)
@@ -213,19 +299,24 @@ class SftpEngine:
                     if received != chunk.length:
                         raise TransferError(
                             ErrorCode.TRANSFER,
-                            f"{rel or request.remote_path} changed on the seedbox during transfer "
-                            f"(short read at {chunk.offset})",
+                            f"{rel or request.remote_path} changed on the seedbox during "
+                            f"transfer (short read at {chunk.offset})",
                         )
                     journals[rel].mark(chunk.index)
-                for handle in handles.values():
-                    await handle.close()
-                healthy = True
+                    if following is None or following.file.rel != rel:
+                        # Closing costs a round trip: let it run behind the next read.
+                        closing.append(asyncio.ensure_future(handle.close()))
+                        del opening[rel]
+                        os.close(fds.pop(rel))
+                    chunk = following
+                await asyncio.gather(*closing)
         finally:
             for fd in fds.values():
                 os.close(fd)
-            # Never await anything on a failed or cancelled connection: the server may
-            # be frozen (that is why the watchdog fired). Drop it instead.
-            self._release(request.seedbox, conn, healthy=healthy)
+            for task in (*opening.values(), *closing):
+                task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: a failure here was already reported
 
 
 def _local_path(target: Path, rel: str) -> Path:
