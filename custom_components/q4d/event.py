@@ -1,0 +1,70 @@
+"""Event entity: the bridge's transfer events (queued, started, completed, failed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from homeassistant.components.event import EventEntity, EventEntityDescription
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .const import TRANSFER_EVENTS
+from .coordinator import Q4dConfigEntry
+from .entity import Q4dBridgeEntity
+
+PARALLEL_UPDATES = 0
+
+TRANSFER = EventEntityDescription(
+    key="transfer", translation_key="transfer", event_types=list(TRANSFER_EVENTS)
+)
+
+# Fields of the bus event that the entity keeps as attributes of the event.
+ATTRIBUTES = ("item_id", "name", "seedbox", "category", "destination", "size", "duration", "error")
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: Q4dConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up the transfer event entity."""
+    async_add_entities([Q4dTransferEvent(entry.runtime_data.coordinator, TRANSFER)])
+
+
+class Q4dTransferEvent(Q4dBridgeEntity, EventEntity):
+    """The latest transfer event of the bridge.
+
+    Like every q4d entity it writes at most once per second: in a burst only the last
+    event of each second is kept. The `q4d_transfer_*` bus events (and the device
+    triggers built on them) carry every single event.
+    """
+
+    _pending: tuple[str, dict[str, Any]] | None = None
+    _serial = 0
+
+    async def async_added_to_hass(self) -> None:
+        """Listen to the coordinator's transfer events."""
+        await super().async_added_to_hass()
+        self.async_on_remove(self.coordinator.async_add_event_listener(self._handle_event))
+
+    @property
+    def available(self) -> bool:
+        """Available while the bridge is online."""
+        return self.coordinator.online
+
+    def _value_key(self) -> Any:
+        return self._serial
+
+    @callback
+    def _handle_event(self, kind: str, data: dict[str, Any]) -> None:
+        self._pending = (kind, {key: data.get(key) for key in ATTRIBUTES})
+        self._serial += 1
+        self._handle_coordinator_update()
+
+    @callback
+    def _async_write_now(self) -> None:
+        if self._pending is not None:
+            kind, attributes = self._pending
+            self._pending = None
+            self._trigger_event(kind, attributes)
+        super()._async_write_now()

@@ -1,0 +1,371 @@
+"""Sensors: queue counts and totals of the bridge, seedbox node stats, queue items."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import (
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfDataRate,
+    UnitOfInformation,
+    UnitOfTime,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.typing import StateType
+from homeassistant.util import dt as dt_util
+
+from .const import ITEM_STATES
+from .coordinator import Q4dConfigEntry, Q4dCoordinator
+from .entity import (
+    Q4dBridgeEntity,
+    Q4dItemEntity,
+    Q4dSeedboxEntity,
+    async_add_item_entities,
+    async_add_seedbox_entities,
+)
+from .models import BridgeState, Item, SeedboxState
+
+PARALLEL_UPDATES = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Q4dBridgeSensorDescription(SensorEntityDescription):
+    """A sensor of the bridge device."""
+
+    value_fn: Callable[[BridgeState], StateType | datetime]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Q4dSeedboxSensorDescription(SensorEntityDescription):
+    """A sensor of a seedbox device."""
+
+    value_fn: Callable[[SeedboxState], StateType]
+    needs_node: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Q4dItemSensorDescription(SensorEntityDescription):
+    """A sensor of a queue item."""
+
+    value_fn: Callable[[Item], StateType]
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    return None if value is None else dt_util.utc_from_timestamp(value)
+
+
+BRIDGE_SENSORS: tuple[Q4dBridgeSensorDescription, ...] = (
+    Q4dBridgeSensorDescription(
+        key="queued",
+        translation_key="queued",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.counts["queued"],
+    ),
+    Q4dBridgeSensorDescription(
+        key="active",
+        translation_key="active",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.active,
+    ),
+    Q4dBridgeSensorDescription(
+        key="waiting",
+        translation_key="waiting",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.counts["waiting"],
+    ),
+    Q4dBridgeSensorDescription(
+        key="failed",
+        translation_key="failed",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: s.counts["failed"],
+    ),
+    Q4dBridgeSensorDescription(
+        key="transfer_rate",
+        translation_key="transfer_rate",
+        device_class=SensorDeviceClass.DATA_RATE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
+        suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
+        suggested_display_precision=2,
+        value_fn=lambda s: s.rate,
+    ),
+    Q4dBridgeSensorDescription(
+        key="bytes_transferred",
+        translation_key="bytes_transferred",
+        device_class=SensorDeviceClass.DATA_SIZE,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfInformation.BYTES,
+        suggested_unit_of_measurement=UnitOfInformation.GIGABYTES,
+        suggested_display_precision=2,
+        value_fn=lambda s: s.totals.get("bytes_transferred"),
+    ),
+    Q4dBridgeSensorDescription(
+        key="last_completed",
+        translation_key="last_completed",
+        value_fn=lambda s: s.last_completed.name if s.last_completed else None,
+    ),
+    Q4dBridgeSensorDescription(
+        key="last_completed_at",
+        translation_key="last_completed_at",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda s: _timestamp(s.last_completed.at) if s.last_completed else None,
+    ),
+    Q4dBridgeSensorDescription(
+        key="completed_total",
+        translation_key="completed_total",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.totals.get("completed"),
+    ),
+    Q4dBridgeSensorDescription(
+        key="received_total",
+        translation_key="received_total",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.totals.get("received"),
+    ),
+    Q4dBridgeSensorDescription(
+        key="rejected_total",
+        translation_key="rejected_total",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.totals.get("rejected"),
+    ),
+    Q4dBridgeSensorDescription(
+        key="duplicates_total",
+        translation_key="duplicates_total",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: s.totals.get("duplicates"),
+    ),
+)
+
+SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (
+    Q4dSeedboxSensorDescription(
+        key="queue_length",
+        translation_key="queue_length",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda sb: sb.queued + sb.waiting,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="active_transfers",
+        translation_key="active_transfers",
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda sb: sb.active,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="transfer_rate",
+        translation_key="transfer_rate",
+        device_class=SensorDeviceClass.DATA_RATE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
+        suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
+        suggested_display_precision=2,
+        value_fn=lambda sb: sb.rate,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="failed",
+        translation_key="failed",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_registry_enabled_default=False,
+        value_fn=lambda sb: sb.failed,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="consecutive_failures",
+        translation_key="consecutive_failures",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda sb: sb.consecutive_failures,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="free_space",
+        translation_key="free_space",
+        device_class=SensorDeviceClass.DATA_SIZE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfInformation.BYTES,
+        suggested_unit_of_measurement=UnitOfInformation.GIGABYTES,
+        suggested_display_precision=1,
+        needs_node=True,
+        value_fn=lambda sb: sb.node.free_space if sb.node else None,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="active_downloads",
+        translation_key="active_downloads",
+        state_class=SensorStateClass.MEASUREMENT,
+        needs_node=True,
+        value_fn=lambda sb: sb.node.active_downloads if sb.node else None,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="download_rate",
+        translation_key="download_rate",
+        device_class=SensorDeviceClass.DATA_RATE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
+        suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
+        suggested_display_precision=2,
+        needs_node=True,
+        value_fn=lambda sb: sb.node.download_rate if sb.node else None,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="upload_rate",
+        translation_key="upload_rate",
+        device_class=SensorDeviceClass.DATA_RATE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
+        suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
+        suggested_display_precision=2,
+        needs_node=True,
+        value_fn=lambda sb: sb.node.upload_rate if sb.node else None,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="torrents",
+        translation_key="torrents",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_registry_enabled_default=False,
+        needs_node=True,
+        value_fn=lambda sb: sb.node.torrents if sb.node else None,
+    ),
+)
+
+# Item sensors have no state class: items come and go, long-term statistics would pile
+# up. Only the rate has a suggested unit: every suggestion costs an entity registry
+# update when the entity is first added, and items come by the thousand.
+ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
+    Q4dItemSensorDescription(
+        key="status",
+        translation_key="item_status",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(ITEM_STATES),
+        value_fn=lambda item: item.state,
+    ),
+    Q4dItemSensorDescription(
+        key="progress",
+        translation_key="item_progress",
+        native_unit_of_measurement=PERCENTAGE,
+        value_fn=lambda item: item.progress,
+    ),
+    Q4dItemSensorDescription(
+        key="rate",
+        translation_key="item_rate",
+        device_class=SensorDeviceClass.DATA_RATE,
+        native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
+        suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
+        suggested_display_precision=2,
+        value_fn=lambda item: item.rate,
+    ),
+    Q4dItemSensorDescription(
+        key="eta",
+        translation_key="item_eta",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        value_fn=lambda item: item.eta,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: Q4dConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up q4d sensors; seedbox and item sensors are added as they appear."""
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities(Q4dBridgeSensor(coordinator, d) for d in BRIDGE_SENSORS)
+    async_add_seedbox_entities(
+        coordinator,
+        async_add_entities,
+        SEEDBOX_SENSORS,
+        lambda d, sb: not d.needs_node or sb.node is not None,
+        Q4dSeedboxSensor,
+    )
+
+    def _item_sensors(item: Item) -> list[Entity]:
+        return [Q4dItemSensor(coordinator, d, item) for d in ITEM_SENSORS]
+
+    async_add_item_entities(coordinator, async_add_entities, _item_sensors)
+
+
+class Q4dBridgeSensor(Q4dBridgeEntity, SensorEntity):
+    """A sensor of the bridge."""
+
+    entity_description: Q4dBridgeSensorDescription
+
+    @property
+    def native_value(self) -> StateType | datetime:
+        """The sensor's value from the latest state snapshot."""
+        state = self.coordinator.state
+        return None if state is None else self.entity_description.value_fn(state)
+
+    def _value_key(self) -> Any:
+        return self.native_value
+
+
+class Q4dSeedboxSensor(Q4dSeedboxEntity, SensorEntity):
+    """A sensor of a seedbox."""
+
+    entity_description: Q4dSeedboxSensorDescription
+
+    def __init__(
+        self, coordinator: Q4dCoordinator, description: Q4dSeedboxSensorDescription, seedbox: str
+    ) -> None:
+        """Initialise a seedbox sensor."""
+        super().__init__(coordinator, description, seedbox)
+
+    @property
+    def native_value(self) -> StateType:
+        """The sensor's value for this seedbox."""
+        seedbox = self.seedbox_state
+        return None if seedbox is None else self.entity_description.value_fn(seedbox)
+
+    def _value_key(self) -> Any:
+        return self.native_value
+
+
+class Q4dItemSensor(Q4dItemEntity, SensorEntity):
+    """A sensor of a queue item."""
+
+    entity_description: Q4dItemSensorDescription
+
+    @property
+    def native_value(self) -> StateType:
+        """The item's value."""
+        item = self.item
+        return None if item is None else self.entity_description.value_fn(item)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """Details of the item on its status sensor, for dashboards and templates."""
+        item = self.item
+        if self.entity_description.key != "status" or item is None:
+            return None
+        return {
+            "item_id": item.id,
+            "seedbox": item.seedbox,
+            "destination": item.destination,
+            "category": item.category,
+            "size": item.size,
+            "priority": item.priority,
+            "paused": item.paused,
+            "attempts": item.attempts,
+            "error_code": item.error_code,
+            "error": item.error_message,
+        }
+
+    def _value_key(self) -> Any:
+        attributes = self.extra_state_attributes
+        return (self.native_value, tuple(attributes.values()) if attributes else None)

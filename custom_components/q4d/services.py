@@ -1,0 +1,183 @@
+"""Actions: steer a bridge's queue (each one a command over MQTT)."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import voluptuous as vol
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import (
+    HomeAssistant,
+    ServiceCall,
+    ServiceResponse,
+    SupportsResponse,
+    callback,
+)
+from homeassistant.exceptions import ServiceValidationError
+from homeassistant.helpers import config_validation as cv
+
+from .const import (
+    ATTR_CONFIG_ENTRY_ID,
+    ATTR_ITEM_ID,
+    ATTR_PRIORITY,
+    ATTR_SEEDBOX,
+    ATTR_STATES,
+    DOMAIN,
+    ITEM_STATES,
+    LOGGER,
+    RESCAN_TIMEOUT,
+)
+from .coordinator import Q4dConfigEntry, Q4dCoordinator
+from .models import Item, PayloadError
+
+SERVICE_RETRY = "retry"
+SERVICE_CANCEL = "cancel"
+SERVICE_SET_PRIORITY = "set_priority"
+SERVICE_PAUSE = "pause"
+SERVICE_RESUME = "resume"
+SERVICE_RESCAN = "rescan"
+SERVICE_GET_QUEUE = "get_queue"
+
+ITEM_ID = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{16}$"))
+
+BASE: dict[vol.Marker, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
+
+SCHEMAS: dict[str, vol.Schema] = {
+    SERVICE_RETRY: vol.Schema({**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID}),
+    SERVICE_CANCEL: vol.Schema({**BASE, vol.Required(ATTR_ITEM_ID): ITEM_ID}),
+    SERVICE_SET_PRIORITY: vol.Schema(
+        {
+            **BASE,
+            vol.Required(ATTR_ITEM_ID): ITEM_ID,
+            vol.Required(ATTR_PRIORITY): vol.All(vol.Coerce(int), vol.Range(min=-100, max=100)),
+        }
+    ),
+    SERVICE_PAUSE: vol.Schema({**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID}),
+    SERVICE_RESUME: vol.Schema({**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID}),
+    SERVICE_RESCAN: vol.Schema({**BASE, vol.Optional(ATTR_SEEDBOX): cv.string}),
+    SERVICE_GET_QUEUE: vol.Schema(
+        {**BASE, vol.Optional(ATTR_STATES): vol.All(cv.ensure_list, [vol.In(ITEM_STATES)])}
+    ),
+}
+
+
+def _coordinator(hass: HomeAssistant, call: ServiceCall) -> Q4dCoordinator:
+    """The loaded bridge an action is for: the one named, or the only one."""
+    entry_id: str | None = call.data.get(ATTR_CONFIG_ENTRY_ID)
+    if entry_id is not None:
+        entry: Q4dConfigEntry | None = hass.config_entries.async_get_entry(entry_id)
+        if entry is None or entry.domain != DOMAIN:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="invalid_config_entry",
+                translation_placeholders={"entry_id": entry_id},
+            )
+        if entry.state is not ConfigEntryState.LOADED:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="config_entry_not_loaded",
+                translation_placeholders={"entry": entry.title},
+            )
+        return entry.runtime_data.coordinator
+    entries: list[Q4dConfigEntry] = hass.config_entries.async_loaded_entries(DOMAIN)
+    if len(entries) != 1:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="no_bridge" if not entries else "several_bridges",
+        )
+    return entries[0].runtime_data.coordinator
+
+
+def _check_item(coordinator: Q4dCoordinator, item_id: str | None) -> None:
+    """Refuse item ids the bridge does not have (once all its items are known)."""
+    if item_id is not None and coordinator.synced and item_id not in coordinator.items:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="unknown_item",
+            translation_placeholders={"item_id": item_id, "bridge": coordinator.name},
+        )
+
+
+def _args(call: ServiceCall, *keys: str) -> dict[str, Any]:
+    return {key: call.data[key] for key in keys if key in call.data}
+
+
+async def _async_item_command(
+    hass: HomeAssistant, call: ServiceCall, op: str, *extra: str
+) -> ServiceResponse:
+    coordinator = _coordinator(hass, call)
+    _check_item(coordinator, call.data.get(ATTR_ITEM_ID))
+    result = await coordinator.async_command(op, _args(call, ATTR_ITEM_ID, *extra))
+    return result if isinstance(result, dict) else {}
+
+
+async def _async_retry(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    return await _async_item_command(hass, call, "retry")
+
+
+async def _async_cancel(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    return await _async_item_command(hass, call, "cancel")
+
+
+async def _async_set_priority(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    return await _async_item_command(hass, call, "set_priority", ATTR_PRIORITY)
+
+
+async def _async_pause(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    return await _async_item_command(hass, call, "pause")
+
+
+async def _async_resume(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    return await _async_item_command(hass, call, "resume")
+
+
+async def _async_rescan(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    coordinator = _coordinator(hass, call)
+    seedbox: str | None = call.data.get(ATTR_SEEDBOX)
+    state = coordinator.state
+    if seedbox is not None and state is not None and seedbox not in state.seedboxes:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="unknown_seedbox",
+            translation_placeholders={"seedbox": seedbox, "bridge": coordinator.name},
+        )
+    result = await coordinator.async_command(
+        "rescan", _args(call, ATTR_SEEDBOX), time_limit=RESCAN_TIMEOUT
+    )
+    return result if isinstance(result, dict) else {}
+
+
+async def _async_get_queue(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    coordinator = _coordinator(hass, call)
+    result = await coordinator.async_command("get_queue", _args(call, ATTR_STATES))
+    raw = result.get("items") if isinstance(result, dict) else None
+    items: list[Any] = []
+    for payload in raw if isinstance(raw, list) else []:
+        try:
+            items.append(Item.from_dict(payload).summary())
+        except (PayloadError, AttributeError) as err:
+            LOGGER.debug("Skipping an item of the queue: %s", err)
+    return {"items": items}
+
+
+@callback
+def async_setup_services(hass: HomeAssistant) -> None:
+    """Register the q4d actions (once, from async_setup)."""
+    handlers = {
+        SERVICE_RETRY: (_async_retry, SupportsResponse.OPTIONAL),
+        SERVICE_CANCEL: (_async_cancel, SupportsResponse.OPTIONAL),
+        SERVICE_SET_PRIORITY: (_async_set_priority, SupportsResponse.OPTIONAL),
+        SERVICE_PAUSE: (_async_pause, SupportsResponse.OPTIONAL),
+        SERVICE_RESUME: (_async_resume, SupportsResponse.OPTIONAL),
+        SERVICE_RESCAN: (_async_rescan, SupportsResponse.OPTIONAL),
+        SERVICE_GET_QUEUE: (_async_get_queue, SupportsResponse.ONLY),
+    }
+    for service, (handler, supports_response) in handlers.items():
+        hass.services.async_register(
+            DOMAIN,
+            service,
+            partial(handler, hass),
+            schema=SCHEMAS[service],
+            supports_response=supports_response,
+        )

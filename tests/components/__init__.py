@@ -1,0 +1,1 @@
+"""Tests for the Home Assistant integrations in custom_components/."""

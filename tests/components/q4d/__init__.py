@@ -1,0 +1,1 @@
+"""Tests for the q4d Home Assistant integration."""

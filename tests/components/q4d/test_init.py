@@ -1,0 +1,268 @@
+"""Set-up, unload, availability and devices of the q4d integration."""
+
+from __future__ import annotations
+
+import pytest
+from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.dispatcher import async_dispatcher_send
+from homeassistant.setup import async_setup_component
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.typing import (
+    MqttMockHAClient,
+    WebSocketGenerator,
+)
+
+from custom_components.q4d.const import CONF_ITEM_ENTITIES, CONF_RETENTION, DOMAIN
+
+from .common import async_flush, async_send
+from .payloads import (
+    ITEM_1,
+    STATE_TOPIC,
+    STATUS_TOPIC,
+    item_topic,
+    seedbox,
+    state,
+    state_dict,
+    status,
+    transferring,
+)
+
+CONNECTIVITY = "binary_sensor.home_media_bridge_connectivity"
+QUEUED = "sensor.home_media_bridge_queued"
+ITEM_STATUS = "sensor.my_seedbox_show_s01e01_mkv_status"
+
+
+async def test_setup_and_unload(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, init_integration: MockConfigEntry
+) -> None:
+    """The entry loads, subscribes to the bridge's topics, and unloads cleanly."""
+    assert init_integration.state is ConfigEntryState.LOADED
+    subscribed = {call[0][0] for call in mqtt_mock.async_subscribe.call_args_list}
+    assert {
+        "q4d/bridge/home/status",
+        "q4d/bridge/home/state",
+        "q4d/bridge/home/item/+",
+        "q4d/bridge/home/event",
+        "q4d/bridge/home/command/result",
+    } <= subscribed
+    assert hass.states.get(QUEUED).state == "1"
+
+    assert await hass.config_entries.async_reload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.LOADED
+
+    assert await hass.config_entries.async_unload(init_integration.entry_id)
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.NOT_LOADED
+    assert hass.states.get(QUEUED).state == STATE_UNAVAILABLE
+    client = hass.data["mqtt"].client
+    assert not [t for t in client._simple_subscriptions if t.startswith("q4d/bridge/home/")]
+    assert not [s for s in client._wildcard_subscriptions if s.topic.startswith("q4d/bridge/home/")]
+    # nothing listens any more: a new state changes nothing
+    await async_send(hass, STATE_TOPIC, state(counts={"queued": 5}))
+    assert hass.states.get(QUEUED).state == STATE_UNAVAILABLE
+
+
+async def test_mqtt_not_available(hass: HomeAssistant, mock_config_entry: MockConfigEntry) -> None:
+    """Without the MQTT integration the entry is retried later."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    mock_config_entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert mock_config_entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_offline_and_back(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """Entities go unavailable with the bridge's last will and recover without a reload."""
+    assert hass.states.get(CONNECTIVITY).state == STATE_ON
+    assert hass.states.get(ITEM_STATUS).state == "transferring"
+
+    await async_send(hass, STATUS_TOPIC, status("offline"))
+    assert hass.states.get(CONNECTIVITY).state == STATE_OFF
+    assert hass.states.get(QUEUED).state == STATE_UNAVAILABLE
+    assert hass.states.get(ITEM_STATUS).state == STATE_UNAVAILABLE
+
+    await async_send(hass, STATUS_TOPIC, status("online"))
+    assert hass.states.get(CONNECTIVITY).state == STATE_ON
+    assert hass.states.get(QUEUED).state == "1"
+    assert hass.states.get(ITEM_STATUS).state == "transferring"
+
+
+async def test_mqtt_disconnect(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """Losing the broker makes everything unavailable until it is back."""
+    async_dispatcher_send(hass, mqtt.MQTT_CONNECTION_STATE, False)
+    await async_flush(hass)
+    assert hass.states.get(CONNECTIVITY).state == STATE_UNAVAILABLE
+    assert hass.states.get(QUEUED).state == STATE_UNAVAILABLE
+    async_dispatcher_send(hass, mqtt.MQTT_CONNECTION_STATE, False)  # no change
+    async_dispatcher_send(hass, mqtt.MQTT_CONNECTION_STATE, True)
+    await async_flush(hass)
+    assert hass.states.get(CONNECTIVITY).state == STATE_ON
+    assert hass.states.get(QUEUED).state == "1"
+
+
+async def test_invalid_payloads_are_ignored(
+    hass: HomeAssistant, init_integration: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Payloads that are not the protocol are logged and change nothing."""
+    for topic, payload in (
+        (STATUS_TOPIC, "not json"),
+        (STATUS_TOPIC, '{"v": 1, "state": "sleeping", "bridge_id": "home"}'),
+        (STATUS_TOPIC, status(bridge_id="other")),
+        (STATUS_TOPIC, '{"v": 2, "state": "online", "bridge_id": "home"}'),
+        (STATUS_TOPIC, "[1, 2]"),
+        (STATUS_TOPIC, ""),
+        (STATE_TOPIC, '{"v": 1}'),
+        (STATE_TOPIC, '{"v": 1, "counts": {}}'),
+        (STATE_TOPIC, ""),
+        (item_topic(ITEM_1), '{"v": 1, "id": "483d7eec632f7436", "state": "lost"}'),
+        (item_topic(ITEM_1), '{"v": 1, "id": "483d7eec632f7436"}'),
+        (item_topic("ffffffffffffffff"), transferring(ITEM_1)),
+        ("q4d/bridge/home/event", "{"),
+        ("q4d/bridge/home/event", '{"v": 1}'),
+        ("q4d/bridge/home/command/result", '{"v": 1, "id": "x"}'),
+        ("q4d/bridge/home/command/result", '{"v": 1, "id": null, "ok": false}'),
+        ("q4d/bridge/home/command/result", '{"v": 1, "id": "unknown", "ok": true}'),
+    ):
+        await async_send(hass, topic, payload, flush=False)
+    await async_flush(hass)
+    assert hass.states.get(CONNECTIVITY).state == STATE_ON
+    assert hass.states.get(QUEUED).state == "1"
+    assert hass.states.get(ITEM_STATUS).state == "transferring"
+    assert "Ignoring invalid status" in caplog.text
+    assert "Ignoring status for bridge other" in caplog.text
+    assert "Ignoring invalid state" in caplog.text
+    assert "Ignoring invalid item" in caplog.text
+    assert "published on the topic of" in caplog.text
+    assert "Ignoring invalid event" in caplog.text
+    assert "could not read a command" in caplog.text
+
+
+async def test_devices(
+    hass: HomeAssistant, init_integration: MockConfigEntry, device_registry: dr.DeviceRegistry
+) -> None:
+    """A bridge device, and one device per seedbox via the bridge."""
+    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    assert bridge is not None
+    assert bridge.name == "Home media bridge"
+    assert bridge.sw_version == "0.1.0"
+    sb1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
+    sb2 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")})
+    assert sb1 is not None and sb2 is not None
+    assert sb1.name == "My seedbox"
+    assert sb1.via_device_id == bridge.id
+    assert sb2.via_device_id == bridge.id
+
+    # a new version is picked up from the status
+    await async_send(hass, STATUS_TOPIC, status(version="0.2.0"))
+    assert device_registry.async_get(bridge.id).sw_version == "0.2.0"
+    # a renamed seedbox renames its device
+    renamed = state_dict()
+    renamed["seedboxes"]["seedbox2"]["name"] = "Renamed"
+    await async_send(hass, STATE_TOPIC, state(seedboxes=renamed["seedboxes"]))
+    assert device_registry.async_get(sb2.id).name == "Renamed"
+
+
+async def test_seedbox_appears_and_disappears(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """Seedbox devices follow the state snapshot: added as they appear, removed when gone."""
+    boxes = state_dict()["seedboxes"]
+    boxes["seedbox3"] = seedbox("Third", with_node=True)
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    sb3 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox3")})
+    assert sb3 is not None
+    assert hass.states.get("sensor.third_free_space") is not None
+
+    del boxes["seedbox3"]
+    del boxes["seedbox2"]
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox3")}) is None
+    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")}) is None
+    assert entity_registry.async_get("sensor.third_free_space") is None
+    assert hass.states.get("sensor.third_free_space") is None
+
+    # and it comes back with its entities
+    boxes["seedbox3"] = seedbox("Third", with_node=True)
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    assert hass.states.get("sensor.third_free_space") is not None
+
+
+async def test_stale_seedbox_device_removed_on_startup(
+    hass: HomeAssistant,
+    mqtt_mock: MqttMockHAClient,
+    mock_config_entry: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """A seedbox device left from before is removed once the first state lacks it."""
+    mock_config_entry.add_to_hass(hass)
+    device_registry.async_get_or_create(
+        config_entry_id=mock_config_entry.entry_id,
+        identifiers={(DOMAIN, "home:seedbox:gone")},
+        name="Gone",
+    )
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await async_send(hass, STATUS_TOPIC, status())
+    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:gone")})
+    await async_send(hass, STATE_TOPIC, state())
+    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:gone")}) is None
+
+
+async def test_remove_device(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    hass_ws_client: WebSocketGenerator,
+) -> None:
+    """The bridge and live seedboxes cannot be removed by hand; stale devices can."""
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_ws_client(hass)
+    entry_id = init_integration.entry_id
+
+    async def remove(device_id: str) -> bool:
+        response = await client.remove_device(device_id, entry_id)
+        return bool(response["success"])
+
+    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    sb1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
+    assert bridge is not None and sb1 is not None
+    assert not await remove(bridge.id)
+    assert not await remove(sb1.id)
+    stale = device_registry.async_get_or_create(
+        config_entry_id=entry_id, identifiers={(DOMAIN, "home:seedbox:old")}
+    )
+    assert await remove(stale.id)
+    other = device_registry.async_get_or_create(
+        config_entry_id=entry_id, identifiers={("other", "thing")}
+    )
+    assert await remove(other.id)
+
+
+@pytest.mark.parametrize("entry_options", [{CONF_ITEM_ENTITIES: True, CONF_RETENTION: 5}])
+async def test_options_update_reloads(
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    """Turning item entities off reloads the entry and removes them."""
+    assert entity_registry.async_get(ITEM_STATUS) is not None
+    hass.config_entries.async_update_entry(
+        init_integration, options={CONF_ITEM_ENTITIES: False, CONF_RETENTION: 5}
+    )
+    await hass.async_block_till_done()
+    assert init_integration.state is ConfigEntryState.LOADED
+    assert entity_registry.async_get(ITEM_STATUS) is None
+    await async_send(hass, item_topic(ITEM_1), transferring(ITEM_1, progress=50.0))
+    assert entity_registry.async_get(ITEM_STATUS) is None
+
+    # a title change needs no reload
+    coordinator = init_integration.runtime_data.coordinator
+    hass.config_entries.async_update_entry(init_integration, title="Renamed")
+    await hass.async_block_till_done()
+    assert init_integration.runtime_data.coordinator is coordinator

@@ -1,0 +1,138 @@
+"""Load: 10,000 items through the registry, and 1000 live items updating every second.
+
+asyncio's debug mode (on for every other test) records a traceback for every task
+and callback; with tens of thousands of entities it triples the run time, so it is
+off here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_UNAVAILABLE
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_mqtt_message,
+    async_fire_time_changed,
+)
+
+from custom_components.q4d.const import CONF_ITEM_ENTITIES, CONF_RETENTION
+
+from .payloads import STATE_TOPIC, item, item_topic, state, transferring
+
+ITEM_KEYS = 6  # status, progress, rate, eta sensors; retry, cancel buttons
+
+
+@pytest.fixture(autouse=True)
+def enable_event_loop_debug(event_loop: asyncio.AbstractEventLoop) -> None:
+    """Keep asyncio's debug mode off for load tests."""
+    event_loop.set_debug(False)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("entry_options", [{CONF_ITEM_ENTITIES: True, CONF_RETENTION: 1}])
+async def test_registry_stays_bounded(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    init_integration: MockConfigEntry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """10,000 items come and go; the registry never holds more than one batch of them."""
+    entry_id = init_integration.entry_id
+    coordinator = init_integration.runtime_data.coordinator
+    base = len(er.async_entries_for_config_entry(entity_registry, entry_id))
+    batch = 1000
+    peak = 0
+    for start in range(0, 10_000, batch):
+        ids = [f"{n:016x}" for n in range(start + 0x1000, start + 0x1000 + batch)]
+        for item_id in ids:
+            async_fire_mqtt_message(
+                hass, item_topic(item_id), item(item_id, name=f"Item {item_id}")
+            )
+        await hass.async_block_till_done()
+        peak = max(peak, len(er.async_entries_for_config_entry(entity_registry, entry_id)))
+        now = time.time()
+        for item_id in ids:
+            async_fire_mqtt_message(
+                hass,
+                item_topic(item_id),
+                item(item_id, "done", name=f"Item {item_id}", finished_at=now, updated_at=now + 1),
+            )
+        await hass.async_block_till_done()
+        freezer.tick(timedelta(minutes=2))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+        assert coordinator.item_entity_count == 2  # ITEM_1 and ITEM_2 are still live
+    assert peak == base + batch * ITEM_KEYS
+    assert len(er.async_entries_for_config_entry(entity_registry, entry_id)) == base
+    assert len(coordinator.items) == 10_003
+    # the bridge prunes them: the model shrinks too
+    for n in range(0x1000, 0x1000 + 10_000):
+        async_fire_mqtt_message(hass, item_topic(f"{n:016x}"), "")
+    await hass.async_block_till_done()
+    assert len(coordinator.items) == 3
+    assert hass.states.get("sensor.my_seedbox_show_s01e01_mkv_status").state != STATE_UNAVAILABLE
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_thousand_live_items(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, init_integration: MockConfigEntry
+) -> None:
+    """1000 transferring items, each updated by the bridge every second: set-up time, and
+    state writes per second (never more than one per entity)."""
+    ids = [f"{n:016x}" for n in range(0x1000, 0x1000 + 1000)]
+    started = time.process_time()
+    for item_id in ids:
+        async_fire_mqtt_message(
+            hass, item_topic(item_id), transferring(item_id, name=f"Item {item_id}", progress=0.0)
+        )
+    async_fire_mqtt_message(hass, STATE_TOPIC, state())
+    await hass.async_block_till_done()
+    setup_seconds = time.process_time() - started
+    assert len(hass.states.async_entity_ids("sensor")) > 4000
+
+    writes: Counter[str] = Counter()
+
+    @callback
+    def _count(event: Event[Any]) -> None:
+        writes[event.data["entity_id"]] += 1
+
+    hass.bus.async_listen(EVENT_STATE_CHANGED, _count)
+    seconds = 5
+    started = time.process_time()
+    for second in range(1, seconds + 1):
+        # the bridge sends each item at most once a second; here, twice within the second
+        for progress in (second * 10.0 - 5, second * 10.0):
+            for item_id in ids:
+                async_fire_mqtt_message(
+                    hass,
+                    item_topic(item_id),
+                    transferring(
+                        item_id, name=f"Item {item_id}", progress=progress, eta=100.0 - progress
+                    ),
+                )
+        await hass.async_block_till_done()
+        freezer.tick(timedelta(seconds=1))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+    busy = time.process_time() - started
+    per_second = sum(writes.values()) / seconds
+    print(
+        f"\n1000 live items: entities added in {setup_seconds:.1f} s; "
+        f"{per_second:.0f} state writes per simulated second "
+        f"({max(writes.values())} at most per entity in {seconds} s); "
+        f"{busy / seconds * 1000:.0f} ms of CPU per second of updates, test harness included"
+    )
+    # progress and time left change for every item: two writes per item per second
+    assert per_second == 2 * len(ids)
+    assert max(writes.values()) <= seconds
