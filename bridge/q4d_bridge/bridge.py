@@ -66,6 +66,7 @@ def free_space(root: Path) -> int | None:
 
 
 PRUNE_INTERVAL = 600.0
+SPACE_POLL = 30.0  # seconds between free-space readings of the destinations
 # Failures that say nothing about the seedbox's health: they do not trip its breaker.
 TOOL_ENGINES = frozenset({"lftp", "rsync"})
 SEEDBOX_NEUTRAL = frozenset(
@@ -103,6 +104,8 @@ class Bridge:
             for sb in config.seedboxes.values()
         }
         self._reconcile_rejected: set[str] = set()
+        self.free_space: dict[str, int | None] = {}
+        self._space_used = asyncio.Event()
         self._pending_answers: set[asyncio.Future[None]] = set()
         self.breakers = {
             sb.id: Breaker(config.transfers.breaker_failures, config.transfers.breaker_cooldown)
@@ -191,12 +194,13 @@ class Bridge:
             asyncio.create_task(self.publisher.run_flusher(), name="flusher"),
             asyncio.create_task(self.publisher.run_outbox_sender(), name="outbox"),
             asyncio.create_task(self._pruner(), name="pruner"),
+            asyncio.create_task(self._watch_space(), name="space"),
         ]
         if self.nodes:
             background.append(asyncio.create_task(self.monitor.run(), name="nodes"))
         broker = (self.config.broker.host, self.config.broker.port)
         background += [
-            asyncio.create_task(session.keep_connected(broker), name=f"ssh-{sb_id}")
+            asyncio.create_task(session.keep_connected(broker, self.connected), name=f"ssh-{sb_id}")
             for sb_id, session in self.sessions.items()
             if session.seedbox.hook_flush or session.seedbox.broker_forward_port
         ]
@@ -561,6 +565,7 @@ class Bridge:
 
     def _done(self, item: Item, landed: Landed) -> None:
         size = landed.size
+        self._space_used.set()
         now = time.time()
         item.state = ItemState.DONE
         item.bytes_done = item.size = size
@@ -867,10 +872,10 @@ class Bridge:
             "seedboxes": {k: {**v, "rate": round(v["rate"], 1)} for k, v in per_seedbox.items()},
             "destinations": {
                 name: {
-                    "free_space": free_space(root),
+                    "free_space": self.free_space.get(name),
                     "min_free_space": self.config.transfers.min_free_space,
                 }
-                for name, root in self.config.routing.destinations.items()
+                for name in self.config.routing.destinations
             },
             "last_completed": None
             if last_completed is None
@@ -891,6 +896,20 @@ class Bridge:
         for item_id in removed:
             self.items.pop(item_id, None)
             self.publisher.item_removed(item_id)
+
+    async def _watch_space(self) -> None:
+        """Free space of each destination for the state, read off the event loop (a
+        hung network mount must not stall the bridge)."""
+        roots = self.config.routing.destinations
+        while True:
+            free = await asyncio.to_thread(lambda: {n: free_space(r) for n, r in roots.items()})
+            if free != self.free_space:
+                self.free_space = free
+                self.publisher.state_changed()
+            self._space_used.clear()
+            with contextlib.suppress(TimeoutError):
+                # a landed payload changes it at once; anything else, within SPACE_POLL
+                await asyncio.wait_for(self._space_used.wait(), SPACE_POLL)
 
     async def _pruner(self) -> None:
         while True:

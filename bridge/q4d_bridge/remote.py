@@ -244,15 +244,17 @@ class SeedboxSession:
 
         return await self._with_sftp(fetch)
 
-    async def keep_connected(self, broker: tuple[str, int]) -> None:
+    async def keep_connected(self, broker: tuple[str, int], subscribed: asyncio.Event) -> None:
         """Hold the SSH connection open for its side jobs, reconnecting with backoff:
-        the broker forward for the hook, and the hook's outbox flush on every connect."""
+        the broker forward for the hook, and the hook's outbox flush on every connect
+        (only once the bridge is subscribed: on a first start the broker would otherwise
+        accept and drop the flushed events, and the outbox would delete them)."""
         delay = 1.0
         self._keeping = True
         while True:
             try:
                 conn = await self._connection()
-                await self._on_connect(conn, broker)
+                await self._on_connect(conn, broker, subscribed)
                 self.connected, delay = True, 1.0
                 self.link_error, self.link_checked_at = None, time.time()
                 await conn.wait_closed()
@@ -277,7 +279,7 @@ class SeedboxSession:
         }
 
     async def _on_connect(
-        self, conn: asyncssh.SSHClientConnection, broker: tuple[str, int]
+        self, conn: asyncssh.SSHClientConnection, broker: tuple[str, int], subscribed: asyncio.Event
     ) -> None:
         sb = self.seedbox
         if sb.broker_forward_port is not None:
@@ -289,6 +291,7 @@ class SeedboxSession:
                     sb.id, sb.broker_forward_port, err,
                 )  # fmt: skip
         if sb.hook_flush:
+            await subscribed.wait()
             try:
                 result = await asyncio.wait_for(conn.run(sb.hook_flush, check=False), FLUSH_TIMEOUT)
             except (OSError, asyncssh.Error, TimeoutError) as err:

@@ -197,8 +197,11 @@ async def test_ssh_link_flushes_the_outbox_and_forwards_the_broker(
         await publish(port, [("q4d/seedbox/sb1/completed", json.dumps(event).encode())])
         await env.wait_settled(1)
         assert env.items_in(ItemState.DONE)
-        destinations = env.bridge.snapshot()["destinations"]
-        assert destinations["default"]["free_space"] > 0  # it exists now
+        # Read again once a payload landed there (off the event loop).
+        destinations = await env.recorder.wait_for(
+            lambda: (d := env.bridge.snapshot()["destinations"])["default"]["free_space"] and d,
+            10, "free space of the destination",
+        )  # fmt: skip
         assert destinations["tv"]["free_space"] is None  # not created yet
         # A dropped link is re-established, and the outbox is flushed again.
         for pid in sshd.session_pids():

@@ -1,4 +1,4 @@
-"""The hook wired exactly as seedbox/README.md says, fired by the real torrent clients:
+"""The hook wired exactly as docs/seedbox.md says, fired by the real torrent clients:
 qBittorrent's "run external program", Transmission's script-torrent-done, rTorrent's
 method.set_key and Deluge's Execute plugin. bin/q4d-hook runs as they start it (its
 `#!/usr/bin/env python3` line, the default config path under $HOME)."""
@@ -39,7 +39,7 @@ from tests.seedbox.support import (
 
 pytestmark = pytest.mark.timeout(180)
 
-# The argument lists documented in seedbox/README.md.
+# The argument lists documented in docs/seedbox.md.
 QBT_AUTORUN_ARGS = 'qbittorrent "%I" "%N" "%F" "%L" "%G" "%Z" "%T"'
 RTORRENT_EXECUTE = (
     "execute.nothrow.bg={hook},rtorrent,$d.hash=,$d.name=,$d.base_path=,$d.custom1=,$d.size_bytes="
@@ -191,7 +191,7 @@ def test_deluge_execute_plugin(
             )
             web("execute.add_command", "complete", str(HOOK_DELUGE))
             # Execute registers its handlers when enabled: a new command needs a re-enable
-            # (or a deluged restart), as seedbox/README.md says.
+            # (or a deluged restart), as docs/seedbox.md says.
             web("core.disable_plugin", "Execute")
             wait_until(lambda: "Execute" not in web("core.get_enabled_plugins"), 10, "Execute off")
             web("core.enable_plugin", "Execute")
