@@ -85,7 +85,12 @@ async def test_sigkill_with_events_published_while_down(
     assert {r[1] for r in rows} == {"done"}
     queued = Counter(e["item"]["id"] for e in rec.events("queued"))
     assert set(queued.values()) == {1}, "an event was turned into an item twice"
-    completed = Counter(e["item"]["id"] for e in rec.events("completed"))
+    # The outbox is at least once: a row sent just before the kill goes again after the
+    # restart, byte for byte (same "at"). One distinct completion per item, never two.
+    completed = Counter(
+        e["item"]["id"]
+        for e in {json.dumps(e, sort_keys=True): e for e in rec.events("completed")}.values()
+    )
     assert len(completed) == 60 and set(completed.values()) == {1}
     assert (library / "other" / "big.bin").read_bytes() == (remote / "big.bin").read_bytes()
     for n in range(1, 60):
@@ -300,7 +305,8 @@ async def test_resume_after_sigkill_refetches_little(
         bound = 16 * chunk
     else:
         # lftp saves its pget status every second (pget:save-status 1s): at most one
-        # second of data at the 40 MiB/s limit is fetched again.
-        bound = 44 * 2**20
+        # second of data at the 40 MiB/s limit is fetched again, plus what was in flight
+        # on its 4 connections (64 packets of 32 KiB each) when the bridge died.
+        bound = 40 * 2**20 + 4 * 64 * 32 * 1024
     # resent also holds SSH/SFTP framing of the whole transfer: allow 1% of the file.
     assert wasted <= bound and resent <= bound + size // 100
