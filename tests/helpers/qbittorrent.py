@@ -50,6 +50,10 @@ class QBittorrent(_Service):
                     "Session\\DHTEnabled=false",
                     "Session\\LSDEnabled=false",
                     "Session\\PeXEnabled=false",
+                    # the peer port on lo only (by default it listens on every interface)
+                    "Session\\Interface=lo",
+                    "Session\\InterfaceName=lo",
+                    "Session\\InterfaceAddress=127.0.0.1",
                     f"Session\\Port={self.peer_port}",
                     f"Session\\DefaultSavePath={self.downloads}",
                     "[Network]",
