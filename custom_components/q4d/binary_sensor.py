@@ -1,4 +1,4 @@
-"""Binary sensors: bridge connectivity, seedbox reachability and circuit breaker."""
+"""Binary sensors: bridge connectivity, seedbox reachability, SSH link and circuit breaker."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class Q4dSeedboxBinarySensorDescription(BinarySensorEntityDescription):
     """A binary sensor of a seedbox device."""
 
     value_fn: Callable[[SeedboxState], bool | None]
-    needs_node: bool = False
+    exists_fn: Callable[[SeedboxState], bool] = lambda sb: True
 
 
 CONNECTIVITY = BinarySensorEntityDescription(
@@ -42,15 +42,23 @@ SEEDBOX_BINARY_SENSORS: tuple[Q4dSeedboxBinarySensorDescription, ...] = (
         translation_key="reachable",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         entity_category=EntityCategory.DIAGNOSTIC,
-        needs_node=True,
+        exists_fn=lambda sb: sb.node is not None,
         value_fn=lambda sb: sb.node.reachable if sb.node else None,
+    ),
+    Q4dSeedboxBinarySensorDescription(
+        key="ssh_link",
+        translation_key="ssh_link",
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        exists_fn=lambda sb: sb.ssh is not None,
+        value_fn=lambda sb: sb.ssh.connected if sb.ssh else None,
     ),
     Q4dSeedboxBinarySensorDescription(
         key="breaker",
         translation_key="breaker",
         device_class=BinarySensorDeviceClass.PROBLEM,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda sb: sb.breaker_open,
+        value_fn=lambda sb: sb.breaker_active,
     ),
 )
 
@@ -67,7 +75,7 @@ async def async_setup_entry(
         coordinator,
         async_add_entities,
         SEEDBOX_BINARY_SENSORS,
-        lambda d, sb: not d.needs_node or sb.node is not None,
+        lambda d, sb: d.exists_fn(sb),
         Q4dSeedboxBinarySensor,
     )
 

@@ -118,7 +118,12 @@ class Q4dConfigFlow(ConfigFlow, domain=DOMAIN):
         if status.bridge_id != parts[-2]:
             return self.async_abort(reason="invalid_discovery_info")
         await self.async_set_unique_id(status.bridge_id)
-        self._abort_if_unique_id_configured(updates={CONF_PREFIX: prefix})
+        if status.online and status.prefix == prefix:
+            # A running bridge on this prefix: a configured entry follows it here.
+            self._abort_if_unique_id_configured(updates={CONF_PREFIX: prefix})
+        # Anything else may be a stale retained message under a prefix the bridge left
+        # (its last will stays there for good): it must not move the entry back.
+        self._abort_if_unique_id_configured()
         self._status = status
         self._prefix = prefix
         self.context["title_placeholders"] = {"name": status.name}

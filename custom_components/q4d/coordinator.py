@@ -28,7 +28,13 @@ from homeassistant.core import CALLBACK_TYPE, HassJob, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
-from homeassistant.helpers.event import async_call_later, async_track_time_interval
+from homeassistant.helpers.event import (
+    async_call_later,
+    async_track_point_in_utc_time,
+    async_track_time_interval,
+)
+from homeassistant.helpers.typing import UNDEFINED
+from homeassistant.util import dt as dt_util
 
 from . import issues
 from .const import (
@@ -52,7 +58,15 @@ from .const import (
     SYNC_GRACE,
     TRANSFER_EVENTS,
 )
-from .models import BridgeState, BridgeStatus, CommandResult, Item, PayloadError
+from .models import (
+    BridgeState,
+    BridgeStatus,
+    CommandResult,
+    Item,
+    PayloadError,
+    UnsupportedVersion,
+    decode,
+)
 
 type Q4dConfigEntry = ConfigEntry[Q4dRuntimeData]
 
@@ -60,6 +74,8 @@ type ItemsCallback = Callable[[list[str]], None]
 type TransferEventCallback = Callable[[str, dict[str, Any]], None]
 
 SEEDBOX_SEPARATOR = ":seedbox:"
+DESTINATION_INFIX = "_destination_"
+DESTINATION_SUFFIX = "_free_space"
 RECENT_EVENTS = 1000
 
 
@@ -107,9 +123,19 @@ class Q4dCoordinator:
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self._offline_timer: CALLBACK_TYPE | None = None
         self._sync_timer: CALLBACK_TYPE | None = None
-        self._space_items: dict[str, set[str]] = {}  # destination -> item ids
-        self._host_key_items: dict[str, set[str]] = {}  # seedbox -> item ids
+        self._breaker_timer: CALLBACK_TYPE | None = None
+        # Items known before a re-sync started and not published again since.
+        self._unseen: set[str] = set()
+        # A state snapshot arrived since the (re-)sync started: its counts are current.
+        self._sync_fresh = False
+        self._destinations: set[str] | None = None  # None until the first state
+        self._space_items: dict[str, set[str]] = {}  # destination -> waiting item ids
+        self._host_key_items: dict[str, set[str]] = {}  # seedbox -> failed item ids
+        self._host_key_links: set[str] = set()  # seedboxes whose SSH link saw a bad key
+        self._space_issues: set[str] = set()
+        self._host_key_issues: set[str] = set()
         self._breakers_open: set[str] = set()
+        self._version_warned: set[str] = set()
         self._offline_logged = False
         self._stopped = False
 
@@ -151,10 +177,10 @@ class Q4dCoordinator:
         self._stopped = True
         while self._unsubscribe:
             self._unsubscribe.pop()()
-        for timer in (self._offline_timer, self._sync_timer):
+        for timer in (self._offline_timer, self._sync_timer, self._breaker_timer):
             if timer is not None:
                 timer()
-        self._offline_timer = self._sync_timer = None
+        self._offline_timer = self._sync_timer = self._breaker_timer = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -203,9 +229,19 @@ class Q4dCoordinator:
 
     def seedbox_name(self, seedbox: str) -> str:
         """Display name of a seedbox."""
-        if self.state is not None and (sb := self.state.seedboxes.get(seedbox)) is not None:
-            return sb.name
-        return self._seedboxes.get(seedbox, seedbox)
+        sb = self.state.seedboxes.get(seedbox) if self.state is not None else None
+        return sb.name if sb is not None else seedbox
+
+    def destination_unique_id(self, destination: str) -> str:
+        """Unique id of a destination's free-space sensor."""
+        return f"{self.bridge_id}{DESTINATION_INFIX}{destination}{DESTINATION_SUFFIX}"
+
+    def destination_of_unique_id(self, unique_id: str) -> str | None:
+        """The destination a free-space sensor's unique id stands for, if it is one."""
+        head = f"{self.bridge_id}{DESTINATION_INFIX}"
+        if not unique_id.startswith(head) or not unique_id.endswith(DESTINATION_SUFFIX):
+            return None
+        return unique_id[len(head) : -len(DESTINATION_SUFFIX)] or None
 
     def item_unique_id(self, item_id: str, key: str) -> str:
         """Unique id of one of an item's entities."""
@@ -289,10 +325,34 @@ class Q4dCoordinator:
     # --- MQTT handlers --------------------------------------------------------------
 
     @callback
+    def _log_invalid(self, kind: str, err: PayloadError, message: str, *args: Any) -> None:
+        """Log an unusable payload; another protocol version only once per kind."""
+        if not isinstance(err, UnsupportedVersion):
+            LOGGER.warning(message, *args, err)
+        elif kind not in self._version_warned:
+            self._version_warned.add(kind)
+            LOGGER.warning(
+                "Ignoring %s payloads from bridge %s: %s; this integration speaks protocol "
+                "v1 (further ones are logged at debug level)",
+                kind,
+                self.bridge_id,
+                err,
+            )
+        else:
+            LOGGER.debug(message, *args, err)
+
+    @callback
     def _handle_mqtt_connection(self, connected: bool) -> None:
         if connected == self.mqtt_connected:
             return
         self.mqtt_connected = connected
+        if not connected:
+            # Nothing arrives while disconnected: a sync running now would drop items.
+            self._async_cancel_sync_timer()
+        elif self.state is not None:
+            # Items cleared while disconnected send nothing: their retained message is
+            # simply not delivered again.
+            self._async_start_sync(resync=True)
         self._notify_all()
 
     @callback
@@ -302,7 +362,9 @@ class Q4dCoordinator:
         try:
             status = BridgeStatus.from_payload(msg.payload)
         except PayloadError as err:
-            LOGGER.warning("Ignoring invalid status from bridge %s: %s", self.bridge_id, err)
+            self._log_invalid(
+                "status", err, "Ignoring invalid status from bridge %s: %s", self.bridge_id
+            )
             return
         if status.bridge_id != self.bridge_id:
             LOGGER.warning(
@@ -312,6 +374,7 @@ class Q4dCoordinator:
             )
             return
         was_online = self.status is not None and self.status.online
+        was_offline = self.status is not None and not self.status.online
         self.status = status
         self._async_ensure_bridge_device()
         if status.online and not was_online:
@@ -320,6 +383,9 @@ class Q4dCoordinator:
             self._offline_logged = False
             self._async_cancel_offline_timer()
             issues.async_delete_bridge_offline(self.hass, self.config_entry.entry_id)
+            if was_offline and self.state is not None:
+                # The bridge re-publishes every item it still has, then its state.
+                self._async_start_sync(resync=True)
             self._notify_all()
         elif not status.online and (was_online or not self._offline_logged):
             LOGGER.info("Bridge %s is offline", self.bridge_id)
@@ -336,34 +402,37 @@ class Q4dCoordinator:
         try:
             state = BridgeState.from_payload(msg.payload)
         except PayloadError as err:
-            LOGGER.warning("Ignoring invalid state from bridge %s: %s", self.bridge_id, err)
+            self._log_invalid(
+                "state", err, "Ignoring invalid state from bridge %s: %s", self.bridge_id
+            )
             return
         first = self.state is None
         self.state = state
         if first:
-            self._async_remove_stale_seedbox_devices()
-            self._sync_timer = async_call_later(
-                self.hass,
-                SYNC_GRACE,
-                HassJob(self._async_sync_timeout, cancel_on_shutdown=True),
-            )
+            self._async_start_sync(resync=False)
+        self._sync_fresh = True
         self._async_update_seedboxes(state)
+        self._async_remove_stale_seedbox_devices()  # a few devices: cheap on every state
+        self._async_update_destinations(state)
         if first and self._new_items:
             self._async_flush_new_items()
-        self._async_update_breaker_issues(state)
+        self._async_update_breakers()
+        self._async_update_host_key_links(state)
+        self._async_update_repairs()
         self._async_check_sync()
         self._notify_bridge()
 
     @callback
     def _handle_item(self, msg: mqtt.ReceiveMessage) -> None:
         item_id = msg.topic.rsplit("/", 1)[-1]
+        self._unseen.discard(item_id)  # its retained message is still there (or just went)
         if not msg.payload:
             self._async_remove_item(item_id)
             return
         try:
             item = Item.from_payload(msg.payload)
         except PayloadError as err:
-            LOGGER.warning("Ignoring invalid item %s: %s", item_id, err)
+            self._log_invalid("item", err, "Ignoring invalid item %s: %s", item_id)
             return
         if item.id != item_id:
             LOGGER.warning("Ignoring item %s published on the topic of %s", item.id, item_id)
@@ -373,11 +442,16 @@ class Q4dCoordinator:
     @callback
     def _handle_event(self, msg: mqtt.ReceiveMessage) -> None:
         try:
-            data = json.loads(msg.payload)
+            data = decode(msg.payload)
             kind = data["event"]
             item_data = data.get("item")
             item = Item.from_dict(item_data) if isinstance(item_data, dict) else None
-        except (ValueError, KeyError, TypeError) as err:
+        except PayloadError as err:
+            self._log_invalid(
+                "event", err, "Ignoring invalid event from bridge %s: %s", self.bridge_id
+            )
+            return
+        except (KeyError, TypeError) as err:
             LOGGER.warning("Ignoring invalid event from bridge %s: %s", self.bridge_id, err)
             return
         if item is None:
@@ -404,6 +478,9 @@ class Q4dCoordinator:
     def _handle_result(self, msg: mqtt.ReceiveMessage) -> None:
         try:
             result = CommandResult.from_payload(msg.payload)
+        except UnsupportedVersion as err:
+            self._log_invalid("command result", err, "Ignoring command result: %s")
+            return
         except PayloadError as err:
             LOGGER.debug("Ignoring invalid command result: %s", err)
             return
@@ -447,6 +524,7 @@ class Q4dCoordinator:
     @callback
     def _async_remove_item(self, item_id: str) -> None:
         item = self.items.pop(item_id, None)
+        self._unseen.discard(item_id)
         if item is not None:
             self._async_update_item_issues(item, None)
         self._async_remove_item_entities(item_id)
@@ -496,10 +574,37 @@ class Q4dCoordinator:
             self._async_remove_item_entities(item_id)
 
     @callback
+    def _async_start_sync(self, *, resync: bool) -> None:
+        """Wait for the bridge's retained items, then forget what did not come.
+
+        The first sync starts with the first state snapshot. A re-sync starts when
+        Home Assistant reconnects to the broker (the retained items are delivered
+        again) and when the bridge comes back online (it re-publishes them): items
+        removed meanwhile are simply not among them, so every known item counts as
+        unseen until its topic delivers again.
+        """
+        self.synced = False
+        self._unseen = set(self.items) if resync else set()
+        self._sync_fresh = False
+        self._async_cancel_sync_timer()
+        self._sync_timer = async_call_later(
+            self.hass,
+            SYNC_GRACE,
+            HassJob(self._async_sync_timeout, cancel_on_shutdown=True),
+        )
+
+    @callback
+    def _async_cancel_sync_timer(self) -> None:
+        if self._sync_timer is not None:
+            self._sync_timer()
+            self._sync_timer = None
+
+    @callback
     def _async_check_sync(self) -> None:
-        if self.synced or self.state is None:
+        """Synced early once a state since the sync began counts no more items than seen."""
+        if self.synced or self.state is None or not self._sync_fresh:
             return
-        if len(self.items) >= self.state.total_items:
+        if len(self.items) - len(self._unseen) >= self.state.total_items:
             self._async_synced()
 
     @callback
@@ -510,11 +615,14 @@ class Q4dCoordinator:
 
     @callback
     def _async_synced(self) -> None:
-        """All retained items are in: forget entities of items the bridge no longer has."""
+        """All retained items are in: forget the items, and entities, the bridge lacks."""
         self.synced = True
-        if self._sync_timer is not None:
-            self._sync_timer()
-            self._sync_timer = None
+        self._async_cancel_sync_timer()
+        unseen, self._unseen = self._unseen, set()
+        if unseen:
+            LOGGER.debug("Bridge %s no longer has items %s", self.bridge_id, sorted(unseen))
+        for item_id in unseen:
+            self._async_remove_item(item_id)
         self._async_remove_stale_item_entities()
 
     @callback
@@ -536,7 +644,8 @@ class Q4dCoordinator:
             manufacturer=MANUFACTURER,
             model="Bridge",
             name=self.name,
-            sw_version=status.version if status is not None else None,
+            # Before the first status the version stored from last time stays.
+            sw_version=status.version if status is not None else UNDEFINED,
         )
 
     @callback
@@ -564,11 +673,61 @@ class Q4dCoordinator:
         device = dev_reg.async_get_device(identifiers={self.seedbox_identifier(seedbox)})
         if device is not None:
             LOGGER.info("Seedbox %s left bridge %s; removing its device", seedbox, self.bridge_id)
+            self._async_move_item_entities_to_bridge(device.id)
             dev_reg.async_update_device(
                 device.id, remove_config_entry_id=self.config_entry.entry_id
             )
         issues.async_delete_seedbox(self.hass, self.config_entry.entry_id, seedbox)
         self._breakers_open.discard(seedbox)
+        self._host_key_issues.discard(seedbox)
+        self._host_key_links.discard(seedbox)
+
+    @callback
+    def _async_move_item_entities_to_bridge(self, device_id: str) -> None:
+        """Keep the entities of a leaving seedbox's items: they move to the bridge device.
+
+        Items of a seedbox the bridge no longer has (failed `not_configured`, or
+        finished ones still in its history) stay until the bridge prunes them.
+        """
+        bridge_device_id = self.device_id_for(self.bridge_identifier)
+        ent_reg = er.async_get(self.hass)
+        for entry in er.async_entries_for_device(
+            ent_reg, device_id, include_disabled_entities=True
+        ):
+            if (
+                entry.config_entry_id == self.config_entry.entry_id
+                and self.item_of_unique_id(entry.unique_id) is not None
+            ):
+                ent_reg.async_update_entity(entry.entity_id, device_id=bridge_device_id)
+
+    @callback
+    def _async_update_destinations(self, state: BridgeState) -> None:
+        """Remove the free-space sensors of destinations the bridge no longer has."""
+        if self._destinations is None:
+            ent_reg = er.async_get(self.hass)
+            bridge_device_id = self.device_id_for(self.bridge_identifier)
+            for entry in er.async_entries_for_config_entry(ent_reg, self.config_entry.entry_id):
+                destination = self.destination_of_unique_id(entry.unique_id)
+                if (
+                    destination is not None
+                    and entry.device_id == bridge_device_id
+                    and destination not in state.destinations
+                ):
+                    ent_reg.async_remove(entry.entity_id)
+        else:
+            for destination in self._destinations - set(state.destinations):
+                self._async_remove_destination_entity(destination)
+        self._destinations = set(state.destinations)
+
+    @callback
+    def _async_remove_destination_entity(self, destination: str) -> None:
+        ent_reg = er.async_get(self.hass)
+        unique_id = self.destination_unique_id(destination)
+        if entity_id := ent_reg.async_get_entity_id(Platform.SENSOR, DOMAIN, unique_id):
+            LOGGER.info(
+                "Destination %s left bridge %s; removing its sensor", destination, self.bridge_id
+            )
+            ent_reg.async_remove(entity_id)
 
     @callback
     def _async_remove_stale_seedbox_devices(self) -> None:
@@ -614,9 +773,22 @@ class Q4dCoordinator:
             )
 
     @callback
-    def _async_update_breaker_issues(self, state: BridgeState) -> None:
+    def _async_update_breakers(self) -> None:
+        """Raise or clear the breaker issues, and re-check when the next cool-down ends.
+
+        The bridge does not publish its state when a cool-down ends (only when
+        something changes), so a breaker counts as open only until `breaker_until`.
+        """
+        state = self.state
+        assert state is not None
+        now = time.time()
+        next_check: float | None = None
         for seedbox, sb_state in state.seedboxes.items():
-            if sb_state.breaker_open and seedbox not in self._breakers_open:
+            is_open = sb_state.breaker_open_at(now)
+            if is_open and sb_state.breaker_until is not None:
+                until = sb_state.breaker_until
+                next_check = until if next_check is None else min(next_check, until)
+            if is_open and seedbox not in self._breakers_open:
                 self._breakers_open.add(seedbox)
                 issues.async_create_breaker_open(
                     self.hass,
@@ -625,74 +797,94 @@ class Q4dCoordinator:
                     name=sb_state.name,
                     failures=sb_state.consecutive_failures,
                 )
-            elif not sb_state.breaker_open and seedbox in self._breakers_open:
+            elif not is_open and seedbox in self._breakers_open:
                 self._breakers_open.discard(seedbox)
                 issues.async_delete_breaker_open(self.hass, self.config_entry.entry_id, seedbox)
+        if self._breaker_timer is not None:
+            self._breaker_timer()
+            self._breaker_timer = None
+        if next_check is not None and not self._stopped:
+            self._breaker_timer = async_track_point_in_utc_time(
+                self.hass,
+                HassJob(self._async_breaker_cooled_down, cancel_on_shutdown=True),
+                dt_util.utc_from_timestamp(next_check),
+            )
+
+    @callback
+    def _async_breaker_cooled_down(self, _now: datetime) -> None:
+        self._breaker_timer = None
+        self._async_update_breakers()
+        self._notify_bridge()  # the circuit breaker sensors
+
+    @callback
+    def _async_update_host_key_links(self, state: BridgeState) -> None:
+        """Follow the held SSH links: a refused host key counts until a connection works."""
+        for seedbox, sb_state in state.seedboxes.items():
+            ssh = sb_state.ssh
+            if ssh is None or ssh.connected:
+                self._host_key_links.discard(seedbox)
+            elif ssh.host_key_mismatch:
+                self._host_key_links.add(seedbox)
+        self._host_key_links.intersection_update(state.seedboxes)
+
+    @callback
+    def _async_update_repairs(self) -> None:
+        """Raise and clear the free-space and host-key issues from what is known now.
+
+        Space: a destination with less free space than the bridge's margin, or a
+        waiting item held up for lack of space there. Host key: a seedbox whose held
+        SSH link was refused for its host key and has not connected since; for a
+        seedbox without a held link (or an older bridge), failed items that report a
+        host key mismatch. Failed items stay in the bridge's history for days, so
+        they count only where nothing better is known.
+        """
+        state = self.state
+        space = {d for d, members in self._space_items.items() if members}
+        host_key: set[str] = set()
+        if state is not None:
+            space.update(n for n, dest in state.destinations.items() if dest.short_of_space)
+            for seedbox, sb_state in state.seedboxes.items():
+                if sb_state.ssh is not None:
+                    if seedbox in self._host_key_links:
+                        host_key.add(seedbox)
+                elif self._host_key_items.get(seedbox):
+                    host_key.add(seedbox)
+        entry_id = self.config_entry.entry_id
+        for destination in sorted(self._space_issues - space):
+            issues.async_delete_space(self.hass, entry_id, destination)
+        for destination in sorted(space - self._space_issues):
+            issues.async_create_space(self.hass, entry_id, destination=destination)
+        for seedbox in sorted(self._host_key_issues - host_key):
+            issues.async_delete_host_key(self.hass, entry_id, seedbox)
+        for seedbox in sorted(host_key - self._host_key_issues):
+            issues.async_create_host_key(
+                self.hass, entry_id, seedbox=seedbox, name=self.seedbox_name(seedbox)
+            )
+        self._space_issues = space
+        self._host_key_issues = host_key
 
     @callback
     def _async_update_item_issues(self, previous: Item | None, item: Item | None) -> None:
-        """Track items short of space and items refused for a host key mismatch."""
+        """Track items waiting for space and items refused for a host key mismatch."""
         current = item if item is not None else previous
         if current is None:  # pragma: no cover - never both None
             return
-        entry_id = self.config_entry.entry_id
-        old_space = _space_key(previous)
-        new_space = _space_key(item)
-        if old_space != new_space:
-            if old_space is not None:
-                self._async_leave(
-                    self._space_items,
-                    old_space,
-                    current.id,
-                    lambda: issues.async_delete_space(self.hass, entry_id, old_space),
-                )
-            if new_space is not None:
-                self._async_join(
-                    self._space_items,
-                    new_space,
-                    current.id,
-                    lambda: issues.async_create_space(
-                        self.hass, entry_id, destination=new_space, name=current.name
-                    ),
-                )
-        old_key = _host_key_key(previous)
-        new_key = _host_key_key(item)
-        if old_key != new_key:
-            if old_key is not None:
-                self._async_leave(
-                    self._host_key_items,
-                    old_key,
-                    current.id,
-                    lambda: issues.async_delete_host_key(self.hass, entry_id, old_key),
-                )
-            if new_key is not None:
-                self._async_join(
-                    self._host_key_items,
-                    new_key,
-                    current.id,
-                    lambda: issues.async_create_host_key(
-                        self.hass, entry_id, seedbox=new_key, name=self.seedbox_name(new_key)
-                    ),
-                )
-
-    @staticmethod
-    def _async_join(
-        table: dict[str, set[str]], key: str, item_id: str, create: Callable[[], None]
-    ) -> None:
-        members = table.setdefault(key, set())
-        first = not members
-        members.add(item_id)
-        if first:
-            create()
-
-    @staticmethod
-    def _async_leave(
-        table: dict[str, set[str]], key: str, item_id: str, delete: Callable[[], None]
-    ) -> None:
-        members = table.get(key, set())
-        members.discard(item_id)
-        if not members and table.pop(key, None) is not None:
-            delete()
+        changed = False
+        for table, old, new in (
+            (self._space_items, _space_key(previous), _space_key(item)),
+            (self._host_key_items, _host_key_key(previous), _host_key_key(item)),
+        ):
+            if old == new:
+                continue
+            changed = True
+            if old is not None and (members := table.get(old)) is not None:
+                members.discard(current.id)
+                if not members:
+                    del table[old]
+            if new is not None:
+                table.setdefault(new, set()).add(current.id)
+        if changed:
+            self._async_update_repairs()
 
     # --- events ---------------------------------------------------------------------
 
@@ -771,8 +963,8 @@ class Q4dCoordinator:
 
 
 def _space_key(item: Item | None) -> str | None:
-    """The destination an item waits on for free space, if it does."""
-    if item is None or item.state not in ("waiting", "failed"):
+    """The destination a waiting item waits on for free space, if it does."""
+    if item is None or item.state != "waiting":
         return None
     if item.error_code not in SPACE_ERROR_CODES:
         return None

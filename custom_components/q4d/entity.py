@@ -99,12 +99,7 @@ class Q4dBridgeEntity(Q4dEntity):
         """Initialise a bridge entity."""
         super().__init__(coordinator, description)
         self._attr_unique_id = f"{coordinator.bridge_id}_{description.key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={coordinator.bridge_identifier},
-            manufacturer=MANUFACTURER,
-            model="Bridge",
-            name=coordinator.name,
-        )
+        self._attr_device_info = bridge_device_info(coordinator)
 
     @property
     def available(self) -> bool:
@@ -137,7 +132,11 @@ class Q4dSeedboxEntity(Q4dEntity):
 
 
 class Q4dItemEntity(Q4dEntity):
-    """An entity of one queue item, grouped under its seedbox's device."""
+    """An entity of one queue item, grouped under its seedbox's device.
+
+    Items of a seedbox the state does not list (one removed from the bridge's
+    configuration) go under the bridge device instead of a device of their own.
+    """
 
     def __init__(
         self, coordinator: Q4dCoordinator, description: EntityDescription, item: Item
@@ -148,7 +147,11 @@ class Q4dItemEntity(Q4dEntity):
         self._listen_item = item.id
         self._attr_unique_id = coordinator.item_unique_id(item.id, description.key)
         self._attr_translation_placeholders = {"item": item.name}
-        self._attr_device_info = seedbox_device_info(coordinator, item.seedbox)
+        state = coordinator.state
+        if state is not None and item.seedbox in state.seedboxes:
+            self._attr_device_info = seedbox_device_info(coordinator, item.seedbox)
+        else:
+            self._attr_device_info = bridge_device_info(coordinator)
 
     @property
     def item(self) -> Item | None:
@@ -165,6 +168,16 @@ class Q4dItemEntity(Q4dEntity):
         await super().async_added_to_hass()
         if not self.coordinator.item_has_entities(self.item_id) and self.registry_entry:
             er.async_get(self.hass).async_remove(self.entity_id)
+
+
+def bridge_device_info(coordinator: Q4dCoordinator) -> DeviceInfo:
+    """Device info of the bridge."""
+    return DeviceInfo(
+        identifiers={coordinator.bridge_identifier},
+        manufacturer=MANUFACTURER,
+        model="Bridge",
+        name=coordinator.name,
+    )
 
 
 def seedbox_device_info(coordinator: Q4dCoordinator, seedbox: str) -> DeviceInfo:

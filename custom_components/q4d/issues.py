@@ -80,20 +80,20 @@ def async_delete_breaker_open(hass: HomeAssistant, entry_id: str, seedbox: str) 
 
 
 @callback
-def async_create_space(hass: HomeAssistant, entry_id: str, *, destination: str, name: str) -> None:
-    """A destination lacks the free space an item needs."""
+def async_create_space(hass: HomeAssistant, entry_id: str, *, destination: str) -> None:
+    """A destination lacks free space: below the bridge's margin, or items wait for it."""
     _create(
         hass,
         _issue_id(entry_id, "destination_space", destination),
         "destination_space",
         ir.IssueSeverity.WARNING,
-        {"destination": destination, "item": name},
+        {"destination": destination},
     )
 
 
 @callback
 def async_delete_space(hass: HomeAssistant, entry_id: str, destination: str) -> None:
-    """No item waits for space on that destination any more."""
+    """The destination has enough free space again and no item waits for it."""
     ir.async_delete_issue(hass, DOMAIN, _issue_id(entry_id, "destination_space", destination))
 
 
@@ -111,7 +111,7 @@ def async_create_host_key(hass: HomeAssistant, entry_id: str, *, seedbox: str, n
 
 @callback
 def async_delete_host_key(hass: HomeAssistant, entry_id: str, seedbox: str) -> None:
-    """No failed item of that seedbox is left with a host key mismatch."""
+    """The bridge connected to the seedbox (or no failed item reports a mismatch)."""
     ir.async_delete_issue(hass, DOMAIN, _issue_id(entry_id, "host_key_mismatch", seedbox))
 
 

@@ -8,14 +8,25 @@ that lacks them raises `PayloadError` and is ignored by the coordinator.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .const import ACTIVE_STATES, FINISHED_STATES, ITEM_STATES, PROTOCOL_VERSION
+from .const import (
+    ACTIVE_STATES,
+    FINISHED_STATES,
+    HOST_KEY_ERROR,
+    ITEM_STATES,
+    PROTOCOL_VERSION,
+)
 
 
 class PayloadError(ValueError):
     """A payload from the bridge that cannot be used."""
+
+
+class UnsupportedVersion(PayloadError):
+    """A payload of another protocol version than 1."""
 
 
 def decode(payload: str | bytes | bytearray) -> dict[str, Any]:
@@ -28,7 +39,7 @@ def decode(payload: str | bytes | bytearray) -> dict[str, Any]:
         raise PayloadError("not a JSON object")
     version = data.get("v")
     if version is not None and version != PROTOCOL_VERSION:
-        raise PayloadError(f"unsupported protocol version {version!r}")
+        raise UnsupportedVersion(f"unsupported protocol version {version!r}")
     return data
 
 
@@ -141,6 +152,29 @@ class NodeStats:
 
 
 @dataclass(slots=True, kw_only=True)
+class SshLink:
+    """The SSH link the bridge holds to a seedbox (`seedboxes.<id>.ssh`)."""
+
+    connected: bool
+    error: str | None
+    checked_at: float | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SshLink:
+        """Parse the ssh object of a seedbox."""
+        return cls(
+            connected=data.get("connected") is True,
+            error=_opt_str(data, "error"),
+            checked_at=_opt_float(data, "checked_at"),
+        )
+
+    @property
+    def host_key_mismatch(self) -> bool:
+        """Whether the last connection attempt was refused for the seedbox's host key."""
+        return self.error is not None and self.error.startswith(f"{HOST_KEY_ERROR}:")
+
+
+@dataclass(slots=True, kw_only=True)
 class SeedboxState:
     """One seedbox in the state snapshot."""
 
@@ -156,11 +190,13 @@ class SeedboxState:
     rate: float
     max_concurrent: int | None
     node: NodeStats | None
+    ssh: SshLink | None
 
     @classmethod
     def from_dict(cls, seedbox_id: str, data: dict[str, Any], limit: int | None) -> SeedboxState:
-        """Parse one entry of `seedboxes`."""
+        """Parse one entry of `seedboxes` (`node` and `ssh` are missing from older bridges)."""
         node = data.get("node")
+        ssh = data.get("ssh")
         return cls(
             id=seedbox_id,
             name=_opt_str(data, "name") or seedbox_id,
@@ -174,6 +210,47 @@ class SeedboxState:
             rate=_float(data, "rate"),
             max_concurrent=limit,
             node=NodeStats.from_dict(node) if isinstance(node, dict) else None,
+            ssh=SshLink.from_dict(ssh) if isinstance(ssh, dict) else None,
+        )
+
+    def breaker_open_at(self, now: float) -> bool:
+        """Whether the circuit breaker keeps the seedbox's items from starting at `now`.
+
+        The bridge reports `open` until something else makes it publish its state
+        again, so an expired cool-down (`breaker_until` in the past) counts as closed.
+        """
+        return self.breaker_open and (self.breaker_until is None or self.breaker_until > now)
+
+    @property
+    def breaker_active(self) -> bool:
+        """Whether the circuit breaker is open now."""
+        return self.breaker_open_at(time.time())
+
+
+@dataclass(slots=True, kw_only=True)
+class Destination:
+    """One destination of the state snapshot (`destinations.<name>`)."""
+
+    name: str
+    free_space: int | None
+    min_free_space: int | None
+
+    @classmethod
+    def from_dict(cls, name: str, data: dict[str, Any]) -> Destination:
+        """Parse one entry of `destinations`."""
+        return cls(
+            name=name,
+            free_space=_opt_int(data, "free_space"),
+            min_free_space=_opt_int(data, "min_free_space"),
+        )
+
+    @property
+    def short_of_space(self) -> bool:
+        """Whether less space is free than the margin every download must leave."""
+        return (
+            self.free_space is not None
+            and self.min_free_space is not None
+            and self.free_space < self.min_free_space
         )
 
 
@@ -198,6 +275,7 @@ class BridgeState:
     max_concurrent: int | None
     bandwidth_limit: int | None
     seedboxes: dict[str, SeedboxState]
+    destinations: dict[str, Destination]
     last_completed: LastCompleted | None
     updated_at: float | None
 
@@ -215,6 +293,7 @@ class BridgeState:
         seedboxes_raw = data.get("seedboxes")
         if not isinstance(seedboxes_raw, dict):
             raise PayloadError("'seedboxes' must be an object")
+        destinations = _obj(data, "destinations")  # missing from older bridges
         last = data.get("last_completed")
         return cls(
             paused=data.get("paused") is True,
@@ -227,6 +306,11 @@ class BridgeState:
             seedboxes={
                 sb: SeedboxState.from_dict(sb, value, _opt_int(per_seedbox, sb))
                 for sb, value in seedboxes_raw.items()
+                if isinstance(value, dict)
+            },
+            destinations={
+                name: Destination.from_dict(name, value)
+                for name, value in destinations.items()
                 if isinstance(value, dict)
             },
             last_completed=LastCompleted(

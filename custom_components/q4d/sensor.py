@@ -1,4 +1,4 @@
-"""Sensors: queue counts and totals of the bridge, seedbox node stats, queue items."""
+"""Sensors: the bridge's queue, totals and destinations, seedbox node stats, queue items."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import (
+    MAX_LENGTH_STATE_STATE,
     PERCENTAGE,
     EntityCategory,
     UnitOfDataRate,
     UnitOfInformation,
     UnitOfTime,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
@@ -35,7 +36,7 @@ from .entity import (
     async_add_item_entities,
     async_add_seedbox_entities,
 )
-from .models import BridgeState, Item, SeedboxState
+from .models import BridgeState, Destination, Item, SeedboxState
 
 PARALLEL_UPDATES = 0
 
@@ -64,6 +65,13 @@ class Q4dItemSensorDescription(SensorEntityDescription):
 
 def _timestamp(value: float | None) -> datetime | None:
     return None if value is None else dt_util.utc_from_timestamp(value)
+
+
+def _text(value: str) -> str:
+    """A free-text state, cut to the 255 characters Home Assistant allows."""
+    if len(value) <= MAX_LENGTH_STATE_STATE:
+        return value
+    return value[: MAX_LENGTH_STATE_STATE - 1] + "…"
 
 
 BRIDGE_SENSORS: tuple[Q4dBridgeSensorDescription, ...] = (
@@ -114,7 +122,7 @@ BRIDGE_SENSORS: tuple[Q4dBridgeSensorDescription, ...] = (
     Q4dBridgeSensorDescription(
         key="last_completed",
         translation_key="last_completed",
-        value_fn=lambda s: s.last_completed.name if s.last_completed else None,
+        value_fn=lambda s: _text(s.last_completed.name) if s.last_completed else None,
     ),
     Q4dBridgeSensorDescription(
         key="last_completed_at",
@@ -242,6 +250,16 @@ SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (
     ),
 )
 
+DESTINATION_FREE_SPACE = SensorEntityDescription(
+    key="destination_free_space",
+    translation_key="destination_free_space",
+    device_class=SensorDeviceClass.DATA_SIZE,
+    state_class=SensorStateClass.MEASUREMENT,
+    native_unit_of_measurement=UnitOfInformation.BYTES,
+    suggested_unit_of_measurement=UnitOfInformation.GIGABYTES,
+    suggested_display_precision=1,
+)
+
 # Item sensors have no state class: items come and go, long-term statistics would pile
 # up. Only the rate has a suggested unit: every suggestion costs an entity registry
 # update when the entity is first added, and items come by the thousand.
@@ -286,6 +304,21 @@ async def async_setup_entry(
     """Set up q4d sensors; seedbox and item sensors are added as they appear."""
     coordinator = entry.runtime_data.coordinator
     async_add_entities(Q4dBridgeSensor(coordinator, d) for d in BRIDGE_SENSORS)
+    known_destinations: set[str] = set()
+
+    @callback
+    def _async_add_destinations() -> None:
+        state = coordinator.state
+        if state is None:
+            return
+        known_destinations.intersection_update(state.destinations)  # gone: removed
+        new = [d for d in state.destinations if d not in known_destinations]
+        if new:
+            known_destinations.update(new)
+            async_add_entities(Q4dDestinationSensor(coordinator, d) for d in new)
+
+    _async_add_destinations()
+    entry.async_on_unload(coordinator.async_add_listener(_async_add_destinations))
     async_add_seedbox_entities(
         coordinator,
         async_add_entities,
@@ -313,6 +346,43 @@ class Q4dBridgeSensor(Q4dBridgeEntity, SensorEntity):
 
     def _value_key(self) -> Any:
         return self.native_value
+
+
+class Q4dDestinationSensor(Q4dBridgeEntity, SensorEntity):
+    """Free space of one of the bridge's destinations."""
+
+    def __init__(self, coordinator: Q4dCoordinator, destination: str) -> None:
+        """Initialise a destination's free-space sensor."""
+        super().__init__(coordinator, DESTINATION_FREE_SPACE)
+        self.destination = destination
+        self._attr_unique_id = coordinator.destination_unique_id(destination)
+        self._attr_translation_placeholders = {"destination": destination}
+
+    @property
+    def destination_state(self) -> Destination | None:
+        """This destination in the latest state snapshot."""
+        state = self.coordinator.state
+        return state.destinations.get(self.destination) if state is not None else None
+
+    @property
+    def available(self) -> bool:
+        """Available while the bridge is online and reports this destination."""
+        return super().available and self.destination_state is not None
+
+    @property
+    def native_value(self) -> int | None:
+        """Bytes free on the destination's filesystem; unknown while it cannot be read."""
+        destination = self.destination_state
+        return None if destination is None else destination.free_space
+
+    @property
+    def extra_state_attributes(self) -> dict[str, Any]:
+        """The margin every download must leave free on the destination."""
+        destination = self.destination_state
+        return {"min_free_space": destination.min_free_space if destination else None}
+
+    def _value_key(self) -> Any:
+        return (self.native_value, self.extra_state_attributes["min_free_space"])
 
 
 class Q4dSeedboxSensor(Q4dSeedboxEntity, SensorEntity):

@@ -41,6 +41,23 @@ SERVICE_GET_QUEUE = "get_queue"
 
 ITEM_ID = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{16}$"))
 
+
+def strict_int(value: Any) -> int:
+    """An integer: whole numbers (5, 5.0, "5") pass, fractions ("2.7") and booleans do not."""
+    if isinstance(value, bool):
+        raise vol.Invalid("expected an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise vol.Invalid("expected an integer")
+
+
 BASE: dict[vol.Marker, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
 
 SCHEMAS: dict[str, vol.Schema] = {
@@ -50,7 +67,7 @@ SCHEMAS: dict[str, vol.Schema] = {
         {
             **BASE,
             vol.Required(ATTR_ITEM_ID): ITEM_ID,
-            vol.Required(ATTR_PRIORITY): vol.All(vol.Coerce(int), vol.Range(min=-100, max=100)),
+            vol.Required(ATTR_PRIORITY): vol.All(strict_int, vol.Range(min=-100, max=100)),
         }
     ),
     SERVICE_PAUSE: vol.Schema({**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID}),

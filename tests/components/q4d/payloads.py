@@ -18,6 +18,7 @@ ITEM_1 = "483d7eec632f7436"
 ITEM_2 = "8afaca10a21c7251"
 ITEM_3 = "0123456789abcdef"
 NOW = 1700000000.0
+GIB = 1 << 30
 
 
 def item_topic(item_id: str) -> str:
@@ -61,7 +62,16 @@ def node(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
-def seedbox(name: str, *, with_node: bool = True, **overrides: Any) -> dict[str, Any]:
+def ssh(**overrides: Any) -> dict[str, Any]:
+    """The SSH link the bridge holds to a seedbox."""
+    payload: dict[str, Any] = {"connected": True, "error": None, "checked_at": NOW - 1000}
+    payload.update(overrides)
+    return payload
+
+
+def seedbox(
+    name: str, *, with_node: bool = True, with_ssh: bool = True, **overrides: Any
+) -> dict[str, Any]:
     """One seedbox of the state snapshot."""
     payload: dict[str, Any] = {
         "name": name,
@@ -74,9 +84,15 @@ def seedbox(name: str, *, with_node: bool = True, **overrides: Any) -> dict[str,
         "failed": 1,
         "rate": 52428800.0,
         "node": node() if with_node else None,
+        "ssh": ssh() if with_ssh else None,
     }
     payload.update(overrides)
     return payload
+
+
+def destination(free_space: int | None, min_free_space: int = GIB) -> dict[str, Any]:
+    """One destination of the state snapshot."""
+    return {"free_space": free_space, "min_free_space": min_free_space}
 
 
 def state_dict(**overrides: Any) -> dict[str, Any]:
@@ -112,8 +128,18 @@ def state_dict(**overrides: Any) -> dict[str, Any]:
         "seedboxes": {
             "seedbox1": seedbox("My seedbox"),
             "seedbox2": seedbox(
-                "Second seedbox", with_node=False, queued=0, active=0, failed=0, rate=0.0
+                "Second seedbox",
+                with_node=False,
+                with_ssh=False,
+                queued=0,
+                active=0,
+                failed=0,
+                rate=0.0,
             ),
+        },
+        "destinations": {
+            "tv": destination(3_298_534_883_328),
+            "movies": destination(None),
         },
         "last_completed": {"id": "ffffffffffffffff", "name": "Film.2020.mkv", "at": NOW - 600},
         "updated_at": NOW,

@@ -140,6 +140,35 @@ async def test_discovery_already_configured(
 
 
 @pytest.mark.parametrize(
+    "payload",
+    [
+        # the last will left under the prefix the bridge used before
+        status("offline"),
+        # an online status whose bridge says it is on another prefix
+        status(prefix="media/q4d"),
+        # an online status without a prefix
+        status(prefix=None),
+    ],
+)
+async def test_discovery_stale_status_keeps_prefix(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, payload: str
+) -> None:
+    """Only an online bridge on its own prefix moves a configured entry there."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="home",
+        data={CONF_BRIDGE_ID: "home", CONF_PREFIX: "media/q4d"},
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_MQTT}, data=discovery(payload)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.data[CONF_PREFIX] == "media/q4d"
+
+
+@pytest.mark.parametrize(
     ("topic", "payload"),
     [
         ("q4d/bridge/status", status()),

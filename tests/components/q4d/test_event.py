@@ -185,6 +185,21 @@ async def test_event_item_copies(hass: HomeAssistant, init_integration: MockConf
     assert "dddddddddddddddd" not in coordinator.items
 
 
+async def test_event_of_another_version(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """An event of another protocol version fires nothing and changes no item."""
+    events = async_capture_events_of(hass)
+    coordinator = init_integration.runtime_data.coordinator
+    done = item_dict(ITEM_1, "done", updated_at=NOW + 100)
+    await async_send(hass, EVENT_TOPIC, event("completed", {**done, "v": 2}, v=2))
+    assert events == []
+    assert coordinator.items[ITEM_1].state == "transferring"
+    # no `v` (null here) reads as version 1
+    await async_send(hass, EVENT_TOPIC, event("completed", done, v=None))
+    assert [e.event_type for e in events] == ["q4d_transfer_completed"]
+
+
 async def test_event_entity(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
     """The event entity shows the latest transfer event, at most one per second."""
     entity_id = "event.home_media_bridge_transfer"

@@ -17,13 +17,23 @@ from pytest_homeassistant_custom_component.typing import (
     WebSocketGenerator,
 )
 
-from custom_components.q4d.const import CONF_ITEM_ENTITIES, CONF_RETENTION, DOMAIN
+from custom_components.q4d.const import (
+    CONF_ITEM_ENTITIES,
+    CONF_RETENTION,
+    DOMAIN,
+    ITEM_STATES,
+    SYNC_GRACE,
+)
 
 from .common import async_flush, async_send
 from .payloads import (
     ITEM_1,
+    ITEM_2,
+    ITEM_3,
+    NOW,
     STATE_TOPIC,
     STATUS_TOPIC,
+    item,
     item_topic,
     seedbox,
     state,
@@ -35,6 +45,8 @@ from .payloads import (
 CONNECTIVITY = "binary_sensor.home_media_bridge_connectivity"
 QUEUED = "sensor.home_media_bridge_queued"
 ITEM_STATUS = "sensor.my_seedbox_show_s01e01_mkv_status"
+FILM = "sensor.second_seedbox_film_2021_mkv_status"
+NEW = "aaaaaaaaaaaaaaaa"
 
 
 async def test_setup_and_unload(
@@ -266,3 +278,171 @@ async def test_options_update_reloads(
     hass.config_entries.async_update_entry(init_integration, title="Renamed")
     await hass.async_block_till_done()
     assert init_integration.runtime_data.coordinator is coordinator
+
+
+async def test_version_kept_until_the_status(
+    hass: HomeAssistant,
+    mqtt_mock: MqttMockHAClient,
+    mock_config_entry: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+) -> None:
+    """A restart does not wipe the bridge version stored from last time."""
+    mock_config_entry.add_to_hass(hass)
+    device_registry.async_get_or_create(
+        config_entry_id=mock_config_entry.entry_id,
+        identifiers={(DOMAIN, "home")},
+        name="Home media bridge",
+        sw_version="0.0.9",
+    )
+    assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
+    await hass.async_block_till_done()
+    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    assert bridge is not None
+    assert bridge.sw_version == "0.0.9"
+    await async_send(hass, STATUS_TOPIC, status())
+    assert device_registry.async_get(bridge.id).sw_version == "0.1.0"
+
+
+async def test_seedbox_leaves_with_items(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    entity_registry: er.EntityRegistry,
+) -> None:
+    """The items of a seedbox that leaves keep their entities, on the bridge device; a
+    stray seedbox device goes at the next state, not only at start-up."""
+    film = "sensor.second_seedbox_film_2021_mkv_status"
+    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    assert bridge is not None
+    assert entity_registry.async_get(film) is not None
+    boxes = state_dict()["seedboxes"]
+    del boxes["seedbox2"]
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")}) is None
+    assert entity_registry.async_get("sensor.second_seedbox_queue_length") is None
+    entry = entity_registry.async_get(film)
+    assert entry is not None
+    assert entry.device_id == bridge.id
+    assert hass.states.get(film).state == "queued"
+    # the item still follows its updates, and a new item of that seedbox makes no device
+    await async_send(
+        hass,
+        item_topic(ITEM_2),
+        item(ITEM_2, "failed", name="Film.2021.mkv", seedbox="seedbox2", finished_at=NOW + 9),
+    )
+    assert hass.states.get(film).state == "failed"
+    await async_send(
+        hass, item_topic(NEW), item(NEW, name="New.mkv", seedbox="seedbox2", updated_at=NOW + 9)
+    )
+    new = entity_registry.async_get("sensor.home_media_bridge_new_mkv_status")
+    assert new is not None
+    assert new.device_id == bridge.id
+    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")}) is None
+
+    stray = device_registry.async_get_or_create(
+        config_entry_id=init_integration.entry_id, identifiers={(DOMAIN, "home:seedbox:stray")}
+    )
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    assert device_registry.async_get(stray.id) is None
+
+
+def counts(**values: int) -> dict[str, int]:
+    """Item counts of a state snapshot."""
+    return {s: values.get(s, 0) for s in ITEM_STATES}
+
+
+async def test_items_removed_while_disconnected(
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    """Items cleared while Home Assistant was off the broker are forgotten after the
+    reconnect: their retained messages do not come again."""
+    coordinator = init_integration.runtime_data.coordinator
+    assert coordinator.synced
+    assert entity_registry.async_get(FILM) is not None
+    async_dispatcher_send(hass, mqtt.MQTT_CONNECTION_STATE, False)
+    await async_flush(hass, seconds=SYNC_GRACE + 1)  # no sync while disconnected
+    assert ITEM_2 in coordinator.items
+    async_dispatcher_send(hass, mqtt.MQTT_CONNECTION_STATE, True)
+    await async_flush(hass)
+    assert not coordinator.synced
+    # the broker delivers the retained messages again: all but the cleared item
+    await async_send(hass, STATUS_TOPIC, status())
+    await async_send(hass, item_topic(ITEM_1), transferring(ITEM_1))
+    await async_send(hass, item_topic(ITEM_3), "not json")  # still there, even unreadable
+    assert ITEM_2 in coordinator.items
+    assert not coordinator.synced
+    # a state that counts no more items than came: in sync at once
+    await async_send(hass, STATE_TOPIC, state(counts=counts(transferring=1, failed=1)))
+    assert coordinator.synced
+    assert ITEM_2 not in coordinator.items
+    assert ITEM_3 in coordinator.items
+    assert entity_registry.async_get(FILM) is None
+    assert hass.states.get(FILM) is None
+    assert hass.states.get(ITEM_STATUS).state == "transferring"
+
+
+async def test_items_removed_while_disconnected_after_grace(
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    """Without a state that adds up, unseen items go when the grace period ends."""
+    coordinator = init_integration.runtime_data.coordinator
+    async_dispatcher_send(hass, mqtt.MQTT_CONNECTION_STATE, False)
+    async_dispatcher_send(hass, mqtt.MQTT_CONNECTION_STATE, True)
+    await async_send(hass, item_topic(ITEM_1), transferring(ITEM_1))
+    await async_send(hass, item_topic(ITEM_3), "")  # removed now: gone at once
+    await async_send(hass, STATE_TOPIC, state())  # still counts three
+    assert ITEM_3 not in coordinator.items
+    await async_flush(hass, seconds=SYNC_GRACE / 2)
+    assert ITEM_2 in coordinator.items
+    await async_flush(hass, seconds=SYNC_GRACE + 1)
+    assert coordinator.synced
+    assert set(coordinator.items) == {ITEM_1}
+    assert entity_registry.async_get(FILM) is None
+
+
+async def test_items_removed_while_bridge_offline(
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    """Back online, the bridge re-publishes every item it has; the others are forgotten."""
+    coordinator = init_integration.runtime_data.coordinator
+    await async_send(hass, STATUS_TOPIC, status("offline"))
+    assert coordinator.synced
+    await async_send(hass, STATUS_TOPIC, status())
+    assert not coordinator.synced
+    await async_send(hass, item_topic(ITEM_1), transferring(ITEM_1))
+    await async_send(hass, item_topic(ITEM_3), item(ITEM_3, "failed", name="Broken.iso"))
+    await async_flush(hass, seconds=SYNC_GRACE + 1)
+    assert coordinator.synced
+    assert set(coordinator.items) == {ITEM_1, ITEM_3}
+    assert entity_registry.async_get(FILM) is None
+    # a retained online status delivered again changes nothing
+    await async_send(hass, STATUS_TOPIC, status())
+    assert coordinator.synced
+
+
+async def test_unsupported_version_logged_once(
+    hass: HomeAssistant, init_integration: MockConfigEntry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Payloads of another protocol version are ignored, with one warning per kind."""
+    v2 = '{"v": 2, "state": "online", "bridge_id": "home", "id": "x", "ok": true}'
+    topics = (
+        STATUS_TOPIC,
+        STATE_TOPIC,
+        item_topic(ITEM_1),
+        "q4d/bridge/home/event",
+        "q4d/bridge/home/command/result",
+    )
+    for _ in range(3):
+        for topic in topics:
+            await async_send(hass, topic, v2, flush=False)
+    await async_flush(hass)
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING" and "unsupported protocol version 2" in r.getMessage()
+    ]
+    assert len(warnings) == 5
+    for kind in ("status", "state", "item", "event", "command result"):
+        assert sum(w.startswith(f"Ignoring {kind} payloads") for w in warnings) == 1, kind
+    assert hass.states.get(CONNECTIVITY).state == STATE_ON
+    assert hass.states.get(ITEM_STATUS).state == "transferring"

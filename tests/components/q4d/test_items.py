@@ -359,10 +359,14 @@ async def test_item_of_unknown_seedbox(
     device_registry: dr.DeviceRegistry,
     entity_registry: er.EntityRegistry,
 ) -> None:
-    """An item of a seedbox the state does not list goes under a device named by its id."""
+    """An item of a seedbox the state does not list goes under the bridge device: no
+    stray seedbox device is made for it."""
     await async_send(hass, item_topic(NEW), item(NEW, name="New.mkv", seedbox="seedbox9"))
-    entry = entity_registry.async_get("sensor.seedbox9_new_mkv_status")
+    entry = entity_registry.async_get("sensor.home_media_bridge_new_mkv_status")
     assert entry is not None
     device = device_registry.async_get(entry.device_id)
     assert device is not None
-    assert device.name == "seedbox9"
+    assert (DOMAIN, "home") in device.identifiers
+    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox9")}) is None
+    await async_send(hass, STATE_TOPIC, state())
+    assert hass.states.get("sensor.home_media_bridge_new_mkv_status").state == "queued"

@@ -6,9 +6,17 @@ import json
 
 import pytest
 
-from custom_components.q4d.models import BridgeState, CommandResult, Item, PayloadError, decode
+from custom_components.q4d.models import (
+    BridgeState,
+    CommandResult,
+    Destination,
+    Item,
+    PayloadError,
+    SshLink,
+    decode,
+)
 
-from .payloads import item_dict, state_dict
+from .payloads import NOW, item_dict, state_dict
 
 
 def test_lenient_about_optional_fields() -> None:
@@ -54,3 +62,61 @@ def test_command_result_invalid(payload: str) -> None:
 def test_decode_without_version() -> None:
     """Command results and events may omit `v`."""
     assert decode('{"ok": true}') == {"ok": True}
+
+
+def test_older_bridge_state() -> None:
+    """A state without destinations, node or ssh (older bridges) parses."""
+    data = state_dict()
+    del data["destinations"]
+    for box in data["seedboxes"].values():
+        del box["node"], box["ssh"]
+    parsed = BridgeState.from_payload(json.dumps(data))
+    assert parsed.destinations == {}
+    assert all(sb.node is None and sb.ssh is None for sb in parsed.seedboxes.values())
+
+
+def test_new_state_fields() -> None:
+    """Destinations and SSH links, with odd values tolerated."""
+    data = state_dict(
+        destinations={
+            "tv": {"free_space": 5, "min_free_space": 10},
+            "movies": {"free_space": "lots"},
+            "junk": None,
+        }
+    )
+    data["seedboxes"]["seedbox1"]["ssh"] = {"connected": "yes", "error": 3}
+    parsed = BridgeState.from_payload(json.dumps(data))
+    assert parsed.destinations == {
+        "tv": Destination(name="tv", free_space=5, min_free_space=10),
+        "movies": Destination(name="movies", free_space=None, min_free_space=None),
+    }
+    assert parsed.destinations["tv"].short_of_space
+    assert not parsed.destinations["movies"].short_of_space
+    assert parsed.seedboxes["seedbox1"].ssh == SshLink(connected=False, error=None, checked_at=None)
+
+
+@pytest.mark.parametrize(
+    ("error", "mismatch"),
+    [
+        ("host_key_mismatch: Host key is not trusted", True),
+        ("host_key_mismatch", False),
+        ("connection: host_key_mismatch: no", False),
+        (None, False),
+    ],
+)
+def test_ssh_host_key_mismatch(error: str | None, mismatch: bool) -> None:
+    """Only an error with the host_key_mismatch code counts."""
+    link = SshLink(connected=False, error=error, checked_at=NOW)
+    assert link.host_key_mismatch is mismatch
+
+
+@pytest.mark.parametrize(
+    ("breaker", "until", "open_at_now"),
+    [("open", NOW + 1, True), ("open", NOW, False), ("open", None, True), ("closed", None, False)],
+)
+def test_breaker_open_at(breaker: str, until: float | None, open_at_now: bool) -> None:
+    """An open breaker counts as open only until its cool-down ends."""
+    data = state_dict()
+    data["seedboxes"]["seedbox1"].update(breaker=breaker, breaker_until=until)
+    parsed = BridgeState.from_payload(json.dumps(data)).seedboxes["seedbox1"]
+    assert parsed.breaker_open_at(NOW) is open_at_now
