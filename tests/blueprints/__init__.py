@@ -1,0 +1,1 @@
+"""Tests for the automation blueprints in blueprints/automation/q4d/."""
