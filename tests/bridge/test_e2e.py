@@ -23,6 +23,7 @@ from tests.helpers.services import Mosquitto, SshServer
 
 pytestmark = pytest.mark.timeout(120)
 ENGINES = pytest.mark.parametrize("engine", ["lftp", "sftp", "rsync"])
+FINISHED_EVENTS = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -49,6 +50,18 @@ class Env:
             lambda: len([i for i in self.bridge.items.values() if i.state in finished]) >= count,
             timeout,
             f"{count} finished items",
+        )
+        # The bridge publishes after recording; assertions on events need them to have arrived.
+        settled_ids = {i.id for i in self.bridge.items.values() if i.state in finished}
+        await self.recorder.wait_for(
+            lambda: (
+                settled_ids
+                <= {
+                    e["item"]["id"] for e in self.recorder.events() if e["event"] in FINISHED_EVENTS
+                }
+            ),
+            timeout,
+            "their finishing events",
         )
 
 
