@@ -8,15 +8,19 @@ as its own process recorded by PID in ``demo/run/state.json``:
   label daemon installed by ``seedbox/install.sh`` into a demo HOME;
 * a second qbittorrent-nox that seeds the sample content (created on the fly);
 * the bridge, ``q4d-bridge run`` with a generated config (SFTP engine, the
-  seedbox's qBittorrent as its client, reconciliation on).
+  seedbox's qBittorrent as its client, reconciliation on);
+* Home Assistant (``scripts/demo_hass.py``): onboarded with a demo user, MQTT
+  added, the q4d bridge set up from MQTT discovery, the q4d dashboard.
 
 Sample torrents (a movie-like file and a TV-season directory) are added to the
 seedbox's qBittorrent, which downloads them from the seeder over loopback; the
 hook fires, the bridge pulls them into ``demo/library/<category>/`` and labels
-them DONE. ``--headless`` checks the payloads are byte-identical to the
-seeder's and the torrents carry ``q4d:DONE``, then stops everything and exits
-0 (non-zero with a message otherwise). Without ``--headless`` the processes
-keep running until Ctrl-C or ``scripts/demo --stop``.
+them DONE; Home Assistant shows each item queued, transferring and done. The
+demo checks the payloads are byte-identical to the seeder's, the torrents carry
+``q4d:DONE`` and Home Assistant saw every transfer through. ``--headless`` then
+stops everything and exits 0 (non-zero with a message otherwise);
+``--screenshot`` first checks the dashboard in headless Chromium. Otherwise the
+processes keep running until Ctrl-C or ``scripts/demo --stop``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +52,23 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.helpers.qbittorrent import QBittorrent  # noqa: E402
-from tests.helpers.services import LOOPBACK, Mosquitto, SshServer  # noqa: E402
+from tests.helpers.services import LOOPBACK, Mosquitto, SshServer, free_port  # noqa: E402
+
+try:
+    from scripts.demo_hass import (
+        MDNS_SOCKETS,
+        PASSWORD,
+        USERNAME,
+        Dashboard,
+        DemoHass,
+        HassError,
+        Observer,
+        chromium,
+    )
+except ImportError:
+    # `--stop` needs only the standard library (scripts/demo may run it on python3).
+    if "--stop" not in sys.argv:
+        raise
 
 DEMO = ROOT / "demo"
 RUN = DEMO / "run"
@@ -56,6 +76,8 @@ LIBRARY = DEMO / "library"
 STATE = RUN / "state.json"
 LOGS = RUN / "logs"
 BRIDGE_ID = "demo"
+# The shipped dashboard's bridge entity IDs are those of a bridge named "q4d".
+BRIDGE_NAME = "q4d"
 SEEDBOX_ID = "demo"
 DONE_TAG = "q4d:DONE"
 TRACKER = "http://tracker.invalid/announce"
@@ -104,8 +126,9 @@ def port_open(port: int) -> bool:
         return False
 
 
-def listening_beyond_loopback(pid: int) -> list[str]:
-    """Listening sockets of pid bound to anything but 127.0.0.1/::1 (a safety check)."""
+def listening_beyond_loopback(pid: int, allowed: Collection[str] = ()) -> list[str]:
+    """Listening sockets of pid bound to anything but 127.0.0.1/::1 (a safety check),
+    but for the named ones in allowed (`udp:*:5353`)."""
     listed = subprocess.run(
         [tool("ss"), "-H", "-ltnup"], capture_output=True, text=True, timeout=10, check=False
     )
@@ -115,9 +138,27 @@ def listening_beyond_loopback(pid: int) -> list[str]:
         if f"pid={pid}," not in line or len(fields) < 5:
             continue
         address = fields[4].rsplit(":", 1)[0].split("%", 1)[0]
-        if address not in {"127.0.0.1", "[::1]"}:
+        if address not in {"127.0.0.1", "[::1]"} and f"{fields[0]}:{fields[4]}" not in allowed:
             exposed.append(fields[4])
     return exposed
+
+
+def connected_beyond_loopback(pid: int) -> list[str]:
+    """Peers of pid's TCP connections that are not on loopback."""
+    listed = subprocess.run(
+        [tool("ss"), "-H", "-tnp", "state", "all"],
+        capture_output=True, text=True, timeout=10, check=False,
+    )  # fmt: skip
+    remote = []
+    for line in listed.stdout.splitlines():
+        fields = line.split()
+        if f"pid={pid}," not in line or len(fields) < 5 or fields[0] == "LISTEN":
+            continue
+        address = fields[4].rsplit(":", 1)[0].split("%", 1)[0]
+        unconnected = {"*", "0.0.0.0", "[::]"}  # noqa: S104 (peer addresses, not a bind)
+        if address not in {"127.0.0.1", "[::1]", *unconnected}:
+            remote.append(fields[4])
+    return remote
 
 
 # --- processes, by PID -------------------------------------------------------------
@@ -197,6 +238,7 @@ class Proc:
     start_time: str | None
     ports: list[int]
     log: str
+    allowed: list[str]
 
 
 class Processes:
@@ -229,6 +271,7 @@ class Processes:
         env: Mapping[str, str] | None = None,
         ready: Callable[[], bool] | None = None,
         timeout: float = 20.0,
+        allowed: Collection[str] = (),
     ) -> Proc:
         log = LOGS / f"{name}.log"
         with log.open("ab") as out:
@@ -242,7 +285,9 @@ class Processes:
                 env=dict(env) if env is not None else None,
                 start_new_session=True,
             )
-        proc = Proc(name, popen.pid, proc_start_time(popen.pid), list(ports), str(log))
+        proc = Proc(
+            name, popen.pid, proc_start_time(popen.pid), list(ports), str(log), list(allowed)
+        )
         self.procs.append(proc)
         self.popen[popen.pid] = popen
         self.save()
@@ -258,7 +303,7 @@ class Processes:
             if time.monotonic() > deadline:
                 raise DemoError(f"{name} not ready after {timeout:.0f} s; {log}:\n{tail(log)}")
             time.sleep(0.1)
-        exposed = listening_beyond_loopback(popen.pid)
+        exposed = listening_beyond_loopback(popen.pid, allowed)
         if exposed:
             raise DemoError(f"{name} listens beyond loopback ({', '.join(exposed)}): refusing")
         say(f"started {name} (pid {proc.pid}{', port ' if ports else ''}"
@@ -267,7 +312,7 @@ class Processes:
 
     def check_loopback(self) -> None:
         for proc in self.procs:
-            exposed = listening_beyond_loopback(proc.pid)
+            exposed = listening_beyond_loopback(proc.pid, proc.allowed)
             if exposed:
                 raise DemoError(f"{proc.name} listens beyond loopback ({', '.join(exposed)})")
 
@@ -466,6 +511,7 @@ class Watcher:
         from paho.mqtt.enums import CallbackAPIVersion  # noqa: PLC0415
 
         self.completed: dict[str, dict[str, Any]] = {}
+        self.items: dict[str, str] = {}  # torrent hash -> the bridge's item id
         self.first_done: float | None = None
         self.online = False
         self.lock = threading.Lock()
@@ -501,6 +547,9 @@ class Watcher:
         kind = body.get("event")
         item = body.get("item") or {}
         name = item.get("name", "")
+        if item.get("hash") and item.get("id"):
+            with self.lock:
+                self.items[item["hash"]] = item["id"]
         if kind == "completed":
             with self.lock:
                 self.completed[item.get("hash", "")] = item
@@ -524,12 +573,15 @@ class Watcher:
 
 
 class Demo:
-    def __init__(self, *, headless: bool, timeout: float) -> None:
+    def __init__(self, *, headless: bool, timeout: float, screenshot: Path | None) -> None:
         self.headless = headless
+        self.screenshot = screenshot
         self.deadline = time.monotonic() + timeout
         self.timeout = timeout
         self.procs = Processes()
         self.watcher: Watcher | None = None
+        self.observer: Observer | None = None
+        self.dashboard: Dashboard | None = None
 
     def left(self, what: str) -> float:
         left = self.deadline - time.monotonic()
@@ -554,12 +606,25 @@ class Demo:
             made.mkdir(parents=True, exist_ok=True)
         for name in ("mosquitto", "sshd", "ssh-keygen", "qbittorrent-nox", "mktorrent", "ss"):
             tool(name)
+        if self.screenshot is not None:
+            chromium()
 
     def start_services(self) -> None:
         python = sys.executable
         broker = Mosquitto(RUN / "mosquitto")
         self.procs.start("mosquitto", broker._argv(), ports=(broker.port,))
         self.broker_port = broker.port
+
+        # Home Assistant takes longest to start: it starts first and is set up later.
+        self.hass = DemoHass(
+            RUN / "hass",
+            free_port(),
+            dashboard=ROOT / "dashboards" / "q4d.yaml",
+            integration=ROOT / "custom_components" / "q4d",
+        )
+        self.hass.write_config()
+        self.procs.start("home-assistant", self.hass.argv(python), allowed=MDNS_SOCKETS)
+        self.procs.info.update(home_assistant=self.hass.url)
 
         self.sshd = SshServer(RUN / "seedbox" / "sshd")
         if os.geteuid() == 0:
@@ -626,12 +691,33 @@ class Demo:
             ready=lambda: watcher.online,
             timeout=30,
         )
+        self.set_up_hass()
+
+    def set_up_hass(self) -> None:
+        hass = self.hass
+        self.until(hass.http_ready, f"Home Assistant's HTTP API (logs: {LOGS})", interval=0.5)
+        proc = self.procs.procs[[p.name for p in self.procs.procs].index("home-assistant")]
+        proc.ports.append(hass.port)
+        self.procs.save()
+        say(f"Home Assistant is up on {hass.url}: onboarding the demo user, adding MQTT")
+        try:
+            hass.set_up(self.broker_port, BRIDGE_ID, self.left("Home Assistant's set-up"))
+        except (HassError, TimeoutError) as err:
+            raise DemoError(f"setting up Home Assistant failed: {err}; "
+                            f"log: {hass.config_dir / 'home-assistant.log'}") from err  # fmt: skip
+        say("Home Assistant: MQTT added, the q4d bridge discovered and set up; dashboard "
+            f"{hass.dashboard_url} (user {USERNAME}, password {PASSWORD})")  # fmt: skip
+        self.observer = Observer(hass, LOGS / "hass-observed.jsonl")
+        try:
+            self.observer.start()
+        except HassError as err:
+            raise DemoError(str(err)) from err
 
     def write_bridge_config(self) -> Path:
         import yaml  # noqa: PLC0415 (the venv only)
 
         config = {
-            "bridge": {"id": BRIDGE_ID, "name": "q4d demo bridge"},
+            "bridge": {"id": BRIDGE_ID, "name": BRIDGE_NAME},
             "data_dir": str(RUN / "bridge-data"),
             "log_level": "INFO",
             "broker": {"host": LOOPBACK, "port": self.broker_port, "keepalive": 10},
@@ -668,7 +754,13 @@ class Demo:
                 {"destination": "tv", "match": [{"field": "category", "is": "tv"}]},
                 {"destination": "movies", "match": [{"field": "category", "is": "movies"}]},
             ],
-            "transfers": {"max_concurrent": 2, "max_attempts": 3, "retry_initial": "1s"},
+            # Limited so that the transfers last long enough to watch in Home Assistant.
+            "transfers": {
+                "max_concurrent": 2,
+                "max_attempts": 3,
+                "retry_initial": "1s",
+                "bandwidth_limit": "16MiB",
+            },
         }
         path = RUN / "bridge.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -681,10 +773,24 @@ class Demo:
         samples = make_samples(RUN / "seeder" / "content")
         say("sample content: " + ", ".join(f"{s.name} ({s.category})" for s in samples))
         self.start_services()
+        # Held from Home Assistant until both items show as queued there, then resumed.
+        self.call_hass("pause")
+        say("Home Assistant: q4d.pause (the queue holds until both samples are queued)")
         self.add_samples(samples)
         self.download(samples)
+        self.wait_queued(samples)
+        if self.screenshot is not None:
+            self.open_dashboard()
+        self.call_hass("resume")
+        say("Home Assistant: q4d.resume")
+        if self.screenshot is not None:
+            self.capture_dashboard(
+                self.screenshot.with_name(f"{self.screenshot.stem}-transferring.png"),
+                ["transferring"],
+            )
         self.procs.check_loopback()
         self.wait_landed(samples)
+        self.check_offline()
         first = self.watcher.first_done if self.watcher else None
         say(f"all {len(samples)} samples landed byte-identical in "
             f"{LIBRARY.relative_to(ROOT)}/ and are tagged {DONE_TAG} on the seedbox")  # fmt: skip
@@ -692,8 +798,13 @@ class Demo:
             say(f"first completed transfer {first:.1f} s after ./scripts/demo started")
         for sample in samples:
             say(f"  {sample.landed.relative_to(ROOT)}")
-        if self.headless:
+        if self.screenshot is not None:
+            expect = ["Active transfers", "Seedboxes", "Recent transfers", "Demo seedbox"]
+            self.capture_dashboard(self.screenshot, expect + [s.name for s in samples])
+        if self.headless or self.screenshot is not None:
             return 0
+        say(f"Home Assistant: open {self.hass.dashboard_url} "
+            f"(user {USERNAME}, password {PASSWORD})")  # fmt: skip
         say(f"the demo keeps running: seedbox qBittorrent {self.box.url} "
             f"(user {self.box.username}, password {self.box.password})")  # fmt: skip
         say(f"MQTT broker 127.0.0.1:{self.broker_port}; Ctrl-C or ./scripts/demo --stop to stop")
@@ -731,8 +842,32 @@ class Demo:
                 self.left("the seedbox's downloads")
                 time.sleep(0.5)
 
+    def call_hass(self, service: str) -> None:
+        try:
+            self.hass.call("q4d", service)
+        except HassError as err:
+            raise DemoError(f"Home Assistant's q4d.{service} failed: {err}") from err
+
+    def item_id(self, sample: Sample) -> str:
+        watcher = self.watcher
+        assert watcher is not None
+        found: str = self.until(lambda: watcher.items.get(sample.hash),
+                                f"the bridge to queue {sample.name}")  # fmt: skip
+        return found
+
+    def wait_queued(self, samples: list[Sample]) -> None:
+        observer = self.observer
+        assert observer is not None
+        for sample in samples:
+            item_id = self.item_id(sample)
+            self.until(lambda i=item_id: observer.went_through(i, "queued"),
+                       f"Home Assistant to show {sample.name} queued")  # fmt: skip
+            say(f"Home Assistant: {observer.entities[item_id]} is queued")
+
     def wait_landed(self, samples: list[Sample]) -> None:
         box = Qbt(self.box)
+        observer = self.observer
+        assert observer is not None
         for sample in samples:
             self.until(lambda s=sample: DONE_TAG in box.tags(s.hash),
                        f"the {DONE_TAG} tag on {sample.name} (logs: {LOGS})")  # fmt: skip
@@ -741,8 +876,45 @@ class Demo:
             if digest_tree(sample.landed) != digest_tree(sample.data):
                 raise DemoError(f"{sample.landed} differs from the seeder's {sample.data}")
             say(f"verified {sample.landed.relative_to(ROOT)}: byte-identical, tagged {DONE_TAG}")
+            item_id = self.item_id(sample)
+            self.until(lambda i=item_id: observer.went_through(i, "done")
+                       and observer.fired("completed", i),
+                       f"Home Assistant to show {sample.name} done")  # fmt: skip
+            if not observer.went_through(item_id, "queued", "transferring", "done"):
+                raise DemoError(f"Home Assistant showed {sample.name} as "
+                                f"{' -> '.join(observer.states[item_id])}, "
+                                "not queued -> transferring -> done")  # fmt: skip
+            went = " -> ".join(observer.states[item_id])
+            say(f"Home Assistant: {observer.entities[item_id]} went {went}; "
+                "q4d_transfer_completed fired")  # fmt: skip
+
+    def check_offline(self) -> None:
+        """Home Assistant (like everything else here) talks to loopback only."""
+        for proc in self.procs.procs:
+            remote = connected_beyond_loopback(proc.pid)
+            if remote:
+                raise DemoError(f"{proc.name} connected beyond loopback: {', '.join(remote)}")
+
+    def open_dashboard(self) -> None:
+        say(f"headless Chromium: logging in and opening {self.hass.dashboard_url}")
+        try:
+            self.dashboard = Dashboard(self.hass, self.left("the browser"))
+        except Exception as err:
+            raise DemoError(f"opening the dashboard failed: {err}") from err
+
+    def capture_dashboard(self, screenshot: Path, expect: list[str]) -> None:
+        assert self.dashboard is not None
+        try:
+            titles = self.dashboard.capture(screenshot, expect)
+        except Exception as err:
+            raise DemoError(f"the dashboard never showed {expect}: {err}") from err
+        say(f"dashboard rendered its cards ({', '.join(titles)}); screenshot {screenshot}")
 
     def stop(self) -> None:
+        if self.dashboard is not None:
+            self.dashboard.close()
+        if self.observer is not None:
+            self.observer.stop()
         if self.watcher is not None:
             with contextlib.suppress(Exception):
                 self.watcher.close()
@@ -768,12 +940,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the loop, check the samples landed, stop, exit 0/1")  # fmt: skip
     parser.add_argument("--stop", action="store_true",
                         help="stop a running demo (every process it started)")  # fmt: skip
+    parser.add_argument("--screenshot", type=Path, metavar="PNG",
+                        help="run the loop, check the q4d dashboard in headless Chromium, "
+                        "save a screenshot of it, stop; exit 0/1")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=240.0,
                         help="give up after this many seconds (default 240)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.stop:
         return stop_recorded()
-    demo = Demo(headless=args.headless, timeout=args.timeout)
+    demo = Demo(headless=args.headless, timeout=args.timeout, screenshot=args.screenshot)
     code = 1
     with signals_raise():
         try:

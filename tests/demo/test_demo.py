@@ -1,17 +1,22 @@
 """The demo end to end: `./scripts/demo --headless` as a user runs it (set-up included),
 then checks of our own on what it left behind: every sample torrent's payload in
 demo/library/<category>/ byte-identical to the seeder's copy, the seedbox qBittorrent's
-saved state tagging each torrent q4d:DONE, and every process it started gone and
-nothing of it still listening."""
+saved state tagging each torrent q4d:DONE, Home Assistant's registries holding the q4d
+entry (from MQTT discovery), the demo user and the item entities, what Home Assistant's
+websocket API showed (each item's status sensor queued -> transferring -> done and a
+q4d_transfer_completed event for it), and every process it started gone and nothing
+of it still listening. Then the dashboard in headless Chromium (`--screenshot`)."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import fastbencode
 import pytest
@@ -19,6 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "demo" / "run"
 LIBRARY = ROOT / "demo" / "library"
+HASS = RUN / "hass"
+ARTIFACTS = ROOT / "test-artifacts"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -41,10 +48,10 @@ def port_open(port: int) -> bool:
         return False
 
 
-def test_headless_demo_lands_the_samples_verified_and_tagged_done() -> None:
+def run_demo(*args: str) -> str:
     started = time.monotonic()
     done = subprocess.run(
-        [str(ROOT / "scripts" / "demo"), "--headless", "--timeout", "240"],
+        [str(ROOT / "scripts" / "demo"), *args, "--timeout", "240"],
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -58,6 +65,16 @@ def test_headless_demo_lands_the_samples_verified_and_tagged_done() -> None:
     assert "demo finished: OK" in output, output
     assert re.search(r"first completed transfer [\d.]+ s after ./scripts/demo started", output)
     assert elapsed < 600, f"the demo took {elapsed:.0f} s"
+    return output
+
+
+def storage(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((HASS / ".storage" / name).read_text())["data"]
+    return data
+
+
+def test_headless_demo_lands_the_samples_verified_and_tagged_done() -> None:
+    output = run_demo("--headless")
 
     # The samples, found from the .torrent files the demo made (not from its own report).
     torrents = sorted((RUN / "torrents").glob("*.torrent"))
@@ -83,12 +100,34 @@ def test_headless_demo_lands_the_samples_verified_and_tagged_done() -> None:
         assert not list((LIBRARY / category / ".q4d-partial").glob("*"))
     assert kinds == {"file", "directory"}
 
+    # Home Assistant: set up as a user would, and it saw every transfer through.
+    assert set(storage("onboarding")["done"]) == {"user", "core_config", "analytics", "integration"}
+    assert "demo" in json.dumps(storage("auth_provider.homeassistant")["users"])
+    entries = {e["domain"]: e for e in storage("core.config_entries")["entries"]}
+    assert entries["q4d"]["source"] == "mqtt"
+    assert entries["mqtt"]["data"]["broker"] == "127.0.0.1"
+    registered = [e for e in storage("core.entity_registry")["entities"] if e["platform"] == "q4d"]
+    observed = [json.loads(line) for line in (RUN / "logs" / "hass-observed.jsonl").open()]
+    completed = {
+        o["name"]: o["item_id"] for o in observed if o.get("event") == "q4d_transfer_completed"
+    }
+    assert set(completed) == {torrent.stem for torrent in torrents}
+    for name, item_id in completed.items():
+        states = [o["state"] for o in observed if o.get("item_id") == item_id and "state" in o]
+        assert states[0] == "queued" and states[-1] == "done", (name, states)
+        assert "transferring" in states, (name, states)
+        assert any(e["unique_id"].endswith(f"{item_id}_status") for e in registered), item_id
+
     # Everything it started is gone and nothing it opened still listens.
     assert not (RUN / "state.json").exists()
     starts = re.findall(r"started ([\w-]+) \(pid (\d+)(?:, port (\d+))?\)", output)
     assert {name for name, _, _ in starts} >= {
-        "mosquitto", "sshd", "seeder-qbittorrent", "seedbox-qbittorrent", "q4d-labeld", "q4d-bridge"
+        "mosquitto", "home-assistant", "sshd", "seeder-qbittorrent", "seedbox-qbittorrent",
+        "q4d-labeld", "q4d-bridge"
     }  # fmt: skip
+    hass_port = re.search(r"Home Assistant is up on http://127.0.0.1:(\d+)", output)
+    assert hass_port, output
+    assert not port_open(int(hass_port.group(1))), "Home Assistant still listens"
     for name, pid, port in starts:
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", name
@@ -105,3 +144,29 @@ def test_stop_without_a_running_demo_is_harmless() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def test_dashboard_renders_the_q4d_cards_in_headless_chromium() -> None:
+    """Home Assistant with its frontend and the shipped dashboard, in headless Chromium
+    after logging in: the cards show the bridge, the transfers while they run, the
+    seedbox and both samples once done. Screenshots: test-artifacts/."""
+    for old in ARTIFACTS.glob("dashboard*.png"):
+        old.unlink()
+    output = run_demo("--screenshot", str(ARTIFACTS / "dashboard.png"))
+    rendered = re.findall(r"dashboard rendered its cards \(([^)]*)\); screenshot (\S+)", output)
+    assert [Path(shot).name for _, shot in rendered] == [
+        "dashboard-transferring.png",
+        "dashboard.png",
+    ], output
+    for titles, shot in rendered:
+        assert {"Active transfers", "Seedboxes", "Recent transfers", "Queue"} <= set(
+            titles.split(", ")
+        ), titles
+        width, height = png_size(Path(shot))
+        assert width == 1440 and height >= 1000
