@@ -520,6 +520,7 @@ class Watcher:
             f"q4d/seedbox/{SEEDBOX_ID}/completed",
             f"q4d/bridge/{BRIDGE_ID}/event",
             f"q4d/bridge/{BRIDGE_ID}/status",
+            f"q4d/bridge/{BRIDGE_ID}/item/+",
         ]
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="q4d-demo-watcher", protocol=mqtt.MQTTv5
@@ -540,6 +541,13 @@ class Watcher:
         if message.topic.endswith("/status"):
             self.online = body.get("state") == "online"
             say(f"bridge: {body.get('state')} (MQTT status)")
+            return
+        if "/item/" in message.topic:
+            if body.get("state") == "transferring" and body.get("progress", 0) > 0:
+                eta = body.get("eta")
+                say(f"bridge: {body.get('name')!r} {body['progress']:5.1f} % at "
+                    f"{body.get('rate', 0) / 1e6:.1f} MB/s"
+                    f"{f', {eta:.0f} s left' if eta is not None else ''}")  # fmt: skip
             return
         if message.topic.endswith("/completed"):
             say(f"seedbox hook: completed {body.get('name')!r} (category {body.get('category')})")
