@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -132,6 +133,47 @@ def test_headless_demo_lands_the_samples_verified_and_tagged_done() -> None:
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", name
         assert not port or not port_open(int(port)), f"{name} still listens on {port}"
+
+
+def test_interactive_demo_keeps_running_until_ctrl_c() -> None:
+    """The README's first command: it prints the dashboard URL and login, keeps
+    everything running, and Ctrl-C stops it all."""
+    demo = subprocess.Popen(
+        [str(ROOT / "scripts" / "demo"), "--timeout", "240"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in demo.stdout:
+            lines.append(line)
+            if "the demo keeps running" in line:
+                break
+        output = "".join(lines)
+        assert "the demo keeps running" in output, output
+        dashboard = re.search(r"open (http://127.0.0.1:\d+/q4d-transfers/\S+) "
+                              r"\(user demo, password q4d-demo\)", output)  # fmt: skip
+        assert dashboard, output
+        ports = [int(p) for p in re.findall(r"started [\w-]+ \(pid \d+, port (\d+)\)", output)]
+        ports.append(int(dashboard.group(1).split(":")[2].split("/")[0]))
+        time.sleep(2)
+        assert demo.poll() is None, "the demo exited on its own"
+        assert all(port_open(port) for port in ports), output
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    output += rest
+    assert demo.returncode == 130, output
+    assert "SIGINT: stopping" in output, output
+    assert not (RUN / "state.json").exists()
+    assert not [port for port in ports if port_open(port)], output
 
 
 def test_stop_without_a_running_demo_is_harmless() -> None:
