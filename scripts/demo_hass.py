@@ -1,10 +1,10 @@
 """Home Assistant in the q4d demo: its config, its set-up over REST, and what it saw.
 
-The demo's Home Assistant is a real ``hass`` in ``demo/run/hass``: loopback only,
-``--skip-pip``, and none of ``default_config`` (no analytics, cloud, zeroconf or
-other integrations that reach out). Onboarding is completed over its REST API with
-the demo user; the steps that would set up network integrations (``core_config``
-sets up met.no, radio browser, Google Translate) are marked done beforehand. MQTT
+The demo's Home Assistant is a real ``hass`` in ``demo/run/hass``: HTTP on
+127.0.0.1, ``--skip-pip``, no ``default_config``, only the loopback network adapter
+enabled, analytics never opted in. Onboarding is completed over its REST API with
+the demo user; the step that would set up network integrations (``core_config``
+sets up met.no, Radio Browser, Google Translate) is marked done beforehand. MQTT
 is added through its config flow, and q4d through the flow MQTT discovery starts.
 
 :class:`Observer` follows Home Assistant over its websocket API: the state of
@@ -193,7 +193,7 @@ class DemoHass:
 
     async def _discovered_flow(self, bridge_id: str) -> dict[str, Any]:
         """The flow MQTT discovery started for the bridge (it may take a moment)."""
-        async with aiohttp.ClientSession() as session, self._websocket(session) as ws:
+        async with aiohttp.ClientSession() as session, self.websocket(session) as ws:
             for attempt in range(1, 200):
                 await ws.send_json({"id": attempt, "type": "config_entries/flow/progress"})
                 answer = await ws.receive_json()
@@ -204,7 +204,7 @@ class DemoHass:
         raise HassError(f"MQTT discovery did not start a q4d flow for bridge {bridge_id!r}")
 
     @contextlib.asynccontextmanager
-    async def _websocket(self, session: aiohttp.ClientSession) -> Any:
+    async def websocket(self, session: aiohttp.ClientSession) -> Any:
         async with session.ws_connect(f"{self.url}/api/websocket") as ws:
             await ws.receive_json()  # auth_required
             await ws.send_json({"type": "auth", "access_token": self.token})
@@ -274,13 +274,13 @@ class Observer:
     def _run(self) -> None:
         try:
             self._loop.run_until_complete(self._follow())
-        except Exception as err:  # reported through start() and the demo
+        except Exception as err:  # start() reports it; later, the demo times out waiting
             self._failure = err
         finally:
             self._loop.close()
 
     async def _follow(self) -> None:
-        async with aiohttp.ClientSession() as session, self.hass._websocket(session) as ws:
+        async with aiohttp.ClientSession() as session, self.hass.websocket(session) as ws:
             self._ws = ws
             await ws.send_json({"id": 1, "type": "subscribe_events", "event_type": "state_changed"})
             await ws.receive_json()
