@@ -631,7 +631,9 @@ class Demo:
             integration=ROOT / "custom_components" / "q4d",
         )
         self.hass.write_config()
-        self.procs.start("home-assistant", self.hass.argv(python), allowed=MDNS_SOCKETS)
+        self.hass_proc = self.procs.start(
+            "home-assistant", self.hass.argv(python), allowed=MDNS_SOCKETS
+        )
         self.procs.info.update(home_assistant=self.hass.url)
 
         self.sshd = SshServer(RUN / "seedbox" / "sshd")
@@ -704,8 +706,7 @@ class Demo:
     def set_up_hass(self) -> None:
         hass = self.hass
         self.until(hass.http_ready, f"Home Assistant's HTTP API (logs: {LOGS})", interval=0.5)
-        proc = self.procs.procs[[p.name for p in self.procs.procs].index("home-assistant")]
-        proc.ports.append(hass.port)
+        self.hass_proc.ports.append(hass.port)
         self.procs.save()
         say(f"Home Assistant is up on {hass.url}: onboarding the demo user, adding MQTT")
         try:
