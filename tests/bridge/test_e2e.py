@@ -24,6 +24,7 @@ from tests.helpers.services import Mosquitto, SshServer
 pytestmark = pytest.mark.timeout(120)
 ENGINES = pytest.mark.parametrize("engine", ["lftp", "sftp", "rsync"])
 FINISHED_EVENTS = ("completed", "failed", "cancelled")
+FINISHED_STATES = (ItemState.DONE, ItemState.FAILED, ItemState.CANCELLED)
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Env:
     port: int
     remote: Path
     library: Path
+    # Items a previous run finished: this run publishes no event for them.
+    finished_before: frozenset[str] = frozenset()
 
     async def complete(self, rel: str, info_hash: str | None, **fields: Any) -> str:
         path = str(self.remote / rel)
@@ -45,14 +48,11 @@ class Env:
         return [i.id for i in self.bridge.items.values() if i.state is state]
 
     async def wait_settled(self, count: int, timeout: float = 60) -> None:
-        finished = (ItemState.DONE, ItemState.FAILED, ItemState.CANCELLED)
         await self.recorder.wait_for(
-            lambda: len([i for i in self.bridge.items.values() if i.state in finished]) >= count,
-            timeout,
-            f"{count} finished items",
+            lambda: len(self._finished_ids()) >= count, timeout, f"{count} finished items"
         )
         # The bridge publishes after recording; assertions on events need them to have arrived.
-        settled_ids = {i.id for i in self.bridge.items.values() if i.state in finished}
+        settled_ids = self._finished_ids() - self.finished_before
         await self.recorder.wait_for(
             lambda: (
                 settled_ids
@@ -63,6 +63,9 @@ class Env:
             timeout,
             "their finishing events",
         )
+
+    def _finished_ids(self) -> set[str]:
+        return {i.id for i in self.bridge.items.values() if i.state in FINISHED_STATES}
 
 
 def make_file(path: Path, size: int, seed: int = 0) -> None:
@@ -109,11 +112,12 @@ async def running_bridge(
     raw["seedboxes"][0].update(seedbox)
     raw["transfers"].update(transfers)
     bridge = Bridge(parse_config(raw))
+    finished_before = frozenset(i.id for i in bridge.items.values() if i.state in FINISHED_STATES)
     async with recording(mosquitto.port) as recorder:
         task = asyncio.create_task(bridge.run())
         try:
             await asyncio.wait_for(bridge.connected.wait(), 15)
-            yield Env(bridge, recorder, mosquitto.port, remote, library)
+            yield Env(bridge, recorder, mosquitto.port, remote, library, finished_before)
         finally:
             bridge.stop()
             await asyncio.wait_for(task, 30)
