@@ -250,17 +250,17 @@ RSYNC_SCHEMA = vol.Schema({vol.Optional("binary", default="rsync"): str})
 
 SFTP_SCHEMA = vol.Schema(
     {
-        vol.Optional("connections", default=4): vol.All(int, vol.Range(min=1, max=32)),
-        # chunk readers per connection: one drains its last replies while others read
-        vol.Optional("streams", default=4): vol.All(int, vol.Range(min=1, max=16)),
-        # a kill -9 re-fetches at most connections x streams chunks
+        # More connections ramp up faster after idle (each starts TCP at a small window).
+        vol.Optional("connections", default=6): vol.All(int, vol.Range(min=1, max=32)),
+        # the unit of resume: a kill -9 re-fetches the chunks a connection was reading
         vol.Optional("chunk_size", default="1MiB"): vol.All(
             _size, vol.Range(min=64 * 1024, msg="must be at least 64KiB")
         ),
         vol.Optional("window", default="16MiB"): vol.All(
             _size, vol.Range(min=64 * 1024, max=1024**3, msg="must be between 64KiB and 1GiB")
         ),
-        vol.Optional("max_requests", default=64): vol.All(int, vol.Range(min=1, max=1024)),
+        # read requests in flight per connection, across chunk and file boundaries
+        vol.Optional("max_requests", default=12): vol.All(int, vol.Range(min=1, max=1024)),
         # 0: the server's own limit (OpenSSH advertises 255 KiB).
         vol.Optional("block_size", default=0): vol.All(_size, vol.Range(max=4 * 1024**2)),
     }
@@ -420,7 +420,6 @@ class RsyncConfig:
 @dataclass(frozen=True, slots=True)
 class SftpConfig:
     connections: int
-    streams: int
     chunk_size: int
     window: int
     max_requests: int

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from q4d_bridge.config import parse_config
 from q4d_bridge.models import ItemState
 
 from tests.bridge.test_e2e import make_file
@@ -303,8 +305,11 @@ async def test_resume_after_sigkill_refetches_little(
         # --inplace --append-verify: every byte on disk is kept, only the rest is sent.
         bound = 8 * chunk
     elif engine == "sftp":
-        # at most the chunk in flight on each reader: 4 connections x 4 streams
-        bound = 16 * chunk
+        # At most the chunks each connection had reads in flight for: its window of
+        # max_requests reads (1 MiB chunks are 5 of OpenSSH's 255 KiB reads), rounded
+        # out to whole chunks at both ends.
+        sftp = parse_config(config).transfers.sftp
+        bound = sftp.connections * (math.ceil(sftp.max_requests / 5) + 1) * chunk
     else:
         # lftp saves its pget status every second (pget:save-status 1s): at most one
         # second of data at the 40 MiB/s limit is fetched again, plus what was in flight

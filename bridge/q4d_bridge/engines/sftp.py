@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import posixpath
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,12 @@ from pathlib import Path
 import asyncssh
 
 from ..config import SeedboxConfig, SftpConfig
-from ..remote import classify_ssh_error, connect, transfer_errors
+from ..remote import classify_ssh_error, close_behind, connect, transfer_errors
 from .base import (
     Bandwidth,
     ErrorCode,
     ProgressCallback,
+    RemoteEntry,
     RemoteFile,
     TransferError,
     TransferRequest,
@@ -185,12 +187,6 @@ class SftpEngine:
         remote = request.remote
         target = request.target
         journal_dir = target.parent / JOURNAL_DIR
-        try:
-            await asyncio.to_thread(_prepare_tree, target, remote.is_dir, remote.dirs, journal_dir)
-        except OSError as err:
-            raise local_error(err) from err
-        pending: asyncio.Queue[Chunk] = asyncio.Queue()
-        done_bytes = 0
         journals = {
             f.rel: Journal(
                 journal_dir / hashlib.sha1(f.rel.encode(), usedforsecurity=False).hexdigest()
@@ -199,25 +195,26 @@ class SftpEngine:
         }
         try:
             finished_by_file = await asyncio.to_thread(
-                lambda: [
-                    _prepare_file(_local_path(target, f.rel), f.size, journals[f.rel])
-                    for f in remote.entries
-                ]
+                _prepare, target, remote, journal_dir, journals
             )
         except OSError as err:
             raise local_error(err) from err
+        plan = _Plan()
+        done_bytes = 0
         for remote_file, finished in zip(remote.entries, finished_by_file, strict=True):
+            left = deque[Chunk]()
             for chunk in plan_chunks((remote_file,), self.config.chunk_size):
-                if chunk.index in finished:
+                if finished is not None and chunk.index in finished:
                     done_bytes += chunk.length
                 else:
-                    pending.put_nowait(chunk)
+                    left.append(chunk)
+            plan.add(remote_file.rel, left, fresh=finished is None)
         progress = [done_bytes]
         on_progress(done_bytes)
-        streams = min(self.config.connections * self.config.streams, pending.qsize())
-        if streams == 0:
+        chunks = plan.chunks_left()
+        if not chunks:
             return
-        ready = await self._acquire_many(request.seedbox, min(self.config.connections, streams))
+        ready = await self._acquire_many(request.seedbox, min(self.config.connections, chunks))
 
         async def ticker() -> None:
             while True:
@@ -228,9 +225,11 @@ class SftpEngine:
         healthy = False
         try:
             async with asyncio.TaskGroup() as group:
-                for n in range(streams):
-                    conn = ready[n % len(ready)]
-                    group.create_task(self._stream(conn, request, pending, journals, progress))
+                for conn in ready:
+                    reader = _ConnectionReader(
+                        conn, request, self.config, self.bandwidth, plan, journals, progress
+                    )
+                    group.create_task(reader.run())
             healthy = True
         except* TransferError as group_err:
             raise group_err.exceptions[0] from None
@@ -242,104 +241,235 @@ class SftpEngine:
                 self._release(request.seedbox, conn, healthy=healthy)
         on_progress(progress[0])
 
-    async def _stream(
+
+class _Plan:
+    """The chunks still to fetch, per file, shared by the connections. A connection
+    claims whole files, so a folder of small files costs one open per file; once no
+    file is unclaimed it helps with the others' (a single large file is read over
+    every connection)."""
+
+    def __init__(self) -> None:
+        self.left: dict[str, deque[Chunk]] = {}
+        self.unclaimed: deque[str] = deque()
+        self.fresh: set[str] = set()  # no journal: created (or emptied) by the first opener
+
+    def add(self, rel: str, chunks: deque[Chunk], *, fresh: bool) -> None:
+        if chunks:
+            self.left[rel] = chunks
+            self.unclaimed.append(rel)
+            if fresh:
+                self.fresh.add(rel)
+
+    def chunks_left(self) -> int:
+        return sum(len(chunks) for chunks in self.left.values())
+
+    def claim(self) -> str | None:
+        return self.unclaimed.popleft() if self.unclaimed else None
+
+    def busiest(self) -> str | None:
+        """The claimed file with the most chunks left, if it has more than one: taking
+        a file's last chunk saves its reader nothing and costs an open."""
+        rel = max(self.left, key=lambda rel: len(self.left[rel]), default=None)
+        return rel if rel is not None and len(self.left[rel]) > 1 else None
+
+
+@dataclass(slots=True)
+class _OpenFile:
+    """A payload file open on one connection."""
+
+    handle: asyncio.Future[asyncssh.SFTPClientFile]
+    fd: int
+    reading: int = 0  # chunks of it this connection is reading now
+
+
+@dataclass(slots=True)
+class _ChunkReads:
+    chunk: Chunk
+    blocks_left: int
+
+
+class _ConnectionReader:
+    """Keeps one connection's window of read requests full across chunk and file
+    boundaries. A request slot that frees up is refilled at once, from a file this
+    connection claimed or, when none is left, from another connection's, so a
+    connection never waits for a chunk's last replies before asking for more. The next
+    file is claimed and opened while a window's worth of data is still to be read, so
+    its open round trip is hidden; a file is closed once no chunk of it is left."""
+
+    def __init__(
         self,
         conn: _Connection,
         request: TransferRequest,
-        pending: asyncio.Queue[Chunk],
+        config: SftpConfig,
+        bandwidth: Bandwidth,
+        plan: _Plan,
         journals: dict[str, Journal],
         progress: list[int],
     ) -> None:
-        """One of several chunk readers sharing a connection: while one chunk's last
-        replies drain, the others keep the connection's window full. The next chunk's
-        file is opened while this one is read, so a folder of small files does not pay
-        an open round trip (queued behind the data in flight) per file."""
-        max_requests = max(4, self.config.max_requests // self.config.streams)
-        opening: dict[str, asyncio.Task[asyncssh.SFTPClientFile]] = {}
-        closing: list[asyncio.Task[None]] = []
-        fds: dict[str, int] = {}
+        self.sftp = conn.sftp
+        self.request = request
+        largest = config.block_size or conn.sftp.limits.max_read_len
+        # Equal blocks per chunk: a chunk cut at the server's limit would end in a
+        # tiny request.
+        self.block_size = -(-config.chunk_size // -(-config.chunk_size // largest))
+        self.window = config.max_requests * self.block_size
+        self.slots = asyncio.Semaphore(config.max_requests)
+        self.bandwidth = bandwidth
+        self.plan = plan
+        self.mine: list[str] = []
+        self.journals = journals
+        self.progress = progress
+        self.files: dict[str, _OpenFile] = {}
 
-        def take() -> Chunk | None:
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as reads:
+                while True:
+                    await self.slots.acquire()
+                    chunk = self._take()
+                    if chunk is None:
+                        self.slots.release()
+                        break
+                    state = _ChunkReads(chunk, -(-chunk.length // self.block_size))
+                    end = chunk.offset + chunk.length
+                    for offset in range(chunk.offset, end, self.block_size):
+                        if offset != chunk.offset:  # the first block has the slot taken above
+                            await self.slots.acquire()
+                        length = min(self.block_size, end - offset)
+                        reads.create_task(self._read(state, offset, length))
+            self._retire()
+        except* TransferError as errors:
+            raise errors.exceptions[0] from None
+        finally:
+            for entry in self.files.values():
+                os.close(entry.fd)
+                entry.handle.cancel()
+
+    def _take(self) -> Chunk | None:
+        self.mine = [rel for rel in self.mine if self.plan.left[rel]]
+        if not self.mine:
+            self._claim()
+        rel = self.mine[0] if self.mine else self.plan.busiest()
+        if rel is None:
+            return None
+        chunk = self.plan.left[rel].popleft()
+        self._open(rel).reading += 1
+        ahead = sum(c.length for r in self.mine for c in self.plan.left[r])
+        while ahead < self.window and self._claim():
+            ahead += sum(c.length for c in self.plan.left[self.mine[-1]])
+        self._retire()
+        return chunk
+
+    def _claim(self) -> bool:
+        rel = self.plan.claim()
+        if rel is None:
+            return False
+        self.mine.append(rel)
+        self._open(rel)
+        return True
+
+    def _open(self, rel: str) -> _OpenFile:
+        entry = self.files.get(rel)
+        if entry is None:
+            path = self.request.remote_path
+            remote_path = posixpath.join(path, rel) if rel else path
+            handle = asyncio.ensure_future(
+                self.sftp.open(remote_path, "rb", block_size=self.block_size)
+            )
+            # A fresh file's content is unknown: the first connection to open it empties it.
+            flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if rel in self.plan.fresh else 0)
+            self.plan.fresh.discard(rel)
             try:
-                chunk = pending.get_nowait()
-            except asyncio.QueueEmpty:
-                return None
-            rel = chunk.file.rel
-            if rel not in opening:
-                remote_path = (
-                    posixpath.join(request.remote_path, rel) if rel else request.remote_path
-                )
-                opening[rel] = asyncio.ensure_future(
-                    conn.sftp.open(
-                        remote_path,
-                        "rb",
-                        block_size=self.config.block_size or -1,  # 0: the server's limit
-                        max_requests=max_requests,
-                    )
-                )
-            return chunk
+                fd = os.open(_local_path(self.request.target, rel), flags, 0o644)
+            except OSError as err:
+                handle.cancel()
+                raise local_error(err) from err
+            entry = self.files[rel] = _OpenFile(handle, fd)
+        return entry
 
+    def _retire(self) -> None:
+        """Close the files no chunk is left of, once their reads here finished. Nothing
+        waits for the server's reply: a read handle's close cannot lose data, and the
+        round trip would delay the next read or the end of the transfer."""
+        for rel, entry in list(self.files.items()):
+            if entry.reading == 0 and not self.plan.left[rel]:
+                del self.files[rel]
+                os.close(entry.fd)
+                close_behind(_close(entry.handle))
+
+    async def _read(self, state: _ChunkReads, offset: int, length: int) -> None:
+        chunk = state.chunk
+        rel = chunk.file.rel
+        entry = self.files[rel]
         try:
             with transfer_errors():
-                chunk = take()
-                while chunk is not None:
-                    following = take()
-                    rel = chunk.file.rel
-                    handle = await opening[rel]
-                    if rel not in fds:
-                        fds[rel] = os.open(_local_path(request.target, rel), os.O_WRONLY)
-                    received = 0
-                    async for offset, data in await handle.read_parallel(
-                        chunk.length, chunk.offset
-                    ):
-                        os.pwrite(fds[rel], data, offset)
-                        received += len(data)
-                        progress[0] += len(data)
-                        await self.bandwidth.consume(len(data))
-                    if received != chunk.length:
+                handle = await entry.handle
+                # Paid before asking: the limit then paces requests, not just the writes
+                # of a window already in flight.
+                await self.bandwidth.consume(length)
+                while length:
+                    data = await handle.read(length, offset)
+                    if not isinstance(data, bytes) or not data:
                         raise TransferError(
                             ErrorCode.TRANSFER,
-                            f"{rel or request.remote_path} changed on the seedbox during "
-                            f"transfer (short read at {chunk.offset})",
+                            f"{rel or self.request.remote_path} changed on the seedbox "
+                            f"during transfer (short read at {offset})",
                         )
-                    journals[rel].mark(chunk.index)
-                    if following is None or following.file.rel != rel:
-                        # Closing costs a round trip: let it run behind the next read.
-                        closing.append(asyncio.ensure_future(handle.close()))
-                        del opening[rel]
-                        os.close(fds.pop(rel))
-                    chunk = following
-                await asyncio.gather(*closing)
+                    os.pwrite(entry.fd, data, offset)
+                    offset += len(data)
+                    length -= len(data)
+                    self.progress[0] += len(data)
         finally:
-            for fd in fds.values():
-                os.close(fd)
-            for task in (*opening.values(), *closing):
-                task.cancel()
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: a failure here was already reported
+            self.slots.release()
+        state.blocks_left -= 1
+        if state.blocks_left == 0:
+            self.journals[rel].mark(chunk.index)
+            entry.reading -= 1
+            self._retire()
+
+
+async def _close(handle: asyncio.Future[asyncssh.SFTPClientFile]) -> None:
+    await (await handle).close()
 
 
 def _local_path(target: Path, rel: str) -> Path:
     return target / rel if rel else target
 
 
-def _prepare_tree(target: Path, is_dir: bool, dirs: tuple[str, ...], journal_dir: Path) -> None:
+def _prepare(
+    target: Path, remote: RemoteEntry, journal_dir: Path, journals: dict[str, Journal]
+) -> list[set[int] | None]:
+    """Directories, empty files and files being resumed; per file, the chunk indexes
+    already on disk (None: no journal, the readers create the file). Creating the
+    others is left to the readers so the first requests go out sooner."""
     journal_dir.mkdir(parents=True, exist_ok=True)
-    if is_dir:
+    if remote.is_dir:
         target.mkdir(parents=True, exist_ok=True)
-        for rel in dirs:
+        for rel in remote.dirs:
             (target / rel).mkdir(parents=True, exist_ok=True)
+    journaled = {path.name for path in journal_dir.iterdir()}
+    finished_by_file: list[set[int] | None] = []
+    for remote_file in remote.entries:
+        local = _local_path(target, remote_file.rel)
+        journal = journals[remote_file.rel]
+        if journal.path.name in journaled:
+            finished_by_file.append(_resume_file(local, remote_file.size, journal))
+        else:
+            finished_by_file.append(None)
+            if remote_file.size == 0:
+                local.touch()
+                os.truncate(local, 0)
+    return finished_by_file
 
 
-def _prepare_file(local: Path, size: int, journal: Journal) -> set[int]:
-    """Open the local file for resume; without a journal its content is unknown, so it
-    starts empty. Returns the chunk indexes already on disk."""
+def _resume_file(local: Path, size: int, journal: Journal) -> set[int]:
+    """The chunk indexes a journal lists; a local file longer than the remote one (it
+    shrank) loses its stale tail."""
     finished = journal.load()
-    flags = os.O_WRONLY | os.O_CREAT | (0 if finished else os.O_TRUNC)
-    fd = os.open(local, flags, 0o644)
+    fd = os.open(local, os.O_WRONLY | os.O_CREAT | (0 if finished else os.O_TRUNC), 0o644)
     try:
         if os.fstat(fd).st_size > size:
-            os.ftruncate(fd, size)  # the remote file shrank: drop the stale tail
+            os.ftruncate(fd, size)
     finally:
         os.close(fd)
     return finished

@@ -1,0 +1,111 @@
+"""The embedded SFTP engine against a real sshd: listing, how files are spread over the
+connections, and what lands."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+from q4d_bridge.config import Config, parse_config
+from q4d_bridge.engines.base import Bandwidth, TransferRequest
+from q4d_bridge.engines.sftp import SftpEngine
+from q4d_bridge.remote import SeedboxSession
+
+from tests.bridge.test_e2e import digest_tree, make_file
+from tests.helpers.configs import bridge_config
+from tests.helpers.services import SshServer
+
+
+def config_for(tmp_path: Path, sshd: SshServer, **sftp: Any) -> Config:
+    raw = bridge_config(
+        tmp_path / "data", tmp_path / "library", key=sshd.client_key,
+        known_hosts=sshd.known_hosts, ssh_port=sshd.port, user=sshd.user,
+    )  # fmt: skip
+    raw["transfers"]["sftp"] = sftp
+    return parse_config(raw)
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Remote paths the engine opens, counted."""
+    counts: Counter[str] = Counter()
+    original = asyncssh.SFTPClient.open
+
+    def counting_open(self: asyncssh.SFTPClient, path: str, *args: Any, **kwargs: Any) -> Any:
+        counts[path] += 1
+        return original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SFTPClient, "open", counting_open)
+    return counts
+
+
+async def fetch(config: Config, remote: Path, target: Path) -> list[int]:
+    seedbox = config.seedboxes["sb1"]
+    session = SeedboxSession(seedbox)
+    engine = SftpEngine(config.transfers.sftp, Bandwidth(0))
+    progress: list[int] = []
+    try:
+        entry = await session.stat_payload(str(remote))
+        request = TransferRequest("item", seedbox, str(remote), target, entry)
+        await engine.fetch(request, progress.append)
+    finally:
+        await session.close()
+        await engine.close()
+    return progress
+
+
+async def test_listing_spans_many_readdir_replies(tmp_path: Path, sshd: SshServer) -> None:
+    """OpenSSH answers 100 names per READDIR: 450 files (and nested and empty folders)
+    take several pipelined rounds, and every name and size comes back."""
+    remote = tmp_path / "seedbox" / "Pack"
+    for n in range(450):
+        make_file(remote / f"f{n:03}.bin", n, seed=n)
+    make_file(remote / "Sub" / "Deeper" / "x.bin", 7)
+    (remote / "Empty").mkdir()
+    config = config_for(tmp_path, sshd)
+    session = SeedboxSession(config.seedboxes["sb1"])
+    try:
+        entry = await session.stat_payload(str(remote))
+        again = await session.stat_payload(str(remote))  # the directory handles were closed
+    finally:
+        await session.close()
+    assert entry == again
+    assert entry.is_dir
+    sizes = {f.rel: f.size for f in entry.entries}
+    assert sizes == {f"f{n:03}.bin": n for n in range(450)} | {"Sub/Deeper/x.bin": 7}
+    assert entry.dirs == ("Empty", "Sub", "Sub/Deeper")
+
+
+async def test_folder_files_are_opened_once_each(
+    tmp_path: Path, sshd: SshServer, opened: Counter[str]
+) -> None:
+    """Connections claim whole files, so a folder costs one open per file; only at the
+    end may a connection with nothing left help with a file another one is reading.
+    Everything lands byte-identical, the empty file included."""
+    remote = tmp_path / "seedbox" / "Season"
+    for n in range(24):
+        make_file(remote / f"e{n:02}.mkv", 200_000 + n * 9_000, seed=n)
+    make_file(remote / "empty.nfo", 0)
+    target = tmp_path / "staged" / "Season"
+    config = config_for(tmp_path, sshd, connections=3, chunk_size="64KiB", max_requests=4)
+    progress = await fetch(config, remote, target)
+    assert digest_tree(target) == digest_tree(remote)
+    assert progress[-1] == sum(p.stat().st_size for p in remote.iterdir())
+    assert sorted(opened) == sorted(str(p) for p in remote.iterdir() if p.stat().st_size)
+    assert sum(opened.values()) <= 24 + 2, opened  # two of the three connections helped
+
+
+async def test_one_large_file_is_read_over_every_connection(
+    tmp_path: Path, sshd: SshServer, opened: Counter[str]
+) -> None:
+    """With no file left to claim, connections help with the one being read."""
+    remote = tmp_path / "seedbox" / "film.mkv"
+    make_file(remote, 12 * 2**20 + 5, seed=3)
+    target = tmp_path / "staged" / "film.mkv"
+    config = config_for(tmp_path, sshd, connections=3, chunk_size="256KiB", max_requests=2)
+    await fetch(config, remote, target)
+    assert target.read_bytes() == remote.read_bytes()
+    assert opened == {str(remote): 3}
