@@ -312,7 +312,8 @@ class _ConnectionReader:
         # Equal blocks per chunk: a chunk cut at the server's limit would end in a
         # tiny request.
         self.block_size = -(-config.chunk_size // -(-config.chunk_size // largest))
-        self.window = config.max_requests * self.block_size
+        # Chunks to have claimed ahead so the next file's open is answered in time.
+        self.chunks_ahead = -(-config.max_requests * self.block_size // config.chunk_size)
         self.slots = asyncio.Semaphore(config.max_requests)
         self.bandwidth = bandwidth
         self.plan = plan
@@ -354,9 +355,9 @@ class _ConnectionReader:
             return None
         chunk = self.plan.left[rel].popleft()
         self._open(rel).reading += 1
-        ahead = sum(c.length for r in self.mine for c in self.plan.left[r])
-        while ahead < self.window and self._claim():
-            ahead += sum(c.length for c in self.plan.left[self.mine[-1]])
+        ahead = sum(len(self.plan.left[r]) for r in self.mine)
+        while ahead < self.chunks_ahead and self._claim():
+            ahead += len(self.plan.left[self.mine[-1]])
         self._retire()
         return chunk
 
@@ -457,8 +458,7 @@ def _prepare(
         else:
             finished_by_file.append(None)
             if remote_file.size == 0:
-                local.touch()
-                os.truncate(local, 0)
+                local.write_bytes(b"")
     return finished_by_file
 
 
