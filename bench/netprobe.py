@@ -6,8 +6,13 @@
   echo   --bind A --port P                                     -> prints "listening";
          echoes one connection
   rtt    --to A --port P --count C                             -> JSON: min/median ms
+  serve  --bind A --port P --streams N                         -> prints "listening";
+         on each of N connections, reads an 8-byte length and sends that many bytes
+  fetch  --to A --port P --streams N --bytes B --idle I        -> opens N connections,
+         leaves them idle I s (like a pool kept open), then asks for B bytes spread
+         over them: JSON with the seconds from the requests to the last byte
 
-Stdlib only; every loop is bounded by its --seconds / --count and a socket timeout.
+Stdlib only; every loop is bounded by its --seconds / --count / --bytes and a socket timeout.
 """
 
 from __future__ import annotations
@@ -99,28 +104,82 @@ def rtt(args: argparse.Namespace) -> None:
     print(json.dumps({"min_ms": min(samples), "median_ms": statistics.median(samples)}))
 
 
+def serve(args: argparse.Namespace) -> None:
+    server = listener(args.bind, args.port, args.streams)
+    conns = [server.accept()[0] for _ in range(args.streams)]
+
+    def send(conn: socket.socket) -> None:
+        conn.settimeout(IDLE_TIMEOUT)
+        header = conn.recv(8, socket.MSG_WAITALL)
+        left = int.from_bytes(header, "big")
+        block = memoryview(bytes(BLOCK))
+        while left > 0:
+            left -= conn.send(block[: min(left, BLOCK)])
+        conn.close()
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in conns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def fetch(args: argparse.Namespace) -> None:
+    conns = [
+        socket.create_connection((args.to, args.port), timeout=IDLE_TIMEOUT)
+        for _ in range(args.streams)
+    ]
+    time.sleep(args.idle)
+    shares = [args.bytes // args.streams] * args.streams
+    shares[0] += args.bytes % args.streams
+    received = [0] * len(conns)
+
+    def pull(i: int, conn: socket.socket) -> None:
+        conn.sendall(shares[i].to_bytes(8, "big"))
+        buf = bytearray(BLOCK)
+        while received[i] < shares[i] and (n := conn.recv_into(buf)):
+            received[i] += n
+        conn.close()
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=pull, args=(i, c)) for i, c in enumerate(conns)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - start
+    print(json.dumps({"streams": args.streams, "bytes": sum(received), "seconds": elapsed}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for name in ("sink", "echo"):
+    for name in ("sink", "echo", "serve"):
         p = sub.add_parser(name)
         p.add_argument("--bind", required=True)
         p.add_argument("--port", type=int, required=True)
-        if name == "sink":
+        if name != "echo":
             p.add_argument("--streams", type=int, default=1)
+        if name == "sink":
             p.add_argument("--seconds", type=float, default=10)
             p.add_argument("--warmup", type=float, default=2)
-    for name in ("source", "rtt"):
+    for name in ("source", "rtt", "fetch"):
         p = sub.add_parser(name)
         p.add_argument("--to", required=True)
         p.add_argument("--port", type=int, required=True)
-        if name == "source":
+        if name != "rtt":
             p.add_argument("--streams", type=int, default=1)
+        if name == "source":
             p.add_argument("--seconds", type=float, default=10)
-        else:
+        elif name == "rtt":
             p.add_argument("--count", type=int, default=20)
+        else:
+            p.add_argument("--bytes", type=int, required=True)
+            p.add_argument("--idle", type=float, default=1.0)
     args = parser.parse_args()
-    {"sink": sink, "source": source, "echo": echo, "rtt": rtt}[args.cmd](args)
+    commands = {"sink": sink, "source": source, "echo": echo, "rtt": rtt}
+    commands |= {"serve": serve, "fetch": fetch}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

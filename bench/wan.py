@@ -8,7 +8,10 @@ runs in "home" and writes into a fresh destination, verified afterwards (file li
 sizes and SHA-256 equal the source, else FAIL).
 
   link      RTT (TCP echo; no ping here) and raw TCP goodput with 1, 4 and 8 streams;
-            the best multi-stream figure is the link limit
+            the best multi-stream figure (steady state) is the link limit. Per scenario
+            also "raw TCP, same bytes": the payload's size over 1, 4 and 8 TCP streams
+            opened beforehand, timed from the request, so slow start counts as it does
+            for any tool; the best is what the link itself gives a payload that size
   scenarios one large file; a directory of many 2 MiB files
   peers     sftp, rsync -a, lftp pget/mirror with lftp's defaults, lftp tuned
   q4d       each engine through bench/wan_engine.py (real config defaults + overrides),
@@ -218,6 +221,36 @@ def probe_goodput(link: WanLink, streams: int, seconds: float) -> float:
         stop_group(sink)
     result = json.loads(out)
     return float(result["bytes"] / result["seconds"])
+
+
+def probe_payload(link: WanLink, streams: int, size: int) -> float:
+    """bytes/s for `size` bytes over `streams` TCP connections opened and left idle
+    beforehand, timed from the requests: the most any tool gets out of this link for a
+    payload of that size, slow start included, since it still needs one round trip to
+    ask and has to grow every connection's window from its initial size."""
+    port = str(PROBE_PORT + 100 + streams)
+    server = subprocess.Popen(
+        link.seed_cmd([
+            PYTHON, PROBE, "serve", "--bind", SEED_ADDR, "--port", port,
+            "--streams", str(streams),
+        ]),
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for_line(server, "listening", 10)
+        result = run_bounded(
+            link.home_cmd([
+                PYTHON, PROBE, "fetch", "--to", SEED_ADDR, "--port", port,
+                "--streams", str(streams), "--bytes", str(size),
+            ]),
+            60 + size / SLOWEST,
+        )  # fmt: skip
+    finally:
+        stop_group(server)
+    measured = json.loads(result.stdout)
+    if measured["bytes"] != size:
+        raise RuntimeError(f"payload probe received {measured['bytes']} of {size} bytes")
+    return float(size / measured["seconds"])
 
 
 # --- peers ---------------------------------------------------------------------------
@@ -433,6 +466,15 @@ def run_wan(
             for streams in args.streams:
                 goodput[streams] = probe_goodput(link, streams, args.probe_seconds)
                 print(f"link: {streams} TCP streams {goodput[streams] / 1e6:.1f} MB/s", flush=True)
+            payload = {}
+            for scenario in scenarios:
+                payload[scenario.name] = {
+                    streams: probe_payload(link, streams, scenario.size) for streams in args.streams
+                }
+                print(f"link: {scenario.name} as raw TCP over open streams: " + ", ".join(
+                    f"{streams} {rate / 1e6:.1f} MB/s"
+                    for streams, rate in payload[scenario.name].items()
+                ), flush=True)  # fmt: skip
             for scenario in scenarios:
                 expected = digests(scenario.remote)
                 dest = work / "home" / "dest"
@@ -468,6 +510,9 @@ def run_wan(
         "mtu": args.mtu,
         "rtt_ms": rtt,
         "goodput_mb_s": {str(k): v / 1e6 for k, v in goodput.items()},
+        "payload_mb_s": {
+            name: {str(k): v / 1e6 for k, v in rates.items()} for name, rates in payload.items()
+        },
         "delay_line": link.stats(),  # final counters: the forwarder has stopped
         "delay_line_cpu_seconds": forwarder_cpu,
     }
@@ -503,6 +548,10 @@ def report(
         }
         line = (f"  {scenario.name:<22} {best.tool:<10} {best.mb_s:6.1f} MB/s  "
                 f"vs link {entry['vs_link']:.2f} {verdict(entry['vs_link'] >= TARGETS['vs_link'])}")  # fmt: skip
+        raw = max(link["payload_mb_s"].get(scenario.name, {}).values(), default=None)
+        if raw:
+            entry |= {"raw_tcp_mb_s": raw, "vs_raw_tcp": (best.mb_s or 0) / raw}
+            line += f"  vs raw TCP, same bytes ({raw:.1f}, {raw / limit:.2f} x link) {entry['vs_raw_tcp']:.2f}"
         if peers:
             peer = max(peers, key=lambda r: r.mb_s or 0)
             entry |= {
