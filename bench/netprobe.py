@@ -23,6 +23,7 @@ import socket
 import statistics
 import threading
 import time
+from collections.abc import Callable
 
 BLOCK = 1 << 20
 IDLE_TIMEOUT = 30.0
@@ -38,9 +39,29 @@ def listener(bind: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def sink(args: argparse.Namespace) -> None:
+def accept_all(args: argparse.Namespace) -> list[socket.socket]:
     server = listener(args.bind, args.port, args.streams)
-    conns = [server.accept()[0] for _ in range(args.streams)]
+    return [server.accept()[0] for _ in range(args.streams)]
+
+
+def connect_all(args: argparse.Namespace) -> list[socket.socket]:
+    return [
+        socket.create_connection((args.to, args.port), timeout=IDLE_TIMEOUT)
+        for _ in range(args.streams)
+    ]
+
+
+def in_threads(work: Callable[[int, socket.socket], None], conns: list[socket.socket]) -> None:
+    """work(i, conn) for every connection at once; returns when all are done."""
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(conns)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def sink(args: argparse.Namespace) -> None:
+    conns = accept_all(args)
     start = time.monotonic()
     steady_from = start + args.warmup
     deadline = start + args.seconds + IDLE_TIMEOUT
@@ -53,33 +74,22 @@ def sink(args: argparse.Namespace) -> None:
             if time.monotonic() >= steady_from:
                 counted[i] += n
 
-    threads = [threading.Thread(target=drain, args=(i, c)) for i, c in enumerate(conns)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(drain, conns)
     elapsed = time.monotonic() - steady_from
     print(json.dumps({"streams": args.streams, "bytes": sum(counted), "seconds": elapsed}))
 
 
 def source(args: argparse.Namespace) -> None:
-    conns = [
-        socket.create_connection((args.to, args.port), timeout=IDLE_TIMEOUT)
-        for _ in range(args.streams)
-    ]
+    conns = connect_all(args)
     deadline = time.monotonic() + args.seconds
 
-    def pump(conn: socket.socket) -> None:
+    def pump(_i: int, conn: socket.socket) -> None:
         block = bytes(BLOCK)
         while time.monotonic() < deadline:
             conn.sendall(block)
         conn.close()
 
-    threads = [threading.Thread(target=pump, args=(c,)) for c in conns]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(pump, conns)
 
 
 def echo(args: argparse.Namespace) -> None:
@@ -105,10 +115,9 @@ def rtt(args: argparse.Namespace) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
-    server = listener(args.bind, args.port, args.streams)
-    conns = [server.accept()[0] for _ in range(args.streams)]
+    conns = accept_all(args)
 
-    def send(conn: socket.socket) -> None:
+    def send(_i: int, conn: socket.socket) -> None:
         conn.settimeout(IDLE_TIMEOUT)
         header = conn.recv(8, socket.MSG_WAITALL)
         left = int.from_bytes(header, "big")
@@ -117,18 +126,11 @@ def serve(args: argparse.Namespace) -> None:
             left -= conn.send(block[: min(left, BLOCK)])
         conn.close()
 
-    threads = [threading.Thread(target=send, args=(c,)) for c in conns]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(send, conns)
 
 
 def fetch(args: argparse.Namespace) -> None:
-    conns = [
-        socket.create_connection((args.to, args.port), timeout=IDLE_TIMEOUT)
-        for _ in range(args.streams)
-    ]
+    conns = connect_all(args)
     time.sleep(args.idle)
     shares = [args.bytes // args.streams] * args.streams
     shares[0] += args.bytes % args.streams
@@ -142,11 +144,7 @@ def fetch(args: argparse.Namespace) -> None:
         conn.close()
 
     start = time.monotonic()
-    threads = [threading.Thread(target=pull, args=(i, c)) for i, c in enumerate(conns)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(pull, conns)
     elapsed = time.monotonic() - start
     print(json.dumps({"streams": args.streams, "bytes": sum(received), "seconds": elapsed}))
 

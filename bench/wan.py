@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -42,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,13 +177,22 @@ def make_scenarios(seedbox: Path, args: argparse.Namespace) -> list[Scenario]:
 # --- the link's own limits -----------------------------------------------------------
 
 
-def probe_rtt(link: WanLink) -> dict[str, float]:
-    echo = subprocess.Popen(
-        link.seed_cmd([PYTHON, PROBE, "echo", "--bind", SEED_ADDR, "--port", str(PROBE_PORT)]),
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+@contextlib.contextmanager
+def listening(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
+    """A netprobe server (argv already wrapped for its namespace), ready to accept;
+    stopped by its process group on the way out."""
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        wait_for_line(echo, "listening", 10)
+        wait_for_line(server, "listening", 10)
+        yield server
+    finally:
+        stop_group(server)
+
+
+def probe_rtt(link: WanLink) -> dict[str, float]:
+    with listening(
+        link.seed_cmd([PYTHON, PROBE, "echo", "--bind", SEED_ADDR, "--port", str(PROBE_PORT)])
+    ):
         result = run_bounded(
             link.home_cmd([
                 PYTHON, PROBE, "rtt", "--to", SEED_ADDR, "--port", str(PROBE_PORT),
@@ -190,8 +200,6 @@ def probe_rtt(link: WanLink) -> dict[str, float]:
             ]),
             60,
         )  # fmt: skip
-    finally:
-        stop_group(echo)
     rtt: dict[str, float] = json.loads(result.stdout)
     return rtt
 
@@ -200,15 +208,12 @@ def probe_goodput(link: WanLink, streams: int, seconds: float) -> float:
     """Steady-state bytes/s seed -> home over `streams` TCP connections (first 2 s of
     slow start excluded)."""
     port = str(PROBE_PORT + streams)
-    sink = subprocess.Popen(
+    with listening(
         link.home_cmd([
             PYTHON, PROBE, "sink", "--bind", HOME_ADDR, "--port", port,
             "--streams", str(streams), "--seconds", str(seconds), "--warmup", "2",
-        ]),
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for_line(sink, "listening", 10)
+        ])
+    ) as sink:  # fmt: skip
         run_bounded(
             link.seed_cmd([
                 PYTHON, PROBE, "source", "--to", HOME_ADDR, "--port", port,
@@ -217,27 +222,22 @@ def probe_goodput(link: WanLink, streams: int, seconds: float) -> float:
             seconds + 60,
         )  # fmt: skip
         out, _ = sink.communicate(timeout=60)
-    finally:
-        stop_group(sink)
     result = json.loads(out)
     return float(result["bytes"] / result["seconds"])
 
 
 def probe_payload(link: WanLink, streams: int, size: int) -> float:
     """bytes/s for `size` bytes over `streams` TCP connections opened and left idle
-    beforehand, timed from the requests: the most any tool gets out of this link for a
-    payload of that size, slow start included, since it still needs one round trip to
-    ask and has to grow every connection's window from its initial size."""
+    beforehand, timed from the requests: what the link itself gives a payload that
+    size, since asking still costs a round trip and every connection's window still
+    grows from its initial size."""
     port = str(PROBE_PORT + 100 + streams)
-    server = subprocess.Popen(
+    with listening(
         link.seed_cmd([
             PYTHON, PROBE, "serve", "--bind", SEED_ADDR, "--port", port,
             "--streams", str(streams),
-        ]),
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        wait_for_line(server, "listening", 10)
+        ])
+    ):  # fmt: skip
         result = run_bounded(
             link.home_cmd([
                 PYTHON, PROBE, "fetch", "--to", SEED_ADDR, "--port", port,
@@ -245,8 +245,6 @@ def probe_payload(link: WanLink, streams: int, size: int) -> float:
             ]),
             60 + size / SLOWEST,
         )  # fmt: skip
-    finally:
-        stop_group(server)
     measured = json.loads(result.stdout)
     if measured["bytes"] != size:
         raise RuntimeError(f"payload probe received {measured['bytes']} of {size} bytes")
