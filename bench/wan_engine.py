@@ -85,7 +85,7 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
     if args.warm:
         # The bridge's steady state: its SSH link to the seedbox and the engine's pooled
         # connections are open before a completion arrives (keep_connected + pool).
-        await session.stat_payload(str(Path(args.remote).parent))
+        await session.inspect_payload(str(Path(args.remote).parent), ())
         engine.warm(seedbox)
         if isinstance(engine, SftpEngine):
             await engine.wait_warm(seedbox)

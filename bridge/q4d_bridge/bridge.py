@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +52,24 @@ from .reconcile import missed_completions
 from .remote import SeedboxSession
 from .store import Store
 from .torrents import TorrentSource
-from .transfer import Landed, discard_staging, run_transfer, staging_dir, with_watchdog
+from .transfer import (
+    Landed,
+    Modes,
+    discard_staging,
+    process_umask,
+    run_transfer,
+    staging_dir,
+    with_watchdog,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def free_space(root: Path) -> int | None:
-    """Bytes free where a destination lives (None while it does not exist yet)."""
-    try:
-        return shutil.disk_usage(root).free
-    except OSError:
-        return None
+DiskFree = Callable[[Path], int]
+
+
+def disk_usage_free(path: Path) -> int:
+    return shutil.disk_usage(path).free
 
 
 PRUNE_INTERVAL = 600.0
@@ -82,8 +89,14 @@ RECONNECT_MAX = 60.0
 
 
 class Bridge:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, disk_free: DiskFree = disk_usage_free) -> None:
+        """disk_free: bytes free on the filesystem holding a path (injectable, so
+        tests of the space checks do not depend on the machine's own disk)."""
         self.config = config
+        self.disk_free = disk_free
+        self.modes = Modes(config.transfers.file_mode, config.transfers.dir_mode).without(
+            process_umask()
+        )
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
         self.items: dict[str, Item] = {i.id: i for i in self.store.items()}
@@ -508,7 +521,13 @@ class Bridge:
             if item.size != remote.size:
                 item.size = meter.total = remote.size
             item.updated_at = time.time()
-            self._record(item, state.value)
+            skipped = remote.skipped if state is ItemState.TRANSFERRING else ()
+            if skipped:
+                _LOGGER.warning(
+                    "%s: %d symlink(s) or special file(s) in the payload are not fetched: %s",
+                    item.id, len(skipped), ", ".join(skipped[:10]),
+                )  # fmt: skip
+            self._record(item, state.value, {"skipped": list(skipped)} if skipped else None)
 
         def on_progress(done: int) -> None:
             if done != item.bytes_done:
@@ -540,6 +559,8 @@ class Bridge:
                     on_phase=on_phase,
                     on_progress=on_progress,
                     min_free_space=transfers.min_free_space,
+                    modes=self.modes,
+                    disk_free=self.disk_free,
                     torrent=(lambda: source.info(item.hash)) if transfers.verify else None,
                     max_repairs=transfers.max_repairs,
                     heartbeat=heartbeat,
@@ -579,11 +600,13 @@ class Bridge:
             "seconds": now - (item.started_at or now),
             "verified": landed.verified,
             "repaired_pieces": landed.repaired_pieces,
+            "skipped": list(landed.skipped),
         }
         self._record(
             item, "completed", detail, event="completed", label=Label.DONE,
             counters={"completed": 1, "bytes_transferred": size},
             verified=landed.verified, repaired_pieces=landed.repaired_pieces,
+            skipped=list(landed.skipped),
         )  # fmt: skip
         _LOGGER.info("completed %s %r (%d bytes)", item.id, item.name, size)
 
@@ -902,7 +925,7 @@ class Bridge:
         hung network mount must not stall the bridge)."""
         roots = self.config.routing.destinations
         while True:
-            free = await asyncio.to_thread(lambda: {n: free_space(r) for n, r in roots.items()})
+            free = await asyncio.to_thread(lambda: {n: self._free(r) for n, r in roots.items()})
             if free != self.free_space:
                 self.free_space = free
                 self.publisher.state_changed()
@@ -910,6 +933,13 @@ class Bridge:
             with contextlib.suppress(TimeoutError):
                 # a landed payload changes it at once; anything else, within SPACE_POLL
                 await asyncio.wait_for(self._space_used.wait(), SPACE_POLL)
+
+    def _free(self, root: Path) -> int | None:
+        """Bytes free where a destination lives (None while it does not exist yet)."""
+        try:
+            return self.disk_free(root)
+        except OSError:
+            return None
 
     async def _pruner(self) -> None:
         while True:

@@ -113,6 +113,24 @@ def _size(value: Any) -> int:
     return int(match.group(1)) * factor
 
 
+def _mode(owner: int) -> Any:
+    """Permission bits as octal (`"0644"`, or YAML's 0644), at most 0777, that keep the
+    `owner` bits the bridge needs to replace and repair what it landed."""
+
+    def validate(value: Any) -> int:
+        if isinstance(value, bool):
+            raise vol.Invalid("expected permission bits like 0644")
+        if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value.strip()):
+            value = int(value.strip(), 8)
+        if not isinstance(value, int) or not 0 <= value <= 0o777:
+            raise vol.Invalid(f"expected permission bits like 0644 (at most 0777), got {value!r}")
+        if value & owner != owner:
+            raise vol.Invalid(f"must keep the owner's bits {owner:04o}, got {value:04o}")
+        return value
+
+    return validate
+
+
 def _text(value: Any) -> str:
     """A string; a bare number also counts, since Q4D_BROKER__PASSWORD=123456 reads as one."""
     if isinstance(value, str):
@@ -287,6 +305,10 @@ TRANSFERS_SCHEMA = vol.Schema(
         # bad pieces' byte ranges, and after max_repairs the item fails.
         vol.Optional("verify", default=True): bool,
         vol.Optional("max_repairs", default=2): vol.All(int, vol.Range(min=0, max=20)),
+        # What landed files and folders get (minus the process umask); never the
+        # seedbox's modes, which could make a private file world-readable at home.
+        vol.Optional("file_mode", default="0644"): _mode(0o600),
+        vol.Optional("dir_mode", default="0755"): _mode(0o700),
     }
 )
 
@@ -444,6 +466,8 @@ class TransfersConfig:
     rsync: RsyncConfig
     verify: bool
     max_repairs: int
+    file_mode: int
+    dir_mode: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -697,6 +721,8 @@ def _build(data: dict[str, Any]) -> Config:
             rsync=RsyncConfig(**transfers["rsync"]),
             verify=transfers["verify"],
             max_repairs=transfers["max_repairs"],
+            file_mode=transfers["file_mode"],
+            dir_mode=transfers["dir_mode"],
         ),
         classic=ClassicConfig(
             enabled=classic_raw["enabled"],

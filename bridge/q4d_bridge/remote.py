@@ -1,4 +1,4 @@
-"""SSH sessions to seedboxes (asyncssh): payload stat, .torrent reads, ranged repairs,
+"""SSH sessions to seedboxes (asyncssh): payload inspection, .torrent reads, ranged repairs,
 host-key pinning and error classification.
 
 One connection per seedbox is kept open and reused, so a new item costs one SFTP round
@@ -14,7 +14,6 @@ import itertools
 import logging
 import os
 import posixpath
-import stat
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -23,17 +22,13 @@ from typing import Any
 
 import asyncssh
 
+from . import payload
 from .config import SeedboxConfig
-from .engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferError, local_error
+from .engines.base import ErrorCode, RemoteEntry, TransferError, local_error
 from .verify import Range
 
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0
-MAX_TREE_FILES = 100_000
-READDIR_CONCURRENCY = 16
-# READDIR requests sent at once, doubling per round: OpenSSH answers 100 names each.
-READDIR_AHEAD = 4
-READDIR_AHEAD_MAX = 64
 RECONNECT_MAX = 60.0
 # AES-GCM first: with AES-NI it costs a fraction of chacha20-poly1305 per byte, and bulk
 # decryption is most of the bridge's CPU; the rest of the defaults stay as fallbacks.
@@ -48,7 +43,6 @@ PREFERRED_CIPHERS = [
 ]
 FLUSH_TIMEOUT = 120.0
 _PIN_LOCKS: dict[str, asyncio.Lock] = {}
-_BACKGROUND: set[asyncio.Future[None]] = set()  # held until done: the loop keeps weak refs
 
 
 def classify_ssh_error(err: BaseException) -> TransferError:
@@ -200,9 +194,9 @@ class SeedboxSession:
                     raise classify_ssh_error(err) from err
         raise AssertionError("unreachable")
 
-    async def stat_payload(self, path: str) -> RemoteEntry:
-        """Size and shape of a payload."""
-        return await self._with_sftp(lambda sftp: _stat_tree(sftp, path))
+    async def inspect_payload(self, path: str, roots: Sequence[str]) -> RemoteEntry:
+        """The payload resolved, held to the roots and listed (see payload.py)."""
+        return await self._with_sftp(lambda sftp: payload.inspect(sftp, path, roots))
 
     async def read_file(self, path: str, limit: int) -> bytes:
         """A small remote file (a .torrent), refusing anything over limit bytes."""
@@ -317,90 +311,3 @@ class SeedboxSession:
                 self._conn.close()
                 await self._conn.wait_closed()
                 self._conn = None
-
-
-async def _stat_tree(sftp: asyncssh.SFTPClient, path: str) -> RemoteEntry:
-    """The payload's shape. The root is listed while it is being stat'ed and each level
-    of subfolders is listed at once: round trips, not bytes, make this slow on a long
-    link."""
-    limit = asyncio.Semaphore(READDIR_CONCURRENCY)
-
-    async def listing(rel: str) -> Sequence[asyncssh.SFTPName]:
-        async with limit:
-            return await _list_dir(sftp, posixpath.join(path, rel) if rel else path)
-
-    root_listing = asyncio.ensure_future(listing(""))
-    try:
-        attrs = await sftp.stat(path)
-    finally:
-        # A file payload's listing fails; either way it must not be left unawaited.
-        await asyncio.gather(root_listing, return_exceptions=True)
-    if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY and not stat.S_ISDIR(attrs.permissions or 0):
-        return RemoteEntry(is_dir=False, entries=(RemoteFile("", attrs.size or 0),))
-    files: list[RemoteFile] = []
-    dirs: list[str] = []
-    level: dict[str, asyncio.Future[Sequence[asyncssh.SFTPName]]] = {"": root_listing}
-    while level:
-        listed = await asyncio.gather(*level.values())
-        deeper: dict[str, asyncio.Future[Sequence[asyncssh.SFTPName]]] = {}
-        for current, entries in zip(level, listed, strict=True):
-            for entry in entries:
-                name = entry.filename
-                if isinstance(name, bytes):
-                    name = name.decode("utf-8", "surrogateescape")
-                if name in (".", ".."):
-                    continue
-                rel = posixpath.join(current, name) if current else name
-                if entry.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                    dirs.append(rel)
-                    deeper[rel] = asyncio.ensure_future(listing(rel))
-                elif entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
-                    files.append(RemoteFile(rel, entry.attrs.size or 0))
-                    if len(files) > MAX_TREE_FILES:
-                        await asyncio.gather(*deeper.values(), return_exceptions=True)
-                        raise TransferError(ErrorCode.TRANSFER, f"more than {MAX_TREE_FILES} files")
-        level = deeper
-    return RemoteEntry(
-        is_dir=True, entries=tuple(sorted(files, key=lambda f: f.rel)), dirs=tuple(sorted(dirs))
-    )
-
-
-async def _list_dir(sftp: asyncssh.SFTPClient, path: str) -> list[asyncssh.SFTPName]:
-    """A directory's entries with READDIR requests pipelined. asyncssh's readdir waits
-    a round trip per 100 names and one more for the close; the server answers
-    pipelined READDIRs in order (past the end, each with EOF), and the close is left to
-    run behind the caller's next request."""
-    # The request layer of asyncssh's client: its public readdir cannot pipeline.
-    handler = sftp._handler
-    handle = await handler.opendir(sftp.encode(path))
-    names: list[asyncssh.SFTPName] = []
-    ahead = READDIR_AHEAD
-    try:
-        at_end = False
-        while not at_end:
-            replies = await asyncio.gather(
-                *(handler.readdir(handle) for _ in range(ahead)), return_exceptions=True
-            )
-            for reply in replies:
-                if isinstance(reply, asyncssh.SFTPEOFError):
-                    at_end = True
-                elif isinstance(reply, BaseException):
-                    raise reply
-                else:
-                    entries, end = reply
-                    names.extend(entries)
-                    at_end = at_end or end
-            ahead = min(READDIR_AHEAD_MAX, ahead * 2)
-    finally:
-        close_behind(handler.close(handle))
-    return names
-
-
-def close_behind(closing: Awaitable[None]) -> None:
-    """Close a remote handle without waiting for the reply (a round trip): the server
-    acts on requests in order, and a failed close of a read or directory handle
-    changes nothing, so its outcome is dropped."""
-    task = asyncio.ensure_future(closing)
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-    task.add_done_callback(lambda done: None if done.cancelled() else done.exception())

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import payload
 from .config import SeedboxConfig
 from .engines.base import (
     Engine,
@@ -45,6 +47,55 @@ class Landed:
     size: int
     verified: str  # "pieces" (every piece hash matched) or "size" (no usable .torrent)
     repaired_pieces: int = 0
+    skipped: tuple[str, ...] = ()  # links and special files in the payload, not fetched
+
+
+@dataclass(frozen=True, slots=True)
+class Modes:
+    """The permissions a landed payload gets, whatever it had on the seedbox."""
+
+    file: int = 0o644
+    dir: int = 0o755
+
+    def without(self, umask: int) -> Modes:
+        return Modes(self.file & ~umask, self.dir & ~umask)
+
+
+def process_umask() -> int:
+    """The process umask, read without changing it (os.umask can only swap it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    current = os.umask(0o022)  # not on Linux: swap and restore, at start-up only
+    os.umask(current)
+    return current
+
+
+def apply_modes(target: Path, modes: Modes) -> None:
+    """Give everything that landed the configured modes (the seedbox's are never
+    copied). Engines create no links; one found here is removed, never followed."""
+    if target.is_symlink():
+        raise UnsafePathError(f"{target} is a symlink; engines never create one")
+    if not target.is_dir():
+        target.chmod(modes.file)
+        return
+    target.chmod(modes.dir)
+    for dirpath, dirs, files in os.walk(target):
+        for name, mode in [*((d, modes.dir) for d in dirs), *((f, modes.file) for f in files)]:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                _LOGGER.warning("removing a symlink from a landed payload: %s", path)
+                path.unlink()
+            else:
+                path.chmod(mode)
+
+
+def _make_private(stage: Path) -> None:
+    """The staging folder is the bridge's alone: partial payloads are nobody's to read."""
+    stage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stage.parent.chmod(0o700)
+    stage.mkdir(mode=0o700, exist_ok=True)
 
 
 def staging_dir(root: Path, item_id: str) -> Path:
@@ -67,18 +118,21 @@ async def run_transfer(
     torrent: TorrentLookup | None = None,
     max_repairs: int = 0,
     heartbeat: Callable[[], None] = lambda: None,
+    modes: Modes = Modes(),
+    disk_free: Callable[[Path], int] = lambda path: shutil.disk_usage(path).free,
 ) -> Landed:
     engine.warm(seedbox)
-    remote = await session.stat_payload(remote_path)
+    roots = seedbox.remote_roots
+    remote = await session.inspect_payload(remote_path, roots)
     on_phase(ItemState.TRANSFERRING, remote)
     stage = staging_dir(root, item_id)
     target = stage / final_path.name
     try:
-        stage.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_make_private, stage)
     except OSError as err:
         raise local_error(err) from err
     needed = remote.size - await asyncio.to_thread(allocated_bytes, target) + min_free_space
-    free = shutil.disk_usage(stage).free
+    free = disk_free(stage)
     if free < needed:
         raise TransferError(
             ErrorCode.INSUFFICIENT_SPACE,
@@ -86,10 +140,43 @@ async def run_transfer(
         )
     if target.exists() and target.is_dir() != remote.is_dir:
         await asyncio.to_thread(_remove, target)  # the payload changed shape; start over
-    request = TransferRequest(item_id, seedbox, remote_path, target, remote)
-    await engine.fetch(request, on_progress)
+    await engine.fetch(TransferRequest(item_id, seedbox, remote.path, target, remote), on_progress)
 
     on_phase(ItemState.VERIFYING, remote)
+    # Seen again while the landed bytes are checked: a link swapped in mid-transfer
+    # must not reach the library.
+    again = asyncio.ensure_future(session.inspect_payload(remote_path, roots))
+    try:
+        landed = await _verify(item_id, session, remote, target, torrent, max_repairs, heartbeat)
+        try:
+            payload.unchanged(remote, await again)
+        except TransferError:
+            await asyncio.to_thread(_remove, stage)  # what came through a link goes
+            raise
+    finally:
+        await _settle(again)
+    try:
+        await asyncio.to_thread(apply_modes, target, modes)
+        ensure_inside(root, final_path)
+        await asyncio.to_thread(_publish, target, final_path, stage)
+    except UnsafePathError as err:
+        raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
+    except OSError as err:
+        raise local_error(err) from err
+    return landed
+
+
+async def _verify(
+    item_id: str,
+    session: SeedboxSession,
+    remote: RemoteEntry,
+    target: Path,
+    torrent: TorrentLookup | None,
+    max_repairs: int,
+    heartbeat: Callable[[], None],
+) -> Landed:
+    """Size and file count, then (with a .torrent that describes this payload) every
+    piece hash, re-fetching bad pieces."""
     if not target.exists():
         raise TransferError(ErrorCode.TRANSFER, "engine reported success but wrote nothing")
     size, files = await asyncio.to_thread(tree_size, target)
@@ -100,24 +187,23 @@ async def run_transfer(
             f"got {size} bytes in {files} file(s)",
         )
     info = await torrent() if torrent else None
-    landed = Landed(size, "size")
     if info is not None and _describes(info, remote):
         repaired = await verify_and_repair(
             info, target, max_repairs, lambda ranges: session.fetch_ranges(
-                remote_path, target, ranges, lambda _n: heartbeat()
+                remote.path, target, ranges, lambda _n: heartbeat()
             ), item_id, heartbeat,
         )  # fmt: skip
-        landed = Landed(size, "pieces", repaired)
-    elif info is not None:
+        return Landed(size, "pieces", repaired, remote.skipped)
+    if info is not None:
         _LOGGER.warning("item %s: the .torrent lists other files; size check only", item_id)
-    try:
-        ensure_inside(root, final_path)
-        await asyncio.to_thread(_publish, target, final_path, stage)
-    except UnsafePathError as err:
-        raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
-    except OSError as err:
-        raise local_error(err) from err
-    return landed
+    return Landed(size, "size", 0, remote.skipped)
+
+
+async def _settle(task: asyncio.Future[RemoteEntry]) -> None:
+    """Stop a look-up nobody waits for any more, and drop its outcome."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TransferError):
+        await task
 
 
 def _describes(torrent: TorrentInfo, remote: RemoteEntry) -> bool:

@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,12 @@ def digest_tree(path: Path) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_bridge(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str = "lftp", **config_kw: Any
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    sshd: SshServer,
+    engine: str = "lftp",
+    disk_free: Callable[[Path], int] | None = None,
+    **config_kw: Any,
 ) -> AsyncIterator[Env]:
     remote = tmp_path / "seedbox"
     library = tmp_path / "library"
@@ -111,7 +116,7 @@ async def running_bridge(
     raw["seedboxes"][0]["engine"] = engine
     raw["seedboxes"][0].update(seedbox)
     raw["transfers"].update(transfers)
-    bridge = Bridge(parse_config(raw))
+    bridge = Bridge(parse_config(raw), **({"disk_free": disk_free} if disk_free else {}))
     finished_before = frozenset(i.id for i in bridge.items.values() if i.state in FINISHED_STATES)
     async with recording(mosquitto.port) as recorder:
         task = asyncio.create_task(bridge.run())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -119,13 +118,14 @@ async def test_breaker_rests_a_failing_seedbox(
 async def test_waits_for_space_then_proceeds(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 ) -> None:
-    filler = tmp_path / "filler.bin"
-    make_file(filler, 200 * 2**20)
-    free = shutil.disk_usage(tmp_path).free
-    # The payload (50 MiB) plus this margin exceeds what is free by ~20 MiB, until the
-    # 200 MiB filler goes.
-    transfers = {**FAST, "min_free_space": free - 30 * 2**20, "space_recheck": 1}
-    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", transfers=transfers) as env:
+    """The destination's free space comes from an injected reading, so the test does
+    not depend on what else writes to this machine's disk meanwhile."""
+    free = [40 * 2**20]  # the 50 MiB payload plus the 10 MiB margin needs 60
+    transfers = {**FAST, "min_free_space": 10 * 2**20, "space_recheck": 1}
+    async with running_bridge(
+        tmp_path, mosquitto, sshd, engine="sftp", transfers=transfers,
+        disk_free=lambda _path: free[0],
+    ) as env:  # fmt: skip
         make_file(env.remote / "roomy.bin", 50 * 2**20)
         await env.complete("roomy.bin", "8" * 40)
         await env.recorder.wait_for(
@@ -135,6 +135,11 @@ async def test_waits_for_space_then_proceeds(
         )  # fmt: skip
         (item,) = env.bridge.items.values()
         assert item.attempts == 0  # waiting for space spends no attempt
-        filler.unlink()
+        assert "has 41943040 bytes free; this payload needs 62914560" in (item.last_error or "")
+        free[0] = 60 * 2**20
         await env.wait_settled(1, timeout=60)
         assert item.state is ItemState.DONE
+        await env.recorder.wait_for(
+            lambda: env.bridge.snapshot()["destinations"]["default"]["free_space"] == free[0],
+            10, "the state to show the injected free space",
+        )  # fmt: skip

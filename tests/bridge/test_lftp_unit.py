@@ -53,7 +53,7 @@ def test_script_uses_pget_for_files_and_mirror_for_dirs(tmp_path: Path) -> None:
         "i", SEEDBOX, "/r/d", tmp_path / "d", RemoteEntry(True, (RemoteFile("x", 1),))
     )
     assert (
-        f'mirror -c --no-symlinks --parallel=3 --use-pget-n=6 "/r/d" "{tmp_path}/d"'
+        f'mirror -c --no-symlinks --no-perms --parallel=3 --use-pget-n=6 "/r/d" "{tmp_path}/d"'
         in build_script(config, dir_req)
     )
 

@@ -48,7 +48,7 @@ async def fetch(config: Config, remote: Path, target: Path) -> list[int]:
     engine = SftpEngine(config.transfers.sftp, Bandwidth(0))
     progress: list[int] = []
     try:
-        entry = await session.stat_payload(str(remote))
+        entry = await session.inspect_payload(str(remote), ())
         request = TransferRequest("item", seedbox, str(remote), target, entry)
         await engine.fetch(request, progress.append)
     finally:
@@ -68,8 +68,8 @@ async def test_listing_spans_many_readdir_replies(tmp_path: Path, sshd: SshServe
     config = config_for(tmp_path, sshd)
     session = SeedboxSession(config.seedboxes["sb1"])
     try:
-        entry = await session.stat_payload(str(remote))
-        again = await session.stat_payload(str(remote))  # the directory handles were closed
+        entry = await session.inspect_payload(str(remote), ())
+        again = await session.inspect_payload(str(remote), ())  # the directory handles were closed
     finally:
         await session.close()
     assert entry == again

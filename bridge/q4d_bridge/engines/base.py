@@ -70,6 +70,11 @@ class RemoteEntry:
     is_dir: bool
     entries: tuple[RemoteFile, ...]
     dirs: tuple[str, ...] = ()  # every directory below the root, so empty ones are kept
+    # The payload's resolved path on the seedbox, checked against the roots: engines
+    # fetch from here, so a link swapped into a parent directory later changes nothing.
+    path: str = ""
+    # Symlinks and special files inside the payload: never followed, never fetched.
+    skipped: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:

@@ -80,9 +80,10 @@ def build_script(config: LftpConfig, request: TransferRequest, rate_limit: int =
     ]
     remote, local = lftp_quote(request.remote_path), lftp_quote(str(request.target))
     if request.remote.is_dir:
-        # --no-symlinks: a link in a torrent folder must not land as a link in the library.
+        # --no-symlinks: a link in a torrent folder is skipped, as by every engine.
+        # --no-perms: the seedbox's modes are never copied (the bridge sets its own).
         lines.append(
-            f"mirror -c --no-symlinks --parallel={config.parallel_files} "
+            f"mirror -c --no-symlinks --no-perms --parallel={config.parallel_files} "
             f"--use-pget-n={config.segments} {remote} {local}"
         )
     else:

@@ -65,7 +65,10 @@ def build_argv(config: RsyncConfig, request: TransferRequest, rate_limit: int = 
         "--partial",
         "--append-verify",
         "--protect-args",
-        # No --links: a symlink in a torrent folder must not land as a link in the library.
+        # No --links: a symlink in a torrent folder is skipped, as by every engine.
+        # Staged files private and writable (resumable) whatever the seedbox's modes;
+        # the bridge gives the landed payload its own modes.
+        "--chmod=D700,F600",
         "--info=progress2",
         "--no-human-readable",
         "--rsh",

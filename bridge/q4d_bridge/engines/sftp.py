@@ -24,7 +24,8 @@ from pathlib import Path
 import asyncssh
 
 from ..config import SeedboxConfig, SftpConfig
-from ..remote import classify_ssh_error, close_behind, connect, transfer_errors
+from ..payload import close_behind
+from ..remote import classify_ssh_error, connect, transfer_errors
 from .base import (
     Bandwidth,
     ErrorCode,
@@ -381,7 +382,7 @@ class _ConnectionReader:
             flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if rel in self.plan.fresh else 0)
             self.plan.fresh.discard(rel)
             try:
-                fd = os.open(_local_path(self.request.target, rel), flags, 0o644)
+                fd = os.open(_local_path(self.request.target, rel), flags, 0o600)
             except OSError as err:
                 handle.cancel()
                 raise local_error(err) from err
@@ -466,7 +467,7 @@ def _resume_file(local: Path, size: int, journal: Journal) -> set[int]:
     """The chunk indexes a journal lists; a local file longer than the remote one (it
     shrank) loses its stale tail."""
     finished = journal.load()
-    fd = os.open(local, os.O_WRONLY | os.O_CREAT | (0 if finished else os.O_TRUNC), 0o644)
+    fd = os.open(local, os.O_WRONLY | os.O_CREAT | (0 if finished else os.O_TRUNC), 0o600)
     try:
         if os.fstat(fd).st_size > size:
             os.ftruncate(fd, size)
