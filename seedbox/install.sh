@@ -709,8 +709,11 @@ uninstall() {
   rm -f -- "$STATE_DIR"/hook.log "$STATE_DIR"/hook.log.1 "$STATE_DIR"/labeld.log \
     "$STATE_DIR"/labeld.pid "$STATE_DIR"/labeld.lock "$LEFTOVER"
   if [[ -d $OUTBOX ]]; then
-    rm -f -- "$OUTBOX"/.lock "$OUTBOX"/.*.tmp "$OUTBOX"/.probe-*
-    while IFS= read -r -d '' f; do pending+=("$f"); done < <(find "$OUTBOX" -mindepth 1 -print0)
+    rm -f -- "$OUTBOX"/.lock "$OUTBOX"/.sequence.lock "$OUTBOX"/.*.tmp "$OUTBOX"/.probe-*
+    # .sequence (the event counter) stays with kept events, so numbering continues.
+    while IFS= read -r -d '' f; do pending+=("$f"); done < <(
+      find "$OUTBOX" -mindepth 1 ! -name .sequence -print0
+    )
     if [[ ${#pending[@]} -gt 0 && $PURGE == 0 ]]; then
       warn "kept $OUTBOX: ${#pending[@]} completion(s) never reached the broker." \
         "Install again to send them, or run install.sh --uninstall --purge to delete them."

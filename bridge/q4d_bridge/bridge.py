@@ -34,6 +34,7 @@ from .engines.rsync import RsyncEngine
 from .engines.sftp import SftpEngine
 from .intake import Accepted, Rejected, accept, decode
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
+from .mqtt_noise import paho_logger, quiet_closed_sockets
 from .nodes import make_node
 from .nodes.base import NodeError
 from .nodes.monitor import NodeMonitor
@@ -200,6 +201,7 @@ class Bridge:
                 _LOGGER.info("resuming %s (%s) after restart", item.id, item.name)
 
     async def run(self) -> None:
+        quiet_closed_sockets(asyncio.get_running_loop())
         self.recover()
         self._prune()
         background = [
@@ -287,6 +289,7 @@ class Bridge:
             tls_params=tls_params,
             tls_insecure=broker.tls.insecure if broker.tls else None,
             timeout=10,
+            logger=paho_logger(),
         )
         # aiomqtt acks on receipt; we ack only after the store commit (see module doc).
         client._client.manual_ack_set(True)

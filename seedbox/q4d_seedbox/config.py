@@ -68,6 +68,10 @@ class MqttConfig:
     def label_topic(self) -> str:
         return f"{self.topic_prefix}/seedbox/{self.seedbox_id}/label"
 
+    @property
+    def sequence_topic(self) -> str:
+        return f"{self.topic_prefix}/seedbox/{self.seedbox_id}/sequence"
+
 
 @dataclass(frozen=True)
 class HookConfig:

@@ -127,7 +127,9 @@ def run_completion(
     event = payload(completion, cfg.mqtt.seedbox_id, type_code, now)
     outbox = Outbox(cfg.hook.outbox)
     try:
-        outbox.add(cfg.mqtt.completed_topic, encode(event))
+        with outbox.numbered() as (stream, seq):
+            event.update(stream=stream, seq=seq)
+            outbox.add(cfg.mqtt.completed_topic, encode(event))
         if cfg.hook.classic:
             line = classic_line(completion, type_code)
             if line is None:

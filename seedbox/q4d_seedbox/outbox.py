@@ -6,6 +6,10 @@ they are published. File names start with a fixed-width nanosecond timestamp, so
 sorting by name is sending in completion order. Writers never take the lock (a new
 file appears atomically by rename); senders (the hook after writing, and `flush`) hold
 `.lock` so no message is ever sent by two processes at once.
+
+Each completion also gets the next number of the outbox's sequence (`stream`, `seq`):
+the bridge checks the numbers it receives and says so when some never arrived (a broker
+that dropped queued messages, an outbox lost with its host).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import contextlib
 import fcntl
 import itertools
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIX = ".msg"
+SEQUENCE_FILE = ".sequence"
 _sequence = itertools.count()
 
 
@@ -90,6 +96,33 @@ class Outbox:
             path.replace(path.with_name(path.name + ".bad"))
             raise OutboxError(f"{path.name} is not an outbox message; set aside as {path.name}.bad")
         return Message(topic_text, payload)
+
+    @contextlib.contextmanager
+    def numbered(self) -> Iterator[tuple[str, int]]:
+        """The next number of this outbox's event sequence, as (stream, seq), for a
+        message added inside the block; it counts once the block succeeds. Held under
+        a lock, so messages sort in the order of their numbers and the last one sent
+        is always the highest. The stream is a random id made with the counter: a new
+        or reset counter starts a new stream instead of repeating old numbers."""
+        self._ensure()
+        fd = os.open(self.directory / ".sequence.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # held for one message's write
+            path = self.directory / SEQUENCE_FILE
+            try:
+                stream, last = path.read_text(encoding="ascii").split()
+                number = int(last) + 1
+            except (FileNotFoundError, ValueError, UnicodeDecodeError):
+                stream, number = secrets.token_hex(8), 1
+            yield stream, number
+            temp = path.with_name(f".sequence-{os.getpid()}.tmp")
+            with temp.open("w", encoding="ascii") as handle:
+                handle.write(f"{stream} {number}\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            temp.replace(path)
+        finally:
+            os.close(fd)
 
     @staticmethod
     def remove(path: Path) -> None:

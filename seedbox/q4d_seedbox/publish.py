@@ -9,6 +9,8 @@ publish like any other and drops it, and the hook would delete an event nobody g
 
 from __future__ import annotations
 
+import contextlib
+import json
 import ssl
 import time
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from .config import MqttConfig
-from .outbox import Outbox, OutboxError
+from .outbox import Message, Outbox, OutboxError
 
 # Passes over the outbox in one delivery: files written while a pass runs (by hooks
 # that gave up waiting for the lock) are picked up, but a flood cannot keep it busy.
@@ -93,8 +95,8 @@ class Sender:
         if self._connack.is_failure:
             raise PublishError(f"broker refused the connection: {self._connack}")
 
-    def publish(self, topic: str, payload: bytes, deadline: float) -> None:
-        info = self.client.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: bytes, deadline: float, *, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise PublishError(f"publish failed: {mqtt.error_string(info.rc)}")
         while info.mid not in self._acks:
@@ -116,12 +118,37 @@ class Delivery:
     error: str | None = None
 
 
+def sequence_of(message: Message, completed_topic: str) -> tuple[str, int] | None:
+    """The (stream, seq) a completion event carries, if it is one and has them."""
+    if message.topic != completed_topic:
+        return None
+    try:
+        data = json.loads(message.payload)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    stream, seq = data.get("stream"), data.get("seq")
+    return (stream, seq) if isinstance(stream, str) and type(seq) is int else None
+
+
+def _announce_sequence(
+    sender: Sender, cfg: MqttConfig, high: tuple[str, int], deadline: float
+) -> None:
+    """The last number sent, retained: a bridge that was away reads it when it
+    subscribes again and learns of events the broker dropped from its queue."""
+    payload = json.dumps({"v": 1, "stream": high[0], "seq": high[1]}).encode()
+    with contextlib.suppress(PublishError):  # nothing is lost: the next event has its number
+        sender.publish(cfg.sequence_topic, payload, deadline, retain=True)
+
+
 def deliver(outbox: Outbox, cfg: MqttConfig, deadline: float, step_timeout: float) -> Delivery:
     """Send the outbox oldest first; stop at the first failure so order holds. The
     caller holds the outbox lock. Each step (connect, one PUBACK) gets `step_timeout`
     and everything ends by `deadline` (time.monotonic())."""
     result = Delivery()
     sender: Sender | None = None
+    high: tuple[str, int] | None = None
     try:
         for _ in range(MAX_PASSES):
             pending = outbox.pending()
@@ -143,6 +170,11 @@ def deliver(outbox: Outbox, cfg: MqttConfig, deadline: float, step_timeout: floa
                 sender.publish(message.topic, message.payload, step)
                 outbox.remove(path)
                 result.sent += 1
+                sequence = sequence_of(message, cfg.completed_topic)
+                if sequence is not None and (high is None or sequence[1] > high[1]):
+                    high = sequence
+        if sender is not None and high is not None:
+            _announce_sequence(sender, cfg, high, min(deadline, time.monotonic() + step_timeout))
     except PublishError as err:
         result.error = str(err)
     finally:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import aiomqtt
 import pytest
 from q4d_bridge.config import parse_config
 from q4d_bridge.models import ItemState
@@ -122,6 +124,16 @@ async def test_broker_restart(tmp_path: Path, sshd: SshServer) -> None:
             async with recording(broker.port) as rec:
                 # retained status comes back once the bridge has reconnected
                 await rec.wait_for(lambda: online_count(rec) >= 1, 60, "bridge reconnected")
+            # Crashes mid-burst: the bridge's socket dies while it reads and writes.
+            for crash in range(3):
+                burst = asyncio.ensure_future(publish(broker.port, commands(crash, 300)))
+                await asyncio.sleep(0.05)
+                broker.crash_and_restart()
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await burst
+                async with recording(broker.port) as rec:
+                    await rec.wait_for(lambda: online_count(rec) >= 1, 60, "bridge reconnected")
+            async with recording(broker.port) as rec:
                 await publish(broker.port, [event(remote, "two.mkv", 2)])
                 await rec.wait_for(lambda: rec.events("completed"), 30, "completion after restart")
                 # SIGTERM: a clean exit that leaves "offline" retained (not the will)
@@ -132,6 +144,17 @@ async def test_broker_restart(tmp_path: Path, sshd: SshServer) -> None:
                     "offline status",
                 )
         assert (library / "other" / "two.mkv").stat().st_size == 2000
+    # An expected reconnect is one warning, with no error or traceback.
+    log = bridge.log()
+    assert [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line] == []
+    assert log.count("MQTT connection lost") == 4
+
+
+def commands(batch: int, count: int) -> list[tuple[str, bytes]]:
+    return [
+        ("q4d/bridge/test/command", json.dumps({"id": f"{batch}-{n}", "op": "get_queue"}).encode())
+        for n in range(count)
+    ]
 
 
 def test_status_cli_reads_the_queue(tmp_path: Path) -> None:

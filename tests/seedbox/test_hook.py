@@ -4,6 +4,7 @@ against a real mosquitto. Outbox first, PUBACK before delete, bounded time."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from q4d_seedbox.outbox import Outbox
 from tests.helpers.services import Mosquitto, free_port
 from tests.seedbox.support import (
     COMPLETED,
+    SEQUENCE,
     HOOK_DELUGE,
     Seedbox,
     Subscriber,
@@ -50,6 +52,8 @@ def test_qbittorrent_arguments(
     event = message.json()
     assert event.pop("completed_at") == pytest.approx(time.time(), abs=30)
     assert event.pop("event_id").startswith(f"qbittorrent-{H}-")
+    assert re.fullmatch(r"[0-9a-f]{16}", event.pop("stream"))
+    assert event.pop("seq") == 1
     assert event == {
         "v": 1,
         "seedbox": "sb1",
@@ -327,6 +331,31 @@ def test_concurrent_completions_and_flushes_deliver_each_event_once(
     assert sorted(hashes) == sorted(backlog + fresh)  # each exactly once
     assert [m.json()["hash"] for m in messages[:5]] == backlog  # the backlog first, in order
     assert seedbox.pending() == []
+    # One numbered sequence, sent in the order of its numbers, its last number retained.
+    events = [m.json() for m in sub.on(COMPLETED)]
+    assert len({e["stream"] for e in events}) == 1
+    assert [e["seq"] for e in events] == list(range(1, len(backlog) + len(fresh) + 1))
+    late = Subscriber(mosquitto.port, SEQUENCE)
+    try:
+        [mark] = late.wait_count(SEQUENCE, 1)
+    finally:
+        late.close()
+    assert mark.json() == {"v": 1, "stream": events[0]["stream"], "seq": len(events)}
+
+
+def test_the_sequence_continues_across_runs_and_restarts_with_a_new_counter(
+    seedbox: Seedbox, subscribe: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    sub = subscribe(COMPLETED)
+    for n in range(2):
+        assert (
+            seedbox.hook_run("qbittorrent", info_hash(str(n)), "x", str(tmp_path)).returncode == 0
+        )
+    (seedbox.outbox / ".sequence").unlink()  # a reinstall, or a lost home directory
+    assert seedbox.hook_run("qbittorrent", info_hash("2"), "x", str(tmp_path)).returncode == 0
+    events = [m.json() for m in sub.wait_count(COMPLETED, 3)]
+    assert [e["seq"] for e in events] == [1, 2, 1]
+    assert events[0]["stream"] == events[1]["stream"] != events[2]["stream"]
 
 
 def test_types_config_sets_the_type(
