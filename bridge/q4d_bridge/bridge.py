@@ -684,22 +684,34 @@ class Bridge:
     # --- commands (commands.Controller) --------------------------------------------
 
     def _on_command(self, payload: bytes) -> None:
+        """Answer every command once on command/result: a bad request or bad arguments
+        with their code and no traceback; anything unexpected (a bug) with `internal`,
+        logged once at ERROR with its traceback. A store error stays fatal (_mqtt_loop)."""
         try:
             command = parse_command(payload)
         except RejectedEvent as err:
             self.publisher.result(command_result(None, error=(err.reason, err.detail)))
             return
+        except Exception as err:
+            _LOGGER.exception("reading a command failed")
+            self.publisher.result(command_result(None, error=("internal", type(err).__name__)))
+            return
         try:
             result = commands.execute(self, command.op, command.args)
+            if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
+                task = asyncio.ensure_future(self._answer_later(command.id, result))
+                self._pending_answers.add(task)
+                task.add_done_callback(self._pending_answers.discard)
+                return
+            answer = command_result(command.id, result=result)
         except commands.CommandError as err:
-            self.publisher.result(command_result(command.id, error=(err.code, err.message)))
-            return
-        if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
-            task = asyncio.ensure_future(self._answer_later(command.id, result))
-            self._pending_answers.add(task)
-            task.add_done_callback(self._pending_answers.discard)
-            return
-        self.publisher.result(command_result(command.id, result=result))
+            answer = command_result(command.id, error=(err.code, err.message))
+        except sqlite3.Error:
+            raise  # not recorded, so not acknowledged
+        except Exception as err:
+            _LOGGER.exception("command %s (%s) failed", command.id, command.op)
+            answer = command_result(command.id, error=("internal", type(err).__name__))
+        self.publisher.result(answer)
 
     async def _answer_later(self, command_id: str, result: Awaitable[Any]) -> None:
         try:

@@ -31,6 +31,16 @@ class Controller(Protocol):
     def rescan(self, seedbox_id: str | None) -> Awaitable[dict[str, Any]]: ...
 
 
+MAX_BANDWIDTH = 2**40  # bytes/s (1 TiB/s): far above any link, small for any rate option
+
+
+def _int(value: Any) -> int:
+    """A JSON integer: not a boolean (True would pass `int`), not 1.0."""
+    if type(value) is not int:
+        raise vol.Invalid("expected int")
+    return value
+
+
 ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}$", msg="item_id must be a 16-character item id"))
 STATE = vol.All(str, vol.In([s.value for s in ItemState]), vol.Coerce(ItemState))
 
@@ -42,7 +52,7 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
     "set_priority": vol.Schema(
         {
             vol.Required("item_id"): ITEM_ID,
-            vol.Required("priority"): vol.All(int, vol.Range(min=-100, max=100)),
+            vol.Required("priority"): vol.All(_int, vol.Range(min=-100, max=100)),
         }
     ),
     "get_queue": vol.Schema({vol.Optional("states"): [STATE]}),
@@ -50,8 +60,8 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
     "set_limits": vol.All(
         vol.Schema(
             {
-                vol.Optional("bandwidth_limit"): vol.All(int, vol.Range(min=0)),
-                vol.Optional("max_concurrent"): vol.All(int, vol.Range(min=1, max=256)),
+                vol.Optional("bandwidth_limit"): vol.All(_int, vol.Range(min=0, max=MAX_BANDWIDTH)),
+                vol.Optional("max_concurrent"): vol.All(_int, vol.Range(min=1, max=256)),
             }
         ),
         vol.Length(min=1, msg="give bandwidth_limit (bytes/s, 0 = unlimited) or max_concurrent"),

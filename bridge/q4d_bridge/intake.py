@@ -4,13 +4,16 @@ rejection with a stable reason. Pure: the bridge stores the outcome before actin
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .config import ClassicConfig, SeedboxConfig
 from .models import CompletionEvent
-from .protocol import RejectedEvent, Topics, parse_classic_down, parse_completed
+from .protocol import MAX_SIZE, RejectedEvent, Topics, parse_classic_down, parse_completed
 from .rules import Resolution, Routing, UnsafePathError, check_remote_path, resolve
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,9 @@ def decode(
     seedboxes: Mapping[str, SeedboxConfig],
     routing: Routing,
 ) -> Accepted | Rejected:
+    """Every payload ends here as accepted or rejected with a stable reason: a bad
+    payload as its own reason, without a traceback; a failure of the checks themselves
+    (a bug) as `internal`, logged at ERROR with its traceback."""
     try:
         if classic.enabled and topic == classic.down_topic:
             event = parse_classic_down(payload, classic.seedbox)
@@ -44,15 +50,20 @@ def decode(
             if seedbox not in seedboxes:
                 return Rejected("unknown_seedbox", f"seedbox {seedbox!r} is not configured")
             event = parse_completed(payload, seedbox)
+        return accept(event, seedboxes=seedboxes, routing=routing)
     except RejectedEvent as err:
         return Rejected(err.reason, err.detail)
-    return accept(event, seedboxes=seedboxes, routing=routing)
+    except Exception as err:  # a bug: logged here, the payload kept in `rejected`
+        _LOGGER.exception("checking the event on %s failed", topic)
+        return Rejected("internal", f"checking the event failed: {type(err).__name__}")
 
 
 def accept(
     event: CompletionEvent, *, seedboxes: Mapping[str, SeedboxConfig], routing: Routing
 ) -> Accepted | Rejected:
     """Path safety and routing for a parsed event (from MQTT or from reconciliation)."""
+    if event.size is not None and not 0 <= event.size <= MAX_SIZE:  # what the store holds
+        return Rejected("wrong_type", f"'size' must be an integer from 0 to {MAX_SIZE}")
     try:
         path = check_remote_path(event.path, seedboxes[event.seedbox].remote_roots)
         event = dataclasses.replace(event, path=path)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
+from q4d_bridge.commands import CommandError, execute
 from q4d_bridge.models import Label
 from q4d_bridge.protocol import (
     RejectedEvent,
@@ -140,3 +142,162 @@ def test_parse_command() -> None:
     for bad in (b'{"op": "retry"}', b'{"id": "r", "op": 3}', b'{"id": "r", "op": "x", "args": []}'):
         with pytest.raises(RejectedEvent):
             parse_command(bad)
+
+
+# --- limits: what reached the internal-error path before (issue 12) --------------------
+
+
+def deep(levels: int, *, objects: bool = False) -> str:
+    return '{"a":' * levels + "1" + "}" * levels if objects else "[" * levels + "]" * levels
+
+
+def with_raw(field: str, literal: str) -> bytes:
+    """A valid event whose `field` is the JSON text `literal`, verbatim."""
+    return v1()[:-1] + f', "{field}": {literal}}}'.encode()
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (deep(5000).encode(), "too_large"),  # RecursionError past ~9000 before
+        (with_raw("extra", deep(20000)), "too_large"),
+        (with_raw("extra", deep(5000, objects=True)), "too_large"),
+        (with_raw("tags", deep(32)), "too_large"),  # 33 with the event object
+        (with_raw("tags", "[" * 40), "too_large"),  # unbalanced, deep before it is invalid
+        (with_raw("size", "9" * 5000), "too_large"),  # int() refuses over 4300 digits
+        (with_raw("extra", "-" + "1" * 4400), "too_large"),
+        (with_raw("extra", "1" * 65), "too_large"),
+        (with_raw("extra", "0." + "1" * 63), "too_large"),
+        (with_raw("v", "1" + "0" * 5000), "too_large"),
+        (v1(size=2**63), "wrong_type"),  # OverflowError in SQLite before
+        (v1(size=2**63 - 1), "wrong_type"),
+        (v1(size=2**53), "wrong_type"),
+        (v1(size=1.0), "wrong_type"),
+        (v1(completed_at=10**40), "wrong_type"),  # OverflowError converting to float before
+        (v1(completed_at=2.0**53), "wrong_type"),
+        (v1(completed_at=-1), "wrong_type"),
+        (v1(completed_at=True), "wrong_type"),
+        (with_raw("completed_at", "1e400"), "wrong_type"),
+        (with_raw("completed_at", "NaN"), "wrong_type"),
+        (with_raw("completed_at", "-Infinity"), "wrong_type"),
+        (b"[" * 33 + b'"' + b"]" * 33, "too_large"),
+        (b"[]" * 40, "malformed"),  # many brackets, shallow: the parser decides
+        (b"]" * 40, "malformed"),
+    ],
+)
+def test_limits_have_reasons(raw: bytes, reason: str) -> None:
+    with pytest.raises(RejectedEvent) as info:
+        parse_completed(raw, "sb1")
+    assert info.value.reason == reason, info.value.detail
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        with_raw("extra", deep(31)),  # 32 levels with the event object: the limit
+        with_raw("extra", deep(15, objects=True)),
+        with_raw("extra", "1" * 64),  # 64 characters: the limit
+        with_raw("extra", "1e400"),  # unknown fields are not checked
+        v1(name="[" * 100 + "{" * 100),  # brackets inside strings do not nest
+        v1(name='\\"[' * 100),
+        v1(size=2**53 - 1, completed_at=2**53 - 1),
+        v1(size=0, completed_at=0),
+        v1(completed_at=1699999990.123),
+        v1(name="\U0001f3ac"),  # a surrogate pair, escaped, is one valid character
+        with_raw("name", '"\\\\ud800"'),  # an escaped backslash, then "ud800": no surrogate
+    ],
+)
+def test_within_limits(raw: bytes) -> None:
+    parse_completed(raw, "sb1")
+
+
+STRING_FIELDS = ("event_id", "path", "seedbox", "hash", "name", "client", "category",
+                 "tracker", "type")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        *({"v": 1, "event_id": "e", "path": "/d/x", field: "a\udce9"} for field in STRING_FIELDS),
+        {"v": 1, "event_id": "e", "path": "/d/x", "tags": ["ok", "\ud800"]},
+        {"v": 1, "event_id": "e", "path": "/d/x", "tags": "ok,\udfff"},
+        {"v": 1, "event_id": "e", "path": "/d/x", "extra": {"deeper": ["\udc00"]}},
+        {"v": 1, "event_id": "e", "path": "/d/x", "\ud800key": 1},
+        {"v": "\ud800"},
+    ],
+)
+def test_lone_surrogate_anywhere_is_malformed(payload: dict[str, object]) -> None:
+    raw = json.dumps(payload).encode()  # ensure_ascii: the surrogate travels as "\\udXXX"
+    with pytest.raises(RejectedEvent) as info:
+        parse_completed(raw, "sb1")
+    assert (info.value.reason, info.value.detail) == (
+        "malformed",
+        "payload contains invalid Unicode",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"id": "c", "op": "pause", "args": {"x": ' + deep(40).encode() + b"}}", "too_large"),
+        (b'{"id": "c", "op": "set_limits", "args": {"bandwidth_limit": 1' + b"0" * 5000 + b"}}",
+         "too_large"),
+        (b'{"id": "c\\ud800", "op": "pause"}', "malformed"),
+        (b'{"id": "c", "op": "pause", "args": {"\\udc00": 1}}', "malformed"),
+        (deep(3000).encode(), "too_large"),
+    ],
+)  # fmt: skip
+def test_command_limits(raw: bytes, reason: str) -> None:
+    with pytest.raises(RejectedEvent) as info:
+        parse_command(raw)
+    assert info.value.reason == reason
+
+
+class _Controller:
+    """Records what reaches the controller: nothing must, for invalid arguments."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...]]] = []
+
+    def __getattr__(self, name: str) -> Callable[..., object]:
+        def call(*args: object) -> object:
+            self.calls.append((name, args))
+            return {} if name == "set_limits" else []
+
+        return call
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "message"),
+    [
+        ("set_limits", {"max_concurrent": True}, "expected int"),  # was accepted as 1
+        ("set_limits", {"max_concurrent": 2.0}, "expected int"),
+        ("set_limits", {"max_concurrent": 257}, "at most 256"),
+        ("set_limits", {"bandwidth_limit": False}, "expected int"),
+        ("set_limits", {"bandwidth_limit": 2**40 + 1}, "at most 1099511627776"),
+        ("set_limits", {"bandwidth_limit": 2**63}, "at most 1099511627776"),  # was accepted
+        ("set_limits", {"bandwidth_limit": -1}, "at least 0"),
+        ("set_priority", {"item_id": "0" * 16, "priority": True}, "expected int"),
+        ("set_priority", {"item_id": "0" * 16, "priority": 10**30}, "at most 100"),
+        ("set_priority", {"item_id": "0" * 16, "priority": -101}, "at least -100"),
+        ("get_queue", {"states": [["queued"]]}, "expected str"),
+        ("rescan", {"seedbox": 7}, "expected str"),
+    ],
+)
+def test_command_args_are_bounded(op: str, args: dict[str, object], message: str) -> None:
+    controller = _Controller()
+    with pytest.raises(CommandError) as info:
+        execute(controller, op, args)
+    assert info.value.code == "invalid_args"
+    assert message in info.value.message
+    assert controller.calls == []
+
+
+def test_command_args_at_the_bounds() -> None:
+    controller = _Controller()
+    execute(controller, "set_limits", {"bandwidth_limit": 2**40, "max_concurrent": 256})
+    execute(controller, "set_priority", {"item_id": "0" * 16, "priority": -100})
+    assert controller.calls == [
+        ("set_limits", (2**40, 256)),
+        ("set_priority", ("0" * 16, -100)),
+    ]
