@@ -38,7 +38,15 @@ from .mqtt_noise import paho_logger, quiet_closed_sockets
 from .nodes import make_node
 from .nodes.base import NodeError
 from .nodes.monitor import NodeMonitor
-from .protocol import RejectedEvent, Topics, command_result, item_payload, parse_command
+from .protocol import (
+    RejectedEvent,
+    Topics,
+    command_result,
+    item_payload,
+    parse_command,
+    parse_sequence,
+    sequence_in,
+)
 from .publish import MAX_IN_FLIGHT, Publisher
 from .queue import (
     Breaker,
@@ -51,6 +59,7 @@ from .queue import (
 )
 from .reconcile import missed_completions
 from .remote import SeedboxSession
+from .sequence import Sequences
 from .store import Store
 from .torrents import TorrentSource
 from .transfer import (
@@ -74,6 +83,7 @@ def disk_usage_free(path: Path) -> int:
 
 
 PRUNE_INTERVAL = 600.0
+SEQUENCE_CHECK = 10.0  # seconds between looks for completion events that never arrived
 SPACE_POLL = 30.0  # seconds between free-space readings of the destinations
 # Failures that say nothing about the seedbox's health: they do not trip its breaker.
 TOOL_ENGINES = frozenset({"lftp", "rsync"})
@@ -100,6 +110,7 @@ class Bridge:
         )
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
+        self.sequences = Sequences(self.store)
         self.items: dict[str, Item] = {i.id: i for i in self.store.items()}
         self.paused: bool = bool(self.store.get_setting("paused", False))
         self.limits = Limits(
@@ -210,6 +221,7 @@ class Bridge:
             asyncio.create_task(self.publisher.run_outbox_sender(), name="outbox"),
             asyncio.create_task(self._pruner(), name="pruner"),
             asyncio.create_task(self._watch_space(), name="space"),
+            asyncio.create_task(self._watch_sequences(), name="sequences"),
         ]
         if self.nodes:
             background.append(asyncio.create_task(self.monitor.run(), name="nodes"))
@@ -305,6 +317,8 @@ class Bridge:
                     subscriptions: list[tuple[str, int]] = [
                         (self.topics.completed_filter, 1),
                         (self.topics.command, 1),
+                        # retained: each (re)subscription reads every seedbox's last number
+                        (self.topics.sequence_filter, 1),
                     ]
                     if self.config.classic.enabled:
                         subscriptions.append((self.config.classic.down_topic, 1))
@@ -344,6 +358,8 @@ class Bridge:
         try:
             if topic == self.topics.command:
                 self._on_command(payload)
+            elif self.topics.seedbox_of(topic, "sequence") is not None:
+                self._on_sequence(topic, payload)
             else:
                 self.on_completion(topic, payload)
         except sqlite3.Error:
@@ -362,10 +378,54 @@ class Bridge:
             seedboxes=self.config.seedboxes,
             routing=self.config.routing,
         )
+        numbered: tuple[str, int] | None = None
         if isinstance(outcome, Accepted):
             self._admit(outcome)
+            event = outcome.event
+            if event.stream is not None and event.seq is not None:
+                numbered = (event.stream, event.seq)
         else:
             self._reject(topic, payload, outcome)
+            numbered = sequence_in(payload)
+        seedbox = self.topics.seedbox_of(topic)
+        if numbered is not None and seedbox is not None and seedbox in self.config.seedboxes:
+            self.sequences.received(seedbox, *numbered, time.time())
+
+    def _on_sequence(self, topic: str, payload: bytes) -> None:
+        """A seedbox outbox's last sent number (retained)."""
+        seedbox = self.topics.seedbox_of(topic, "sequence")
+        assert seedbox is not None
+        if seedbox not in self.config.seedboxes:
+            return  # a seedbox this bridge does not serve (another bridge's, or removed)
+        try:
+            stream, seq = parse_sequence(payload)
+        except RejectedEvent as err:
+            self._reject(topic, payload, Rejected(err.reason, err.detail))
+            return
+        self.sequences.announced(seedbox, stream, seq, time.time())
+
+    async def _watch_sequences(self) -> None:
+        """Say when completions numbered by a seedbox never arrived, and look for them
+        in its torrent client (reconciliation), which finds what the broker dropped."""
+        while True:
+            await asyncio.sleep(SEQUENCE_CHECK)
+            for gap in self.sequences.overdue(time.time()):
+                _LOGGER.warning(
+                    "seedbox %s: %d completion event(s) never arrived (numbers %d-%d of "
+                    "stream %s): a broker that dropped queued messages (max_queued_messages), "
+                    "or an outbox lost on the seedbox%s",
+                    gap.seedbox, gap.count, gap.first, gap.last, gap.stream,
+                    "; asking its torrent client" if gap.seedbox in self.nodes else "",
+                )  # fmt: skip
+                notice = self.publisher.event_message(
+                    "events_lost", seedbox=gap.seedbox, stream=gap.stream, count=gap.count,
+                    first=gap.first, last=gap.last,
+                )  # fmt: skip
+                self.store.enqueue([notice])
+                self.publisher.outbox_pending()
+                self.publisher.state_changed()
+                if gap.seedbox in self.nodes:
+                    await self.rescan(gap.seedbox)
 
     def _reject(self, topic: str, payload: bytes, outcome: Rejected) -> None:
         _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)
@@ -869,6 +929,7 @@ class Bridge:
                 "rate": 0.0,
                 "node": self.monitor.status[sb.id].as_dict() if sb.id in self.nodes else None,
                 "ssh": self.sessions[sb.id].link_status(),
+                "lost_events": self.sequences.lost(sb.id),
             }
             for sb in self.config.seedboxes.values()
         }
@@ -934,6 +995,7 @@ class Bridge:
         for item_id in removed:
             self.items.pop(item_id, None)
             self.publisher.item_removed(item_id)
+        self.sequences.prune(time.time())
 
     async def _watch_space(self) -> None:
         """Free space of each destination for the state, read off the event loop (a

@@ -47,6 +47,9 @@ class CompletionEvent:
     type_code: str | None = None
     completed_at: float | None = None
     classic: bool = False
+    # The seedbox outbox's numbering (see sequence.py); None from older hooks.
+    stream: str | None = None
+    seq: int | None = None
 
 
 @dataclass(slots=True)

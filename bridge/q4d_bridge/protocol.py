@@ -27,6 +27,7 @@ MAX_SAFE_INTEGER = 2**53 - 1
 MAX_SIZE = MAX_SAFE_INTEGER  # `size`, bytes (8 PiB)
 MAX_TIMESTAMP = float(MAX_SAFE_INTEGER)  # `completed_at`, Unix seconds
 HASH_V1 = re.compile(r"^[0-9a-f]{40}$")
+STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 CLASSIC_NO_HASH = "NotUsed"
 
@@ -49,16 +50,26 @@ class Topics:
     def completed_filter(self) -> str:
         return f"{self.prefix}/seedbox/+/completed"
 
+    @property
+    def sequence_filter(self) -> str:
+        return f"{self.prefix}/seedbox/+/sequence"
+
     def completed(self, seedbox: str) -> str:
         return f"{self.prefix}/seedbox/{seedbox}/completed"
 
     def label(self, seedbox: str) -> str:
         return f"{self.prefix}/seedbox/{seedbox}/label"
 
-    def seedbox_of(self, topic: str) -> str | None:
+    def seedbox_of(self, topic: str, kind: str = "completed") -> str | None:
+        """The seedbox of `<prefix>/seedbox/<seedbox>/<kind>`, else None."""
         parts = topic.split("/")
         head = self.prefix.split("/")
-        if len(parts) == len(head) + 3 and parts[: len(head)] == head:
+        if (
+            len(parts) == len(head) + 3
+            and parts[: len(head)] == head
+            and parts[len(head)] == "seedbox"
+            and parts[-1] == kind
+        ):
             return parts[len(head) + 1]
         return None
 
@@ -234,6 +245,7 @@ def parse_completed(raw: bytes, topic_seedbox: str) -> CompletionEvent:
         raise RejectedEvent("wrong_type", "'tags' must be a list of strings")
     size = _integer(data, "size", 0, MAX_SIZE)
     completed_at = _number(data, "completed_at", 0.0, MAX_TIMESTAMP)
+    stream, seq = _sequence_fields(data, required=False)
     return CompletionEvent(
         event_id=event_id,
         seedbox=topic_seedbox,
@@ -247,7 +259,42 @@ def parse_completed(raw: bytes, topic_seedbox: str) -> CompletionEvent:
         size=size,
         type_code=_text(data, "type", required=False) or None,
         completed_at=completed_at,
+        stream=stream,
+        seq=seq,
     )
+
+
+def _sequence_fields(data: dict[str, Any], *, required: bool) -> tuple[str | None, int | None]:
+    """`stream` and `seq`: both or neither (unless required)."""
+    stream = _text(data, "stream", required=required)
+    seq = _integer(data, "seq", 1, MAX_SAFE_INTEGER)
+    if (stream is None) != (seq is None) or (required and seq is None):
+        raise RejectedEvent("missing_field", "'stream' and 'seq' come together")
+    if stream is not None and not STREAM_ID.match(stream):
+        raise RejectedEvent("wrong_type", "'stream' must be 1-64 of [A-Za-z0-9_-]")
+    return stream, seq
+
+
+def parse_sequence(raw: bytes) -> tuple[str, int]:
+    """A seedbox outbox's last sent number, `{"v": 1, "stream": ..., "seq": ...}`."""
+    data = _decode_json(raw)
+    if type(data.get("v")) is not int or data["v"] != PROTOCOL_VERSION:
+        raise RejectedEvent("unsupported_version", f"'v' must be {PROTOCOL_VERSION}")
+    stream, seq = _sequence_fields(data, required=True)
+    assert stream is not None and seq is not None
+    return stream, seq
+
+
+def sequence_in(raw: bytes) -> tuple[str, int] | None:
+    """The (stream, seq) of a completion event that was rejected for another reason:
+    it did arrive, and must not be reported as lost."""
+    try:
+        data = _decode_json(raw)
+        stream, seq = _sequence_fields(data, required=True)
+    except RejectedEvent:
+        return None
+    assert stream is not None and seq is not None
+    return stream, seq
 
 
 def parse_classic_down(raw: bytes, seedbox: str) -> CompletionEvent:

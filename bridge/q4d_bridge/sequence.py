@@ -119,8 +119,9 @@ class Sequences:
         with self._store.transaction() as db:
             self._save(db, seedbox, stream_id, stream, now)
 
-    def overdue(self, now: float, grace: float = GRACE) -> list[Gap]:
+    def overdue(self, now: float, grace: float | None = None) -> list[Gap]:
         """Report the numbers missing for longer than grace, and count them as lost."""
+        grace = GRACE if grace is None else grace
         gaps: list[Gap] = []
         for (seedbox, stream_id), stream in self._streams.items():
             if stream.floor is None or stream.missing() <= 0:

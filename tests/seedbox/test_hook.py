@@ -19,8 +19,8 @@ from q4d_seedbox.outbox import Outbox
 from tests.helpers.services import Mosquitto, free_port
 from tests.seedbox.support import (
     COMPLETED,
-    SEQUENCE,
     HOOK_DELUGE,
+    SEQUENCE,
     Seedbox,
     Subscriber,
     info_hash,
