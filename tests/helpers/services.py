@@ -218,6 +218,14 @@ class Mosquitto(_Service):
         self.stop()
         self.start()
 
+    def crash_and_restart(self) -> None:
+        """SIGKILL (no goodbye to any client), then start again on the same port."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(STOP_TIMEOUT)
+        self.stop()
+        self.start()
+
     def log(self) -> str:
         return _read_log(self.log_path)
 
