@@ -52,7 +52,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.helpers.qbittorrent import QBittorrent  # noqa: E402
-from tests.helpers.services import LOOPBACK, Mosquitto, SshServer, free_port  # noqa: E402
+from tests.helpers.services import (  # noqa: E402
+    LOOPBACK,
+    OFFLINE_TRACKER,
+    Q4D_BROKER_SETTINGS,
+    Mosquitto,
+    SshServer,
+    free_port,
+)
 
 try:
     from scripts.demo_hass import (
@@ -80,7 +87,6 @@ BRIDGE_ID = "demo"
 BRIDGE_NAME = "q4d"
 SEEDBOX_ID = "demo"
 DONE_TAG = "q4d:DONE"
-TRACKER = "http://tracker.invalid/announce"
 STOP_WAIT = 10.0
 MiB = 1024 * 1024
 
@@ -476,7 +482,7 @@ def make_samples(root: Path) -> list[Sample]:
         out = RUN / "torrents" / f"{name}.torrent"
         out.parent.mkdir(parents=True, exist_ok=True)
         made = subprocess.run(
-            [tool("mktorrent"), "-a", TRACKER, "-o", str(out), str(root / name)],
+            [tool("mktorrent"), "-a", OFFLINE_TRACKER, "-o", str(out), str(root / name)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -619,7 +625,7 @@ class Demo:
 
     def start_services(self) -> None:
         python = sys.executable
-        broker = Mosquitto(RUN / "mosquitto")
+        broker = Mosquitto(RUN / "mosquitto", persistent=True, extra_config=Q4D_BROKER_SETTINGS)
         self.procs.start("mosquitto", broker._argv(), ports=(broker.port,))
         self.broker_port = broker.port
 
@@ -907,7 +913,9 @@ class Demo:
     def open_dashboard(self) -> None:
         say(f"headless Chromium: logging in and opening {self.hass.dashboard_url}")
         try:
-            self.dashboard = Dashboard(self.hass, self.left("the browser"))
+            self.dashboard = Dashboard(
+                self.hass, self.left("the browser"), request_log=LOGS / "chromium-requests.jsonl"
+            )
         except Exception as err:
             raise DemoError(f"opening the dashboard failed: {err}") from err
 
@@ -922,6 +930,11 @@ class Demo:
     def stop(self) -> None:
         if self.dashboard is not None:
             self.dashboard.close()
+            browser = self.dashboard.browser
+            blocked = browser.blocked()
+            say(f"headless Chromium: {browser.loopback_requests()} requests to 127.0.0.1, "
+                f"{len(blocked)} beyond loopback blocked{': ' if blocked else ''}"
+                f"{', '.join(blocked)} (log: {browser.request_log.relative_to(ROOT)})")  # fmt: skip
         if self.observer is not None:
             self.observer.stop()
         if self.watcher is not None:

@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import yaml
@@ -30,7 +31,9 @@ USERNAME = "demo"
 PASSWORD = "q4d-demo"  # noqa: S105 (the demo user's, printed for the reader)
 DASHBOARD_PATH = "q4d-transfers"
 ITEM_STATES = ("queued", "transferring", "verifying", "waiting", "done", "failed", "cancelled")
-# Launch flags that keep Chromium off the network (the brief's list).
+# Launch flags that keep Chromium itself off the network: no background requests
+# (component and safe-browsing updates, sync, first-run pages), no QUIC, and a host
+# resolver that resolves nothing (every name fails at once; 127.0.0.1 is an address).
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -38,7 +41,10 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-quic",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
+LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 
 
 # The one socket HA binds beyond loopback: zeroconf's unicast listener, with no
@@ -334,19 +340,101 @@ class Observer:
             )
 
 
-class Dashboard:
-    """The q4d dashboard in headless Chromium, logged in through Home Assistant's login
-    page: waits for texts to show on its cards and takes screenshots."""
+def on_loopback(url: str) -> bool:
+    """Whether a URL the browser asks for points at 127.0.0.1/[::1] (or is no network
+    request at all: data:, blob:, about:)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
+        return True
+    return parts.hostname in LOOPBACK_HOSTS
 
-    def __init__(self, hass: DemoHass, timeout: float = 60) -> None:
+
+class ConfinedBrowser:
+    """Headless Chromium (Debian's, driven by Playwright) kept to loopback.
+
+    Chromium starts with CHROMIUM_ARGS (no background requests, a resolver that resolves
+    nothing). Every request its pages make is logged to request_log, JSON lines:
+    "request" (url, method, resource type, whether it is on loopback); "blocked" for one
+    to anything but 127.0.0.1/[::1], aborted before it leaves the browser (Home
+    Assistant's frontend asks brands.home-assistant.io for integration logos); "reached"
+    for one beyond loopback that got an answer anyway (never, unless blocking broke).
+    Service workers are blocked, so none of the pages' requests bypasses this."""
+
+    def __init__(self, request_log: Path, *, width: int = 1440, height: int = 1000) -> None:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415 (only for this check)
 
+        self.request_log = request_log
+        self.requests: list[dict[str, Any]] = []
+        self._browser: Any = None
         self._playwright = sync_playwright().start()
         try:
             self._browser = self._playwright.chromium.launch(
                 executable_path=chromium(), args=CHROMIUM_ARGS
             )
-            self.page = self._browser.new_page(viewport={"width": 1440, "height": 1000})
+            self.context = self._browser.new_context(
+                viewport={"width": width, "height": height}, service_workers="block"
+            )
+            self.context.route(lambda url: not on_loopback(url), self._block)
+            self.context.route_web_socket(lambda url: not on_loopback(url), self._block_websocket)
+            self.context.on("request", self._log_request)
+            self.context.on("requestfinished", self._log_finished)
+        except BaseException:
+            self.close()
+            raise
+
+    def new_page(self) -> Any:
+        page = self.context.new_page()
+        page.on("websocket", self._log_websocket)
+        return page
+
+    def _log(self, event: str, url: str, **details: Any) -> None:
+        entry = {"event": event, "url": url, **details}
+        self.requests.append(entry)
+        with self.request_log.open("a") as out:
+            out.write(json.dumps(entry) + "\n")
+
+    def _log_request(self, request: Any) -> None:
+        self._log("request", request.url, method=request.method, type=request.resource_type,
+                  loopback=on_loopback(request.url))  # fmt: skip
+
+    def _log_websocket(self, websocket: Any) -> None:
+        self._log("request", websocket.url, method="GET", type="websocket",
+                  loopback=on_loopback(websocket.url))  # fmt: skip
+
+    def _log_finished(self, request: Any) -> None:
+        if not on_loopback(request.url):
+            self._log("reached", request.url)
+
+    def _block(self, route: Any) -> None:
+        self._log("blocked", route.request.url)
+        route.abort("blockedbyclient")
+
+    def _block_websocket(self, websocket: Any) -> None:
+        self._log("blocked", websocket.url)
+        websocket.close(code=1008, reason="beyond loopback: blocked by the q4d demo")
+
+    def blocked(self) -> list[str]:
+        """The URLs beyond loopback the pages asked for (each one blocked)."""
+        return sorted({entry["url"] for entry in self.requests if entry["event"] == "blocked"})
+
+    def loopback_requests(self) -> int:
+        return sum(1 for e in self.requests if e["event"] == "request" and e["loopback"])
+
+    def close(self) -> None:
+        if self._browser is not None:
+            with contextlib.suppress(Exception):
+                self._browser.close()
+        self._playwright.stop()
+
+
+class Dashboard:
+    """The q4d dashboard in a ConfinedBrowser, logged in through Home Assistant's login
+    page: waits for texts to show on its cards and takes screenshots."""
+
+    def __init__(self, hass: DemoHass, timeout: float = 60, *, request_log: Path) -> None:
+        self.browser = ConfinedBrowser(request_log)
+        try:
+            self.page = self.browser.new_page()
             self.page.set_default_timeout(timeout * 1000)
             self.page.goto(hass.dashboard_url)
             self.page.get_by_role("textbox", name="Username").fill(USERNAME)
@@ -369,9 +457,7 @@ class Dashboard:
         return [t.strip().splitlines()[0] for t in titles if t.strip()]
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._browser.close()
-        self._playwright.stop()
+        self.browser.close()
 
 
 def _run(coroutine: Coroutine[Any, Any, Any]) -> Any:

@@ -13,6 +13,8 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
+from tests.helpers.netguard import NetGuard  # noqa: E402
+from tests.helpers.netguard import unavailable as netguard_unavailable  # noqa: E402
 from tests.helpers.services import Mosquitto, SshServer  # noqa: E402
 
 LOOPBACK_HOSTS = ["127.0.0.1", "::1", "localhost"]
@@ -43,3 +45,14 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     allow_loopback_sockets()
     with SshServer(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture
+def netguard(tmp_path: Path) -> Iterator[NetGuard]:
+    """A guarded network namespace (tests/helpers/netguard.py): commands run in it with
+    netguard.argv(); every name lookup and every packet beyond loopback is recorded."""
+    reason = netguard_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with NetGuard(tmp_path / "netguard") as guard:
+        yield guard

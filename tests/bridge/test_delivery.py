@@ -23,13 +23,11 @@ from tests.bridge.test_e2e import Env, running_bridge
 from tests.bridge.test_nodes import seeded
 from tests.conftest import allow_loopback_sockets
 from tests.helpers.qbittorrent import QBittorrent
-from tests.helpers.services import Mosquitto, SshServer, free_port
+from tests.helpers.services import Q4D_BROKER_SETTINGS, Mosquitto, SshServer, free_port
 from tests.seedbox.support import write_config
 
 pytestmark = pytest.mark.timeout(240)
 EVENTS = 2000
-# What docs/configuration.md#broker asks of Mosquitto.
-BROKER_SETTINGS = ("max_queued_messages 100000",)
 
 
 def hook_config(tmp_path: Path, port: int) -> Path:
@@ -122,9 +120,11 @@ async def test_default_broker_drops_events_and_the_bridge_reports_them(
 async def test_documented_broker_settings_deliver_every_event(
     away: tuple[Path, Path], tmp_path: Path, sshd: SshServer
 ) -> None:
-    with Mosquitto(tmp_path / "mosquitto", extra_config=BROKER_SETTINGS) as broker:
+    with Mosquitto(
+        tmp_path / "mosquitto", extra_config=Q4D_BROKER_SETTINGS, persistent=True
+    ) as broker:
         count, lost, state = await away_then_back(away, tmp_path, broker, sshd)
-    print(f"\nmosquitto with {BROKER_SETTINGS}: {count} of {EVENTS} completions arrived")
+    print(f"\nmosquitto as documented: {count} of {EVENTS} completions arrived")
     assert (count, lost, state["seedboxes"]["sb1"]["lost_events"]) == (EVENTS, [], 0)
 
 
@@ -151,3 +151,10 @@ async def test_a_lost_event_sends_the_bridge_to_the_torrent_client(
                 lambda: any(i.hash == lost for i in env.bridge.items.values()),
                 30, "the torrent found by reconciliation",
             )  # fmt: skip
+
+
+def test_the_documented_settings_are_the_tested_ones() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    section = docs.split("### Broker settings", 1)[1].split("\n## ", 1)[0]
+    for line in (*Q4D_BROKER_SETTINGS, "persistence true"):
+        assert f"\n{line}\n" in section

@@ -17,7 +17,7 @@ PIECE = 32 * 1024  # mktorrent -l 15
 
 def mktorrent(payload: Path, out: Path) -> TorrentInfo:
     subprocess.run(
-        ["mktorrent", "-l", "15", "-a", "http://tracker.invalid/announce", "-o", str(out), str(payload)],
+        ["mktorrent", "-l", "15", "-a", "http://127.0.0.1:9/announce", "-o", str(out), str(payload)],
         check=True, capture_output=True,
     )  # fmt: skip
     data = out.read_bytes()

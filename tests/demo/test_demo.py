@@ -5,22 +5,34 @@ saved state tagging each torrent q4d:DONE, Home Assistant's registries holding t
 entry (from MQTT discovery), the demo user and the item entities, what Home Assistant's
 websocket API showed (each item's status sensor queued -> transferring -> done and a
 q4d_transfer_completed event for it), and every process it started gone and nothing
-of it still listening. Then the dashboard in headless Chromium (`--screenshot`)."""
+of it still listening. Then the dashboard in headless Chromium (`--screenshot`).
+
+Each demo runs inside a network guard (tests/helpers/netguard.py; root only, unguarded
+otherwise): a namespace of its own where every name lookup and every packet beyond
+loopback is recorded. After each run: nothing recorded, no qBittorrent looked for its
+geolocation database, and Chromium sent nothing beyond loopback (what its pages asked
+for beyond it is in demo/run/logs/chromium-requests.jsonl, blocked, and copied to
+test-artifacts/)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import fastbencode
 import pytest
+
+from tests.helpers.netguard import NetGuard
+from tests.helpers.netguard import unavailable as netguard_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "demo" / "run"
@@ -41,7 +53,24 @@ def digest_tree(path: Path) -> dict[str, str]:
     }
 
 
-def port_open(port: int) -> bool:
+@pytest.fixture
+def guard(tmp_path: Path) -> Iterator[NetGuard | None]:
+    """The demo's own guarded namespace, or None where no guard can run (not root)."""
+    if netguard_unavailable() is not None:
+        yield None
+        return
+    with NetGuard(tmp_path / "netguard") as netguard:
+        yield netguard
+
+
+def demo_argv(guard: NetGuard | None, *args: str) -> list[str]:
+    argv = [str(ROOT / "scripts" / "demo"), *args, "--timeout", "240"]
+    return guard.argv(argv) if guard is not None else argv
+
+
+def port_open(port: int, guard: NetGuard | None) -> bool:
+    if guard is not None:  # the demo's loopback is the namespace's
+        return port in guard.listening()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -49,10 +78,23 @@ def port_open(port: int) -> bool:
         return False
 
 
-def run_demo(*args: str) -> str:
+def assert_offline(guard: NetGuard | None) -> None:
+    """Nothing was looked up or sent beyond loopback; neither qBittorrent tried to fetch
+    its IP-geolocation database."""
+    if guard is not None:
+        guard.assert_clean()
+    logs = sorted(RUN.glob("**/qBittorrent/data/logs/qbittorrent.log"))
+    assert len(logs) == 2, logs  # the seeder's and the seedbox's
+    for log in logs:
+        text = log.read_text(errors="replace")
+        assert "qBittorrent v" in text, text
+        assert "geolocation" not in text.lower(), text
+
+
+def run_demo(guard: NetGuard | None, *args: str) -> str:
     started = time.monotonic()
     done = subprocess.run(
-        [str(ROOT / "scripts" / "demo"), *args, "--timeout", "240"],
+        demo_argv(guard, *args),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -66,6 +108,7 @@ def run_demo(*args: str) -> str:
     assert "demo finished: OK" in output, output
     assert re.search(r"first completed transfer [\d.]+ s after ./scripts/demo started", output)
     assert elapsed < 600, f"the demo took {elapsed:.0f} s"
+    assert_offline(guard)
     return output
 
 
@@ -74,8 +117,8 @@ def storage(name: str) -> dict[str, Any]:
     return data
 
 
-def test_headless_demo_lands_the_samples_verified_and_tagged_done() -> None:
-    output = run_demo("--headless")
+def test_headless_demo_lands_the_samples_verified_and_tagged_done(guard: NetGuard | None) -> None:
+    output = run_demo(guard, "--headless")
 
     # The samples, found from the .torrent files the demo made (not from its own report).
     torrents = sorted((RUN / "torrents").glob("*.torrent"))
@@ -128,18 +171,18 @@ def test_headless_demo_lands_the_samples_verified_and_tagged_done() -> None:
     }  # fmt: skip
     hass_port = re.search(r"Home Assistant is up on http://127.0.0.1:(\d+)", output)
     assert hass_port, output
-    assert not port_open(int(hass_port.group(1))), "Home Assistant still listens"
+    assert not port_open(int(hass_port.group(1)), guard), "Home Assistant still listens"
     for name, pid, port in starts:
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", name
-        assert not port or not port_open(int(port)), f"{name} still listens on {port}"
+        assert not port or not port_open(int(port), guard), f"{name} still listens on {port}"
 
 
-def test_interactive_demo_keeps_running_until_ctrl_c() -> None:
+def test_interactive_demo_keeps_running_until_ctrl_c(guard: NetGuard | None) -> None:
     """The README's first command: it prints the dashboard URL and login, keeps
     everything running, and Ctrl-C stops it all."""
     demo = subprocess.Popen(
-        [str(ROOT / "scripts" / "demo"), "--timeout", "240"],
+        demo_argv(guard),
         cwd=ROOT,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -162,7 +205,7 @@ def test_interactive_demo_keeps_running_until_ctrl_c() -> None:
         ports.append(int(dashboard.group(1).split(":")[2].split("/")[0]))
         time.sleep(2)
         assert demo.poll() is None, "the demo exited on its own"
-        assert all(port_open(port) for port in ports), output
+        assert all(port_open(port, guard) for port in ports), output
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=120)
     finally:
@@ -173,7 +216,8 @@ def test_interactive_demo_keeps_running_until_ctrl_c() -> None:
     assert demo.returncode == 130, output
     assert "SIGINT: stopping" in output, output
     assert not (RUN / "state.json").exists()
-    assert not [port for port in ports if port_open(port)], output
+    assert not [port for port in ports if port_open(port, guard)], output
+    assert_offline(guard)
 
 
 def test_stop_without_a_running_demo_is_harmless() -> None:
@@ -194,13 +238,14 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
-def test_dashboard_renders_the_q4d_cards_in_headless_chromium() -> None:
+def test_dashboard_renders_the_q4d_cards_in_headless_chromium(guard: NetGuard | None) -> None:
     """Home Assistant with its frontend and the shipped dashboard, in headless Chromium
     after logging in: the cards show the bridge, the transfers while they run, the
-    seedbox and both samples once done. Screenshots: test-artifacts/."""
+    seedbox and both samples once done. Screenshots and Chromium's request log:
+    test-artifacts/."""
     for old in ARTIFACTS.glob("dashboard*.png"):
         old.unlink()
-    output = run_demo("--screenshot", str(ARTIFACTS / "dashboard.png"))
+    output = run_demo(guard, "--screenshot", str(ARTIFACTS / "dashboard.png"))
     rendered = re.findall(r"dashboard rendered its cards \(([^)]*)\); screenshot (\S+)", output)
     assert [Path(shot).name for _, shot in rendered] == [
         "dashboard-transferring.png",
@@ -212,3 +257,16 @@ def test_dashboard_renders_the_q4d_cards_in_headless_chromium() -> None:
         ), titles
         width, height = png_size(Path(shot))
         assert width == 1440 and height >= 1000
+
+    # Chromium's request log: requests to 127.0.0.1, and anything beyond it blocked.
+    request_log = RUN / "logs" / "chromium-requests.jsonl"
+    shutil.copy(request_log, ARTIFACTS / request_log.name)
+    log = [json.loads(line) for line in request_log.read_text().splitlines()]
+    requested = [e for e in log if e["event"] == "request"]
+    assert any(e["loopback"] for e in requested), log
+    blocked = {e["url"] for e in log if e["event"] == "blocked"}
+    assert {e["url"] for e in requested if not e["loopback"]} <= blocked, log
+    assert not [e for e in log if e["event"] == "reached"], log
+    summary = re.search(r"headless Chromium: (\d+) requests to 127.0.0.1, (\d+) beyond", output)
+    assert summary, output
+    assert int(summary.group(2)) == len(blocked), output

@@ -1,5 +1,6 @@
 """A real qbittorrent-nox on 127.0.0.1, completely offline (no DHT, LSD, PeX or port
-forwarding), with a WebUI login, started and stopped by PID."""
+forwarding, no IP-geolocation download, no RSS, no DynDNS), with a WebUI login, started
+and stopped by PID. tests/test_netguard.py runs it in a guarded network namespace."""
 
 from __future__ import annotations
 
@@ -59,12 +60,22 @@ class QBittorrent(_Service):
                     "[Network]",
                     "PortForwardingEnabled=false",
                     "[Preferences]",
+                    # On by default: fetches the IP-geolocation database from
+                    # download.db-ip.com at every start (a name lookup, then HTTPS).
+                    "Connection\\ResolvePeerCountries=false",
+                    # Off by default, kept off here: RSS feeds, DynDNS updates, UPnP for
+                    # the WebUI port (used only with port forwarding, which is off).
+                    "DynDNS\\Enabled=false",
+                    "WebUI\\UseUPnP=false",
                     f"WebUI\\Address={self.host}",
                     f"WebUI\\Port={self.port}",
                     f"WebUI\\Username={self.username}",
                     f'WebUI\\Password_PBKDF2="{pbkdf2_password(self.password)}"',
                     "WebUI\\LocalHostAuth=true",
                     "WebUI\\CSRFProtection=true",
+                    "[RSS]",
+                    "Session\\EnableProcessing=false",
+                    "AutoDownloader\\EnableProcessing=false",
                     "",
                 ]
             )

@@ -22,6 +22,16 @@ from types import TracebackType
 from typing import IO, Self
 
 LOOPBACK = "127.0.0.1"
+# The announce URL of test and demo torrents: a closed port on loopback, so a client
+# that announces looks nothing up and reaches nothing beyond this machine.
+OFFLINE_TRACKER = "http://127.0.0.1:9/announce"
+# What docs/configuration.md#broker-settings asks of Mosquitto (the demo's broker runs
+# with them, persistent): every event queued for an absent bridge is kept.
+Q4D_BROKER_SETTINGS = (
+    "max_queued_messages 100000",
+    "max_queued_bytes 0",
+    "autosave_interval 60",
+)
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 

@@ -25,7 +25,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from q4d_seedbox.clients.http import Http
 
-from tests.helpers.services import LOOPBACK, _Service, _stop_process, _which, free_port
+from tests.helpers.services import (
+    LOOPBACK,
+    OFFLINE_TRACKER,
+    _Service,
+    _stop_process,
+    _which,
+    free_port,
+)
 from tests.seedbox import SEEDBOX
 
 HOOK = SEEDBOX / "bin" / "q4d-hook"
@@ -34,6 +41,7 @@ LABELD = SEEDBOX / "bin" / "q4d-labeld"
 SEEDBOX_ID = "sb1"
 COMPLETED = f"q4d/seedbox/{SEEDBOX_ID}/completed"
 LABEL = f"q4d/seedbox/{SEEDBOX_ID}/label"
+SEQUENCE = f"q4d/seedbox/{SEEDBOX_ID}/sequence"
 
 
 # --- config and running the hook ------------------------------------------------------
@@ -188,9 +196,9 @@ def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.2)
 
 
 def make_torrent(payload: Path, out: Path) -> bytes:
-    """A real .torrent for payload (dummy tracker); returns its bytes."""
+    """A real .torrent for payload (a closed loopback tracker); returns its bytes."""
     subprocess.run(
-        ["mktorrent", "-a", "http://tracker.invalid/announce", "-o", str(out), str(payload)],
+        ["mktorrent", "-a", OFFLINE_TRACKER, "-o", str(out), str(payload)],
         check=True,
         capture_output=True,
         timeout=60,
@@ -320,13 +328,41 @@ class RTorrent:
         self._proc = None
 
 
+# deluged 2.0.3 starts its libtorrent session with libtorrent's defaults (DHT, LSD,
+# UPnP and NAT-PMP on) and applies its own core.conf only afterwards: by then the DHT
+# has looked up its bootstrap nodes (dht.libtorrent.org) and UPnP has sent SSDP to
+# 239.255.255.250. This starts deluged with those off in the session's first settings.
+DELUGED_OFFLINE = """\
+import runpy, sys
+import libtorrent
+OFFLINE = {"enable_dht": False, "enable_lsd": False, "enable_upnp": False,
+           "enable_natpmp": False, "dht_bootstrap_nodes": ""}
+class session(libtorrent.session):
+    def __init__(self, settings=None, *args, **kwargs):
+        super().__init__({**(settings or {}), **OFFLINE}, *args, **kwargs)
+libtorrent.session = session
+sys.argv[0] = sys.argv.pop(1)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 class Deluge:
-    """deluged plus deluge-web (JSON-RPC) on loopback; web password `deluge`."""
+    """deluged plus deluge-web (JSON-RPC) on loopback; web password `deluge`; offline:
+    no DHT (its bootstrap looks up dht.libtorrent.org, router.bittorrent.com and
+    others), UPnP or NAT-PMP (SSDP multicast), LSD or PeX, from its first moment
+    (DELUGED_OFFLINE) and in its own config (core.conf)."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.config = workdir / "config"
         self.config.mkdir(parents=True, exist_ok=True)
+        offline = {"dht": False, "upnp": False, "natpmp": False, "lsd": False, "utpex": False,
+                   "new_release_check": False}  # fmt: skip
+        # Deluge's config format: a version object, then the values (merged over its
+        # defaults).
+        (self.config / "core.conf").write_text(
+            json.dumps({"file": 1, "format": 1}) + json.dumps(offline)
+        )
         self.downloads = workdir / "downloads"
         self.downloads.mkdir(exist_ok=True)
         self.daemon_port = free_port()
@@ -348,9 +384,14 @@ class Deluge:
         return proc
 
     def start(self) -> None:
+        deluged = _which("deluged")
+        # Its own interpreter, from its #! line (Debian's: /usr/bin/python3).
+        python = Path(deluged).read_text(errors="replace").splitlines()[0].removeprefix("#!")
+        launcher = self.workdir / "deluged-offline.py"
+        launcher.write_text(DELUGED_OFFLINE)
         self._spawn(
-            [_which("deluged"), "-d", "-c", str(self.config), "-p", str(self.daemon_port),
-             "-i", LOOPBACK, "-u", LOOPBACK, "-L", "warning"],
+            [*python.split(), str(launcher), deluged, "-d", "-c", str(self.config),
+             "-p", str(self.daemon_port), "-i", LOOPBACK, "-u", LOOPBACK, "-L", "warning"],
             "deluged",
         )  # fmt: skip
         auth = self.config / "auth"

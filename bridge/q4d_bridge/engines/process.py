@@ -115,12 +115,13 @@ def kill_leftover_writers(staging_dirs: Iterable[Path], timeout: float = 5.0) ->
                 os.kill(int(entry.name), signal.SIGKILL)
                 killed.append(int(entry.name))
     deadline = time.monotonic() + timeout
-    while killed and time.monotonic() < deadline and any(_alive(pid) for pid in killed):
+    while killed and time.monotonic() < deadline and any(running(pid) for pid in killed):
         time.sleep(0.05)
     return killed
 
 
-def _alive(pid: int) -> bool:
+def running(pid: int) -> bool:
+    """Whether pid is a live process (a zombie is not)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
