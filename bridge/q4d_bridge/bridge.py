@@ -59,8 +59,8 @@ from .queue import (
 )
 from .reconcile import missed_completions
 from .remote import SeedboxSession
-from .sequence import Sequences
-from .store import Store
+from .sequence import Gap, Sequences
+from .store import Message, Store
 from .torrents import TorrentSource
 from .transfer import (
     Landed,
@@ -409,7 +409,11 @@ class Bridge:
         in its torrent client (reconciliation), which finds what the broker dropped."""
         while True:
             await asyncio.sleep(SEQUENCE_CHECK)
-            for gap in self.sequences.overdue(time.time()):
+            gaps = self.sequences.overdue(time.time(), self._lost_notice)
+            if gaps:
+                self.publisher.outbox_pending()
+                self.publisher.state_changed()
+            for gap in gaps:
                 _LOGGER.warning(
                     "seedbox %s: %d completion event(s) never arrived (numbers %d-%d of "
                     "stream %s): a broker that dropped queued messages (max_queued_messages), "
@@ -417,15 +421,17 @@ class Bridge:
                     gap.seedbox, gap.count, gap.first, gap.last, gap.stream,
                     "; asking its torrent client" if gap.seedbox in self.nodes else "",
                 )  # fmt: skip
-                notice = self.publisher.event_message(
-                    "events_lost", seedbox=gap.seedbox, stream=gap.stream, count=gap.count,
-                    first=gap.first, last=gap.last,
-                )  # fmt: skip
-                self.store.enqueue([notice])
-                self.publisher.outbox_pending()
-                self.publisher.state_changed()
                 if gap.seedbox in self.nodes:
-                    await self.rescan(gap.seedbox)
+                    try:
+                        await self.rescan(gap.seedbox)
+                    except Exception:  # the periodic reconciliation tries again
+                        _LOGGER.exception("seedbox %s: reconciliation failed", gap.seedbox)
+
+    def _lost_notice(self, gap: Gap) -> Message:
+        return self.publisher.event_message(
+            "events_lost", seedbox=gap.seedbox, stream=gap.stream, count=gap.count,
+            first=gap.first, last=gap.last,
+        )  # fmt: skip
 
     def _reject(self, topic: str, payload: bytes, outcome: Rejected) -> None:
         _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)

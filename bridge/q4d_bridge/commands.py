@@ -41,7 +41,7 @@ def _int(value: Any) -> int:
     return value
 
 
-ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}$", msg="item_id must be a 16-character item id"))
+ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}\Z", msg="item_id must be a 16-character item id"))
 STATE = vol.All(str, vol.In([s.value for s in ItemState]), vol.Coerce(ItemState))
 
 SCHEMAS: dict[str, vol.Schema | vol.All] = {

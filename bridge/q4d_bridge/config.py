@@ -51,7 +51,7 @@ class ConfigError(Exception):
 
 
 def _identifier(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(ID_PATTERN, value):
+    if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value):
         raise vol.Invalid("must be lowercase letters, digits, '-' or '_' (max 63), e.g. 'seedbox1'")
     return value
 
@@ -226,7 +226,7 @@ SEEDBOX_SCHEMA = vol.Schema(
         vol.Optional("name"): str,
         vol.Required("host"): vol.All(str, vol.Length(min=1)),
         vol.Optional("port", default=22): vol.All(int, vol.Range(min=1, max=65535)),
-        vol.Required("user"): vol.All(str, vol.Match(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")),
+        vol.Required("user"): vol.All(str, vol.Match(r"^[A-Za-z0-9._][A-Za-z0-9._-]*\Z")),
         vol.Required("key"): _existing_file,
         # Not required with trust_on_first_use: the first key seen is pinned there.
         vol.Optional("known_hosts"): _absolute_path,

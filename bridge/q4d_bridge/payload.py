@@ -47,7 +47,7 @@ async def inspect(sftp: asyncssh.SFTPClient, path: str, roots: Sequence[str]) ->
     if attrs.type == asyncssh.FILEXFER_TYPE_SYMLINK or stat.S_ISLNK(attrs.permissions or 0):
         raise unsafe(f"{path} is a symlink (to {real}); q4d never follows a payload link")
     if roots and not any(inside(real, r) for r in real_roots if r is not None):
-        link = await _first_link(sftp, path)
+        link = await _first_link(sftp, path, roots)
         via = f" through the symlink {link}" if link else ""
         raise unsafe(f"{path} resolves to {real}{via}, outside the seedbox roots")
     if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY and not stat.S_ISDIR(attrs.permissions or 0):
@@ -72,10 +72,12 @@ async def _root(sftp: asyncssh.SFTPClient, root: str) -> str | None:
         return None
 
 
-async def _first_link(sftp: asyncssh.SFTPClient, path: str) -> str | None:
-    """The first component of path that is a symlink, to name it in the refusal."""
-    parts = path.strip("/").split("/")
-    prefixes = ["/" + "/".join(parts[: n + 1]) for n in range(len(parts))]
+async def _first_link(sftp: asyncssh.SFTPClient, path: str, roots: Sequence[str]) -> str | None:
+    """The first component of path below its root that is a symlink, to name it in
+    the refusal (a root may itself sit behind a link: that one is allowed)."""
+    root = max((r.rstrip("/") for r in roots if inside(path, r)), key=len, default="")
+    parts = path[len(root) :].strip("/").split("/")
+    prefixes = [root + "/" + "/".join(parts[: n + 1]) for n in range(len(parts))]
     found = await asyncio.gather(*(sftp.lstat(p) for p in prefixes), return_exceptions=True)
     for prefix, attrs in zip(prefixes, found, strict=True):
         if isinstance(attrs, asyncssh.SFTPAttrs) and attrs.type == asyncssh.FILEXFER_TYPE_SYMLINK:
@@ -163,12 +165,31 @@ async def _list_dir(sftp: asyncssh.SFTPClient, path: str) -> list[asyncssh.SFTPN
 
 def unchanged(before: RemoteEntry, after: RemoteEntry) -> None:
     """The payload seen again once the engine finished: raise `unsafe_path` if it now
-    resolves elsewhere or a file fetched became a link (swapped in during transfer)."""
+    resolves elsewhere, or a file or folder that was fetched became a link (swapped in
+    while the engine ran); `transfer_failed` (retried) if one changed otherwise."""
     if after.path != before.path or after.is_dir != before.is_dir:
         raise unsafe(f"the payload changed during transfer: it now resolves to {after.path}")
-    swapped = {f.rel for f in before.entries} & set(after.skipped)
+    now = {(f.rel, f.size) for f in after.entries} | {(d, -1) for d in after.dirs}
+    gone = sorted(
+        rel
+        for rel, size in {(f.rel, f.size) for f in before.entries} | {(d, -1) for d in before.dirs}
+        if (rel, size) not in now
+    )
+    if not gone:
+        return
+    links = set(after.skipped)
+    swapped = [rel for rel in gone if any(part in links for part in _ancestry(rel))]
     if swapped:
-        raise unsafe(f"became a symlink during transfer: {', '.join(sorted(swapped)[:5])}")
+        raise unsafe(f"became a symlink during transfer: {', '.join(swapped[:5])}")
+    raise TransferError(
+        ErrorCode.TRANSFER, f"changed on the seedbox during transfer: {', '.join(gone[:5])}"
+    )
+
+
+def _ancestry(rel: str) -> list[str]:
+    """rel and every folder above it inside the payload: a/b/c -> a, a/b, a/b/c."""
+    parts = rel.split("/")
+    return ["/".join(parts[: n + 1]) for n in range(len(parts))]
 
 
 def close_behind(closing: Awaitable[None]) -> None:

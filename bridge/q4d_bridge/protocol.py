@@ -213,7 +213,7 @@ def normalise_hash(value: str | None) -> str | None:
     if value is None or value in ("", "-", CLASSIC_NO_HASH):
         return None
     lowered = value.lower()
-    if not HASH_V1.match(lowered):
+    if not HASH_V1.fullmatch(lowered):
         raise RejectedEvent("bad_hash", "hash must be 40 hex characters (v1 info-hash)")
     return lowered
 
@@ -226,7 +226,7 @@ def parse_completed(raw: bytes, topic_seedbox: str) -> CompletionEvent:
         raise RejectedEvent("unsupported_version", f"'v' must be {PROTOCOL_VERSION}")
     event_id = _text(data, "event_id", required=True)
     assert event_id is not None
-    if not EVENT_ID.match(event_id):
+    if not EVENT_ID.fullmatch(event_id):
         raise RejectedEvent("bad_event_id", "event_id must be 1-128 of [A-Za-z0-9._:-]")
     seedbox = _text(data, "seedbox", required=False)
     if seedbox is not None and seedbox != topic_seedbox:
@@ -270,7 +270,7 @@ def _sequence_fields(data: dict[str, Any], *, required: bool) -> tuple[str | Non
     seq = _integer(data, "seq", 1, MAX_SAFE_INTEGER)
     if (stream is None) != (seq is None) or (required and seq is None):
         raise RejectedEvent("missing_field", "'stream' and 'seq' come together")
-    if stream is not None and not STREAM_ID.match(stream):
+    if stream is not None and not STREAM_ID.fullmatch(stream):
         raise RejectedEvent("wrong_type", "'stream' must be 1-64 of [A-Za-z0-9_-]")
     return stream, seq
 

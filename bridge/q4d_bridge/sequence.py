@@ -11,9 +11,10 @@ its host. Reconciliation with the torrent client then finds those completions.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .store import Store
+from .store import Message, Store
 
 # How long a number may be late (reordered by a flush in progress, redelivered after
 # a reconnect) before it counts as lost.
@@ -104,6 +105,8 @@ class Sequences:
         if fresh:
             stream.received.add(seq)
             stream.compact()
+            if seq < stream.high:
+                stream.gap_since = None  # still filling in: the grace period starts over
         with self._store.transaction() as db:
             self._save(db, seedbox, stream_id, stream, now)
             if fresh:
@@ -119,8 +122,14 @@ class Sequences:
         with self._store.transaction() as db:
             self._save(db, seedbox, stream_id, stream, now)
 
-    def overdue(self, now: float, grace: float | None = None) -> list[Gap]:
-        """Report the numbers missing for longer than grace, and count them as lost."""
+    def overdue(
+        self,
+        now: float,
+        notice: Callable[[Gap], Message] | None = None,
+        grace: float | None = None,
+    ) -> list[Gap]:
+        """Report the numbers missing for longer than grace, and count them as lost;
+        each gap's notice is queued in the transaction that records it."""
         grace = GRACE if grace is None else grace
         gaps: list[Gap] = []
         for (seedbox, stream_id), stream in self._streams.items():
@@ -149,6 +158,8 @@ class Sequences:
                     )
             for gap in gaps:
                 self._save(db, gap.seedbox, gap.stream, self._streams[gap.seedbox, gap.stream], now)
+            if notice is not None:
+                Store.enqueue_in(db, [notice(gap) for gap in gaps], now)
         return gaps
 
     def lost(self, seedbox: str) -> int:

@@ -169,7 +169,7 @@ class Store:
             for event, resolution in batch:
                 admission = self._admit_one(db, event, resolution, now)
                 if not admission.duplicate:
-                    self._enqueue(db, messages_for(admission.item), now)
+                    self.enqueue_in(db, messages_for(admission.item), now)
                     self._incr(db, "received", 1)
                 results.append(admission)
         return results
@@ -244,7 +244,7 @@ class Store:
     ) -> None:
         now = time.time() if now is None else now
         with self.transaction() as db:
-            self._enqueue(db, messages, now)
+            self.enqueue_in(db, messages, now)
             db.execute(
                 "INSERT INTO rejected (at, topic, reason, detail, payload) VALUES (?, ?, ?, ?, ?)",
                 (now, topic, reason, detail, payload[:REJECTED_PAYLOAD_LIMIT]),
@@ -296,7 +296,7 @@ class Store:
         announce the change and the counters it moves, atomically: what is recorded is
         always announced, and counted exactly once."""
         with self.transaction() as db:
-            self._enqueue(db, messages, item.updated_at)
+            self.enqueue_in(db, messages, item.updated_at)
             for name, by in (counters or {}).items():
                 self._incr(db, name, by)
             db.execute(
@@ -348,7 +348,7 @@ class Store:
             ]
             db.executemany("DELETE FROM items WHERE id = ?", [(i,) for i in ids])
             if removal is not None:
-                self._enqueue(db, [removal(i) for i in ids], now)
+                self.enqueue_in(db, [removal(i) for i in ids], now)
             db.execute("DELETE FROM seen_events WHERE received_at < ?", (cutoff,))
             db.execute("DELETE FROM history WHERE at < ?", (cutoff,))
             db.execute("DELETE FROM rejected WHERE at < ?", (cutoff,))
@@ -380,14 +380,15 @@ class Store:
     # --- outbox --------------------------------------------------------------------
 
     @staticmethod
-    def _enqueue(db: sqlite3.Connection, messages: Sequence[Message], now: float) -> None:
+    def enqueue_in(db: sqlite3.Connection, messages: Sequence[Message], now: float) -> None:
+        """Queue messages inside a transaction of the caller's (see transaction())."""
         db.executemany(
             "INSERT INTO outbox (topic, payload, retain, created_at) VALUES (?, ?, ?, ?)",
             [(m.topic, m.payload, int(m.retain), now) for m in messages],
         )
 
     def enqueue(self, messages: Sequence[Message]) -> None:
-        self._enqueue(self._db, messages, time.time())
+        self.enqueue_in(self._db, messages, time.time())
 
     def outbox(self, limit: int = 200) -> list[tuple[int, Message]]:
         rows = self._db.execute(

@@ -32,7 +32,7 @@ class TorrentSource:
         return self.client is not None or self.seedbox.torrent_file is not None
 
     async def info(self, info_hash: str | None) -> TorrentInfo | None:
-        if not self.configured or info_hash is None or not _V1_HASH.match(info_hash):
+        if not self.configured or info_hash is None or not _V1_HASH.fullmatch(info_hash):
             return None  # no v1 info-hash: nothing to look up or to check against
         data = await self._fetch(info_hash)
         if data is None:

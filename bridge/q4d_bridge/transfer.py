@@ -123,9 +123,9 @@ async def run_transfer(
 ) -> Landed:
     engine.warm(seedbox)
     roots = seedbox.remote_roots
-    remote = await session.inspect_payload(remote_path, roots)
-    on_phase(ItemState.TRANSFERRING, remote)
     stage = staging_dir(root, item_id)
+    remote = await _unsafe_discards(stage, session.inspect_payload(remote_path, roots))
+    on_phase(ItemState.TRANSFERRING, remote)
     target = stage / final_path.name
     try:
         await asyncio.to_thread(_make_private, stage)
@@ -148,17 +148,13 @@ async def run_transfer(
     again = asyncio.ensure_future(session.inspect_payload(remote_path, roots))
     try:
         landed = await _verify(item_id, session, remote, target, torrent, max_repairs, heartbeat)
-        try:
-            payload.unchanged(remote, await again)
-        except TransferError:
-            await asyncio.to_thread(_remove, stage)  # what came through a link goes
-            raise
+        await _unsafe_discards(stage, _unchanged(remote, again))
     finally:
         await _settle(again)
     try:
         await asyncio.to_thread(apply_modes, target, modes)
         ensure_inside(root, final_path)
-        await asyncio.to_thread(_publish, target, final_path, stage)
+        await asyncio.to_thread(_publish, target, final_path, stage, modes)
     except UnsafePathError as err:
         raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
     except OSError as err:
@@ -197,6 +193,24 @@ async def _verify(
     if info is not None:
         _LOGGER.warning("item %s: the .torrent lists other files; size check only", item_id)
     return Landed(size, "size", 0, remote.skipped)
+
+
+async def _unchanged(before: RemoteEntry, again: asyncio.Future[RemoteEntry]) -> RemoteEntry:
+    after = await again
+    payload.unchanged(before, after)
+    return after
+
+
+async def _unsafe_discards(stage: Path, looking: Awaitable[RemoteEntry]) -> RemoteEntry:
+    """A payload found unsafe takes its staging folder with it: what an earlier attempt
+    or this one fetched may have come through a link. Other failures keep it, so a
+    retry resumes."""
+    try:
+        return await looking
+    except TransferError as err:
+        if err.code is ErrorCode.UNSAFE_PATH:
+            await asyncio.to_thread(_remove, stage)
+        raise
 
 
 async def _settle(task: asyncio.Future[RemoteEntry]) -> None:
@@ -244,9 +258,13 @@ async def verify_and_repair(
     )
 
 
-def _publish(target: Path, final_path: Path, stage: Path) -> None:
-    """Atomically put the verified payload at its final path, replacing an older copy."""
-    final_path.parent.mkdir(parents=True, exist_ok=True)
+def _publish(target: Path, final_path: Path, stage: Path, modes: Modes) -> None:
+    """Atomically put the verified payload at its final path, replacing an older copy.
+    Folders made on the way (a rule's subdir) get the landed folders' mode."""
+    missing = [p for p in [final_path.parent, *final_path.parent.parents] if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        folder.chmod(modes.dir)
     if final_path.exists() or final_path.is_symlink():
         old = stage / ".replaced"
         _remove(old)

@@ -45,6 +45,7 @@ USAGE = (__doc__ or "").split("\n\n")[1]
 CLIENT_COMMANDS = ("qbittorrent", "rtorrent", "deluge", "transmission")
 # The sending thread gets the configured timeout; this much more covers its teardown.
 GRACE = 0.5
+SEQUENCE_WAIT = 1.0  # seconds a completion waits for another one to be numbered
 LOG_MAX_BYTES = 1 << 20
 
 
@@ -127,8 +128,13 @@ def run_completion(
     event = payload(completion, cfg.mqtt.seedbox_id, type_code, now)
     outbox = Outbox(cfg.hook.outbox)
     try:
-        with outbox.numbered() as (stream, seq):
-            event.update(stream=stream, seq=seq)
+        # Half the time at most, so a stuck sequence still leaves time to send.
+        wait = max(0.0, min(SEQUENCE_WAIT, (deadline - time.monotonic()) / 2))
+        with outbox.numbered(wait) as number:
+            if number is None:
+                log.warning("the outbox's sequence stayed locked; this event goes unnumbered")
+            else:
+                event.update(stream=number[0], seq=number[1])
             outbox.add(cfg.mqtt.completed_topic, encode(event))
         if cfg.hook.classic:
             line = classic_line(completion, type_code)

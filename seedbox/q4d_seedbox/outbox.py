@@ -3,13 +3,14 @@ the broker's PUBACK.
 
 One file per MQTT message: the topic, a newline, then the payload bytes exactly as
 they are published. File names start with a fixed-width nanosecond timestamp, so
-sorting by name is sending in completion order. Writers never take the lock (a new
-file appears atomically by rename); senders (the hook after writing, and `flush`) hold
-`.lock` so no message is ever sent by two processes at once.
+sorting by name is sending in completion order. Writers never take the senders' lock
+(a new file appears atomically by rename); senders (the hook after writing, and
+`flush`) hold `.lock` so no message is ever sent by two processes at once.
 
-Each completion also gets the next number of the outbox's sequence (`stream`, `seq`):
-the bridge checks the numbers it receives and says so when some never arrived (a broker
-that dropped queued messages, an outbox lost with its host).
+Each completion also gets the next number of the outbox's sequence (`stream`, `seq`),
+under `.sequence.lock`, held only while one event is numbered and written: the bridge
+checks the numbers it receives and says so when some never arrived (a broker that
+dropped queued messages, an outbox lost with its host).
 """
 
 from __future__ import annotations
@@ -98,31 +99,37 @@ class Outbox:
         return Message(topic_text, payload)
 
     @contextlib.contextmanager
-    def numbered(self) -> Iterator[tuple[str, int]]:
-        """The next number of this outbox's event sequence, as (stream, seq), for a
-        message added inside the block; it counts once the block succeeds. Held under
-        a lock, so messages sort in the order of their numbers and the last one sent
-        is always the highest. The stream is a random id made with the counter: a new
-        or reset counter starts a new stream instead of repeating old numbers."""
+    def numbered(self, wait: float) -> Iterator[tuple[str, int] | None]:
+        """The next number of this outbox's event sequence, as (stream, seq), for the
+        one message added inside the block; None if the sequence stayed busy for
+        `wait` seconds (the message then goes out unnumbered: a hook never hangs).
+
+        Held under a lock, so messages sort in the order of their numbers and the last
+        one sent is always the highest. The counter is saved before the message: a
+        crash in between shows up at the bridge as a missing number, never as one
+        number used twice. The stream is a random id made with the counter: a new or
+        reset counter starts a new stream instead of repeating old numbers."""
         self._ensure()
         fd = os.open(self.directory / ".sequence.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # held for one message's write
+            if not _lock(fd, wait):
+                yield None
+                return
             path = self.directory / SEQUENCE_FILE
             try:
                 stream, last = path.read_text(encoding="ascii").split()
                 number = int(last) + 1
             except (FileNotFoundError, ValueError, UnicodeDecodeError):
                 stream, number = secrets.token_hex(8), 1
-            yield stream, number
             temp = path.with_name(f".sequence-{os.getpid()}.tmp")
             with temp.open("w", encoding="ascii") as handle:
                 handle.write(f"{stream} {number}\n")
                 handle.flush()
                 os.fsync(handle.fileno())
             temp.replace(path)
+            yield stream, number
         finally:
-            os.close(fd)
+            os.close(fd)  # closing the descriptor releases the lock
 
     @staticmethod
     def remove(path: Path) -> None:
@@ -135,17 +142,20 @@ class Outbox:
         self._ensure()
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.05)
-                else:
-                    yield True
-                    return
+            yield _lock(fd, wait)
         finally:
             os.close(fd)  # closing the descriptor releases the lock
+
+
+def _lock(fd: int, wait: float) -> bool:
+    """flock(fd) exclusively, trying for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        else:
+            return True

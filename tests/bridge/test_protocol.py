@@ -16,6 +16,8 @@ from q4d_bridge.protocol import (
     parse_classic_down,
     parse_command,
     parse_completed,
+    parse_sequence,
+    sequence_in,
 )
 
 HASH = "0123456789abcdef0123456789abcdef01234567"
@@ -84,6 +86,16 @@ def test_comma_separated_tags_and_null_hash() -> None:
         (b'{"v": 1, "event_id": "e", "path": "/data/\\udce9.mkv"}', "malformed"),  # lone surrogate
         (b'{"v": 1, "event_id": "e", "path": "/d/x", "tags": ["\\ud800"]}', "malformed"),
         (b"{" + b" " * (1024 * 1024) + b"}", "too_large"),
+        (v1(event_id="ev-1\n"), "bad_event_id"),  # `$` would let a trailing newline in
+        (v1(hash=HASH + "\n"), "bad_hash"),
+        (v1(stream="s1"), "missing_field"),
+        (v1(seq=3), "missing_field"),
+        (v1(stream="s1", seq=0), "wrong_type"),
+        (v1(stream="s1", seq=2**53), "wrong_type"),
+        (v1(stream="s1", seq=True), "wrong_type"),
+        (v1(stream="s 1", seq=1), "wrong_type"),
+        (v1(stream="s1\n", seq=1), "wrong_type"),
+        (v1(stream="", seq=1), "wrong_type"),
     ],
 )
 def test_rejections_have_reasons(raw: bytes, reason: str) -> None:
@@ -128,9 +140,26 @@ def test_labels() -> None:
     assert classic_label_payload(HASH, Label.QUEUED) == f"{HASH}\tQUEUED".encode()
 
 
+def test_sequence_numbers() -> None:
+    ev = parse_completed(v1(stream="41c537bc860bd2b0", seq=7), "sb1")
+    assert (ev.stream, ev.seq) == ("41c537bc860bd2b0", 7)
+    assert (parse_completed(v1(), "sb1").stream, parse_completed(v1(), "sb1").seq) == (None, None)
+    assert parse_sequence(b'{"v": 1, "stream": "s1", "seq": 2000}') == ("s1", 2000)
+    for bad in (b'{"v": 1, "stream": "s1"}', b'{"v": 2, "stream": "s1", "seq": 1}', b"[]"):
+        with pytest.raises(RejectedEvent):
+            parse_sequence(bad)
+    # A rejected event's number still counts as arrived; an unnumbered one has none.
+    assert sequence_in(v1(path="relative", stream="s1", seq=5)) == ("s1", 5)
+    assert sequence_in(v1()) is None
+    assert sequence_in(b"not json") is None
+
+
 def test_topics() -> None:
     t = Topics("home/q4d", "b1")
     assert t.seedbox_of("home/q4d/seedbox/sb1/completed") == "sb1"
+    assert t.seedbox_of("home/q4d/seedbox/sb1/sequence") is None
+    assert t.seedbox_of("home/q4d/seedbox/sb1/sequence", "sequence") == "sb1"
+    assert t.seedbox_of("home/q4d/bridge/sb1/completed") is None
     assert t.seedbox_of("q4d/seedbox/sb1/completed") is None
     assert t.item("abc") == "home/q4d/bridge/b1/item/abc"
     assert t.command_result == "home/q4d/bridge/b1/command/result"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from q4d_bridge.sequence import GRACE, Gap, Sequences
-from q4d_bridge.store import Store
+from q4d_bridge.store import Message, Store
 
 T = 1_000_000.0
 
@@ -104,3 +104,28 @@ def test_stale_streams_are_pruned(tmp_path: Path) -> None:
     seq.prune(T + 100 * 86400)
     assert seq.missing("sb1") == 0
     assert tracker(tmp_path).missing("sb1") == 0
+
+
+def test_a_slow_drain_is_not_a_loss(tmp_path: Path) -> None:
+    """The retained high-water mark can arrive before a long queue: as long as missing
+    numbers keep coming in, the grace period starts over."""
+    seq = tracker(tmp_path)
+    seq.received("sb1", "s1", 1, T)
+    seq.announced("sb1", "s1", 100, T)
+    seq.overdue(T)
+    for n in range(2, 101):
+        now = T + n * GRACE / 10  # the queue drains over ten grace periods
+        seq.received("sb1", "s1", n, now)
+        assert seq.overdue(now) == []
+    assert (seq.missing("sb1"), seq.lost("sb1")) == (0, 0)
+
+
+def test_the_notice_is_queued_with_the_report(tmp_path: Path) -> None:
+    store = Store(tmp_path / "q4d.sqlite3")
+    seq = Sequences(store)
+    seq.received("sb1", "s1", 1, T)
+    seq.received("sb1", "s1", 3, T)
+    seq.overdue(T)
+    notice = Message("q4d/bridge/test/event", b"lost")
+    assert seq.overdue(T + GRACE, lambda gap: notice) == [Gap("sb1", "s1", 1, 2, 2)]
+    assert [m for _, m in store.outbox()] == [notice]

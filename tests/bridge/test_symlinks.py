@@ -7,6 +7,7 @@ Each case runs the whole bridge against real sshd, lftp and rsync: the refusal i
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -126,36 +127,68 @@ async def test_link_planted_between_event_and_transfer_is_refused(
 
 
 class SwapDuringFetch:
-    """The real engine, with a payload file turned into a link to /etc/hostname while
-    it runs (as a hostile seedbox account could): the re-check after the engine
-    finishes catches it, and nothing fetched reaches the library."""
+    """The real engine, with part of the payload turned into a link while it runs (as a
+    hostile seedbox account could): the look after the engine catches it, and nothing
+    fetched reaches the library, or stays in staging."""
 
-    def __init__(self, engine: Any, victim: Path) -> None:
+    def __init__(self, engine: Any, victim: Path, target: str) -> None:
         self.engine = engine
         self.name = engine.name
         self.victim = victim
+        self.target = target
 
     def warm(self, seedbox: Any) -> None:
         self.engine.warm(seedbox)
 
     async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
         await self.engine.fetch(request, on_progress)
-        self.victim.unlink()
-        self.victim.symlink_to("/etc/hostname")
+        if self.victim.is_dir():
+            shutil.rmtree(self.victim)
+        else:
+            self.victim.unlink()
+        self.victim.symlink_to(self.target)
 
 
 @ENGINES
+@pytest.mark.parametrize("swapped", ["file", "folder"])
 async def test_link_swapped_in_during_transfer_never_lands(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str, swapped: str
 ) -> None:
     async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=FAST) as env:
-        make_file(env.remote / "Album" / "01.flac", 5000, seed=1)
-        make_file(env.remote / "Album" / "02.flac", 6000, seed=2)
+        album = env.remote / "Album"
+        make_file(album / "01.flac", 5000, seed=1)
+        make_file(album / "Disc2" / "02.flac", 6000, seed=2)
+        victim = album / "Disc2" if swapped == "folder" else album / "Disc2" / "02.flac"
         env.bridge.engines[engine] = SwapDuringFetch(  # type: ignore[assignment]
-            env.bridge.engines[engine], env.remote / "Album" / "02.flac"
+            env.bridge.engines[engine], victim, str(outside(tmp_path))
         )
         error = await refused(env, "Album", "7" * 40)
-    assert error["message"] == "became a symlink during transfer: 02.flac"
+    changed = "Disc2, Disc2/02.flac" if swapped == "folder" else "Disc2/02.flac"
+    assert error["message"] == f"became a symlink during transfer: {changed}"
+
+
+@ENGINES
+async def test_a_root_behind_a_link_is_fine_a_link_below_it_is_named(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
+) -> None:
+    """Roots are compared resolved (~/downloads -> /mnt/disk1/downloads is common), and
+    the refusal names the link below the root, not the root's own."""
+    linked = tmp_path / "linked-root"
+    seedbox = {"remote_roots": [str(linked)]}
+    async with running_bridge(
+        tmp_path, mosquitto, sshd, engine=engine, transfers=FAST, seedbox=seedbox
+    ) as env:
+        linked.symlink_to(env.remote)
+        make_file(env.remote / "ok.mkv", 1234, seed=3)
+        (env.remote / "shows").symlink_to(outside(tmp_path))
+        await env.complete(str(linked / "ok.mkv"), "b" * 40)
+        await env.complete(str(linked / "shows" / "secret.key"), "c" * 40)
+        await env.wait_settled(2)
+    states = {i.name: (i.state, i.last_error) for i in env.bridge.items.values()}
+    assert states["ok.mkv"] == (ItemState.DONE, None)
+    assert states["secret.key"][0] is ItemState.FAILED
+    assert f"through the symlink {linked}/shows, outside" in (states["secret.key"][1] or "")
+    assert [p.name for p in landed_files(env)] == ["ok.mkv"]
 
 
 @ENGINES

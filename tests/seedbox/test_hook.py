@@ -3,7 +3,9 @@ against a real mosquitto. Outbox first, PUBACK before delete, bounded time."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import socket
 import subprocess
@@ -574,3 +576,25 @@ def test_command_line_edges(seedbox: Seedbox) -> None:
     assert seedbox.hook_run(f"--config={seedbox.config}", "test").returncode == 0
     tr_env = {"TR_TORRENT_NAME": "x", "TR_TORRENT_DIR": "/dl"}
     assert seedbox.hook_run("transmission", "extra", env=tr_env).returncode == 2
+
+
+def test_a_stuck_sequence_lock_never_holds_the_hook_up(
+    seedbox: Seedbox, subscribe: Callable[..., Subscriber], tmp_path: Path
+) -> None:
+    """Another process holding the sequence (hung, or stopped mid-write): the hook waits
+    only its timeout, then sends the event unnumbered rather than not at all."""
+    sub = subscribe(COMPLETED)
+    seedbox.outbox.mkdir(parents=True)
+    fd = os.open(seedbox.outbox / ".sequence.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        started = time.monotonic()
+        done = seedbox.hook_run("qbittorrent", H, "Show", str(tmp_path))
+        took = time.monotonic() - started
+    finally:
+        os.close(fd)
+    assert done.returncode == 0, done.stderr
+    assert took < 3 + 2  # the timeout, plus interpreter start
+    event = sub.wait_count(COMPLETED, 1)[0].json()
+    assert "seq" not in event and "stream" not in event
+    assert "goes unnumbered" in (seedbox.root / "hook.log").read_text()
