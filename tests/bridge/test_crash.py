@@ -339,4 +339,11 @@ async def test_resume_after_sigkill_refetches_little(
         # on its 4 connections (64 packets of 32 KiB each) when the bridge died.
         bound = 40 * 2**20 + 4 * 64 * 32 * 1024
     # resent also holds SSH/SFTP framing of the whole transfer: allow 1% of the file.
-    assert wasted <= bound and resent <= bound + size // 100
+    resend_bound = bound + size // 100
+    if engine == "lftp":
+        # Measured over repeated runs: ~15 MiB more than the file in most, but in about
+        # one in four lftp's `pget -c` reads up to ~55 MiB again although its status
+        # file kept what was on disk (lftp's own doing; older bridge versions show it
+        # too). Allow one more second of data for it: still a fraction of the 240 MiB.
+        resend_bound += 40 * 2**20
+    assert wasted <= bound and resent <= resend_bound
