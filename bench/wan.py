@@ -51,8 +51,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiomqtt
-from q4d_bridge.engines.lftp import lftp_quote
-from q4d_bridge.verify import TorrentInfo, bad_pieces
+from q4d_bridge.transfer.engines.lftp import lftp_quote
+from q4d_bridge.transfer.verify import TorrentInfo, bad_pieces
 from wan_engine import rsync_available
 from wanlink import (
     HOME_ADDR,

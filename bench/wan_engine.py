@@ -26,11 +26,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from q4d_bridge.config import Config, parse_config
-from q4d_bridge.engines.base import Bandwidth, Engine
-from q4d_bridge.engines.lftp import LftpEngine
-from q4d_bridge.engines.sftp import SftpEngine
-from q4d_bridge.remote import SeedboxSession
-from q4d_bridge.transfer import run_transfer
+from q4d_bridge.transfer.engines.base import Engine
+from q4d_bridge.transfer.engines.lftp import LftpEngine
+from q4d_bridge.transfer.engines.sftp import SftpEngine
+from q4d_bridge.transfer.pipeline import run_transfer
+from q4d_bridge.transfer.rates import Bandwidth
+from q4d_bridge.transfer.remote import SeedboxSession
 
 from tests.helpers.configs import bridge_config
 

@@ -25,30 +25,14 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from . import commands
+from .clients import make_node
+from .clients.base import NodeError
+from .clients.monitor import NodeMonitor
+from .clients.reconcile import missed_completions
 from .config import Config
-from .engines.base import Bandwidth, Engine, ErrorCode, RateMeter, RemoteEntry, TransferError
-from .engines.lftp import LftpEngine
-from .engines.process import kill_leftover_writers
-from .engines.rsync import RsyncEngine
-from .engines.sftp import SftpEngine
-from .intake import Accepted, Rejected, accept, decode
-from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
-from .mqtt_noise import paho_logger, quiet_closed_sockets
-from .nodes import make_node
-from .nodes.base import NodeError
-from .nodes.monitor import NodeMonitor
-from .protocol import (
-    RejectedEvent,
-    Topics,
-    command_result,
-    item_payload,
-    parse_command,
-    parse_sequence,
-    sequence_in,
-)
-from .publish import MAX_IN_FLIGHT, Publisher
-from .queue import (
+from .intake.decode import Accepted, Rejected, accept, decode
+from .intake.sequence import Gap, Sequences
+from .lifecycle.policy import (
     Breaker,
     Limits,
     can_cancel,
@@ -57,12 +41,28 @@ from .queue import (
     pick_runnable,
     retry_delay,
 )
-from .reconcile import missed_completions
-from .remote import SeedboxSession
-from .sequence import Gap, Sequences
-from .store import Message, Store
-from .torrents import TorrentSource
-from .transfer import (
+from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
+from .mqtt import commands
+from .mqtt.noise import paho_logger, quiet_closed_sockets
+from .mqtt.protocol import (
+    RejectedEvent,
+    Topics,
+    command_result,
+    item_payload,
+    parse_command,
+    parse_sequence,
+    sequence_in,
+)
+from .mqtt.publisher import MAX_IN_FLIGHT, Publisher
+from .persistence.store import Message, Store
+from .transfer.engines.base import Engine
+from .transfer.engines.lftp import LftpEngine
+from .transfer.engines.process import kill_leftover_writers
+from .transfer.engines.rsync import RsyncEngine
+from .transfer.engines.sftp import SftpEngine
+from .transfer.errors import ErrorCode, TransferError
+from .transfer.payload import RemoteEntry
+from .transfer.pipeline import (
     Landed,
     Modes,
     discard_staging,
@@ -71,6 +71,9 @@ from .transfer import (
     staging_dir,
     with_watchdog,
 )
+from .transfer.rates import Bandwidth, RateMeter
+from .transfer.remote import SeedboxSession
+from .transfer.torrents import TorrentSource
 
 _LOGGER = logging.getLogger(__name__)
 

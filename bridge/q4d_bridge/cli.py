@@ -81,7 +81,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    from .store import Store  # noqa: PLC0415
+    from .persistence.store import Store  # noqa: PLC0415
 
     db_path = config.data_dir / "q4d.sqlite3"
     if not db_path.exists():

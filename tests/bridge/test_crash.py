@@ -162,8 +162,8 @@ def test_status_cli_reads_the_queue(tmp_path: Path) -> None:
     import sys
 
     from q4d_bridge.models import CompletionEvent
+    from q4d_bridge.persistence.store import Store
     from q4d_bridge.rules import Resolution
-    from q4d_bridge.store import Store
 
     key, known = tmp_path / "key", tmp_path / "known_hosts"
     key.write_text("k")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import q4d_bridge.bridge
-import q4d_bridge.sequence
+import q4d_bridge.intake.sequence
 
 from tests.bridge.test_e2e import Env, running_bridge
 from tests.bridge.test_nodes import seeded
@@ -101,7 +101,7 @@ async def away_then_back(
 
 @pytest.fixture(autouse=True)
 def _quick_gap_reports(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(q4d_bridge.sequence, "GRACE", 2.0)
+    monkeypatch.setattr(q4d_bridge.intake.sequence, "GRACE", 2.0)
     monkeypatch.setattr(q4d_bridge.bridge, "SEQUENCE_CHECK", 0.5)
 
 

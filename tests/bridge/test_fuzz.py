@@ -707,7 +707,7 @@ async def test_a_bug_is_answered_once_with_its_traceback(
         assert json.loads(answers[-1])["id"] is None
         assert json.loads(answers[-1])["error"]["code"] == "internal"
 
-        monkeypatch.setattr("q4d_bridge.intake.parse_completed", broken)
+        monkeypatch.setattr("q4d_bridge.intake.decode.parse_completed", broken)
         bridge._on_message(message(COMPLETED, b'{"v": 1, "event_id": "e", "path": "/x"}'))
         counters = bridge.store.counters()
         assert (counters["rejected"], counters["rejected.internal"]) == (1, 1)

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 from q4d_bridge.config import SeedboxConfig
-from q4d_bridge.engines.base import Engine, ProgressCallback, TransferRequest
 from q4d_bridge.models import ItemState
+from q4d_bridge.transfer.engines.base import Engine, ProgressCallback, TransferRequest
 
 from tests.bridge.test_e2e import ENGINES, Env, digest_tree, make_file, running_bridge
 from tests.bridge.test_verify import PIECE, flip, mktorrent

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pytest
 from q4d_bridge.config import LftpConfig, SeedboxConfig
-from q4d_bridge.engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferRequest
-from q4d_bridge.engines.lftp import (
+from q4d_bridge.transfer.engines.base import TransferRequest
+from q4d_bridge.transfer.engines.lftp import (
     LFTP_ERRORS,
     build_script,
     connect_program,
     discard_unresumable,
     lftp_quote,
 )
-from q4d_bridge.engines.process import classify_stderr
+from q4d_bridge.transfer.engines.process import classify_stderr
+from q4d_bridge.transfer.errors import ErrorCode
+from q4d_bridge.transfer.payload import RemoteEntry, RemoteFile
 
 SEEDBOX = SeedboxConfig(
     id="sb1", name="sb1", host="seed.example", port=2222, user="me",

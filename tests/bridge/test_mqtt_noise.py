@@ -8,7 +8,7 @@ import logging
 import socket
 
 import pytest
-from q4d_bridge.mqtt_noise import paho_logger, quiet_closed_sockets
+from q4d_bridge.mqtt.noise import paho_logger, quiet_closed_sockets
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from q4d_bridge.clients.base import Torrent
+from q4d_bridge.clients.qbittorrent import QbittorrentClient
+from q4d_bridge.clients.reconcile import missed_completions
 from q4d_bridge.config import ClientConfig, ReconcileConfig
 from q4d_bridge.models import ItemState
-from q4d_bridge.nodes.base import Torrent
-from q4d_bridge.nodes.qbittorrent import QbittorrentClient
-from q4d_bridge.reconcile import missed_completions
 
 from tests.bridge.test_e2e import Env, digest_tree, make_file, running_bridge
 from tests.bridge.test_integrity import add_torrent

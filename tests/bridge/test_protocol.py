@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable
 
 import pytest
-from q4d_bridge.commands import CommandError, execute
 from q4d_bridge.models import Label
-from q4d_bridge.protocol import (
+from q4d_bridge.mqtt.commands import CommandError, execute
+from q4d_bridge.mqtt.protocol import (
     RejectedEvent,
     Topics,
     classic_label_payload,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from q4d_bridge.lifecycle.policy import Limits, next_wakeup, pick_runnable, retry_delay
 from q4d_bridge.models import Item, ItemState
-from q4d_bridge.queue import Limits, next_wakeup, pick_runnable, retry_delay
 
 
 def item(n: int, seedbox: str = "a", **kw: object) -> Item:
@@ -66,7 +66,7 @@ def test_backoff_doubles_with_jitter_and_cap() -> None:
 
 
 def test_breaker_opens_cools_down_and_half_opens() -> None:
-    from q4d_bridge.queue import Breaker
+    from q4d_bridge.lifecycle.policy import Breaker
 
     breaker = Breaker(threshold=3, cooldown=60)
     assert not breaker.failure(0) and not breaker.failure(1)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from q4d_bridge.config import RsyncConfig, SeedboxConfig
-from q4d_bridge.engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferRequest
-from q4d_bridge.engines.process import classify_stderr, kill_leftover_writers
-from q4d_bridge.engines.rsync import (
+from q4d_bridge.transfer.engines.base import TransferRequest
+from q4d_bridge.transfer.engines.process import classify_stderr, kill_leftover_writers
+from q4d_bridge.transfer.engines.rsync import (
     RSYNC_ERRORS,
     ProgressParser,
     already_complete,
@@ -23,6 +23,8 @@ from q4d_bridge.engines.rsync import (
     discard_oversized,
     remote_shell,
 )
+from q4d_bridge.transfer.errors import ErrorCode
+from q4d_bridge.transfer.payload import RemoteEntry, RemoteFile
 
 SEEDBOX = SeedboxConfig(
     id="sb1", name="sb1", host="seed.example", port=2222, user="me",

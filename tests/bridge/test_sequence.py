@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from q4d_bridge.sequence import GRACE, Gap, Sequences
-from q4d_bridge.store import Message, Store
+from q4d_bridge.intake.sequence import GRACE, Gap, Sequences
+from q4d_bridge.persistence.store import Message, Store
 
 T = 1_000_000.0
 

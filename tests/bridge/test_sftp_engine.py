@@ -10,9 +10,10 @@ from typing import Any
 import asyncssh
 import pytest
 from q4d_bridge.config import Config, parse_config
-from q4d_bridge.engines.base import Bandwidth, TransferRequest
-from q4d_bridge.engines.sftp import SftpEngine
-from q4d_bridge.remote import SeedboxSession
+from q4d_bridge.transfer.engines.base import TransferRequest
+from q4d_bridge.transfer.engines.sftp import SftpEngine
+from q4d_bridge.transfer.rates import Bandwidth
+from q4d_bridge.transfer.remote import SeedboxSession
 
 from tests.bridge.test_e2e import digest_tree, make_file
 from tests.helpers.configs import bridge_config

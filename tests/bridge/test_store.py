@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from q4d_bridge.models import CompletionEvent, ItemState
+from q4d_bridge.persistence.store import Message, Store
 from q4d_bridge.rules import Resolution
-from q4d_bridge.store import Message, Store
 
 HASH = "ab" * 20
 

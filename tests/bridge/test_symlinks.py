@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from q4d_bridge.engines.base import ProgressCallback, TransferRequest
 from q4d_bridge.models import ItemState
+from q4d_bridge.transfer.engines.base import ProgressCallback, TransferRequest
 
 from tests.bridge.test_e2e import ENGINES, Env, digest_tree, make_file, running_bridge
 from tests.helpers.services import Mosquitto, SshServer

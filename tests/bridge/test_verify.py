@@ -8,7 +8,7 @@ from pathlib import Path
 
 import fastbencode
 import pytest
-from q4d_bridge.verify import Range, TorrentError, TorrentInfo, bad_pieces, piece_ranges
+from q4d_bridge.transfer.verify import Range, TorrentError, TorrentInfo, bad_pieces, piece_ranges
 
 from tests.bridge.test_e2e import make_file
 

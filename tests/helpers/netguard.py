@@ -51,7 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from q4d_bridge.engines.process import running
+from q4d_bridge.transfer.engines.process import running
 
 IP = "/usr/sbin/ip" if Path("/usr/sbin/ip").exists() else "/sbin/ip"
 NETNS_ETC = Path("/etc/netns")

@@ -17,14 +17,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import LftpConfig, SeedboxConfig
-from .base import (
-    Bandwidth,
-    ErrorCode,
-    ProgressCallback,
-    TransferRequest,
-    allocated_bytes,
-)
+from ...config import LftpConfig, SeedboxConfig
+from ..errors import ErrorCode
+from ..rates import Bandwidth
+from .base import ProgressCallback, TransferRequest, allocated_bytes
 from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
 
 _LOGGER = logging.getLogger(__name__)

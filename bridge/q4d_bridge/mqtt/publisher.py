@@ -16,8 +16,9 @@ from typing import Any
 
 import aiomqtt
 
-from . import __version__
-from .models import Item, Label
+from .. import __version__
+from ..models import Item, Label
+from ..persistence.store import Message, Store
 from .protocol import (
     PROTOCOL_VERSION,
     Topics,
@@ -26,7 +27,6 @@ from .protocol import (
     item_payload,
     label_payload,
 )
-from .store import Message, Store
 
 _LOGGER = logging.getLogger(__name__)
 THROTTLE = 1.0

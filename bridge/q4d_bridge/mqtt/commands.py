@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import voluptuous as vol
 
-from .models import ItemState
+from ..models import ItemState
 
 
 class CommandError(Exception):

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState
+from ..models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState
 
 
 @dataclass(frozen=True, slots=True)

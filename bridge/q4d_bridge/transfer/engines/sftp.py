@@ -23,19 +23,12 @@ from pathlib import Path
 
 import asyncssh
 
-from ..config import SeedboxConfig, SftpConfig
-from ..payload import close_behind
+from ...config import SeedboxConfig, SftpConfig
+from ..errors import ErrorCode, TransferError, local_error
+from ..payload import RemoteEntry, RemoteFile, close_behind
+from ..rates import Bandwidth
 from ..remote import classify_ssh_error, connect, transfer_errors
-from .base import (
-    Bandwidth,
-    ErrorCode,
-    ProgressCallback,
-    RemoteEntry,
-    RemoteFile,
-    TransferError,
-    TransferRequest,
-    local_error,
-)
+from .base import ProgressCallback, TransferRequest
 
 _LOGGER = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5

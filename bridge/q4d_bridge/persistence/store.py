@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .models import FINISHED_STATES, CompletionEvent, Item, ItemState
-from .rules import Resolution
+from ..models import FINISHED_STATES, CompletionEvent, Item, ItemState
+from ..rules import Resolution
 
 SCHEMA_VERSION = 2
 REJECTED_PAYLOAD_LIMIT = 64 * 1024

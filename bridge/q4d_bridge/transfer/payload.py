@@ -14,10 +14,40 @@ import asyncio
 import posixpath
 import stat
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 
 import asyncssh
 
-from .engines.base import ErrorCode, RemoteEntry, RemoteFile, TransferError
+from .errors import ErrorCode, TransferError
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    rel: str  # path relative to the payload root ("" for a single-file payload)
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteEntry:
+    """What the seedbox holds at a payload path: one file, or a tree of files."""
+
+    is_dir: bool
+    entries: tuple[RemoteFile, ...]
+    dirs: tuple[str, ...] = ()  # every directory below the root, so empty ones are kept
+    # The payload's resolved path on the seedbox, checked against the roots: engines
+    # fetch from here, so a link swapped into a parent directory later changes nothing.
+    path: str = ""
+    # Symlinks and special files inside the payload: never followed, never fetched.
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.entries)
+
+    @property
+    def files(self) -> int:
+        return len(self.entries)
+
 
 MAX_TREE_FILES = 100_000
 READDIR_CONCURRENCY = 16

@@ -18,21 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import SeedboxConfig
+from ..models import ItemState
+from ..rules import UnsafePathError, ensure_inside
 from . import payload
-from .config import SeedboxConfig
-from .engines.base import (
-    Engine,
-    ErrorCode,
-    RemoteEntry,
-    TransferError,
-    TransferRequest,
-    allocated_bytes,
-    local_error,
-    tree_size,
-)
-from .models import ItemState
+from .engines.base import Engine, TransferRequest, allocated_bytes, tree_size
+from .errors import ErrorCode, TransferError, local_error
+from .payload import RemoteEntry
 from .remote import SeedboxSession
-from .rules import UnsafePathError, ensure_inside
 from .verify import Range, TorrentInfo, bad_pieces, piece_ranges
 
 _LOGGER = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .models import CLASSIC_LABELS, CompletionEvent, Item, Label
+from ..models import CLASSIC_LABELS, CompletionEvent, Item, Label
 
 PROTOCOL_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..config import SeedboxConfig
-from .base import ErrorCode, TransferError
+from ...config import SeedboxConfig
+from ..errors import ErrorCode, TransferError
 
 _LOGGER = logging.getLogger(__name__)
 TICK_INTERVAL = 0.5

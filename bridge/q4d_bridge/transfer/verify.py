@@ -15,7 +15,7 @@ from pathlib import Path
 
 import fastbencode
 
-from .rules import UnsafePathError, check_name
+from ..rules import UnsafePathError, check_name
 
 READ_BLOCK = 1024 * 1024
 

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .store import Message, Store
+from ..persistence.store import Message, Store
 
 # How long a number may be late (reordered by a flush in progress, redelivered after
 # a reconnect) before it counts as lost.

@@ -8,10 +8,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import ClassicConfig, SeedboxConfig
-from .models import CompletionEvent
-from .protocol import MAX_SIZE, RejectedEvent, Topics, parse_classic_down, parse_completed
-from .rules import Resolution, Routing, UnsafePathError, check_remote_path, resolve
+from ..config import ClassicConfig, SeedboxConfig
+from ..models import CompletionEvent
+from ..mqtt.protocol import MAX_SIZE, RejectedEvent, Topics, parse_classic_down, parse_completed
+from ..rules import Resolution, Routing, UnsafePathError, check_remote_path, resolve
 
 _LOGGER = logging.getLogger(__name__)
 

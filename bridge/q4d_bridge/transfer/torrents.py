@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 import re
 
-from .config import SeedboxConfig
-from .engines.base import TransferError
-from .nodes.base import Node, NodeError
+from ..clients.base import Node, NodeError
+from ..config import SeedboxConfig
+from .errors import TransferError
 from .remote import SeedboxSession
 from .verify import TorrentError, TorrentInfo
 

@@ -22,9 +22,10 @@ from typing import Any
 
 import asyncssh
 
+from ..config import SeedboxConfig
 from . import payload
-from .config import SeedboxConfig
-from .engines.base import ErrorCode, RemoteEntry, TransferError, local_error
+from .errors import ErrorCode, TransferError, local_error
+from .payload import RemoteEntry
 from .verify import Range
 
 _LOGGER = logging.getLogger(__name__)

@@ -17,8 +17,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import RsyncConfig, SeedboxConfig
-from .base import Bandwidth, ErrorCode, ProgressCallback, TransferRequest, allocated_bytes
+from ...config import RsyncConfig, SeedboxConfig
+from ..errors import ErrorCode
+from ..rates import Bandwidth
+from .base import ProgressCallback, TransferRequest, allocated_bytes
 from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
 
 _LOGGER = logging.getLogger(__name__)

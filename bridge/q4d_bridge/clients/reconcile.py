@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .config import ReconcileConfig
-from .models import CompletionEvent, Label
-from .nodes.base import Torrent
+from ..config import ReconcileConfig
+from ..models import CompletionEvent, Label
+from .base import Torrent
 
 # A torrent carrying one of these was handled already, whatever the bridge remembers:
 # the label daemon's names (q4d:DONE, ...) and Q4D's bare ones.
