@@ -25,7 +25,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from q4d_bridge.config import Config, parse_config
+from q4d_bridge.config.loader import parse_config
+from q4d_bridge.config.model import Config
 from q4d_bridge.transfer.engines.base import Engine
 from q4d_bridge.transfer.engines.lftp import LftpEngine
 from q4d_bridge.transfer.engines.sftp import SftpEngine

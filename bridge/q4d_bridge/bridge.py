@@ -29,7 +29,7 @@ from .clients import make_node
 from .clients.base import NodeError
 from .clients.monitor import NodeMonitor
 from .clients.reconcile import missed_completions
-from .config import Config
+from .config.model import Config
 from .intake.decode import Accepted, Rejected, accept, decode
 from .intake.sequence import Gap, Sequences
 from .lifecycle.policy import (
@@ -43,17 +43,13 @@ from .lifecycle.policy import (
 )
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
 from .mqtt import commands
+from .mqtt.codec import RejectedEvent
+from .mqtt.commands import parse_command
+from .mqtt.events import parse_sequence, sequence_in
 from .mqtt.noise import paho_logger, quiet_closed_sockets
-from .mqtt.protocol import (
-    RejectedEvent,
-    Topics,
-    command_result,
-    item_payload,
-    parse_command,
-    parse_sequence,
-    sequence_in,
-)
+from .mqtt.payloads import command_result, item_payload
 from .mqtt.publisher import MAX_IN_FLIGHT, Publisher
+from .mqtt.topics import Topics
 from .persistence.store import Message, Store
 from .transfer.engines.base import Engine
 from .transfer.engines.lftp import LftpEngine

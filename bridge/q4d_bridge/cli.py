@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .config import Config, ConfigError, load_config
+from .config.loader import ConfigError, load_config
+from .config.model import Config
 
 DEFAULT_CONFIG = "/etc/q4d/bridge.yaml"
 

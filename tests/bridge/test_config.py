@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from q4d_bridge.config import ConfigError, load_config, parse_config
+from q4d_bridge.config.loader import ConfigError, load_config, parse_config
 
 from tests.helpers.configs import bridge_config
 

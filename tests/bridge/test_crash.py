@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from q4d_bridge.config import parse_config
+from q4d_bridge.config.loader import parse_config
 from q4d_bridge.models import ItemState
 
 from tests.bridge.test_e2e import make_file

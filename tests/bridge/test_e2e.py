@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from q4d_bridge.bridge import Bridge
-from q4d_bridge.config import parse_config
+from q4d_bridge.config.loader import parse_config
 from q4d_bridge.models import ItemState
 
 from tests.helpers.configs import bridge_config

@@ -31,7 +31,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from q4d_bridge.bridge import Bridge
-from q4d_bridge.config import parse_config
+from q4d_bridge.config.loader import parse_config
 from q4d_bridge.models import ItemState
 
 from tests.bridge.test_e2e import running_bridge

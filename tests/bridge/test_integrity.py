@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from q4d_bridge.config import SeedboxConfig
+from q4d_bridge.config.model import SeedboxConfig
 from q4d_bridge.models import ItemState
 from q4d_bridge.transfer.engines.base import Engine, ProgressCallback, TransferRequest
 

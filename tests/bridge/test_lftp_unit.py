@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from q4d_bridge.config import LftpConfig, SeedboxConfig
+from q4d_bridge.config.model import LftpConfig, SeedboxConfig
 from q4d_bridge.transfer.engines.base import TransferRequest
 from q4d_bridge.transfer.engines.lftp import (
     LFTP_ERRORS,

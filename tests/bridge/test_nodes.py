@@ -18,7 +18,7 @@ import pytest
 from q4d_bridge.clients.base import Torrent
 from q4d_bridge.clients.qbittorrent import QbittorrentClient
 from q4d_bridge.clients.reconcile import missed_completions
-from q4d_bridge.config import ClientConfig, ReconcileConfig
+from q4d_bridge.config.model import ClientConfig, ReconcileConfig
 from q4d_bridge.models import ItemState
 
 from tests.bridge.test_e2e import Env, digest_tree, make_file, running_bridge

@@ -7,18 +7,11 @@ from collections.abc import Callable
 
 import pytest
 from q4d_bridge.models import Label
-from q4d_bridge.mqtt.commands import CommandError, execute
-from q4d_bridge.mqtt.protocol import (
-    RejectedEvent,
-    Topics,
-    classic_label_payload,
-    label_payload,
-    parse_classic_down,
-    parse_command,
-    parse_completed,
-    parse_sequence,
-    sequence_in,
-)
+from q4d_bridge.mqtt.codec import RejectedEvent
+from q4d_bridge.mqtt.commands import CommandError, execute, parse_command
+from q4d_bridge.mqtt.events import parse_classic_down, parse_completed, parse_sequence, sequence_in
+from q4d_bridge.mqtt.payloads import classic_label_payload, label_payload
+from q4d_bridge.mqtt.topics import Topics
 
 HASH = "0123456789abcdef0123456789abcdef01234567"
 

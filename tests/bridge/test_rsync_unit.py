@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from q4d_bridge.config import RsyncConfig, SeedboxConfig
+from q4d_bridge.config.model import RsyncConfig, SeedboxConfig
 from q4d_bridge.transfer.engines.base import TransferRequest
 from q4d_bridge.transfer.engines.process import classify_stderr, kill_leftover_writers
 from q4d_bridge.transfer.engines.rsync import (

@@ -9,7 +9,8 @@ from typing import Any
 
 import asyncssh
 import pytest
-from q4d_bridge.config import Config, parse_config
+from q4d_bridge.config.loader import parse_config
+from q4d_bridge.config.model import Config
 from q4d_bridge.transfer.engines.base import TransferRequest
 from q4d_bridge.transfer.engines.sftp import SftpEngine
 from q4d_bridge.transfer.rates import Bandwidth

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..config import ClientConfig
+from ..config.model import ClientConfig
 from .base import Node
 from .qbittorrent import QbittorrentClient
 

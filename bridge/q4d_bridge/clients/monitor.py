@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SeedboxConfig
+from ..config.model import SeedboxConfig
 from .base import Node, NodeError, NodeStats
 
 _LOGGER = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from aioqbt import exc
 from aioqbt.api.types import InfoFilter, TorrentInfo
 from aioqbt.client import APIClient, create_client
 
-from ..config import ClientConfig
+from ..config.model import ClientConfig
 from .base import NodeError, NodeStats, Torrent
 
 _LOGGER = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..config import ReconcileConfig
+from ..config.model import ReconcileConfig
 from ..models import CompletionEvent, Label
 from .base import Torrent
 

@@ -8,9 +8,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..config import ClassicConfig, SeedboxConfig
+from ..config.model import ClassicConfig, SeedboxConfig
 from ..models import CompletionEvent
-from ..mqtt.protocol import MAX_SIZE, RejectedEvent, Topics, parse_classic_down, parse_completed
+from ..mqtt.codec import RejectedEvent
+from ..mqtt.events import MAX_SIZE, parse_classic_down, parse_completed
+from ..mqtt.topics import Topics
 from ..rules import Resolution, Routing, UnsafePathError, check_remote_path, resolve
 
 _LOGGER = logging.getLogger(__name__)

@@ -4,11 +4,36 @@ queue controller. Unknown ops and bad arguments answer `ok: false` with a code."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import voluptuous as vol
 
 from ..models import ItemState
+from .codec import RejectedEvent, decode_json
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    op: str
+    args: dict[str, Any]
+
+
+def parse_command(raw: bytes) -> Command:
+    data = decode_json(raw)
+    request_id = data.get("id")
+    if not isinstance(request_id, str) or not request_id or len(request_id) > 128:
+        raise RejectedEvent("bad_request", "'id' must be a non-empty string (max 128)")
+    op = data.get("op")
+    if not isinstance(op, str) or not op:
+        raise RejectedEvent("bad_request", "'op' must be a non-empty string")
+    args = data.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise RejectedEvent("bad_request", "'args' must be an object")
+    return Command(request_id, op, args)
 
 
 class CommandError(Exception):

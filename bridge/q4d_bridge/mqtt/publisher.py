@@ -19,14 +19,9 @@ import aiomqtt
 from .. import __version__
 from ..models import Item, Label
 from ..persistence.store import Message, Store
-from .protocol import (
-    PROTOCOL_VERSION,
-    Topics,
-    classic_label_payload,
-    dumps,
-    item_payload,
-    label_payload,
-)
+from .codec import PROTOCOL_VERSION, dumps
+from .payloads import classic_label_payload, item_payload, label_payload
+from .topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
 THROTTLE = 1.0

@@ -7,7 +7,6 @@ process without losing committed rows; only a power cut can roll back the last c
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
@@ -19,86 +18,10 @@ from typing import Any, NamedTuple
 
 from ..models import FINISHED_STATES, CompletionEvent, Item, ItemState
 from ..rules import Resolution
+from .rows import ITEM_COLUMNS, item_id_for, item_to_row, row_to_item
+from .schema import migrate
 
-SCHEMA_VERSION = 2
 REJECTED_PAYLOAD_LIMIT = 64 * 1024
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS items (
-    id TEXT PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    seedbox TEXT NOT NULL,
-    hash TEXT,
-    name TEXT NOT NULL,
-    remote_path TEXT NOT NULL,
-    destination TEXT NOT NULL,
-    local_path TEXT NOT NULL,
-    category TEXT,
-    tags TEXT NOT NULL DEFAULT '[]',
-    type_code TEXT,
-    size INTEGER,
-    state TEXT NOT NULL,
-    classic INTEGER NOT NULL DEFAULT 0,
-    priority INTEGER NOT NULL DEFAULT 0,
-    paused INTEGER NOT NULL DEFAULT 0,
-    bytes_done INTEGER NOT NULL DEFAULT 0,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    error_code TEXT,
-    received_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    next_attempt_at REAL,
-    updated_at REAL NOT NULL,
-    engine TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS items_identity ON items (seedbox, ifnull(hash, ''), remote_path);
-CREATE INDEX IF NOT EXISTS items_hash ON items (seedbox, hash);
-CREATE INDEX IF NOT EXISTS items_state ON items (state);
-CREATE TABLE IF NOT EXISTS seen_events (
-    event_id TEXT PRIMARY KEY,
-    seedbox TEXT NOT NULL,
-    item_id TEXT,
-    received_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    item_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    detail TEXT
-);
-CREATE INDEX IF NOT EXISTS history_at ON history (at);
-CREATE TABLE IF NOT EXISTS rejected (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    topic TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    payload BLOB
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,
-    retain INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-_ITEM_COLUMNS = (
-    "id, event_id, seedbox, hash, name, remote_path, destination, local_path, category, tags, "
-    "type_code, size, state, classic, priority, paused, bytes_done, attempts, last_error, "
-    "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at, engine"
-)
-
-
-def item_id_for(seedbox: str, info_hash: str | None, remote_path: str) -> str:
-    """Stable id: the same payload from the same seedbox always maps to the same item."""
-    key = f"{seedbox}\0{info_hash or ''}\0{remote_path}".encode()
-    return hashlib.sha256(key).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +50,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == 1:  # 0.1 databases: items had no per-rule engine
-            self._db.execute("ALTER TABLE items ADD COLUMN engine TEXT")
-        self._db.executescript(SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        migrate(self._db)
 
     @classmethod
     def open_readonly(cls, path: Path) -> sqlite3.Connection:
@@ -190,17 +109,17 @@ class Store:
                 return Admission(existing, duplicate=True, reason="event_id")
         if event.hash is not None:
             row = db.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE seedbox = ? AND hash = ? LIMIT 1",
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE seedbox = ? AND hash = ? LIMIT 1",
                 (event.seedbox, event.hash),
             ).fetchone()
         else:
             row = db.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE seedbox = ? AND hash IS NULL "
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE seedbox = ? AND hash IS NULL "
                 "AND remote_path = ? LIMIT 1",
                 (event.seedbox, event.path),
             ).fetchone()
         if row is not None:
-            existing = _row_to_item(row)
+            existing = row_to_item(row)
             db.execute(
                 "INSERT OR IGNORE INTO seen_events VALUES (?, ?, ?, ?)",
                 (event.event_id, event.seedbox, existing.id, now),
@@ -262,27 +181,27 @@ class Store:
 
     def _insert(self, db: sqlite3.Connection, item: Item) -> None:
         db.execute(
-            f"INSERT INTO items ({_ITEM_COLUMNS}) VALUES ({', '.join('?' * 26)})",
-            _item_to_row(item),
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 26)})",
+            item_to_row(item),
         )
 
     def _get(self, db: sqlite3.Connection, item_id: str) -> Item | None:
-        row = db.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
-        return None if row is None else _row_to_item(row)
+        row = db.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = ?", (item_id,)).fetchone()
+        return None if row is None else row_to_item(row)
 
     def items(self, states: Iterable[ItemState] | None = None) -> list[Item]:
         if states is None:
             rows = self._db.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM items ORDER BY received_at"
+                f"SELECT {ITEM_COLUMNS} FROM items ORDER BY received_at"
             ).fetchall()
         else:
             wanted = [s.value for s in states]
             marks = ", ".join("?" * len(wanted))
             rows = self._db.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM items WHERE state IN ({marks}) ORDER BY received_at",
+                f"SELECT {ITEM_COLUMNS} FROM items WHERE state IN ({marks}) ORDER BY received_at",
                 wanted,
             ).fetchall()
-        return [_row_to_item(r) for r in rows]
+        return [row_to_item(r) for r in rows]
 
     def save(
         self,
@@ -427,65 +346,3 @@ class Store:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
-
-
-def _item_to_row(item: Item) -> tuple[Any, ...]:
-    return (
-        item.id,
-        item.event_id,
-        item.seedbox,
-        item.hash,
-        item.name,
-        item.remote_path,
-        item.destination,
-        item.local_path,
-        item.category,
-        json.dumps(list(item.tags)),
-        item.type_code,
-        item.size,
-        item.state.value,
-        int(item.classic),
-        item.priority,
-        int(item.paused),
-        item.bytes_done,
-        item.attempts,
-        item.last_error,
-        item.error_code,
-        item.received_at,
-        item.started_at,
-        item.finished_at,
-        item.next_attempt_at,
-        item.updated_at,
-        item.engine,
-    )
-
-
-def _row_to_item(row: sqlite3.Row) -> Item:
-    return Item(
-        id=row["id"],
-        event_id=row["event_id"],
-        seedbox=row["seedbox"],
-        hash=row["hash"],
-        name=row["name"],
-        remote_path=row["remote_path"],
-        destination=row["destination"],
-        local_path=row["local_path"],
-        category=row["category"],
-        tags=tuple(json.loads(row["tags"])),
-        type_code=row["type_code"],
-        size=row["size"],
-        state=ItemState(row["state"]),
-        classic=bool(row["classic"]),
-        priority=row["priority"],
-        paused=bool(row["paused"]),
-        bytes_done=row["bytes_done"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        error_code=row["error_code"],
-        received_at=row["received_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        next_attempt_at=row["next_attempt_at"],
-        updated_at=row["updated_at"],
-        engine=row["engine"],
-    )

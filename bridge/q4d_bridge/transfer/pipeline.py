@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import SeedboxConfig
+from ..config.model import SeedboxConfig
 from ..models import ItemState
 from ..rules import UnsafePathError, ensure_inside
 from . import payload

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncssh
 
-from ..config import SeedboxConfig
+from ..config.model import SeedboxConfig
 from . import payload
 from .errors import ErrorCode, TransferError, local_error
 from .payload import RemoteEntry

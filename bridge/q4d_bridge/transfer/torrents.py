@@ -9,7 +9,7 @@ import logging
 import re
 
 from ..clients.base import Node, NodeError
-from ..config import SeedboxConfig
+from ..config.model import SeedboxConfig
 from .errors import TransferError
 from .remote import SeedboxSession
 from .verify import TorrentError, TorrentInfo

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from ...config import SeedboxConfig
+from ...config.model import SeedboxConfig
 from ..payload import RemoteEntry
 
 

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ...config import LftpConfig, SeedboxConfig
+from ...config.model import LftpConfig, SeedboxConfig
 from ..errors import ErrorCode
 from ..rates import Bandwidth
 from .base import ProgressCallback, TransferRequest, allocated_bytes

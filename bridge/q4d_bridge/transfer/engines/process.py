@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...config import SeedboxConfig
+from ...config.model import SeedboxConfig
 from ..errors import ErrorCode, TransferError
 
 _LOGGER = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from ...config import RsyncConfig, SeedboxConfig
+from ...config.model import RsyncConfig, SeedboxConfig
 from ..errors import ErrorCode
 from ..rates import Bandwidth
 from .base import ProgressCallback, TransferRequest, allocated_bytes

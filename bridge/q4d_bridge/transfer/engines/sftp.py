@@ -23,7 +23,7 @@ from pathlib import Path
 
 import asyncssh
 
-from ...config import SeedboxConfig, SftpConfig
+from ...config.model import SeedboxConfig, SftpConfig
 from ..errors import ErrorCode, TransferError, local_error
 from ..payload import RemoteEntry, RemoteFile, close_behind
 from ..rates import Bandwidth

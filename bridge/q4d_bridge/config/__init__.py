@@ -1,0 +1,2 @@
+"""The bridge's configuration: its schema (voluptuous), the typed result, and loading
+from YAML with `Q4D_*` environment overrides and secret files."""

@@ -1,0 +1,278 @@
+"""Loading the configuration: one YAML file, `Q4D_<SECTION>__<KEY>` environment
+overrides, `password_file` secrets, then the schema and the cross-checks that need the
+whole file (destinations named by rules, installed engines, host-key files)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import voluptuous as vol
+import yaml
+
+from ..rules import Condition, Routing, Rule, TypeRule, TypesConfigError, load_types_config
+from .model import (
+    BrokerConfig,
+    ClassicConfig,
+    ClientConfig,
+    Config,
+    LftpConfig,
+    ReconcileConfig,
+    RsyncConfig,
+    SeedboxConfig,
+    SftpConfig,
+    TlsConfig,
+    TransfersConfig,
+)
+from .schema import CONFIG_SCHEMA, ENV_PREFIX
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `errors` holds one `path: reason` line per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def _format_path(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """`Q4D_BROKER__HOST=x` sets broker.host; values are read as YAML scalars."""
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == "Q4D_CONFIG":
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = raw
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError([f"{key}: cannot override {'.'.join(path)}, it is not a mapping"])
+            node = child
+        node[path[-1]] = yaml.safe_load(value) if value else value
+
+
+def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
+    """`password_file: /run/secrets/x` fills `password` from the file (container secrets),
+    for the broker and for each seedbox's torrent client."""
+    sections: list[tuple[str, Any]] = [("broker", raw.get("broker"))]
+    seedboxes = raw.get("seedboxes")
+    if isinstance(seedboxes, list):
+        sections += [
+            (f"seedboxes[{i}].client", sb.get("client"))
+            for i, sb in enumerate(seedboxes)
+            if isinstance(sb, dict)
+        ]
+    for where, section in sections:
+        if not isinstance(section, dict) or "password_file" not in section:
+            continue
+        path = section.pop("password_file")
+        try:
+            section["password"] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            errors.append(f"{where}.password_file: cannot read {path}: {err.strerror}")
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{path}: not valid YAML: {err}"]) from err
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping of keys"])
+    return parse_config(raw, environ)
+
+
+def parse_config(raw: dict[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    errors: list[str] = []
+    _apply_env(raw, environ or {})
+    _read_secret_files(raw, errors)
+    if errors:
+        raise ConfigError(errors)
+    try:
+        data = CONFIG_SCHEMA(raw)
+    except vol.MultipleInvalid as err:
+        raise ConfigError(sorted({f"{_format_path(e.path)}: {e.msg}" for e in err.errors})) from err
+    return _build(data)
+
+
+def _build(data: dict[str, Any]) -> Config:
+    errors: list[str] = []
+    destinations = {name: Path(p) for name, p in data["destinations"].items()}
+    default_destination = data.get("default_destination") or (
+        "default" if "default" in destinations else next(iter(destinations))
+    )
+    if default_destination not in destinations:
+        errors.append(f"default_destination: {default_destination!r} is not in destinations")
+    for i, rule in enumerate(data["rules"]):
+        if rule["destination"] not in destinations:
+            errors.append(f"rules[{i}].destination: {rule['destination']!r} is not in destinations")
+    for code, dest in data["type_codes"].items():
+        if dest not in destinations:
+            errors.append(f"type_codes.{code}: {dest!r} is not in destinations")
+
+    tools = {name: data["transfers"][name]["binary"] for name in ("lftp", "rsync")}
+    installed = {name for name, binary in tools.items() if shutil.which(binary)} | {"sftp"}
+    for i, rule in enumerate(data["rules"]):
+        if rule.get("engine", "sftp") not in installed:
+            errors.append(f"rules[{i}].engine: {rule['engine']} is not installed")
+    seedboxes: dict[str, SeedboxConfig] = {}
+    for i, sb in enumerate(data["seedboxes"]):
+        engine = sb["engine"]
+        if engine == "auto":
+            engine = "lftp" if "lftp" in installed else "sftp"
+        elif engine not in installed:
+            errors.append(f"seedboxes[{i}].engine: {engine} is not installed (use sftp or auto)")
+        known_hosts = sb.get("known_hosts")
+        if known_hosts is None and sb["trust_on_first_use"]:
+            known_hosts = str(Path(data["data_dir"]) / "known_hosts" / sb["id"])
+        elif known_hosts is None:
+            errors.append(
+                f"seedboxes[{i}].known_hosts: required (a file pinning the seedbox's host key),"
+                " unless trust_on_first_use: true pins the first key seen"
+            )
+        elif not sb["trust_on_first_use"] and not Path(known_hosts).is_file():
+            errors.append(f"seedboxes[{i}].known_hosts: file not found: {known_hosts}")
+        client = sb.get("client")
+        if sb["id"] in seedboxes:
+            errors.append(f"seedboxes[{i}].id: duplicate seedbox id {sb['id']!r}")
+        seedboxes[sb["id"]] = SeedboxConfig(
+            id=sb["id"],
+            name=sb.get("name", sb["id"]),
+            host=sb["host"],
+            port=sb["port"],
+            user=sb["user"],
+            key=sb["key"],
+            known_hosts=known_hosts or "",
+            remote_roots=tuple(sb["remote_roots"]),
+            max_concurrent=sb["max_concurrent"],
+            engine=engine,
+            trust_on_first_use=sb["trust_on_first_use"],
+            torrent_file=sb.get("torrent_file"),
+            client=ClientConfig(
+                type=client["type"],
+                url=client["url"],
+                username=client.get("username"),
+                password=client.get("password"),
+                verify_tls=client["verify_tls"],
+                poll_interval=client["poll_interval"],
+            )
+            if client
+            else None,
+            hook_flush=sb["hook_flush"].strip(),
+            broker_forward_port=sb["broker_forward"]["port"] if "broker_forward" in sb else None,
+            reconcile=ReconcileConfig(
+                interval=sb["reconcile"]["interval"],
+                max_age=sb["reconcile"]["max_age"],
+                categories=tuple(sb["reconcile"]["categories"]),
+                tags=tuple(sb["reconcile"]["tags"]),
+            ),
+        )
+
+    types_rules: tuple[TypeRule, ...] = ()
+    if "types_config" in data:
+        try:
+            types_rules = load_types_config(Path(data["types_config"]))
+        except (OSError, TypesConfigError) as err:
+            errors.append(f"types_config: {err}")
+
+    classic_raw = data["classic"]
+    classic_seedbox = classic_raw.get("seedbox") or data["seedboxes"][0]["id"]
+    if classic_raw["enabled"] and classic_seedbox not in seedboxes:
+        errors.append(f"classic.seedbox: {classic_seedbox!r} is not a configured seedbox")
+    if errors:
+        raise ConfigError(errors)
+
+    broker = data["broker"]
+    tls_raw = broker["tls"]
+    tls: TlsConfig | None = None
+    if tls_raw is True or isinstance(tls_raw, dict):
+        tls_map: dict[str, Any] = tls_raw if isinstance(tls_raw, dict) else {}
+        tls = TlsConfig(
+            ca_certs=tls_map.get("ca_certs"),
+            certfile=tls_map.get("certfile"),
+            keyfile=tls_map.get("keyfile"),
+            insecure=tls_map.get("insecure", False),
+        )
+    transfers = data["transfers"]
+    return Config(
+        bridge_id=data["bridge"]["id"],
+        bridge_name=data["bridge"].get("name", data["bridge"]["id"]),
+        data_dir=Path(data["data_dir"]),
+        broker=BrokerConfig(
+            host=broker["host"],
+            port=broker["port"],
+            username=broker.get("username"),
+            password=broker.get("password"),
+            tls=tls,
+            client_id=broker.get("client_id") or f"q4d-bridge-{data['bridge']['id']}",
+            topic_prefix=broker["topic_prefix"].strip("/"),
+            keepalive=broker["keepalive"],
+            session_expiry=broker["session_expiry"],
+        ),
+        seedboxes=seedboxes,
+        routing=Routing(
+            rules=tuple(
+                Rule(
+                    destination=r["destination"],
+                    conditions=tuple(Condition(**c) for c in r["match"]),
+                    subdir=r.get("subdir"),
+                    engine=r.get("engine"),
+                )
+                for r in data["rules"]
+            ),
+            destinations=destinations,
+            type_codes=dict(data["type_codes"]),
+            default_destination=default_destination,
+            types_rules=types_rules,
+            default_type=data.get("default_type", "V" if types_rules else None),
+        ),
+        transfers=TransfersConfig(
+            max_concurrent=transfers["max_concurrent"],
+            max_attempts=transfers["max_attempts"],
+            retry_initial=transfers["retry_initial"],
+            retry_max=transfers["retry_max"],
+            nice=transfers["nice"],
+            bandwidth_limit=transfers["bandwidth_limit"],
+            stall_timeout=transfers["stall_timeout"],
+            min_free_space=transfers["min_free_space"],
+            space_recheck=transfers["space_recheck"],
+            breaker_failures=transfers["breaker_failures"],
+            breaker_cooldown=transfers["breaker_cooldown"],
+            lftp=LftpConfig(**transfers["lftp"]),
+            sftp=SftpConfig(**transfers["sftp"]),
+            rsync=RsyncConfig(**transfers["rsync"]),
+            verify=transfers["verify"],
+            max_repairs=transfers["max_repairs"],
+            file_mode=transfers["file_mode"],
+            dir_mode=transfers["dir_mode"],
+        ),
+        classic=ClassicConfig(
+            enabled=classic_raw["enabled"],
+            down_topic=classic_raw["down_topic"],
+            label_topic=classic_raw["label_topic"],
+            seedbox=classic_seedbox,
+        ),
+        history_retention=data["history_retention"],
+        log_level=data["log_level"],
+    )

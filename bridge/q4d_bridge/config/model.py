@@ -1,0 +1,151 @@
+"""The validated configuration, typed: what the rest of the bridge reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..rules import Routing
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    ca_certs: str | None
+    certfile: str | None
+    keyfile: str | None
+    insecure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: TlsConfig | None
+    client_id: str
+    topic_prefix: str
+    keepalive: int
+    session_expiry: float
+
+    def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
+        return (
+            f"BrokerConfig(host={self.host!r}, port={self.port}, username={self.username!r}, "
+            f"password={'***' if self.password else None}, tls={self.tls is not None}, "
+            f"client_id={self.client_id!r}, topic_prefix={self.topic_prefix!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """The seedbox's torrent client Web API (for .torrent export, and nodes)."""
+
+    type: str
+    url: str
+    username: str | None
+    password: str | None
+    verify_tls: bool
+    poll_interval: float = 30.0
+
+    def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
+        return (
+            f"ClientConfig(type={self.type!r}, url={self.url!r}, username={self.username!r}, "
+            f"password={'***' if self.password else None})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileConfig:
+    """Asking the torrent client for completed torrents the bridge never heard of."""
+
+    interval: float = 900.0
+    max_age: float = 3 * 86400.0
+    categories: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SeedboxConfig:
+    id: str
+    name: str
+    host: str
+    port: int
+    user: str
+    key: str
+    known_hosts: str
+    remote_roots: tuple[str, ...]
+    max_concurrent: int
+    engine: str
+    trust_on_first_use: bool = False
+    torrent_file: str | None = None
+    client: ClientConfig | None = None
+    reconcile: ReconcileConfig = ReconcileConfig()
+    hook_flush: str = ""  # empty: nothing runs on connect
+    broker_forward_port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LftpConfig:
+    segments: int
+    parallel_files: int
+    max_packets_in_flight: int
+    binary: str
+
+
+@dataclass(frozen=True, slots=True)
+class RsyncConfig:
+    binary: str
+
+
+@dataclass(frozen=True, slots=True)
+class SftpConfig:
+    connections: int
+    chunk_size: int
+    window: int
+    max_requests: int
+    block_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransfersConfig:
+    max_concurrent: int
+    max_attempts: int
+    retry_initial: float
+    retry_max: float
+    nice: int
+    bandwidth_limit: int
+    stall_timeout: float
+    min_free_space: int
+    space_recheck: float
+    breaker_failures: int
+    breaker_cooldown: float
+    lftp: LftpConfig
+    sftp: SftpConfig
+    rsync: RsyncConfig
+    verify: bool
+    max_repairs: int
+    file_mode: int
+    dir_mode: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicConfig:
+    enabled: bool
+    down_topic: str
+    label_topic: str
+    seedbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    bridge_id: str
+    bridge_name: str
+    data_dir: Path
+    broker: BrokerConfig
+    seedboxes: Mapping[str, SeedboxConfig]
+    routing: Routing
+    transfers: TransfersConfig
+    classic: ClassicConfig
+    history_retention: float
+    log_level: str

@@ -1,0 +1,65 @@
+"""What the bridge publishes: item payloads, seedbox labels (v1 and Q4D classic) and
+command results. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import CLASSIC_LABELS, Item, Label
+from .codec import PROTOCOL_VERSION, dumps
+
+
+def label_payload(info_hash: str, label: Label, mode: str = "tag") -> bytes:
+    return dumps({"v": PROTOCOL_VERSION, "hash": info_hash, "label": label.value, "mode": mode})
+
+
+def classic_label_payload(info_hash: str, label: Label) -> bytes:
+    return f"{info_hash}\t{CLASSIC_LABELS[label]}".encode()
+
+
+def item_payload(item: Item) -> dict[str, Any]:
+    return {
+        "v": PROTOCOL_VERSION,
+        "id": item.id,
+        "seedbox": item.seedbox,
+        "hash": item.hash,
+        "name": item.name,
+        "remote_path": item.remote_path,
+        "destination": item.destination,
+        "local_path": item.local_path,
+        "category": item.category,
+        "tags": list(item.tags),
+        "type": item.type_code,
+        "size": item.size,
+        "state": item.state.value,
+        "engine": item.engine,
+        "paused": item.paused,
+        "priority": item.priority,
+        "bytes_done": item.bytes_done,
+        "progress": item.progress,
+        "rate": round(item.rate, 1),
+        "eta": None if item.eta is None else round(item.eta, 1),
+        "attempts": item.attempts,
+        "error": None
+        if item.last_error is None
+        else {"code": item.error_code or "error", "message": item.last_error},
+        "received_at": item.received_at,
+        "started_at": item.started_at,
+        "finished_at": item.finished_at,
+        "next_attempt_at": item.next_attempt_at,
+        "updated_at": item.updated_at,
+    }
+
+
+def command_result(
+    request_id: str | None,
+    *,
+    result: Any = None,
+    error: tuple[str, str] | None = None,
+) -> bytes:
+    payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": request_id, "ok": error is None}
+    if error is None:
+        payload["result"] = result
+    else:
+        payload["error"] = {"code": error[0], "message": error[1]}
+    return dumps(payload)

@@ -1,0 +1,81 @@
+"""The store's tables, and the upgrade of databases written by older versions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+SCHEMA_VERSION = 2
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    id TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    seedbox TEXT NOT NULL,
+    hash TEXT,
+    name TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    local_path TEXT NOT NULL,
+    category TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    type_code TEXT,
+    size INTEGER,
+    state TEXT NOT NULL,
+    classic INTEGER NOT NULL DEFAULT 0,
+    priority INTEGER NOT NULL DEFAULT 0,
+    paused INTEGER NOT NULL DEFAULT 0,
+    bytes_done INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    error_code TEXT,
+    received_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    next_attempt_at REAL,
+    updated_at REAL NOT NULL,
+    engine TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS items_identity ON items (seedbox, ifnull(hash, ''), remote_path);
+CREATE INDEX IF NOT EXISTS items_hash ON items (seedbox, hash);
+CREATE INDEX IF NOT EXISTS items_state ON items (state);
+CREATE TABLE IF NOT EXISTS seen_events (
+    event_id TEXT PRIMARY KEY,
+    seedbox TEXT NOT NULL,
+    item_id TEXT,
+    received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    item_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS history_at ON history (at);
+CREATE TABLE IF NOT EXISTS rejected (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload BLOB
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a database of any earlier version to SCHEMA_VERSION (idempotent)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 1:  # 0.1 databases: items had no per-rule engine
+        db.execute("ALTER TABLE items ADD COLUMN engine TEXT")
+    db.executescript(SCHEMA)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
