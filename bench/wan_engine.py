@@ -40,7 +40,7 @@ from tests.helpers.configs import bridge_config
 def rsync_available() -> bool:
     """The rsync engine is new; the benchmark runs with or without it."""
     try:
-        importlib.import_module("q4d_bridge.engines.rsync")
+        importlib.import_module("q4d_bridge.transfer.engines.rsync")
     except ImportError:
         return False
     return True
@@ -71,7 +71,7 @@ def build_engine(name: str, config: Config) -> Engine:
         )  # fmt: skip
     if name == "sftp":
         return SftpEngine(transfers.sftp, Bandwidth(0))
-    rsync: Any = importlib.import_module("q4d_bridge.engines.rsync")
+    rsync: Any = importlib.import_module("q4d_bridge.transfer.engines.rsync")
     engine: Engine = rsync.RsyncEngine(
         transfers.rsync, bandwidth=Bandwidth(0), slots=lambda: 1, nice=0
     )

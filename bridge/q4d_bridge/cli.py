@@ -51,18 +51,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     from .bridge import Bridge  # noqa: PLC0415 - keeps check-config free of network imports
+    from .datadir import DataDirBusy  # noqa: PLC0415 - as above
 
-    async def main() -> None:
+    async def main() -> int:
         bridge = Bridge(config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, bridge.stop)
-        await bridge.run()
-        if bridge.failed:
-            raise SystemExit(1)
+        try:
+            await bridge.run()
+        except DataDirBusy as err:
+            print(f"q4d-bridge: {err}", file=sys.stderr)
+            return 1
+        return 1 if bridge.failed else 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 def _human(n: float) -> str:

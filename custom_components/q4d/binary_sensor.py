@@ -42,8 +42,8 @@ SEEDBOX_BINARY_SENSORS: tuple[Q4dSeedboxBinarySensorDescription, ...] = (
         translation_key="reachable",
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         entity_category=EntityCategory.DIAGNOSTIC,
-        exists_fn=lambda sb: sb.node is not None,
-        value_fn=lambda sb: sb.node.reachable if sb.node else None,
+        exists_fn=lambda sb: sb.client is not None,
+        value_fn=lambda sb: sb.client.reachable if sb.client else None,
     ),
     Q4dSeedboxBinarySensorDescription(
         key="ssh_link",

@@ -124,8 +124,8 @@ class BridgeStatus:
 
 
 @dataclass(slots=True, kw_only=True)
-class NodeStats:
-    """What the seedbox's torrent client reported (`seedboxes.<id>.node`)."""
+class ClientStats:
+    """What the seedbox's torrent client reported (`seedboxes.<id>.client`)."""
 
     reachable: bool | None
     free_space: int | None
@@ -137,8 +137,8 @@ class NodeStats:
     checked_at: float | None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NodeStats:
-        """Parse the node object of a seedbox."""
+    def from_dict(cls, data: dict[str, Any]) -> ClientStats:
+        """Parse the client object of a seedbox."""
         return cls(
             reachable=_opt_bool(data, "reachable"),
             free_space=_opt_int(data, "free_space"),
@@ -189,13 +189,14 @@ class SeedboxState:
     failed: int
     rate: float
     max_concurrent: int | None
-    node: NodeStats | None
+    client: ClientStats | None
     ssh: SshLink | None
 
     @classmethod
     def from_dict(cls, seedbox_id: str, data: dict[str, Any], limit: int | None) -> SeedboxState:
-        """Parse one entry of `seedboxes` (`node` and `ssh` are missing from older bridges)."""
-        node = data.get("node")
+        """Parse one entry of `seedboxes` (`client` and `ssh` are missing from older
+        bridges; older bridges call the client `node`)."""
+        client = data.get("client", data.get("node"))
         ssh = data.get("ssh")
         return cls(
             id=seedbox_id,
@@ -209,7 +210,7 @@ class SeedboxState:
             failed=_int(data, "failed"),
             rate=_float(data, "rate"),
             max_concurrent=limit,
-            node=NodeStats.from_dict(node) if isinstance(node, dict) else None,
+            client=ClientStats.from_dict(client) if isinstance(client, dict) else None,
             ssh=SshLink.from_dict(ssh) if isinstance(ssh, dict) else None,
         )
 

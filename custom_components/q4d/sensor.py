@@ -1,4 +1,4 @@
-"""Sensors: the bridge's queue, totals and destinations, seedbox node stats, queue items."""
+"""Sensors: the bridge's queue, totals and destinations, seedbox client stats, queue items."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Q4dSeedboxSensorDescription(SensorEntityDescription):
     """A sensor of a seedbox device."""
 
     value_fn: Callable[[SeedboxState], StateType]
-    needs_node: bool = False
+    needs_client: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,15 +208,15 @@ SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfInformation.BYTES,
         suggested_unit_of_measurement=UnitOfInformation.GIGABYTES,
         suggested_display_precision=1,
-        needs_node=True,
-        value_fn=lambda sb: sb.node.free_space if sb.node else None,
+        needs_client=True,
+        value_fn=lambda sb: sb.client.free_space if sb.client else None,
     ),
     Q4dSeedboxSensorDescription(
         key="active_downloads",
         translation_key="active_downloads",
         state_class=SensorStateClass.MEASUREMENT,
-        needs_node=True,
-        value_fn=lambda sb: sb.node.active_downloads if sb.node else None,
+        needs_client=True,
+        value_fn=lambda sb: sb.client.active_downloads if sb.client else None,
     ),
     Q4dSeedboxSensorDescription(
         key="download_rate",
@@ -226,8 +226,8 @@ SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
         suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
         suggested_display_precision=2,
-        needs_node=True,
-        value_fn=lambda sb: sb.node.download_rate if sb.node else None,
+        needs_client=True,
+        value_fn=lambda sb: sb.client.download_rate if sb.client else None,
     ),
     Q4dSeedboxSensorDescription(
         key="upload_rate",
@@ -237,16 +237,16 @@ SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (
         native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
         suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
         suggested_display_precision=2,
-        needs_node=True,
-        value_fn=lambda sb: sb.node.upload_rate if sb.node else None,
+        needs_client=True,
+        value_fn=lambda sb: sb.client.upload_rate if sb.client else None,
     ),
     Q4dSeedboxSensorDescription(
         key="torrents",
         translation_key="torrents",
         state_class=SensorStateClass.MEASUREMENT,
         entity_registry_enabled_default=False,
-        needs_node=True,
-        value_fn=lambda sb: sb.node.torrents if sb.node else None,
+        needs_client=True,
+        value_fn=lambda sb: sb.client.torrents if sb.client else None,
     ),
 )
 
@@ -323,7 +323,7 @@ async def async_setup_entry(
         coordinator,
         async_add_entities,
         SEEDBOX_SENSORS,
-        lambda d, sb: not d.needs_node or sb.node is not None,
+        lambda d, sb: not d.needs_client or sb.client is not None,
         Q4dSeedboxSensor,
     )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import q4d_bridge.bridge
+import q4d_bridge.intake.intake
 import q4d_bridge.intake.sequence
 
 from tests.bridge.test_e2e import Env, running_bridge
@@ -88,7 +88,7 @@ async def away_then_back(
     it reported lost and its state."""
     seedbox = {"remote_roots": [str(away[0])]}
     async with running_bridge(tmp_path, mosquitto, sshd, seedbox=seedbox) as env:
-        env.bridge.pause(None)  # only the intake matters here
+        env.bridge.controller.pause(None)  # only the intake matters here
     flush(away, tmp_path, mosquitto.port)
     async with running_bridge(tmp_path, mosquitto, sshd, seedbox=seedbox) as env:
         count = await arrived(env)
@@ -96,13 +96,13 @@ async def away_then_back(
             lambda: env.recorder.events("events_lost") or count == EVENTS, 20, "the gap report"
         )
         await asyncio.sleep(1.5)  # one more look: nothing else is reported
-        return count, env.recorder.events("events_lost"), env.bridge.snapshot()
+        return count, env.recorder.events("events_lost"), env.bridge.state().as_dict()
 
 
 @pytest.fixture(autouse=True)
 def _quick_gap_reports(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(q4d_bridge.intake.sequence, "GRACE", 2.0)
-    monkeypatch.setattr(q4d_bridge.bridge, "SEQUENCE_CHECK", 0.5)
+    monkeypatch.setattr(q4d_bridge.intake.intake, "SEQUENCE_CHECK", 0.5)
 
 
 async def test_default_broker_drops_events_and_the_bridge_reports_them(
@@ -140,7 +140,7 @@ async def test_a_lost_event_sends_the_bridge_to_the_torrent_client(
                   "password": qbt.password}  # fmt: skip
         seedbox = {"client": client, "reconcile": {"interval": 0}}  # only the report asks
         async with running_bridge(tmp_path, mosquitto, sshd, seedbox=seedbox) as env:
-            env.bridge.pause(None)
+            env.bridge.controller.pause(None)
             lost = await seeded(qbt, env.remote, "Lost.Episode.mkv", made, 1)
             for seq in (1, 3):
                 await env.complete(f"e{seq}.mkv", f"{seq:040x}", stream="s1", seq=seq)
@@ -148,7 +148,7 @@ async def test_a_lost_event_sends_the_bridge_to_the_torrent_client(
             [report] = env.recorder.events("events_lost")
             assert (report["count"], report["first"], report["last"]) == (1, 2, 2)
             await env.recorder.wait_for(
-                lambda: any(i.hash == lost for i in env.bridge.items.values()),
+                lambda: any(i.hash == lost for i in env.bridge.lifecycle.items.values()),
                 30, "the torrent found by reconciliation",
             )  # fmt: skip
 

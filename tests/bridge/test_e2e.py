@@ -45,7 +45,7 @@ class Env:
         return event_id
 
     def items_in(self, state: ItemState) -> list[str]:
-        return [i.id for i in self.bridge.items.values() if i.state is state]
+        return [i.id for i in self.bridge.lifecycle.items.values() if i.state is state]
 
     async def wait_settled(self, count: int, timeout: float = 60) -> None:
         await self.recorder.wait_for(
@@ -65,7 +65,7 @@ class Env:
         )
 
     def _finished_ids(self) -> set[str]:
-        return {i.id for i in self.bridge.items.values() if i.state in FINISHED_STATES}
+        return {i.id for i in self.bridge.lifecycle.items.values() if i.state in FINISHED_STATES}
 
 
 def make_file(path: Path, size: int, seed: int = 0) -> None:
@@ -117,7 +117,9 @@ async def running_bridge(
     raw["seedboxes"][0].update(seedbox)
     raw["transfers"].update(transfers)
     bridge = Bridge(parse_config(raw), **({"disk_free": disk_free} if disk_free else {}))
-    finished_before = frozenset(i.id for i in bridge.items.values() if i.state in FINISHED_STATES)
+    finished_before = frozenset(
+        i.id for i in bridge.lifecycle.items.values() if i.state in FINISHED_STATES
+    )
     async with recording(mosquitto.port) as recorder:
         task = asyncio.create_task(bridge.run())
         try:
@@ -145,7 +147,7 @@ async def test_v1_file_and_directory_land_byte_identical(
         await env.complete("Show.S01", hash_show, category="tv")
         await env.wait_settled(2)
 
-        assert sorted(env.items_in(ItemState.DONE)) == sorted(env.bridge.items)
+        assert sorted(env.items_in(ItemState.DONE)) == sorted(env.bridge.lifecycle.items)
         movie = env.library / "movies" / "movie.mkv"
         assert digest_tree(movie) == digest_tree(env.remote / "Movie (2024)" / "movie.mkv")
         assert digest_tree(env.library / "tv" / "Show.S01") == digest_tree(season)
@@ -214,7 +216,7 @@ async def test_failure_is_classified_and_labelled(
     async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
         await env.complete("never-downloaded.mkv", "d" * 40)
         await env.wait_settled(1)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert item.state is ItemState.FAILED
         assert item.error_code == "remote_missing"
         assert item.attempts == 1  # a permanent error is not retried blindly
@@ -235,7 +237,7 @@ async def test_host_key_mismatch_is_refused(
         make_file(env.remote / "x.mkv", 1000)
         await env.complete("x.mkv", "e" * 40)
         await env.wait_settled(1)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert (item.state, item.error_code) == (ItemState.FAILED, "host_key_mismatch")
         assert not (env.library / "other" / "x.mkv").exists()
 
@@ -249,7 +251,7 @@ async def test_duplicates_do_nothing(tmp_path: Path, mosquitto: Mosquitto, sshd:
         await env.wait_settled(1)
         rec = env.recorder
         await rec.wait_for(lambda: len(rec.events("duplicate")) == 2, what="2 duplicate events")
-        assert len(env.bridge.items) == 1
+        assert len(env.bridge.lifecycle.items) == 1
         assert {e["reason"] for e in rec.events("duplicate")} == {"event_id", "hash"}
 
 
@@ -277,7 +279,7 @@ async def test_commands(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -
         await rec.wait_for(lambda: env.items_in(ItemState.QUEUED), what="queued item")
         await asyncio.sleep(0.5)
         assert env.items_in(ItemState.QUEUED)  # paused: nothing started
-        (item_id,) = env.bridge.items
+        (item_id,) = env.bridge.lifecycle.items
         assert (await command("set_priority", item_id=item_id, priority=7))["ok"]
         queue = (await command("get_queue"))["result"]["items"]
         assert [(i["id"], i["priority"], i["state"]) for i in queue] == [(item_id, 7, "queued")]
@@ -309,8 +311,8 @@ async def test_cancel_running_transfer(
         await env.complete("big.bin", "2" * 40)
         rec = env.recorder
         await rec.wait_for(lambda: rec.events("started"), what="started")
-        (item_id,) = env.bridge.items
-        env.bridge.cancel(item_id)
+        (item_id,) = env.bridge.lifecycle.items
+        env.bridge.controller.cancel(item_id)
         await env.wait_settled(1)
         assert env.items_in(ItemState.CANCELLED) == [item_id]
         assert not (env.library / "other" / "big.bin").exists()
@@ -386,7 +388,7 @@ async def test_hostile_inputs(
         await env.wait_settled(len(valid), timeout=90)
         assert len(env.items_in(ItemState.DONE)) == len(valid), [
             (i.name, i.last_error)
-            for i in env.bridge.items.values()
+            for i in env.bridge.lifecycle.items.values()
             if i.state is not ItemState.DONE
         ]
         for name in HOSTILE_NAMES:
@@ -429,7 +431,7 @@ async def test_symlink_in_destination_cannot_redirect_payload(
         make_file(env.remote / "ep.mkv", 1000)
         await env.complete("ep.mkv", "3" * 40, category="tv")
         await env.wait_settled(1)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert (item.state, item.error_code) == (ItemState.FAILED, "unsafe_path")
         assert list(outside.iterdir()) == []
 
@@ -440,7 +442,10 @@ async def test_bandwidth_limit_honoured_and_changeable(
 ) -> None:
     limit = 8 * 1024 * 1024
     async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
-        assert env.bridge.set_limits(limit, 1) == {"bandwidth_limit": limit, "max_concurrent": 1}
+        assert env.bridge.controller.set_limits(limit, 1) == {
+            "bandwidth_limit": limit,
+            "max_concurrent": 1,
+        }
         size = 40 * 1024 * 1024
         make_file(env.remote / "limited.bin", size, seed=4)
         await env.complete("limited.bin", "4" * 40)
@@ -458,11 +463,11 @@ async def test_bandwidth_limit_honoured_and_changeable(
                 break
             await asyncio.sleep(0.02)
         await env.wait_settled(1, timeout=60)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert item.state is ItemState.DONE
         rate = 0.8 * size / (marks[0.9] - marks[0.1])
         assert 0.9 * limit <= rate <= 1.1 * limit, f"{rate / 2**20:.2f} MiB/s"
-        state = env.bridge.snapshot()
+        state = env.bridge.state().as_dict()
         assert state["limits"] == {
             "max_concurrent": 1,
             "bandwidth_limit": limit,

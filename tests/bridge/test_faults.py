@@ -33,7 +33,9 @@ async def start_transfer(env: Env, name: str, seed: int) -> None:
     make_file(env.remote / name, 60 * 2**20, seed=seed)
     await env.complete(name, f"{seed}" * 40)
     await env.recorder.wait_for(
-        lambda: any(i.bytes_done >= 2**20 for i in env.bridge.items.values()), 60, "progress"
+        lambda: any(i.bytes_done >= 2**20 for i in env.bridge.lifecycle.items.values()),
+        60,
+        "progress",
     )
 
 
@@ -59,7 +61,7 @@ async def test_frozen_server_trips_the_watchdog(
             await asyncio.sleep(1)
             signal_all(frozen, signal.SIGCONT)
         await env.wait_settled(1, timeout=90)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert item.state is ItemState.DONE and item.attempts >= 2
         assert landed_intact(env, "frozen.bin")
 
@@ -72,7 +74,7 @@ async def test_dropped_ssh_sessions_are_retried(
         await start_transfer(env, "dropped.bin", 3)
         signal_all(sshd.session_pids(), signal.SIGKILL)  # every live SSH connection drops
         await env.wait_settled(1, timeout=90)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         # lftp reconnects by itself (net:max-retries); the SFTP and rsync engines fail
         # the attempt and the bridge retries it. Either way it lands intact.
         assert item.state is ItemState.DONE
@@ -89,7 +91,7 @@ async def test_payload_deleted_on_seedbox_mid_transfer(
         (env.remote / "gone.bin").unlink()
         signal_all(sshd.session_pids(), signal.SIGKILL)
         await env.wait_settled(1, timeout=90)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert (item.state, item.error_code) == (ItemState.FAILED, "remote_missing")
         assert not (env.library / "other" / "gone.bin").exists()
 
@@ -108,9 +110,9 @@ async def test_breaker_rests_a_failing_seedbox(
         rec = env.recorder
         await rec.wait_for(lambda: rec.events("breaker_open"), 30, "breaker to open")
         await asyncio.sleep(1)
-        states = sorted(i.state.value for i in env.bridge.items.values())
+        states = sorted(i.state.value for i in env.bridge.lifecycle.items.values())
         assert states == ["failed", "failed", "queued", "queued"]
-        node = env.bridge.snapshot()["seedboxes"]["sb1"]
+        node = env.bridge.state().as_dict()["seedboxes"]["sb1"]
         assert node["breaker"] == "open" and node["consecutive_failures"] == 2
         assert rec.events("breaker_open")[0]["seedbox"] == "sb1"
 
@@ -130,16 +132,16 @@ async def test_waits_for_space_then_proceeds(
         await env.complete("roomy.bin", "8" * 40)
         await env.recorder.wait_for(
             lambda: any(i.error_code == "insufficient_space" and i.state is ItemState.WAITING
-                        for i in env.bridge.items.values()),
+                        for i in env.bridge.lifecycle.items.values()),
             30, "insufficient_space",
         )  # fmt: skip
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert item.attempts == 0  # waiting for space spends no attempt
         assert "has 41943040 bytes free; this payload needs 62914560" in (item.last_error or "")
         free[0] = 60 * 2**20
         await env.wait_settled(1, timeout=60)
         assert item.state is ItemState.DONE
         await env.recorder.wait_for(
-            lambda: env.bridge.snapshot()["destinations"]["default"]["free_space"] == free[0],
+            lambda: env.bridge.state().as_dict()["destinations"]["default"]["free_space"] == free[0],
             10, "the state to show the injected free space",
         )  # fmt: skip

@@ -15,7 +15,6 @@ the figures per input class.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -593,9 +592,9 @@ async def test_fuzz_bridge_message_handling(
     rng = random.Random(SEED)
     bridge = make_bridge(tmp_path)
     answers: list[bytes] = []
-    bridge.publisher.result = answers.append
+    bridge.commands.answer = answers.append
     events = EventFuzzer(rng)
-    commands = CommandFuzzer(rng, lambda: sorted(bridge.items))
+    commands = CommandFuzzer(rng, lambda: sorted(bridge.lifecycle.items))
     event_counts: Counter[tuple[str, str]] = Counter()
     command_counts: Counter[tuple[str, str]] = Counter()
     try:
@@ -605,7 +604,7 @@ async def test_fuzz_bridge_message_handling(
                 case = events.case()
                 where = f"seed {SEED}, case {n} ({case.kind}): {case.payload[:160]!r}"
                 before = bridge.store.counters()
-                bridge._on_message(message(case.topic, case.payload))
+                bridge.router.handle(message(case.topic, case.payload))
                 outcome = outcome_of(before, bridge.store.counters())
                 event_counts[(case.kind, outcome)] += 1
                 assert outcome in {"admitted", "duplicate", *EVENT_REASONS}, where
@@ -617,9 +616,8 @@ async def test_fuzz_bridge_message_handling(
                 command = commands.case()
                 where = f"seed {SEED}, case {n} ({command.kind}): {command.payload[:160]!r}"
                 already = len(answers)
-                bridge._on_message(message(COMMAND, command.payload))
-                if bridge._pending_answers:  # rescan answers once the seedboxes replied
-                    await asyncio.gather(*bridge._pending_answers)
+                bridge.router.handle(message(COMMAND, command.payload))
+                await bridge.commands.settled()  # rescan answers once the seedboxes replied
                 assert len(answers) == already + 1, f"{len(answers) - already} answers: {where}"
                 answer = json.loads(answers[-1])
                 code = "ok" if answer["ok"] else answer["error"]["code"]
@@ -689,26 +687,26 @@ async def test_a_bug_is_answered_once_with_its_traceback(
     caplog.set_level(logging.ERROR)
     bridge = make_bridge(tmp_path)
     answers: list[bytes] = []
-    bridge.publisher.result = answers.append
+    bridge.commands.answer = answers.append
     try:
 
         def broken(*_args: object) -> object:
             raise RuntimeError("bug")
 
-        monkeypatch.setattr(bridge, "get_queue", broken)
-        bridge._on_message(message(COMMAND, b'{"id": "q1", "op": "get_queue"}'))
+        monkeypatch.setattr(bridge.controller, "get_queue", broken)
+        bridge.router.handle(message(COMMAND, b'{"id": "q1", "op": "get_queue"}'))
         assert [json.loads(a) for a in answers] == [
             {"v": 1, "id": "q1", "ok": False,
              "error": {"code": "internal", "message": "RuntimeError"}},
         ]  # fmt: skip
         with monkeypatch.context() as patch:
-            patch.setattr("q4d_bridge.bridge.parse_command", broken)
-            bridge._on_message(message(COMMAND, b'{"id": "q2", "op": "get_queue"}'))
+            patch.setattr("q4d_bridge.mqtt.commands.parse_command", broken)
+            bridge.router.handle(message(COMMAND, b'{"id": "q2", "op": "get_queue"}'))
         assert json.loads(answers[-1])["id"] is None
         assert json.loads(answers[-1])["error"]["code"] == "internal"
 
         monkeypatch.setattr("q4d_bridge.intake.decode.parse_completed", broken)
-        bridge._on_message(message(COMPLETED, b'{"v": 1, "event_id": "e", "path": "/x"}'))
+        bridge.router.handle(message(COMPLETED, b'{"v": 1, "event_id": "e", "path": "/x"}'))
         counters = bridge.store.counters()
         assert (counters["rejected"], counters["rejected.internal"]) == (1, 1)
         assert bridge.store.rejected()[0]["detail"] == "checking the event failed: RuntimeError"
@@ -719,9 +717,9 @@ async def test_a_bug_is_answered_once_with_its_traceback(
         def store_failure(*_args: object) -> object:
             raise sqlite3.OperationalError("disk I/O error")
 
-        monkeypatch.setattr(bridge, "get_queue", store_failure)
+        monkeypatch.setattr(bridge.controller, "get_queue", store_failure)
         with pytest.raises(sqlite3.OperationalError):
-            bridge._on_message(message(COMMAND, b'{"id": "q3", "op": "get_queue"}'))
+            bridge.router.handle(message(COMMAND, b'{"id": "q3", "op": "get_queue"}'))
         assert len(answers) == 2  # no answer: the command is not acknowledged either
     finally:
         bridge.store.close()

@@ -74,8 +74,8 @@ async def test_corrupted_pieces_are_repaired_by_range(
     ) as env:
         info_hash = season(env.remote, session)
         # One bad byte inside e01, one in the piece that spans e01's end and e02's start.
-        env.bridge.engines[engine] = Corrupting(
-            env.bridge.engines[engine], [("e01.mkv", 5 * PIECE + 7), ("e02.mkv", 10)]
+        env.bridge.runner.engines[engine] = Corrupting(
+            env.bridge.runner.engines[engine], [("e01.mkv", 5 * PIECE + 7), ("e02.mkv", 10)]
         )
         await env.complete("Show.S01", info_hash)
         await env.wait_settled(1)
@@ -101,7 +101,7 @@ async def test_payload_that_stays_bad_fails_with_the_piece_count(
         flip(env.remote / "Show.S01" / "e02.mkv", 3 * PIECE)  # the seedbox's copy rotted
         await env.complete("Show.S01", info_hash)
         await env.wait_settled(1)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
     assert (item.state, item.error_code) == (ItemState.FAILED, "verify_failed")
     assert (
         item.last_error
@@ -140,7 +140,9 @@ async def test_torrent_exported_from_qbittorrent(
         ) as env:
             info_hash = season(env.remote, tmp_path / "made")
             await add_torrent(qbt, tmp_path / "made" / f"{info_hash.upper()}.torrent", env.remote)
-            env.bridge.engines["sftp"] = Corrupting(env.bridge.engines["sftp"], [("e01.mkv", 99)])
+            env.bridge.runner.engines["sftp"] = Corrupting(
+                env.bridge.runner.engines["sftp"], [("e01.mkv", 99)]
+            )
             await env.complete("Show.S01", info_hash)
             await env.wait_settled(1)
     assert (completed(env)["verified"], completed(env)["repaired_pieces"]) == ("pieces", 1)
@@ -185,7 +187,7 @@ async def test_host_key_trusted_on_first_use_then_pinned(
         make_file(env.remote / "b.mkv", 2**20, seed=2)
         await env.complete("b.mkv", None)
         await env.wait_settled(1)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
     assert (item.state, item.error_code) == (ItemState.FAILED, "host_key_mismatch")
 
 
@@ -202,7 +204,7 @@ async def test_rule_chooses_the_engine(
         await env.complete("show.mkv", None, category="tv")
         await env.complete("film.mkv", None, category="movies")
         await env.wait_settled(2)
-        engines = {i.name: i.engine for i in env.bridge.items.values()}
+        engines = {i.name: i.engine for i in env.bridge.lifecycle.items.values()}
         assert env.items_in(ItemState.DONE) and len(env.items_in(ItemState.DONE)) == 2
     assert engines == {"show.mkv": "rsync", "film.mkv": "sftp"}
     published = {e["item"]["name"]: e["item"]["engine"] for e in env.recorder.events("completed")}

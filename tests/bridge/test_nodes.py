@@ -113,7 +113,7 @@ async def test_reconciliation_and_node_stats(
             await env.wait_settled(1)
             # qBittorrent finishes checking the seeded data before it reports them complete.
             node = await env.recorder.wait_for(
-                lambda: (n := env.bridge.snapshot()["seedboxes"]["sb1"]["node"])["reachable"]
+                lambda: (n := env.bridge.state().as_dict()["seedboxes"]["sb1"]["client"])["reachable"]
                 and n["torrents"] == 2 and n,
                 30, "node stats",
             )  # fmt: skip
@@ -125,7 +125,7 @@ async def test_reconciliation_and_node_stats(
             again = await command(env, "rescan", seedbox="sb1")
             assert again["result"]["seedboxes"]["sb1"]["enqueued"] == []
             assert (await command(env, "rescan", seedbox="nope"))["error"]["code"] == "not_found"
-            item = env.bridge.items[enqueued]
+            item = env.bridge.lifecycle.items[enqueued]
             assert (item.hash, item.state, item.event_id) == (
                 missed, ItemState.DONE, f"reconcile-{missed}"
             )  # fmt: skip
@@ -135,7 +135,7 @@ async def test_reconciliation_and_node_stats(
             # State shows the node as seen by the last poll; a dead client is reported.
             qbt.stop()
             await env.recorder.wait_for(
-                lambda: env.bridge.snapshot()["seedboxes"]["sb1"]["node"]["reachable"] is False,
+                lambda: env.bridge.state().as_dict()["seedboxes"]["sb1"]["client"]["reachable"] is False,
                 30, "node unreachable",
             )  # fmt: skip
             failed = await command(env, "rescan")
@@ -151,7 +151,7 @@ async def test_node_with_wrong_password_is_reported(
         seedbox = {"client": client, "reconcile": {"interval": 0}}
         async with running_bridge(tmp_path, mosquitto, sshd, seedbox=seedbox) as env:
             node = await env.recorder.wait_for(
-                lambda: (n := env.bridge.snapshot()["seedboxes"]["sb1"]["node"])["reachable"]
+                lambda: (n := env.bridge.state().as_dict()["seedboxes"]["sb1"]["client"])["reachable"]
                 is False and n,
                 30, "login failure",
             )  # fmt: skip
@@ -163,7 +163,7 @@ async def test_no_client_means_no_node(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 ) -> None:
     async with running_bridge(tmp_path, mosquitto, sshd) as env:
-        assert env.bridge.snapshot()["seedboxes"]["sb1"]["node"] is None
+        assert env.bridge.state().as_dict()["seedboxes"]["sb1"]["client"] is None
         result = await command(env, "rescan")
     assert result["result"]["seedboxes"]["sb1"]["error"] == "no torrent client configured"
 
@@ -184,7 +184,7 @@ async def test_ssh_link_flushes_the_outbox_and_forwards_the_broker(
         await env.recorder.wait_for(marker.exists, 30, "flush on connect")
         assert marker.read_text() == "flush\n"
         link = await env.recorder.wait_for(
-            lambda: (ssh := env.bridge.snapshot()["seedboxes"]["sb1"]["ssh"])["connected"] and ssh,
+            lambda: (ssh := env.bridge.state().as_dict()["seedboxes"]["sb1"]["ssh"])["connected"] and ssh,
             30, "link state",
         )  # fmt: skip
         assert link["error"] is None and link["checked_at"]
@@ -199,7 +199,7 @@ async def test_ssh_link_flushes_the_outbox_and_forwards_the_broker(
         assert env.items_in(ItemState.DONE)
         # Read again once a payload landed there (off the event loop).
         destinations = await env.recorder.wait_for(
-            lambda: (d := env.bridge.snapshot()["destinations"])["default"]["free_space"] and d,
+            lambda: (d := env.bridge.state().as_dict()["destinations"])["default"]["free_space"] and d,
             10, "free space of the destination",
         )  # fmt: skip
         assert destinations["tv"]["free_space"] is None  # not created yet

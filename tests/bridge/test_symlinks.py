@@ -30,7 +30,7 @@ def landed_files(env: Env) -> list[Path]:
 async def refused(env: Env, rel: str, info_hash: str) -> dict[str, Any]:
     await env.complete(rel, info_hash)
     await env.wait_settled(1)
-    (item,) = env.bridge.items.values()
+    (item,) = env.bridge.lifecycle.items.values()
     assert (item.state, item.error_code) == (ItemState.FAILED, "unsafe_path"), item.last_error
     assert item.attempts == 1  # permanent: never retried
     assert landed_files(env) == []
@@ -113,14 +113,14 @@ async def test_link_planted_between_event_and_transfer_is_refused(
     gets to it, the file is a link to /etc."""
     async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=FAST) as env:
         make_file(env.remote / "Show.S01", 1000)
-        env.bridge.pause(None)
+        env.bridge.controller.pause(None)
         await env.complete("Show.S01", "6" * 40)
         await env.recorder.wait_for(lambda: env.recorder.events("queued"), 10, "queued")
         (env.remote / "Show.S01").unlink()
         (env.remote / "Show.S01").symlink_to("/etc")
-        env.bridge.resume(None)
+        env.bridge.controller.resume(None)
         await env.wait_settled(1)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert (item.state, item.error_code) == (ItemState.FAILED, "unsafe_path")
         assert "Show.S01 is a symlink (to /etc)" in (item.last_error or "")
         assert landed_files(env) == []
@@ -159,8 +159,8 @@ async def test_link_swapped_in_during_transfer_never_lands(
         make_file(album / "01.flac", 5000, seed=1)
         make_file(album / "Disc2" / "02.flac", 6000, seed=2)
         victim = album / "Disc2" if swapped == "folder" else album / "Disc2" / "02.flac"
-        env.bridge.engines[engine] = SwapDuringFetch(  # type: ignore[assignment]
-            env.bridge.engines[engine], victim, str(outside(tmp_path))
+        env.bridge.runner.engines[engine] = SwapDuringFetch(  # type: ignore[assignment]
+            env.bridge.runner.engines[engine], victim, str(outside(tmp_path))
         )
         error = await refused(env, "Album", "7" * 40)
     changed = "Disc2, Disc2/02.flac" if swapped == "folder" else "Disc2/02.flac"
@@ -184,7 +184,7 @@ async def test_a_root_behind_a_link_is_fine_a_link_below_it_is_named(
         await env.complete(str(linked / "ok.mkv"), "b" * 40)
         await env.complete(str(linked / "shows" / "secret.key"), "c" * 40)
         await env.wait_settled(2)
-    states = {i.name: (i.state, i.last_error) for i in env.bridge.items.values()}
+    states = {i.name: (i.state, i.last_error) for i in env.bridge.lifecycle.items.values()}
     assert states["ok.mkv"] == (ItemState.DONE, None)
     assert states["secret.key"][0] is ItemState.FAILED
     assert f"through the symlink {linked}/shows, outside" in (states["secret.key"][1] or "")
@@ -208,7 +208,7 @@ async def test_links_inside_a_payload_are_skipped_and_reported(
         os.mkfifo(season / "pipe")
         await env.complete("Show.S02", "8" * 40)
         await env.wait_settled(1)
-        (item,) = env.bridge.items.values()
+        (item,) = env.bridge.lifecycle.items.values()
         assert item.state is ItemState.DONE, item.last_error
         landed = env.library / "other" / "Show.S02"
         assert digest_tree(landed) == {
@@ -253,7 +253,7 @@ async def test_landed_modes_are_the_bridges_not_the_seedboxes(
             await env.wait_settled(2)
     finally:
         os.umask(umask)
-    assert {i.state for i in env.bridge.items.values()} == {ItemState.DONE}
+    assert {i.state for i in env.bridge.lifecycle.items.values()} == {ItemState.DONE}
     other = env.library / "other"
     modes = {
         str(p.relative_to(other)): p.stat().st_mode & 0o7777

@@ -216,7 +216,7 @@ async def landed(env: Env, torrent: Torrent) -> Any:
     """The bridge's item for the torrent, once done, with the payload checked."""
 
     def finished() -> list[Any]:
-        items = [i for i in env.bridge.items.values() if i.hash == torrent.hash]
+        items = [i for i in env.bridge.lifecycle.items.values() if i.hash == torrent.hash]
         return items if items and all(i.state in FINISHED_STATES for i in items) else []
 
     items = await env.recorder.wait_for(finished, 60, f"the item for {torrent.name}")
@@ -269,7 +269,7 @@ async def test_broker_down_at_completion_then_delivered_exactly_once(rig: Rig) -
             await rig.tagged_done(torrent)
             assert len(env.recorder.on(COMPLETED)) == 1
             assert not env.recorder.events("duplicate")
-            assert len(env.bridge.items) == 1
+            assert len(env.bridge.lifecycle.items) == 1
     finally:
         rig.stop_labeld()
     assert item.event_id.startswith("qbittorrent-")
@@ -302,12 +302,12 @@ async def test_bridge_down_at_completion(labeld: Rig) -> None:
         message.unlink()
     rig.broker.start()
     async with rig.bridge() as env:
-        await until(lambda: env.bridge.snapshot()["seedboxes"]["sb1"]["node"]["reachable"], 30,
+        await until(lambda: env.bridge.state().as_dict()["seedboxes"]["sb1"]["client"]["reachable"], 30,
                     "the node")  # fmt: skip
         result = await command(env, "rescan")
         (enqueued,) = result["result"]["seedboxes"]["sb1"]["enqueued"]
         await env.wait_settled(2, timeout=60)
-        found = env.bridge.items[enqueued]
+        found = env.bridge.lifecycle.items[enqueued]
         assert (found.hash, found.state, found.event_id) == (
             lost.hash,
             ItemState.DONE,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from ..config.model import ClientConfig
-from .base import Node
+from .base import TorrentClient
 from .qbittorrent import QbittorrentClient
 
 
-def make_node(config: ClientConfig) -> Node:
+def make_client(config: ClientConfig) -> TorrentClient:
     """The client adapter for a seedbox's torrent client (config validates the type)."""
     if config.type == "qbittorrent":
         return QbittorrentClient(config)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 
-class NodeError(Exception):
+class ClientError(Exception):
     """The torrent client could not be reached or refused the request."""
 
 
@@ -29,7 +29,7 @@ class Torrent:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeStats:
+class ClientStats:
     free_space: int | None  # bytes free where the client downloads
     active_downloads: int
     download_rate: int  # bytes per second
@@ -37,10 +37,10 @@ class NodeStats:
     torrents: int
 
 
-class Node(Protocol):
+class TorrentClient(Protocol):
     async def completed_torrents(self) -> list[Torrent]: ...
 
-    async def stats(self) -> NodeStats: ...
+    async def stats(self) -> ClientStats: ...
 
     async def export_torrent(self, info_hash: str) -> bytes: ...
 

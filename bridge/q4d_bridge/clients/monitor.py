@@ -1,5 +1,5 @@
 """Polls each seedbox's torrent client for its stats and runs the periodic
-reconciliation pass; the orchestrator supplies what a pass does."""
+reconciliation pass (what a pass does is handed in)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.model import SeedboxConfig
-from .base import Node, NodeError, NodeStats
+from .base import ClientError, ClientStats, TorrentClient
 
 _LOGGER = logging.getLogger(__name__)
 FIRST_RECONCILE_DELAY = 10.0  # let the broker deliver what it kept for us first
 
 
 @dataclass(slots=True)
-class NodeStatus:
+class ClientStatus:
     reachable: bool | None = None  # None: not asked yet
-    stats: NodeStats | None = None
+    stats: ClientStats | None = None
     error: str | None = None
     checked_at: float | None = None
 
@@ -38,29 +38,27 @@ class NodeStatus:
         }
 
 
-class NodeMonitor:
+class ClientMonitor:
     def __init__(
         self,
         seedboxes: Mapping[str, SeedboxConfig],
-        nodes: Mapping[str, Node],
+        clients: Mapping[str, TorrentClient],
         *,
-        reconcile: Callable[[str], Awaitable[object]],
         on_change: Callable[[], None],
     ) -> None:
         self.seedboxes = seedboxes
-        self.nodes = nodes
-        self.reconcile = reconcile
+        self.clients = clients
         self.on_change = on_change
-        self.status = {sb: NodeStatus() for sb in nodes}
+        self.status = {sb: ClientStatus() for sb in clients}
 
     async def poll(self, seedbox: str) -> None:
-        node = self.nodes[seedbox]
+        client = self.clients[seedbox]
         status = self.status[seedbox]
         try:
-            status.stats = await node.stats()
+            status.stats = await client.stats()
             status.reachable, status.error = True, None
         except Exception as err:  # a client's failure must not stop polling
-            if not isinstance(err, NodeError):
+            if not isinstance(err, ClientError):
                 _LOGGER.exception("seedbox %s: torrent client poll failed", seedbox)
             if status.reachable is not False:
                 _LOGGER.warning("seedbox %s: torrent client unreachable: %s", seedbox, err)
@@ -68,12 +66,14 @@ class NodeMonitor:
         status.checked_at = time.time()
         self.on_change()
 
-    async def run(self) -> None:
+    async def run(self, reconcile: Callable[[str], Awaitable[object]]) -> None:
+        """Poll every client on its interval, and run `reconcile` (a pass) on each
+        seedbox's reconcile interval, forever."""
         now = time.monotonic()
-        next_poll = dict.fromkeys(self.nodes, now)
+        next_poll = dict.fromkeys(self.clients, now)
         next_pass = {
             sb: now + FIRST_RECONCILE_DELAY
-            for sb in self.nodes
+            for sb in self.clients
             if self.seedboxes[sb].reconcile.interval > 0
         }
         while True:
@@ -86,7 +86,7 @@ class NodeMonitor:
             for sb, due in next_pass.items():
                 if now >= due:
                     try:
-                        await self.reconcile(sb)
+                        await reconcile(sb)
                     except Exception:  # the next pass may do better; never stop polling
                         _LOGGER.exception("seedbox %s: reconciliation failed", sb)
                     next_pass[sb] = now + self.seedboxes[sb].reconcile.interval

@@ -15,7 +15,7 @@ from aioqbt.api.types import InfoFilter, TorrentInfo
 from aioqbt.client import APIClient, create_client
 
 from ..config.model import ClientConfig
-from .base import NodeError, NodeStats, Torrent
+from .base import ClientError, ClientStats, Torrent
 
 _LOGGER = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 30.0
@@ -59,15 +59,15 @@ class QbittorrentClient:
             except exc.ForbiddenError as err:
                 await self._drop_session()  # the session expired: log in again, once
                 if attempt == 2:
-                    raise NodeError(f"qBittorrent refused {what}: {err}") from err
+                    raise ClientError(f"qBittorrent refused {what}: {err}") from err
             except exc.LoginError as err:
                 await self._drop_session()
-                raise NodeError("qBittorrent login failed (check username/password)") from err
+                raise ClientError("qBittorrent login failed (check username/password)") from err
             except exc.NotFoundError as err:
-                raise NodeError(f"qBittorrent: {what}: not found") from err
+                raise ClientError(f"qBittorrent: {what}: not found") from err
             except (exc.AQError, aiohttp.ClientError, TimeoutError, OSError) as err:
                 await self._drop_session()
-                raise NodeError(f"qBittorrent unreachable: {type(err).__name__}: {err}") from err
+                raise ClientError(f"qBittorrent unreachable: {type(err).__name__}: {err}") from err
         raise AssertionError("unreachable")
 
     async def completed_torrents(self) -> list[Torrent]:
@@ -76,11 +76,11 @@ class QbittorrentClient:
         )
         return [_torrent(info) for info in infos]
 
-    async def stats(self) -> NodeStats:
+    async def stats(self) -> ClientStats:
         data = await self._call("sync data", lambda api: api.sync.maindata())
         server = data.server_state
         torrents = data.torrents.values()
-        return NodeStats(
+        return ClientStats(
             free_space=server.get("free_space_on_disk"),
             active_downloads=sum(
                 1 for t in torrents if str(getattr(t, "state", "")) in DOWNLOADING_STATES

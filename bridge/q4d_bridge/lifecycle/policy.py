@@ -1,4 +1,5 @@
-"""Queue policy: which items may start now, retry backoff, lifecycle transitions. Pure."""
+"""Scheduling policy: which items may start now, what a failure leads to (backoff,
+waiting for space, failing for good) and the per-seedbox circuit breaker. Pure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from ..models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState
+from ..config.model import TransfersConfig
+from ..models import ACTIVE_STATES, Item, ItemState
+from ..transfer.errors import ErrorCode, TransferError
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +74,39 @@ def retry_delay(attempt: int, initial: float, maximum: float, rng: random.Random
     return base * (0.5 + rng.random() * 0.5)
 
 
-class TransitionError(ValueError):
-    """A command that does not apply to the item's current state."""
+# Failures that say nothing about the seedbox's health: they do not trip its breaker.
+SEEDBOX_NEUTRAL = frozenset(
+    {
+        ErrorCode.REMOTE_MISSING,
+        ErrorCode.UNSAFE_PATH,
+        ErrorCode.NO_SPACE,
+        ErrorCode.INSUFFICIENT_SPACE,
+        ErrorCode.VERIFY_FAILED,
+    }
+)
 
 
-def can_retry(item: Item) -> bool:
-    return item.state in FINISHED_STATES or item.state is ItemState.WAITING
+@dataclass(frozen=True, slots=True)
+class AfterFailure:
+    """What a failed attempt leads to."""
+
+    retry_at: float | None  # None: the item failed for good
+    attempt_spent: bool
+    counts_for_breaker: bool
 
 
-def can_cancel(item: Item) -> bool:
-    return item.state not in FINISHED_STATES
+def after_failure(
+    item: Item, err: TransferError, transfers: TransfersConfig, now: float, rng: random.Random
+) -> AfterFailure:
+    """Lacking space costs no attempt and waits `space_recheck`; a permanent error, or
+    the last allowed attempt, fails the item; anything else retries with backoff."""
+    if err.code is ErrorCode.INSUFFICIENT_SPACE:
+        return AfterFailure(now + transfers.space_recheck, False, False)
+    counts = err.code not in SEEDBOX_NEUTRAL
+    if err.permanent or item.attempts >= transfers.max_attempts:
+        return AfterFailure(None, True, counts)
+    delay = retry_delay(item.attempts, transfers.retry_initial, transfers.retry_max, rng)
+    return AfterFailure(now + delay, True, counts)
 
 
 @dataclass(slots=True)

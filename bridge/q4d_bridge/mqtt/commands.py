@@ -1,8 +1,13 @@
-"""Commands from Home Assistant (or any MQTT client): validate arguments, then call the
-queue controller. Unknown ops and bad arguments answer `ok: false` with a code."""
+"""Commands from Home Assistant (or any MQTT client): read the request, validate its
+arguments, call the queue controller, and answer every request exactly once on
+`command/result`. Unknown ops and bad arguments answer `ok: false` with a code."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -11,6 +16,9 @@ import voluptuous as vol
 
 from ..models import ItemState
 from .codec import RejectedEvent, decode_json
+from .payloads import command_result
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +126,56 @@ def execute(controller: Controller, op: str, args: dict[str, Any]) -> Any:
         "rescan": lambda: controller.rescan(valid.get("seedbox")),
     }
     return handlers[op]()
+
+
+class CommandDesk:
+    """Takes command payloads and answers each once: a bad request or bad arguments with
+    their code and no traceback; anything unexpected (a bug) with `internal`, logged once
+    with its traceback. A store error propagates (fatal: see mqtt/link.py)."""
+
+    def __init__(self, controller: Controller, answer: Callable[[bytes], None]) -> None:
+        self.controller = controller
+        self.answer = answer
+        self._pending: set[asyncio.Future[None]] = set()  # answers still being worked out
+
+    def handle(self, payload: bytes) -> None:
+        try:
+            command = parse_command(payload)
+        except RejectedEvent as err:
+            self.answer(command_result(None, error=(err.reason, err.detail)))
+            return
+        except Exception as err:
+            _LOGGER.exception("reading a command failed")
+            self.answer(command_result(None, error=("internal", type(err).__name__)))
+            return
+        try:
+            result = execute(self.controller, command.op, command.args)
+            if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
+                task = asyncio.ensure_future(self._answer_later(command.id, result))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+                return
+            answer = command_result(command.id, result=result)
+        except CommandError as err:
+            answer = command_result(command.id, error=(err.code, err.message))
+        except sqlite3.Error:
+            raise  # not recorded, so not acknowledged
+        except Exception as err:
+            _LOGGER.exception("command %s (%s) failed", command.id, command.op)
+            answer = command_result(command.id, error=("internal", type(err).__name__))
+        self.answer(answer)
+
+    async def settled(self) -> None:
+        """Wait for the answers still being worked out (tests, shutdown)."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _answer_later(self, command_id: str, result: Awaitable[Any]) -> None:
+        try:
+            answer = command_result(command_id, result=await result)
+        except CommandError as err:
+            answer = command_result(command_id, error=(err.code, err.message))
+        except Exception as err:
+            _LOGGER.exception("command %s failed", command_id)
+            answer = command_result(command_id, error=("internal", f"{type(err).__name__}"))
+        self.answer(answer)

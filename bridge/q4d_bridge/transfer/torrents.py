@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
-from ..clients.base import Node, NodeError
+from ..clients.base import ClientError, TorrentClient
 from ..config.model import SeedboxConfig
 from .errors import TransferError
 from .remote import SeedboxSession
@@ -21,7 +21,7 @@ _V1_HASH = re.compile(r"^[0-9a-fA-F]{40}$")
 
 class TorrentSource:
     def __init__(
-        self, seedbox: SeedboxConfig, session: SeedboxSession, client: Node | None
+        self, seedbox: SeedboxConfig, session: SeedboxSession, client: TorrentClient | None
     ) -> None:
         self.seedbox = seedbox
         self.session = session
@@ -54,7 +54,7 @@ class TorrentSource:
         if self.client is not None:
             try:
                 return await self.client.export_torrent(info_hash.lower())
-            except NodeError as err:
+            except ClientError as err:
                 _LOGGER.warning("torrent %s: export failed: %s", info_hash, err)
         if self.seedbox.torrent_file is not None:
             path = self.seedbox.torrent_file.format(hash=info_hash.lower(), HASH=info_hash.upper())

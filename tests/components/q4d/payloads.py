@@ -46,7 +46,7 @@ def status(state: str = "online", **overrides: Any) -> str:
     return dumps(payload)
 
 
-def node(**overrides: Any) -> dict[str, Any]:
+def client_stats(**overrides: Any) -> dict[str, Any]:
     """A seedbox's torrent-client stats."""
     payload: dict[str, Any] = {
         "reachable": True,
@@ -70,7 +70,7 @@ def ssh(**overrides: Any) -> dict[str, Any]:
 
 
 def seedbox(
-    name: str, *, with_node: bool = True, with_ssh: bool = True, **overrides: Any
+    name: str, *, with_client: bool = True, with_ssh: bool = True, **overrides: Any
 ) -> dict[str, Any]:
     """One seedbox of the state snapshot."""
     payload: dict[str, Any] = {
@@ -83,7 +83,7 @@ def seedbox(
         "waiting": 0,
         "failed": 1,
         "rate": 52428800.0,
-        "node": node() if with_node else None,
+        "client": client_stats() if with_client else None,
         "ssh": ssh() if with_ssh else None,
     }
     payload.update(overrides)
@@ -129,7 +129,7 @@ def state_dict(**overrides: Any) -> dict[str, Any]:
             "seedbox1": seedbox("My seedbox"),
             "seedbox2": seedbox(
                 "Second seedbox",
-                with_node=False,
+                with_client=False,
                 with_ssh=False,
                 queued=0,
                 active=0,

@@ -27,7 +27,7 @@ async def test_entry_diagnostics(
     """The entry's diagnostics hold no path, hash, torrent name or error text."""
     boxes = state_dict()["seedboxes"]
     boxes["seedbox1"] = seedbox(
-        "My seedbox", node={"reachable": False, "error": "http://10.0.0.5:8080 refused"}
+        "My seedbox", client={"reachable": False, "error": "http://10.0.0.5:8080 refused"}
     )
     await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)

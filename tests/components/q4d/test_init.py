@@ -188,7 +188,7 @@ async def test_seedbox_appears_and_disappears(
 ) -> None:
     """Seedbox devices follow the state snapshot: added as they appear, removed when gone."""
     boxes = state_dict()["seedboxes"]
-    boxes["seedbox3"] = seedbox("Third", with_node=True)
+    boxes["seedbox3"] = seedbox("Third", with_client=True)
     await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
     sb3 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox3")})
     assert sb3 is not None
@@ -203,7 +203,7 @@ async def test_seedbox_appears_and_disappears(
     assert hass.states.get("sensor.third_free_space") is None
 
     # and it comes back with its entities
-    boxes["seedbox3"] = seedbox("Third", with_node=True)
+    boxes["seedbox3"] = seedbox("Third", with_client=True)
     await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
     assert hass.states.get("sensor.third_free_space") is not None
 

@@ -65,14 +65,14 @@ def test_decode_without_version() -> None:
 
 
 def test_older_bridge_state() -> None:
-    """A state without destinations, node or ssh (older bridges) parses."""
+    """A state without destinations, client or ssh (older bridges) parses."""
     data = state_dict()
     del data["destinations"]
     for box in data["seedboxes"].values():
-        del box["node"], box["ssh"]
+        del box["client"], box["ssh"]
     parsed = BridgeState.from_payload(json.dumps(data))
     assert parsed.destinations == {}
-    assert all(sb.node is None and sb.ssh is None for sb in parsed.seedboxes.values())
+    assert all(sb.client is None and sb.ssh is None for sb in parsed.seedboxes.values())
 
 
 def test_new_state_fields() -> None:

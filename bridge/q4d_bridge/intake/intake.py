@@ -1,0 +1,151 @@
+"""Intake: a completion from MQTT (or from reconciliation) becomes a stored item, a
+counted duplicate or a stored, announced rejection, always committed before the message
+is acknowledged; and the seedboxes' event numbers are checked for events that never
+came."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..config.model import Config
+from ..lifecycle.machine import Lifecycle
+from ..models import Item, Label
+from ..mqtt.codec import RejectedEvent
+from ..mqtt.events import parse_sequence, sequence_in
+from ..mqtt.topics import Topics
+from ..persistence.store import Message, Store
+from .decode import Accepted, Rejected, decode
+from .sequence import Gap, Sequences
+
+_LOGGER = logging.getLogger(__name__)
+SEQUENCE_CHECK = 10.0  # seconds between looks for completion events that never arrived
+
+
+class Announcer(Protocol):
+    def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message: ...
+
+    def label_messages(self, item: Item, label: Label) -> list[Message]: ...
+
+    def outbox_pending(self) -> None: ...
+
+    def state_changed(self) -> None: ...
+
+
+class Intake:
+    def __init__(
+        self,
+        config: Config,
+        topics: Topics,
+        store: Store,
+        lifecycle: Lifecycle,
+        announcer: Announcer,
+        *,
+        queued: Callable[[], None],
+    ) -> None:
+        self.config = config
+        self.topics = topics
+        self.store = store
+        self.lifecycle = lifecycle
+        self.announcer = announcer
+        self.sequences = Sequences(store)
+        self.queued = queued  # a new item: the scheduler may start it
+
+    def on_completion(self, topic: str, payload: bytes) -> None:
+        outcome = decode(
+            topic,
+            payload,
+            topics=self.topics,
+            classic=self.config.classic,
+            seedboxes=self.config.seedboxes,
+            routing=self.config.routing,
+        )
+        numbered: tuple[str, int] | None = None
+        if isinstance(outcome, Accepted):
+            self.admit(outcome)
+            event = outcome.event
+            if event.stream is not None and event.seq is not None:
+                numbered = (event.stream, event.seq)
+        else:
+            self.reject(topic, payload, outcome)
+            numbered = sequence_in(payload)
+        seedbox = self.topics.seedbox_of(topic)
+        if numbered is not None and seedbox is not None and seedbox in self.config.seedboxes:
+            self.sequences.received(seedbox, *numbered, time.time())
+
+    def on_sequence(self, topic: str, payload: bytes) -> None:
+        """A seedbox outbox's last sent number (retained)."""
+        seedbox = self.topics.seedbox_of(topic, "sequence")
+        if seedbox is None or seedbox not in self.config.seedboxes:
+            return  # a seedbox this bridge does not serve (another bridge's, or removed)
+        try:
+            stream, seq = parse_sequence(payload)
+        except RejectedEvent as err:
+            self.reject(topic, payload, Rejected(err.reason, err.detail))
+            return
+        self.sequences.announced(seedbox, stream, seq, time.time())
+
+    def admit(self, outcome: Accepted) -> Item | None:
+        """Store an accepted event as a new item (returned) or count it as a duplicate."""
+        admission = self.store.admit(
+            [(outcome.event, outcome.resolution)],
+            messages_for=lambda new: [
+                self.announcer.event_message("queued", new),
+                *self.announcer.label_messages(new, Label.QUEUED),
+            ],
+        )[0]
+        item = admission.item
+        if admission.duplicate:
+            self.store.incr("duplicates")
+            _LOGGER.info(
+                "duplicate event %s for %s (%s)", outcome.event.event_id, item.id, admission.reason
+            )
+            current = self.lifecycle.get(item.id) or item
+            self.store.enqueue(
+                [self.announcer.event_message("duplicate", current, reason=admission.reason)]
+            )
+            self.announcer.outbox_pending()
+            return None
+        self.lifecycle.admitted(item)
+        self.queued()
+        return item
+
+    def reject(self, topic: str, payload: bytes, outcome: Rejected) -> None:
+        _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)
+        notice = self.announcer.event_message(
+            "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic
+        )
+        self.store.record_rejected(topic, payload, outcome.reason, outcome.detail, [notice])
+        self.announcer.outbox_pending()
+        self.announcer.state_changed()
+
+    async def watch_sequences(self, look_for_lost: Callable[[str], Awaitable[object]]) -> None:
+        """Say when completions numbered by a seedbox never arrived, and look for them
+        (`look_for_lost`: reconciliation with its torrent client, which finds what the
+        broker dropped)."""
+        while True:
+            await asyncio.sleep(SEQUENCE_CHECK)
+            gaps = self.sequences.overdue(time.time(), self._lost_notice)
+            if gaps:
+                self.announcer.outbox_pending()
+                self.announcer.state_changed()
+            for gap in gaps:
+                _LOGGER.warning(
+                    "seedbox %s: %d completion event(s) never arrived (numbers %d-%d of "
+                    "stream %s): a broker that dropped queued messages (max_queued_messages), "
+                    "or an outbox lost on the seedbox",
+                    gap.seedbox, gap.count, gap.first, gap.last, gap.stream,
+                )  # fmt: skip
+                try:
+                    await look_for_lost(gap.seedbox)
+                except Exception:  # the periodic reconciliation tries again
+                    _LOGGER.exception("seedbox %s: looking for lost events failed", gap.seedbox)
+
+    def _lost_notice(self, gap: Gap) -> Message:
+        return self.announcer.event_message(
+            "events_lost", seedbox=gap.seedbox, stream=gap.stream, count=gap.count,
+            first=gap.first, last=gap.last,
+        )  # fmt: skip

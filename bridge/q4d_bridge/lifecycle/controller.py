@@ -1,0 +1,176 @@
+"""What commands do to the queue: retry, cancel, pause and resume (the queue or one
+item), priority, limits, the queue listing and a rescan of the torrent clients.
+
+Arguments arrive validated (mqtt/commands.py); a change that does not apply to an item's
+state is answered `invalid_state`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ..config.model import Config
+from ..models import FINISHED_STATES, Item, ItemState
+from ..mqtt.commands import CommandError
+from ..mqtt.payloads import item_payload
+from ..transfer.landing import discard_staging
+from ..transfer.rates import Bandwidth
+from .machine import Lifecycle, TransitionError
+from .runner import CANCEL, REQUEUE, Runner
+from .scheduler import Scheduler
+
+_LOGGER = logging.getLogger(__name__)
+# A running lftp or rsync keeps the rate it started with: a new limit restarts them.
+TOOL_ENGINES = frozenset({"lftp", "rsync"})
+
+
+class Controller:
+    def __init__(
+        self,
+        config: Config,
+        lifecycle: Lifecycle,
+        scheduler: Scheduler,
+        runner: Runner,
+        bandwidth: Bandwidth,
+        *,
+        state_changed: Callable[[], None],
+        rescan: Callable[[str | None], Awaitable[dict[str, Any]]],
+    ) -> None:
+        self.config = config
+        self.lifecycle = lifecycle
+        self.scheduler = scheduler
+        self.runner = runner
+        self.bandwidth = bandwidth
+        self.state_changed = state_changed
+        self._rescan = rescan
+
+    def retry(self, item_id: str | None) -> list[str]:
+        if item_id is None:
+            items = self.lifecycle.items.values()
+            targets = [i for i in items if i.state is ItemState.FAILED and self.configured(i)]
+        else:
+            item = self._item(item_id)
+            if not self.configured(item):
+                raise CommandError(
+                    "not_configured",
+                    f"item {item_id}: its seedbox or destination is not configured",
+                )
+            targets = [item]
+        for item in targets:
+            with _as_command_error():
+                self.lifecycle.retried(item)
+        self.scheduler.wake()
+        return [i.id for i in targets]
+
+    def cancel(self, item_id: str) -> str:
+        item = self._item(item_id)
+        self._not_verifying(item)
+        with _as_command_error():
+            if not self.runner.interrupt(item_id, CANCEL):
+                root = self.config.routing.destinations.get(item.destination)
+                self.lifecycle.cancelled(item)
+                if root is not None:
+                    discard_staging(root, item.id)
+        return item_id
+
+    def pause(self, item_id: str | None) -> list[str]:
+        if item_id is None:
+            _LOGGER.info("queue paused")
+            self.scheduler.set_paused(True)
+            return [
+                i
+                for i in list(self.runner.running)
+                if self.lifecycle.items[i].state is not ItemState.VERIFYING
+                and self.runner.interrupt(i, REQUEUE)
+            ]
+        item = self._item(item_id)
+        self._not_verifying(item)
+        with _as_command_error():
+            # A running attempt is stopped: going back to the queue records the pause.
+            self.lifecycle.paused(item, recorded=not self.runner.interrupt(item_id, REQUEUE))
+        return [item_id]
+
+    def resume(self, item_id: str | None) -> list[str]:
+        if item_id is None:
+            _LOGGER.info("queue resumed")
+            self.scheduler.set_paused(False)
+            return []
+        self.lifecycle.resumed(self._item(item_id))
+        self.scheduler.wake()
+        return [item_id]
+
+    def set_priority(self, item_id: str, priority: int) -> str:
+        self.lifecycle.prioritised(self._item(item_id), priority)
+        self.scheduler.wake()
+        return item_id
+
+    def set_limits(self, bandwidth_limit: int | None, max_concurrent: int | None) -> dict[str, int]:
+        if max_concurrent is not None:
+            _LOGGER.info("max_concurrent set to %d", max_concurrent)
+            self.scheduler.set_max_concurrent(max_concurrent)
+        if bandwidth_limit is not None and bandwidth_limit != self.bandwidth.rate:
+            _LOGGER.info("bandwidth limit set to %d bytes/s (0: none)", bandwidth_limit)
+            self.bandwidth.set_rate(bandwidth_limit)
+            self.scheduler.store.set_setting("bandwidth_limit", bandwidth_limit)
+            for item_id in list(self.runner.running):
+                item = self.lifecycle.items[item_id]
+                if (
+                    self.runner.engine_of(item) in TOOL_ENGINES
+                    and item.state is ItemState.TRANSFERRING
+                ):
+                    self.runner.interrupt(item_id, REQUEUE)  # resumes at the new rate
+        self.state_changed()
+        return {
+            "bandwidth_limit": self.bandwidth.rate,
+            "max_concurrent": self.scheduler.limits.global_max,
+        }
+
+    def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]:
+        wanted = set(states) if states else None
+        return [
+            item_payload(i)
+            for i in sorted(
+                self.lifecycle.items.values(), key=lambda i: (-i.priority, i.received_at)
+            )
+            if wanted is None or i.state in wanted
+        ]
+
+    def rescan(self, seedbox_id: str | None) -> Awaitable[dict[str, Any]]:
+        if seedbox_id is not None and seedbox_id not in self.config.seedboxes:
+            raise CommandError("not_found", f"no seedbox {seedbox_id}")
+        _LOGGER.info("rescan of %s", seedbox_id or "every seedbox")
+        return self._rescan(seedbox_id)
+
+    def configured(self, item: Item) -> bool:
+        return (
+            item.seedbox in self.config.seedboxes
+            and item.destination in self.config.routing.destinations
+        )
+
+    def _item(self, item_id: str) -> Item:
+        item = self.lifecycle.get(item_id)
+        if item is None:
+            raise CommandError("not_found", f"no item {item_id}")
+        return item
+
+    @staticmethod
+    def _not_verifying(item: Item) -> None:
+        # The verified payload is being moved into the library: that step is atomic.
+        if item.state is ItemState.VERIFYING:
+            raise CommandError(
+                "invalid_state", f"item {item.id} is verifying; it finishes in a moment"
+            )
+        if item.state in FINISHED_STATES:
+            raise CommandError("invalid_state", f"item {item.id} is {item.state.value}")
+
+
+class _as_command_error:
+    """A transition that does not apply, answered `invalid_state`."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
+        if isinstance(err, TransitionError):
+            raise CommandError("invalid_state", str(err)) from err

@@ -1,0 +1,161 @@
+"""The bridge's state snapshot (the retained `state` topic), typed, and built by a pure
+function from what the parts hold."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .lifecycle.policy import Breaker, Limits
+from .models import ACTIVE_STATES, Item, ItemState
+from .mqtt.codec import PROTOCOL_VERSION
+
+TOTALS = ("received", "completed", "failed", "rejected", "duplicates", "bytes_transferred")
+
+
+@dataclass(frozen=True, slots=True)
+class SeedboxState:
+    name: str
+    breaker: str  # "open" while its circuit breaker keeps its items from starting
+    breaker_until: float | None
+    consecutive_failures: int
+    queued: int
+    active: int
+    waiting: int
+    failed: int
+    rate: float
+    client: dict[str, Any] | None  # its torrent client as last polled; None: no client
+    ssh: dict[str, Any] | None  # the SSH link held to it; None: no link held
+    lost_events: int
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationState:
+    free_space: int | None
+    min_free_space: int
+
+
+@dataclass(frozen=True, slots=True)
+class LastCompleted:
+    id: str
+    name: str
+    at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeState:
+    bridge_id: str
+    paused: bool
+    counts: dict[str, int]
+    active: int
+    rate: float
+    totals: dict[str, int]
+    max_concurrent: int
+    bandwidth_limit: int
+    per_seedbox: dict[str, int]
+    seedboxes: dict[str, SeedboxState]
+    destinations: dict[str, DestinationState]
+    last_completed: LastCompleted | None
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The payload of docs/protocol.md#q4dbridgebridgestate."""
+        return {
+            "v": PROTOCOL_VERSION,
+            "bridge_id": self.bridge_id,
+            "paused": self.paused,
+            "counts": self.counts,
+            "active": self.active,
+            "rate": self.rate,
+            "totals": self.totals,
+            "limits": {
+                "max_concurrent": self.max_concurrent,
+                "bandwidth_limit": self.bandwidth_limit,
+                "per_seedbox": self.per_seedbox,
+            },
+            "seedboxes": {k: dataclasses.asdict(v) for k, v in self.seedboxes.items()},
+            "destinations": {k: dataclasses.asdict(v) for k, v in self.destinations.items()},
+            "last_completed": None
+            if self.last_completed is None
+            else dataclasses.asdict(self.last_completed),
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SeedboxFacts:
+    """What the parts know of one seedbox, beyond its items."""
+
+    name: str
+    breaker: Breaker
+    client: dict[str, Any] | None
+    ssh: dict[str, Any] | None
+    lost_events: int
+
+
+def build_state(
+    *,
+    bridge_id: str,
+    items: Iterable[Item],
+    paused: bool,
+    limits: Limits,
+    bandwidth_limit: int,
+    counters: Mapping[str, int],
+    seedboxes: Mapping[str, SeedboxFacts],
+    free_space: Mapping[str, int | None],
+    destinations: Iterable[str],
+    min_free_space: int,
+    now: float,
+) -> BridgeState:
+    items = list(items)
+    counts = Counter(i.state.value for i in items)
+    per_state: dict[str, Counter[str]] = {sb: Counter() for sb in seedboxes}
+    rates: dict[str, float] = dict.fromkeys(seedboxes, 0.0)
+    for item in items:
+        if item.seedbox not in per_state:
+            continue
+        if item.state in ACTIVE_STATES:
+            per_state[item.seedbox]["active"] += 1
+            rates[item.seedbox] += item.rate
+        elif item.state.value in ("queued", "waiting", "failed"):
+            per_state[item.seedbox][item.state.value] += 1
+    done = [i for i in items if i.state is ItemState.DONE]
+    last = max(done, key=lambda i: i.finished_at or 0, default=None)
+    return BridgeState(
+        bridge_id=bridge_id,
+        paused=paused,
+        counts={state.value: counts.get(state.value, 0) for state in ItemState},
+        active=sum(counts.get(s.value, 0) for s in ACTIVE_STATES),
+        rate=round(sum(rates.values()), 1),
+        totals={name: counters.get(name, 0) for name in TOTALS},
+        max_concurrent=limits.global_max,
+        bandwidth_limit=bandwidth_limit,
+        per_seedbox=dict(limits.per_seedbox),
+        seedboxes={
+            sb: SeedboxState(
+                name=facts.name,
+                breaker="open" if facts.breaker.open_until else "closed",
+                breaker_until=facts.breaker.open_until,
+                consecutive_failures=facts.breaker.failures,
+                queued=per_state[sb]["queued"],
+                active=per_state[sb]["active"],
+                waiting=per_state[sb]["waiting"],
+                failed=per_state[sb]["failed"],
+                rate=round(rates[sb], 1),
+                client=facts.client,
+                ssh=facts.ssh,
+                lost_events=facts.lost_events,
+            )
+            for sb, facts in seedboxes.items()
+        },
+        destinations={
+            name: DestinationState(free_space.get(name), min_free_space) for name in destinations
+        },
+        last_completed=None
+        if last is None
+        else LastCompleted(last.id, last.name, last.finished_at),
+        updated_at=now,
+    )

@@ -1,0 +1,97 @@
+"""Landing a verified payload in the library: its private staging folder, the modes it
+gets (never the seedbox's), and the atomic rename into place, so Sonarr/Radarr/Plex never
+see a partial or unverified file."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..rules import UnsafePathError
+
+_LOGGER = logging.getLogger(__name__)
+STAGING_DIR = ".q4d-partial"
+
+
+def staging_dir(root: Path, item_id: str) -> Path:
+    """Inside the destination root, so the final rename never crosses filesystems."""
+    return root / STAGING_DIR / item_id
+
+
+@dataclass(frozen=True, slots=True)
+class Modes:
+    """The permissions a landed payload gets, whatever it had on the seedbox."""
+
+    file: int = 0o644
+    dir: int = 0o755
+
+    def without(self, umask: int) -> Modes:
+        return Modes(self.file & ~umask, self.dir & ~umask)
+
+
+def process_umask() -> int:
+    """The process umask, read without changing it (os.umask can only swap it)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    current = os.umask(0o022)  # not on Linux: swap and restore, at start-up only
+    os.umask(current)
+    return current
+
+
+def apply_modes(target: Path, modes: Modes) -> None:
+    """Give everything that landed the configured modes (the seedbox's are never
+    copied). Engines create no links; one found here is removed, never followed."""
+    if target.is_symlink():
+        raise UnsafePathError(f"{target} is a symlink; engines never create one")
+    if not target.is_dir():
+        target.chmod(modes.file)
+        return
+    target.chmod(modes.dir)
+    for dirpath, dirs, files in os.walk(target):
+        for name, mode in [*((d, modes.dir) for d in dirs), *((f, modes.file) for f in files)]:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                _LOGGER.warning("removing a symlink from a landed payload: %s", path)
+                path.unlink()
+            else:
+                path.chmod(mode)
+
+
+def make_private(stage: Path) -> None:
+    """The staging folder is the bridge's alone: partial payloads are nobody's to read."""
+    stage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stage.parent.chmod(0o700)
+    stage.mkdir(mode=0o700, exist_ok=True)
+
+
+def put_in_place(target: Path, final_path: Path, stage: Path, modes: Modes) -> None:
+    """Atomically put the verified payload at its final path, replacing an older copy.
+    Folders made on the way (a rule's subdir) get the landed folders' mode."""
+    missing = [p for p in [final_path.parent, *final_path.parent.parents] if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+        folder.chmod(modes.dir)
+    if final_path.exists() or final_path.is_symlink():
+        old = stage / ".replaced"
+        remove(old)
+        final_path.rename(old)
+    target.rename(final_path)
+    remove(stage)
+
+
+def discard_staging(root: Path, item_id: str) -> None:
+    remove(staging_dir(root, item_id))
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
