@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from q4d_bridge.clients.base import Torrent
 from q4d_bridge.clients.qbittorrent import QbittorrentClient
-from q4d_bridge.clients.reconcile import missed_completions
+from q4d_bridge.clients.reconcile import SETTLE, missed_completions
 from q4d_bridge.config.model import ClientConfig, ReconcileConfig
 from q4d_bridge.models import ItemState
 
@@ -61,6 +61,17 @@ def test_missed_completions_filters() -> None:
     assert [e.hash for e in missed_completions("sb1", "q", chosen, set(), tagged, NOW)] == [
         "08" * 20
     ]
+
+
+def test_a_periodic_pass_leaves_fresh_completions_to_their_events() -> None:
+    """A torrent that completed seconds ago has its hook's event on the way: a periodic
+    pass (settle) leaves it alone instead of racing it; an asked-for pass does not."""
+    config = ReconcileConfig(max_age=3600)
+    fresh, old = torrent(hash="0b" * 20, completed_at=NOW - 5), torrent(hash="0c" * 20)
+    periodic = missed_completions("sb1", "q", [fresh, old], set(), config, NOW, settle=SETTLE)
+    assert [e.hash for e in periodic] == ["0c" * 20]
+    asked = missed_completions("sb1", "q", [fresh, old], set(), config, NOW)
+    assert [e.hash for e in asked] == ["0b" * 20, "0c" * 20]
 
 
 async def command(env: Env, op: str, **args: Any) -> dict[str, Any]:
