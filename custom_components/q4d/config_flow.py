@@ -38,7 +38,7 @@ from .const import (
 )
 from .models import BridgeStatus, PayloadError
 
-# The bridge's own rules (bridge/q4d_bridge/config.py): ids and topic prefixes.
+# The bridge's own rules (bridge/q4d_bridge/config/schema.py): ids and topic prefixes.
 BRIDGE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 PREFIX = re.compile(r"^[^#+\x00]+$")
 

@@ -226,7 +226,7 @@ def _build(data: dict[str, Any]) -> Config:
             password=broker.get("password"),
             tls=tls,
             client_id=broker.get("client_id") or f"q4d-bridge-{data['bridge']['id']}",
-            topic_prefix=broker["topic_prefix"].strip("/"),
+            topic_prefix=broker["topic_prefix"],
             keepalive=broker["keepalive"],
             session_expiry=broker["session_expiry"],
         ),

@@ -84,6 +84,17 @@ def _size(value: Any) -> int:
     return int(match.group(1)) * factor
 
 
+def _topic_prefix(value: str) -> str:
+    """The first topic level(s), without leading or trailing `/` (removed) or spaces:
+    Home Assistant's config flow strips those, and must find the same topics."""
+    prefix = value.strip("/")
+    if not prefix or not re.match(TOPIC_PREFIX_PATTERN, prefix):
+        raise vol.Invalid("must name at least one topic level, without +, # or NUL")
+    if prefix != prefix.strip():
+        raise vol.Invalid("must not start or end with a space")
+    return prefix
+
+
 def _mode(owner: int) -> Any:
     """Permission bits as octal (`"0644"`, or YAML's 0644), at most 0777, that keep the
     `owner` bits the bridge needs to replace and repair what it landed."""
@@ -162,7 +173,7 @@ BROKER_SCHEMA = vol.Schema(
         vol.Optional("password"): _text,
         vol.Optional("tls", default=False): vol.Any(bool, TLS_SCHEMA),
         vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=64)),
-        vol.Optional("topic_prefix", default="q4d"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
+        vol.Optional("topic_prefix", default="q4d"): vol.All(str, _topic_prefix),
         vol.Optional("keepalive", default=30): vol.All(int, vol.Range(min=5, max=3600)),
         vol.Optional("session_expiry", default="7d"): _duration,
     }
