@@ -29,10 +29,10 @@ from tests.components.q4d.payloads import (
     ITEM_3,
     NOW,
     STATE_TOPIC,
+    client_stats,
     destination,
     event,
     item_dict,
-    node,
     seedbox,
     state,
 )
@@ -160,7 +160,7 @@ async def test_low_space_on_real_sensors(
         hass,
         STATE_TOPIC,
         state(
-            seedboxes={"seedbox1": seedbox("My seedbox", node=node(free_space=20_000_000_000))},
+            seedboxes={"seedbox1": seedbox("My seedbox", client=client_stats(free_space=20_000_000_000))},
             destinations={"tv": destination(3_298_534_883_328)},
         ),
     )
@@ -173,7 +173,7 @@ async def test_low_space_on_real_sensors(
         hass,
         STATE_TOPIC,
         state(
-            seedboxes={"seedbox1": seedbox("My seedbox", node=node(free_space=20_000_000_000))},
+            seedboxes={"seedbox1": seedbox("My seedbox", client=client_stats(free_space=20_000_000_000))},
             destinations={"tv": destination(12_345_000_000)},
         ),
     )

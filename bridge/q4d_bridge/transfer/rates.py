@@ -3,7 +3,6 @@ every transfer."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 
@@ -36,8 +35,9 @@ class RateMeter:
 class Bandwidth:
     """One token bucket shared by every transfer; the limit can change at any time.
 
-    Consumers take what they received and, when the bucket is in debt, sleep until it
-    is repaid, so the aggregate rate converges on the limit whatever the concurrency."""
+    Takers book what they are about to receive and, when the bucket is in debt, wait
+    until it is repaid, so the aggregate rate converges on the limit whatever the
+    concurrency."""
 
     BURST_SECONDS = 0.25
 
@@ -51,12 +51,19 @@ class Bandwidth:
         self._tokens = 0.0
         self._stamp = time.monotonic()
 
-    async def consume(self, amount: int) -> None:
+    def take(self, amount: int) -> float:
+        """Book `amount` bytes; returns how long the taker waits before using them (the
+        bucket in debt), so the aggregate rate converges on the limit."""
         if self.rate <= 0:
-            return
+            return 0.0
         now = time.monotonic()
         burst = self.rate * self.BURST_SECONDS
         self._tokens = min(burst, self._tokens + (now - self._stamp) * self.rate) - amount
         self._stamp = now
-        if self._tokens < 0:
-            await asyncio.sleep(-self._tokens / self.rate)
+        return max(0.0, -self._tokens / self.rate)
+
+    def give_back(self, amount: int) -> None:
+        """Return bytes booked and never used (a read stopped before its data came), so
+        the transfers still running get the whole limit."""
+        if self.rate > 0:
+            self._tokens = min(self.rate * self.BURST_SECONDS, self._tokens + amount)

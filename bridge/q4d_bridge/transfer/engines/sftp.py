@@ -49,6 +49,7 @@ class SftpEngine:
         """Start opening the connections a transfer will want, while the caller still
         stats the payload: an SSH handshake costs ~10 round trips."""
         warming = self._warming.setdefault(seedbox.id, [])
+        warming[:] = [task for task in warming if not _failed(task)]  # the link was down
         have = len(self._idle.get(seedbox.id, [])) + len(warming)
         for _ in range(self.config.connections - have):
             warming.append(asyncio.create_task(self._open(seedbox)))
@@ -72,6 +73,8 @@ class SftpEngine:
                 # Our caller stopped; the connection being opened goes to the pool.
                 task.add_done_callback(lambda done: self._adopt(seedbox, done))
                 raise
+            except TransferError:
+                continue  # a warm-up that failed (the seedbox was down then): open anew
             if not conn.ssh.is_closed():
                 return conn
         return await self._open(seedbox)
@@ -230,3 +233,7 @@ def _resume_file(local: Path, size: int, journal: Journal) -> set[int]:
     finally:
         os.close(fd)
     return finished
+
+
+def _failed(task: asyncio.Task[Connection]) -> bool:
+    return task.done() and (task.cancelled() or task.exception() is not None)

@@ -223,12 +223,16 @@ class ConnectionReader:
         chunk = state.chunk
         rel = chunk.file.rel
         entry = self.files[rel]
+        booked = False
         try:
             with transfer_errors():
                 handle = await entry.handle
                 # Paid before asking: the limit then paces requests, not just the writes
                 # of a window already in flight.
-                await self.bandwidth.consume(length)
+                wait = self.bandwidth.take(length)
+                booked = True
+                if wait:
+                    await asyncio.sleep(wait)
                 while length:
                     data = await handle.read(length, offset)
                     if not isinstance(data, bytes) or not data:
@@ -242,6 +246,8 @@ class ConnectionReader:
                     length -= len(data)
                     self.progress[0] += len(data)
         finally:
+            if booked and length:  # stopped before its data came: the others may use it
+                self.bandwidth.give_back(length)
             self.slots.release()
         state.blocks_left -= 1
         if state.blocks_left == 0:
