@@ -160,7 +160,9 @@ async def test_low_space_on_real_sensors(
         hass,
         STATE_TOPIC,
         state(
-            seedboxes={"seedbox1": seedbox("My seedbox", client=client_stats(free_space=20_000_000_000))},
+            seedboxes={
+                "seedbox1": seedbox("My seedbox", client=client_stats(free_space=20_000_000_000))
+            },
             destinations={"tv": destination(3_298_534_883_328)},
         ),
     )
@@ -173,7 +175,9 @@ async def test_low_space_on_real_sensors(
         hass,
         STATE_TOPIC,
         state(
-            seedboxes={"seedbox1": seedbox("My seedbox", client=client_stats(free_space=20_000_000_000))},
+            seedboxes={
+                "seedbox1": seedbox("My seedbox", client=client_stats(free_space=20_000_000_000))
+            },
             destinations={"tv": destination(12_345_000_000)},
         ),
     )
