@@ -3,8 +3,8 @@
 bench/wan.py starts this inside the "home" namespace (`ip netns exec`). The config goes
 through q4d_bridge.config (tests/helpers/configs.py's valid dict, seedbox address and
 `--option section.key=value` overrides applied first), so every setting not overridden
-is the bridge's real default; the engine is built the way bridge.py builds it, and the
-transfer is q4d_bridge.transfer.run_transfer with a real SeedboxSession: stat, fetch
+is the bridge's real default; the engine is built the way the bridge builds it, and the
+transfer is q4d_bridge.transfer.pipeline.run_transfer with a real SeedboxSession: stat, fetch
 into staging, size check, atomic publish.
 
 Run: ip netns exec NS .venv/bin/python bench/wan_engine.py --engine lftp --host A ...
@@ -27,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config
+from q4d_bridge.models import ItemState
 from q4d_bridge.transfer.engines.base import Engine
 from q4d_bridge.transfer.engines.lftp import LftpEngine
 from q4d_bridge.transfer.engines.sftp import SftpEngine
-from q4d_bridge.transfer.pipeline import run_transfer
+from q4d_bridge.transfer.payload import RemoteEntry
+from q4d_bridge.transfer.pipeline import Job, run_transfer
 from q4d_bridge.transfer.rates import Bandwidth
 from q4d_bridge.transfer.remote import SeedboxSession
 
@@ -93,17 +95,8 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
             await engine.wait_warm(seedbox)
     started = time.monotonic()
     try:
-        landed = await run_transfer(
-            item_id=f"wan-{args.engine}",
-            seedbox=seedbox,
-            session=session,
-            engine=engine,
-            remote_path=args.remote,
-            root=args.dest,
-            final_path=final,
-            on_phase=lambda _state, _remote: None,
-            on_progress=lambda _done: None,
-        )
+        job = Job(f"wan-{args.engine}", seedbox, args.remote, args.dest, final)
+        landed = await run_transfer(job, session=session, engine=engine, reporter=Unheard())
         seconds = time.monotonic() - started
     finally:
         await session.close()
@@ -116,6 +109,19 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
         "bytes": landed.size,
         "path": str(final),
     }
+
+
+class Unheard:
+    """A reporter nobody listens to: the benchmark times the whole attempt."""
+
+    def phase(self, state: ItemState, remote: RemoteEntry) -> None:
+        pass
+
+    def progress(self, done: int) -> None:
+        pass
+
+    def heartbeat(self) -> None:
+        pass
 
 
 def main() -> None:
