@@ -9,10 +9,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
 
 from ..config.model import Config
-from ..lifecycle.machine import Lifecycle
+from ..lifecycle.machine import Announcer, Lifecycle
 from ..models import Item, Label
 from ..mqtt.codec import RejectedEvent
 from ..mqtt.events import parse_sequence, sequence_in
@@ -23,16 +22,6 @@ from .sequence import Gap, Sequences
 
 _LOGGER = logging.getLogger(__name__)
 SEQUENCE_CHECK = 10.0  # seconds between looks for completion events that never arrived
-
-
-class Announcer(Protocol):
-    def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message: ...
-
-    def label_messages(self, item: Item, label: Label) -> list[Message]: ...
-
-    def outbox_pending(self) -> None: ...
-
-    def state_changed(self) -> None: ...
 
 
 class Intake:

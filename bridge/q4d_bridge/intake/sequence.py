@@ -22,24 +22,6 @@ GRACE = 120.0
 # A stream that has said nothing for this long is forgotten (a reinstalled outbox).
 STREAM_RETENTION = 90 * 86400.0
 
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS sequence_streams (
-        seedbox TEXT NOT NULL,
-        stream TEXT NOT NULL,
-        floor INTEGER,
-        high INTEGER NOT NULL,
-        lost INTEGER NOT NULL DEFAULT 0,
-        updated_at REAL NOT NULL,
-        PRIMARY KEY (seedbox, stream)
-    )""",
-    """CREATE TABLE IF NOT EXISTS sequence_received (
-        seedbox TEXT NOT NULL,
-        stream TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        PRIMARY KEY (seedbox, stream, seq)
-    ) WITHOUT ROWID""",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Gap:
@@ -78,8 +60,6 @@ class Sequences:
         self._store = store
         self._streams: dict[tuple[str, str], _Stream] = {}
         with store.transaction() as db:
-            for statement in SCHEMA:
-                db.execute(statement)
             for row in db.execute(
                 "SELECT seedbox, stream, floor, high, lost FROM sequence_streams"
             ):

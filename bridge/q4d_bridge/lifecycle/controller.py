@@ -14,10 +14,9 @@ from ..config.model import Config
 from ..models import FINISHED_STATES, Item, ItemState
 from ..mqtt.commands import CommandError
 from ..mqtt.payloads import item_payload
-from ..transfer.landing import discard_staging
 from ..transfer.rates import Bandwidth
 from .machine import Lifecycle, TransitionError
-from .runner import CANCEL, REQUEUE, Runner
+from .runner import REQUEUE, Runner
 from .scheduler import Scheduler
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,11 +66,7 @@ class Controller:
         item = self._item(item_id)
         self._not_verifying(item)
         with _as_command_error():
-            if not self.runner.interrupt(item_id, CANCEL):
-                root = self.config.routing.destinations.get(item.destination)
-                self.lifecycle.cancelled(item)
-                if root is not None:
-                    discard_staging(root, item.id)
+            self.runner.cancel(item)
         return item_id
 
     def pause(self, item_id: str | None) -> list[str]:

@@ -38,7 +38,7 @@ class TransitionError(ValueError):
 
 
 class Announcer(Protocol):
-    """How the lifecycle makes itself heard (mqtt.publisher.Publisher)."""
+    """How the queue makes itself heard (mqtt.publisher.Publisher)."""
 
     def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message: ...
 
@@ -47,6 +47,8 @@ class Announcer(Protocol):
     def item(self, item: Item, *, immediate: bool = False) -> None: ...
 
     def outbox_pending(self) -> None: ...
+
+    def state_changed(self) -> None: ...
 
 
 class Lifecycle:

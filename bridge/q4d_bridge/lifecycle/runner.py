@@ -91,6 +91,12 @@ class Runner:
         self.running[item.id] = task
         task.add_done_callback(lambda done: self._ended(item, done))
 
+    def cancel(self, item: Item) -> None:
+        """Cancel an item: a running attempt is stopped (and cancels it as it ends);
+        otherwise it is cancelled now. Its staging files go either way."""
+        if not self.interrupt(item.id, CANCEL):
+            self._cancelled(item)
+
     def interrupt(self, item_id: str, reason: str) -> bool:
         """Stop a running attempt (REQUEUE or CANCEL); False if none is running."""
         task = self.running.get(item_id)
@@ -195,9 +201,14 @@ class Runner:
 
     def _stopped(self, item: Item, reason: str) -> None:
         if reason == CANCEL:
-            discard_staging(self.config.routing.destinations[item.destination], item.id)
-            self.lifecycle.cancelled(item)
+            self._cancelled(item)
             return
         self.lifecycle.requeued(
             item, "paused" if item.paused or self.scheduler.paused else "requeued"
         )
+
+    def _cancelled(self, item: Item) -> None:
+        self.lifecycle.cancelled(item)
+        root = self.config.routing.destinations.get(item.destination)
+        if root is not None:  # an item whose destination left the config has none
+            discard_staging(root, item.id)

@@ -9,22 +9,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
 
 from ..models import Item, ItemState
-from ..persistence.store import Message, Store
-from .machine import Lifecycle
+from ..persistence.store import Store
+from .machine import Announcer, Lifecycle
 from .policy import Breaker, Limits, next_wakeup, pick_runnable
 
 _LOGGER = logging.getLogger(__name__)
-
-
-class Notifier(Protocol):
-    def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message: ...
-
-    def outbox_pending(self) -> None: ...
-
-    def state_changed(self) -> None: ...
 
 
 class Scheduler:
@@ -32,7 +23,7 @@ class Scheduler:
         self,
         lifecycle: Lifecycle,
         store: Store,
-        notifier: Notifier,
+        notifier: Announcer,
         *,
         limits: Limits,
         breakers: Mapping[str, Breaker],

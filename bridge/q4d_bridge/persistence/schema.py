@@ -69,6 +69,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- the seedboxes' event numbers (intake/sequence.py)
+CREATE TABLE IF NOT EXISTS sequence_streams (
+    seedbox TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    floor INTEGER,
+    high INTEGER NOT NULL,
+    lost INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (seedbox, stream)
+);
+CREATE TABLE IF NOT EXISTS sequence_received (
+    seedbox TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (seedbox, stream, seq)
+) WITHOUT ROWID;
 """
 
 
