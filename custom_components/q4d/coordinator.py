@@ -71,6 +71,7 @@ from .models import (
 type Q4dConfigEntry = ConfigEntry[Q4dRuntimeData]
 
 type ItemsCallback = Callable[[list[str]], None]
+type ItemChangeCallback = Callable[[str, Item | None], None]
 type TransferEventCallback = Callable[[str, dict[str, Any]], None]
 
 SEEDBOX_SEPARATOR = ":seedbox:"
@@ -112,6 +113,7 @@ class Q4dCoordinator:
         self._item_listeners: dict[str, set[CALLBACK_TYPE]] = {}
         self._event_listeners: set[TransferEventCallback] = set()
         self._items_callbacks: set[ItemsCallback] = set()
+        self._item_change_listeners: set[ItemChangeCallback] = set()
 
         self._seedboxes: dict[str, str] = {}  # seedbox id -> name, with a device
         self._items_with_entities: set[str] = set()
@@ -305,6 +307,17 @@ class Q4dCoordinator:
         """Be told, in batches, about items that need entities."""
         self._items_callbacks.add(new_callback)
         return lambda: self._items_callbacks.discard(new_callback)
+
+    @callback
+    def async_add_item_change_listener(self, change_callback: ItemChangeCallback) -> CALLBACK_TYPE:
+        """Be told of every item added or changed (the item) or removed (None)."""
+        self._item_change_listeners.add(change_callback)
+        return lambda: self._item_change_listeners.discard(change_callback)
+
+    @callback
+    def _notify_item_change(self, item_id: str, item: Item | None) -> None:
+        for change_callback in list(self._item_change_listeners):
+            change_callback(item_id, item)
 
     @callback
     def _notify_bridge(self) -> None:
@@ -516,6 +529,7 @@ class Q4dCoordinator:
         if not self.synced:
             self._async_check_sync()
         self._notify_item(item.id)
+        self._notify_item_change(item.id, item)
 
     def _deadline(self, item: Item) -> float:
         finished = item.finished_at if item.finished_at is not None else time.time()
@@ -527,6 +541,7 @@ class Q4dCoordinator:
         self._unseen.discard(item_id)
         if item is not None:
             self._async_update_item_issues(item, None)
+            self._notify_item_change(item_id, None)
         self._async_remove_item_entities(item_id)
 
     @callback
