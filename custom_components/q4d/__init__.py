@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
@@ -10,8 +11,10 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN
+from . import unique_ids
+from .const import CONF_BRIDGE_ID, DOMAIN, LOGGER
 from .coordinator import Q4dConfigEntry, Q4dCoordinator, Q4dRuntimeData
+from .repairs import Q4dRepairs
 from .services import async_setup_services
 
 PLATFORMS = [
@@ -39,9 +42,24 @@ async def async_setup_entry(hass: HomeAssistant, entry: Q4dConfigEntry) -> bool:
     coordinator = Q4dCoordinator(hass, entry)
     entry.runtime_data = Q4dRuntimeData(coordinator=coordinator)
     entry.async_on_unload(coordinator.async_stop)
+    entry.async_on_unload(coordinator.item_entities.async_start())
+    entry.async_on_unload(Q4dRepairs(coordinator).async_start())
+    # Entities name their device by identifier only: the bridge's must exist first.
+    coordinator.devices.async_update_bridge(coordinator.name, None)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await coordinator.async_start()
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+    """Version 1 entities get unambiguous unique ids (see `unique_ids`)."""
+    if entry.version > 2:
+        return False  # a newer integration's entry: leave it alone
+    if entry.version == 1:
+        await unique_ids.async_migrate_unique_ids(hass, entry.entry_id, entry.data[CONF_BRIDGE_ID])
+        hass.config_entries.async_update_entry(entry, version=2)
+        LOGGER.debug("Migrated q4d entry %s to version 2", entry.entry_id)
     return True
 
 
@@ -65,11 +83,11 @@ async def async_remove_config_entry_device(
 ) -> bool:
     """Allow removing a seedbox device only once the bridge no longer reports it."""
     coordinator = entry.runtime_data.coordinator
-    if coordinator.bridge_identifier in device.identifiers:
+    if unique_ids.bridge_identifier(coordinator.bridge_id) in device.identifiers:
         return False
     state = coordinator.state
     for identifier in device.identifiers:
-        seedbox = coordinator.seedbox_of_identifier(identifier)
+        seedbox = unique_ids.seedbox_of_identifier(coordinator.bridge_id, identifier)
         if seedbox is not None:
             return state is None or seedbox not in state.seedboxes
     return True

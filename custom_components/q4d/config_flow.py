@@ -94,7 +94,7 @@ def _validate(user_input: dict[str, Any]) -> tuple[str, str, dict[str, str]]:
 class Q4dConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up one config entry per bridge (unique id = bridge id)."""
 
-    VERSION = 1
+    VERSION = 2  # 2: unambiguous entity unique ids (see unique_ids)
 
     _status: BridgeStatus
     _prefix: str

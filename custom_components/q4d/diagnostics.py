@@ -9,6 +9,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 
+from . import unique_ids
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
 
 # Paths reveal user names and library layout; hashes and names identify torrents;
@@ -40,7 +41,7 @@ def _summary(coordinator: Q4dCoordinator) -> dict[str, Any]:
         "mqtt_connected": coordinator.mqtt_connected,
         "synced": coordinator.synced,
         "items": len(coordinator.items),
-        "items_with_entities": coordinator.item_entity_count,
+        "items_with_entities": coordinator.item_entities.count,
     }
 
 
@@ -65,7 +66,7 @@ async def async_get_device_diagnostics(
     """Diagnostics of the bridge device, or of one seedbox and its items."""
     coordinator = entry.runtime_data.coordinator
     for identifier in device.identifiers:
-        seedbox = coordinator.seedbox_of_identifier(identifier)
+        seedbox = unique_ids.seedbox_of_identifier(coordinator.bridge_id, identifier)
         if seedbox is None:
             continue
         state = coordinator.state

@@ -7,13 +7,14 @@ from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HassJob, callback
 from homeassistant.helpers import entity_registry as er
-from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.event import async_call_later
 
-from .const import MANUFACTURER, WRITE_INTERVAL
+from . import unique_ids
+from .const import WRITE_INTERVAL
 from .coordinator import Q4dCoordinator
+from .devices import device_info
 from .models import Item, SeedboxState
 
 _UNSET: Any = object()
@@ -98,8 +99,8 @@ class Q4dBridgeEntity(Q4dEntity):
     def __init__(self, coordinator: Q4dCoordinator, description: EntityDescription) -> None:
         """Initialise a bridge entity."""
         super().__init__(coordinator, description)
-        self._attr_unique_id = f"{coordinator.bridge_id}_{description.key}"
-        self._attr_device_info = bridge_device_info(coordinator)
+        self._attr_unique_id = unique_ids.bridge(coordinator.bridge_id, description.key)
+        self._attr_device_info = device_info(unique_ids.bridge_identifier(coordinator.bridge_id))
 
     @property
     def available(self) -> bool:
@@ -116,8 +117,10 @@ class Q4dSeedboxEntity(Q4dEntity):
         """Initialise a seedbox entity."""
         super().__init__(coordinator, description)
         self.seedbox = seedbox
-        self._attr_unique_id = f"{coordinator.bridge_id}_{seedbox}_{description.key}"
-        self._attr_device_info = seedbox_device_info(coordinator, seedbox)
+        self._attr_unique_id = unique_ids.seedbox(coordinator.bridge_id, seedbox, description.key)
+        self._attr_device_info = device_info(
+            unique_ids.seedbox_identifier(coordinator.bridge_id, seedbox)
+        )
 
     @property
     def seedbox_state(self) -> SeedboxState | None:
@@ -145,13 +148,15 @@ class Q4dItemEntity(Q4dEntity):
         super().__init__(coordinator, description)
         self.item_id = item.id
         self._listen_item = item.id
-        self._attr_unique_id = coordinator.item_unique_id(item.id, description.key)
+        bridge_id = coordinator.bridge_id
+        self._attr_unique_id = unique_ids.item(bridge_id, item.id, description.key)
         self._attr_translation_placeholders = {"item": item.name}
         state = coordinator.state
         if state is not None and item.seedbox in state.seedboxes:
-            self._attr_device_info = seedbox_device_info(coordinator, item.seedbox)
+            identifier = unique_ids.seedbox_identifier(bridge_id, item.seedbox)
         else:
-            self._attr_device_info = bridge_device_info(coordinator)
+            identifier = unique_ids.bridge_identifier(bridge_id)
+        self._attr_device_info = device_info(identifier)
 
     @property
     def item(self) -> Item | None:
@@ -164,31 +169,20 @@ class Q4dItemEntity(Q4dEntity):
         return super().available and self.item is not None
 
     async def async_added_to_hass(self) -> None:
-        """Listen to the item; remove the entity if the item lost it in the meantime."""
+        """Listen to the item; remove the entity if the item lost it in the meantime.
+
+        The removal waits for the next loop iteration: the platform finishes adding
+        (and writes the state) after this returns, which would leave an orphan state.
+        """
         await super().async_added_to_hass()
-        if not self.coordinator.item_has_entities(self.item_id) and self.registry_entry:
+        if not self.coordinator.item_entities.has_entities(self.item_id):
+            handle = self.hass.loop.call_soon(self._async_remove_if_unwanted)
+            self.async_on_remove(handle.cancel)
+
+    @callback
+    def _async_remove_if_unwanted(self) -> None:
+        if not self.coordinator.item_entities.has_entities(self.item_id):
             er.async_get(self.hass).async_remove(self.entity_id)
-
-
-def bridge_device_info(coordinator: Q4dCoordinator) -> DeviceInfo:
-    """Device info of the bridge."""
-    return DeviceInfo(
-        identifiers={coordinator.bridge_identifier},
-        manufacturer=MANUFACTURER,
-        model="Bridge",
-        name=coordinator.name,
-    )
-
-
-def seedbox_device_info(coordinator: Q4dCoordinator, seedbox: str) -> DeviceInfo:
-    """Device info of a seedbox, linked to the bridge device."""
-    return DeviceInfo(
-        identifiers={coordinator.seedbox_identifier(seedbox)},
-        manufacturer=MANUFACTURER,
-        model="Seedbox",
-        name=coordinator.seedbox_name(seedbox),
-        via_device=coordinator.bridge_identifier,
-    )
 
 
 @callback

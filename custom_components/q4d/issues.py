@@ -116,13 +116,6 @@ def async_delete_host_key(hass: HomeAssistant, entry_id: str, seedbox: str) -> N
 
 
 @callback
-def async_delete_seedbox(hass: HomeAssistant, entry_id: str, seedbox: str) -> None:
-    """A seedbox left the bridge: its issues go with it."""
-    async_delete_breaker_open(hass, entry_id, seedbox)
-    async_delete_host_key(hass, entry_id, seedbox)
-
-
-@callback
 def async_delete_all(hass: HomeAssistant, entry_id: str) -> None:
     """Remove every issue of a config entry (unload or removal)."""
     registry = ir.async_get(hass)

@@ -27,6 +27,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
+from . import unique_ids
 from .const import ITEM_STATES
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
 from .entity import (
@@ -355,7 +356,7 @@ class Q4dDestinationSensor(Q4dBridgeEntity, SensorEntity):
         """Initialise a destination's free-space sensor."""
         super().__init__(coordinator, DESTINATION_FREE_SPACE)
         self.destination = destination
-        self._attr_unique_id = coordinator.destination_unique_id(destination)
+        self._attr_unique_id = unique_ids.destination(coordinator.bridge_id, destination)
         self._attr_translation_placeholders = {"destination": destination}
 
     @property

@@ -219,7 +219,7 @@ async def test_q4d_destination_sensor_pauses_its_bridge(
     entry = MockConfigEntry(domain="q4d", entry_id=ENTRY_ID)
     entry.add_to_hass(hass)
     q4d_sensor = entity_registry.async_get_or_create(
-        "sensor", "q4d", "home_destination_tv_free_space", config_entry=entry
+        "sensor", "q4d", "home:destination:tv:free_space", config_entry=entry
     ).entity_id
     set_free(hass, q4d_sensor, 900)
     await async_setup_automations(

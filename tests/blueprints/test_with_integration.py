@@ -21,8 +21,7 @@ from pytest_homeassistant_custom_component.common import (
     async_mock_service,
 )
 
-from custom_components.q4d.const import DOMAIN
-from tests.components.q4d.common import FakeBridge, async_send
+from tests.components.q4d.common import FakeBridge, async_send, q4d_device
 from tests.components.q4d.payloads import (
     EVENT_TOPIC,
     ITEM_1,
@@ -110,7 +109,7 @@ async def test_forward_with_device_filter(
     device_registry: dr.DeviceRegistry,
 ) -> None:
     """Events of one seedbox device only, with the integration's real event data."""
-    seedbox1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
+    seedbox1 = q4d_device(hass, "home:seedbox:seedbox1")
     assert seedbox1 is not None
     discord = async_mock_service(hass, "notify", "discord")
     await async_setup_automations(

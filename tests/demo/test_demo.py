@@ -160,7 +160,7 @@ def test_headless_demo_lands_the_samples_verified_and_tagged_done(guard: NetGuar
         states = [o["state"] for o in observed if o.get("item_id") == item_id and "state" in o]
         assert states[0] == "queued" and states[-1] == "done", (name, states)
         assert "transferring" in states, (name, states)
-        assert any(e["unique_id"].endswith(f"{item_id}_status") for e in registered), item_id
+        assert any(e["unique_id"].endswith(f":{item_id}:status") for e in registered), item_id
 
     # Everything it started is gone and nothing it opened still listens.
     assert not (RUN / "state.json").exists()

@@ -8,16 +8,56 @@ from datetime import timedelta
 from typing import Any
 
 from homeassistant.components import mqtt
+from homeassistant.const import MAJOR_VERSION, MINOR_VERSION
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import (
     async_fire_mqtt_message,
     async_fire_time_changed,
 )
 
+from custom_components.q4d.const import DOMAIN
+
 from .payloads import COMMAND_TOPIC, RESULT_TOPIC, dumps
 
 type Answer = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any] | None]
+
+# The one place the tests tell Home Assistant versions apart. 2026.8 made a device
+# belong to one config entry (so removing one takes a new websocket command). The
+# registries' contents differ too: each tested version has its own snapshots.
+HA_VERSION = (MAJOR_VERSION, MINOR_VERSION)
+HA_2026_8 = HA_VERSION >= (2026, 8)
+SNAPSHOT_SET = "ha2026.10" if HA_VERSION >= (2026, 10) else "ha2025.4"
+
+
+def q4d_device(hass: HomeAssistant, identifier: str) -> dr.DeviceEntry | None:
+    """The device of a q4d config entry with that identifier (`async_get_device` is
+    deprecated in newer Home Assistant, where identifiers are unique per entry)."""
+    registry = dr.async_get(hass)
+    for entry in hass.config_entries.async_entries(DOMAIN):
+        for device in dr.async_entries_for_config_entry(registry, entry.entry_id):
+            if (DOMAIN, identifier) in device.identifiers:
+                return device
+    return None
+
+
+async def async_remove_device(client: Any, device_id: str, entry_id: str) -> bool:
+    """Remove a device the way the frontend does; whether Home Assistant allowed it."""
+    if HA_2026_8:
+        await client.send_json_auto_id(
+            {"type": "config/device_registry/remove", "device_id": device_id}
+        )
+    else:
+        await client.send_json_auto_id(
+            {
+                "type": "config/device_registry/remove_config_entry",
+                "config_entry_id": entry_id,
+                "device_id": device_id,
+            }
+        )
+    response = await client.receive_json()
+    return bool(response["success"])
 
 
 async def async_flush(hass: HomeAssistant, seconds: float = 2.0) -> None:

@@ -20,6 +20,7 @@ from syrupy.assertion import SnapshotAssertion
 from syrupy.location import PyTestLocation
 
 from custom_components.q4d import PLATFORMS
+from custom_components.q4d.config_flow import Q4dConfigFlow
 from custom_components.q4d.const import (
     CONF_BRIDGE_ID,
     CONF_ITEM_ENTITIES,
@@ -28,7 +29,7 @@ from custom_components.q4d.const import (
     DOMAIN,
 )
 
-from .common import FakeBridge, async_flush, async_send
+from .common import SNAPSHOT_SET, FakeBridge, async_flush, async_send
 from .payloads import (
     ITEM_1,
     ITEM_2,
@@ -45,12 +46,13 @@ from .payloads import (
 
 
 class Q4dSnapshotExtension(HomeAssistantSnapshotExtension):
-    """Home Assistant's snapshot format, stored in `snapshots/` as in HA core."""
+    """Home Assistant's snapshot format, in `snapshots/<Home Assistant version>/`:
+    what the registries hold differs between the versions the tests run on."""
 
     @classmethod
     def dirname(cls, *, test_location: PyTestLocation) -> str:
         """Directory of the snapshot files."""
-        return str(Path(test_location.filepath).parent / "snapshots")
+        return str(Path(test_location.filepath).parent / "snapshots" / SNAPSHOT_SET)
 
 
 @pytest.fixture
@@ -95,6 +97,7 @@ def mock_config_entry(entry_options: dict[str, Any]) -> MockConfigEntry:
         options=entry_options,
         unique_id="home",
         entry_id="01JQ4DENTRY000000000000000",
+        version=Q4dConfigFlow.VERSION,
     )
 
 

@@ -1103,7 +1103,7 @@ async def test_commands_round_trip(
     try:
         await async_publish_retained(hass, bridge)
         with (
-            patch("custom_components.q4d.coordinator.COMMAND_TIMEOUT", 2.0),
+            patch("custom_components.q4d.bridge_client.COMMAND_TIMEOUT", 2.0),
             patch("custom_components.q4d.services.RESCAN_TIMEOUT", 2.0),
         ):
             await _async_check_commands(hass, bridge)

@@ -14,7 +14,7 @@ from syrupy.assertion import SnapshotAssertion
 
 from custom_components.q4d.const import DOMAIN
 
-from .common import async_send
+from .common import async_send, q4d_device
 from .payloads import STATE_TOPIC, seedbox, state, state_dict
 
 
@@ -53,8 +53,8 @@ async def test_device_diagnostics(
     snapshot: SnapshotAssertion,
 ) -> None:
     """A seedbox device's diagnostics hold its state and its items; the bridge's, everything."""
-    sb1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
-    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    sb1 = q4d_device(hass, "home:seedbox:seedbox1")
+    bridge = q4d_device(hass, "home")
     assert sb1 is not None and bridge is not None
     assert await get_diagnostics_for_device(hass, hass_client, init_integration, sb1) == snapshot
     assert await get_diagnostics_for_device(

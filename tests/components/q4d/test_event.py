@@ -27,7 +27,7 @@ from syrupy.assertion import SnapshotAssertion
 from custom_components.q4d import device_trigger as device_trigger_module
 from custom_components.q4d.const import DOMAIN
 
-from .common import async_flush, async_send
+from .common import async_flush, async_send, q4d_device
 from .payloads import EVENT_TOPIC, ITEM_1, ITEM_3, NOW, STATUS_TOPIC, event, item_dict, status
 
 
@@ -61,8 +61,8 @@ async def test_bus_events(
 ) -> None:
     """Transfer events fire q4d_transfer_* with the documented data, once each."""
     events = async_capture_events_of(hass)
-    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
-    sb1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
+    bridge = q4d_device(hass, "home")
+    sb1 = q4d_device(hass, "home:seedbox:seedbox1")
     assert bridge is not None and sb1 is not None
 
     queued = item_dict(ITEM_1, "queued")
@@ -229,9 +229,9 @@ async def test_device_triggers(
     service_calls: list[ServiceCall],
 ) -> None:
     """Bridge and seedbox devices offer transfer triggers that fire on the bus events."""
-    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
-    sb1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
-    sb2 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")})
+    bridge = q4d_device(hass, "home")
+    sb1 = q4d_device(hass, "home:seedbox:seedbox1")
+    sb2 = q4d_device(hass, "home:seedbox:seedbox2")
     assert bridge is not None and sb1 is not None and sb2 is not None
     expected = [
         {

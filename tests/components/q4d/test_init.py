@@ -25,7 +25,7 @@ from custom_components.q4d.const import (
     SYNC_GRACE,
 )
 
-from .common import async_flush, async_send
+from .common import async_flush, async_remove_device, async_send, q4d_device
 from .payloads import (
     ITEM_1,
     ITEM_2,
@@ -159,12 +159,12 @@ async def test_devices(
     hass: HomeAssistant, init_integration: MockConfigEntry, device_registry: dr.DeviceRegistry
 ) -> None:
     """A bridge device, and one device per seedbox via the bridge."""
-    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    bridge = q4d_device(hass, "home")
     assert bridge is not None
     assert bridge.name == "Home media bridge"
     assert bridge.sw_version == "0.1.0"
-    sb1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
-    sb2 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")})
+    sb1 = q4d_device(hass, "home:seedbox:seedbox1")
+    sb2 = q4d_device(hass, "home:seedbox:seedbox2")
     assert sb1 is not None and sb2 is not None
     assert sb1.name == "My seedbox"
     assert sb1.via_device_id == bridge.id
@@ -190,15 +190,15 @@ async def test_seedbox_appears_and_disappears(
     boxes = state_dict()["seedboxes"]
     boxes["seedbox3"] = seedbox("Third", with_client=True)
     await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
-    sb3 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox3")})
+    sb3 = q4d_device(hass, "home:seedbox:seedbox3")
     assert sb3 is not None
     assert hass.states.get("sensor.third_free_space") is not None
 
     del boxes["seedbox3"]
     del boxes["seedbox2"]
     await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
-    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox3")}) is None
-    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")}) is None
+    assert q4d_device(hass, "home:seedbox:seedbox3") is None
+    assert q4d_device(hass, "home:seedbox:seedbox2") is None
     assert entity_registry.async_get("sensor.third_free_space") is None
     assert hass.states.get("sensor.third_free_space") is None
 
@@ -223,9 +223,9 @@ async def test_stale_seedbox_device_removed_on_startup(
     )
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await async_send(hass, STATUS_TOPIC, status())
-    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:gone")})
+    assert q4d_device(hass, "home:seedbox:gone")
     await async_send(hass, STATE_TOPIC, state())
-    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:gone")}) is None
+    assert q4d_device(hass, "home:seedbox:gone") is None
 
 
 async def test_remove_device(
@@ -240,11 +240,10 @@ async def test_remove_device(
     entry_id = init_integration.entry_id
 
     async def remove(device_id: str) -> bool:
-        response = await client.remove_device(device_id, entry_id)
-        return bool(response["success"])
+        return await async_remove_device(client, device_id, entry_id)
 
-    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
-    sb1 = device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox1")})
+    bridge = q4d_device(hass, "home")
+    sb1 = q4d_device(hass, "home:seedbox:seedbox1")
     assert bridge is not None and sb1 is not None
     assert not await remove(bridge.id)
     assert not await remove(sb1.id)
@@ -296,7 +295,7 @@ async def test_version_kept_until_the_status(
     )
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await hass.async_block_till_done()
-    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    bridge = q4d_device(hass, "home")
     assert bridge is not None
     assert bridge.sw_version == "0.0.9"
     await async_send(hass, STATUS_TOPIC, status())
@@ -312,13 +311,13 @@ async def test_seedbox_leaves_with_items(
     """The items of a seedbox that leaves keep their entities, on the bridge device; a
     stray seedbox device goes at the next state, not only at start-up."""
     film = "sensor.second_seedbox_film_2021_mkv_status"
-    bridge = device_registry.async_get_device(identifiers={(DOMAIN, "home")})
+    bridge = q4d_device(hass, "home")
     assert bridge is not None
     assert entity_registry.async_get(film) is not None
     boxes = state_dict()["seedboxes"]
     del boxes["seedbox2"]
     await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
-    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")}) is None
+    assert q4d_device(hass, "home:seedbox:seedbox2") is None
     assert entity_registry.async_get("sensor.second_seedbox_queue_length") is None
     entry = entity_registry.async_get(film)
     assert entry is not None
@@ -337,7 +336,7 @@ async def test_seedbox_leaves_with_items(
     new = entity_registry.async_get("sensor.home_media_bridge_new_mkv_status")
     assert new is not None
     assert new.device_id == bridge.id
-    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox2")}) is None
+    assert q4d_device(hass, "home:seedbox:seedbox2") is None
 
     stray = device_registry.async_get_or_create(
         config_entry_id=init_integration.entry_id, identifiers={(DOMAIN, "home:seedbox:stray")}

@@ -22,7 +22,7 @@ from pytest_homeassistant_custom_component.typing import MqttMockHAClient
 
 from custom_components.q4d.const import CONF_ITEM_ENTITIES, CONF_RETENTION, DOMAIN
 
-from .common import async_flush, async_send
+from .common import async_flush, async_send, q4d_device
 from .payloads import (
     ITEM_1,
     ITEM_2,
@@ -46,7 +46,7 @@ def item_entities(entity_registry: er.EntityRegistry, entry_id: str) -> list[er.
     return [
         e
         for e in er.async_entries_for_config_entry(entity_registry, entry_id)
-        if "_item_" in e.unique_id
+        if e.unique_id.startswith("home:item:")
     ]
 
 
@@ -252,16 +252,16 @@ async def test_stale_item_entities_removed_when_synced(
     """Entities of items the bridge no longer has are removed once all items are in."""
     mock_config_entry.add_to_hass(hass)
     stale = entity_registry.async_get_or_create(
-        "sensor", DOMAIN, f"home_item_{'c' * 16}_status", config_entry=mock_config_entry
+        "sensor", DOMAIN, f"home:item:{'c' * 16}:status", config_entry=mock_config_entry
     )
     kept = entity_registry.async_get_or_create(
-        "sensor", DOMAIN, f"home_item_{ITEM_1}_status", config_entry=mock_config_entry
+        "sensor", DOMAIN, f"home:item:{ITEM_1}:status", config_entry=mock_config_entry
     )
     other = entity_registry.async_get_or_create(
-        "sensor", DOMAIN, "home_queued", config_entry=mock_config_entry
+        "sensor", DOMAIN, "home:bridge:queued", config_entry=mock_config_entry
     )
     seedbox_named_item = entity_registry.async_get_or_create(
-        "sensor", DOMAIN, "home_item_queue_length", config_entry=mock_config_entry
+        "sensor", DOMAIN, "home:seedbox:item:queue_length", config_entry=mock_config_entry
     )
     assert await hass.config_entries.async_setup(mock_config_entry.entry_id)
     await async_send(hass, STATUS_TOPIC, status())
@@ -317,7 +317,7 @@ async def test_entity_removes_itself_if_unwanted(
 ) -> None:
     """An item entity added after its item lost its entities removes itself."""
     coordinator = init_integration.runtime_data.coordinator
-    with patch.object(coordinator, "item_has_entities", return_value=False):
+    with patch.object(coordinator.item_entities, "has_entities", return_value=False):
         await async_send(hass, item_topic(NEW), item(NEW, name="New.mkv"))
     assert entity_registry.async_get(NEW_STATUS) is None
     assert hass.states.get(NEW_STATUS) is None
@@ -367,6 +367,6 @@ async def test_item_of_unknown_seedbox(
     device = device_registry.async_get(entry.device_id)
     assert device is not None
     assert (DOMAIN, "home") in device.identifiers
-    assert device_registry.async_get_device(identifiers={(DOMAIN, "home:seedbox:seedbox9")}) is None
+    assert q4d_device(hass, "home:seedbox:seedbox9") is None
     await async_send(hass, STATE_TOPIC, state())
     assert hass.states.get("sensor.home_media_bridge_new_mkv_status").state == "queued"

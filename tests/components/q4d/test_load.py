@@ -32,9 +32,9 @@ ITEM_KEYS = 6  # status, progress, rate, eta sensors; retry, cancel buttons
 
 
 @pytest.fixture(autouse=True)
-def enable_event_loop_debug(event_loop: asyncio.AbstractEventLoop) -> None:
-    """Keep asyncio's debug mode off for load tests."""
-    event_loop.set_debug(False)
+async def enable_event_loop_debug() -> None:
+    """Keep asyncio's debug mode off for load tests (overrides the harness's fixture)."""
+    asyncio.get_running_loop().set_debug(False)
 
 
 @pytest.mark.slow
@@ -71,7 +71,7 @@ async def test_registry_stays_bounded(
         freezer.tick(timedelta(minutes=2))
         async_fire_time_changed(hass)
         await hass.async_block_till_done()
-        assert coordinator.item_entity_count == 2  # ITEM_1 and ITEM_2 are still live
+        assert coordinator.item_entities.count == 2  # ITEM_1 and ITEM_2 are still live
     assert peak == base + batch * ITEM_KEYS
     assert len(er.async_entries_for_config_entry(entity_registry, entry_id)) == base
     assert len(coordinator.items) == 10_003

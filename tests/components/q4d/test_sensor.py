@@ -73,7 +73,7 @@ async def test_destination_free_space(
     assert hass.states.get(MOVIES_FREE).state == STATE_UNKNOWN
     entry = entity_registry.async_get(TV_FREE)
     assert entry is not None
-    assert entry.unique_id == "home_destination_tv_free_space"
+    assert entry.unique_id == "home:destination:tv:free_space"
 
     await async_send(
         hass,
@@ -119,22 +119,23 @@ async def test_stale_destination_sensor_removed_on_startup(
     stale = entity_registry.async_get_or_create(
         "sensor",
         DOMAIN,
-        "home_destination_old_free_space",
+        "home:destination:old:free_space",
         config_entry=mock_config_entry,
         device_id=bridge.id,
     )
     kept = entity_registry.async_get_or_create(
         "sensor",
         DOMAIN,
-        "home_destination_tv_free_space",
+        "home:destination:tv:free_space",
         config_entry=mock_config_entry,
         device_id=bridge.id,
     )
-    # seedbox `destination_x`'s free space has a destination's look-alike unique id
+    # seedbox `destination_x`'s free space (its version 1 unique id looked like a
+    # destination's)
     lookalike = entity_registry.async_get_or_create(
         "sensor",
         DOMAIN,
-        "home_destination_x_free_space",
+        "home:seedbox:destination_x:free_space",
         config_entry=mock_config_entry,
         device_id=seedbox.id,
     )

@@ -1,0 +1,92 @@
+"""Who hears of the bridge model's changes: entities, the card, repairs, item entities.
+
+Kept apart from the coordinator that parses the MQTT messages: it only says what
+changed, this class tells whoever asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from homeassistant.core import CALLBACK_TYPE, callback
+
+from .models import Item
+
+type ItemChangeCallback = Callable[[str, Item | None], None]
+type TransferEventCallback = Callable[[str, dict[str, Any]], None]
+
+
+class Q4dListeners:
+    """Listener registrations, and the notifications the coordinator sends them."""
+
+    def __init__(self) -> None:
+        """No listeners yet."""
+        self._bridge_listeners: set[CALLBACK_TYPE] = set()
+        self._item_listeners: dict[str, set[CALLBACK_TYPE]] = {}
+        self._event_listeners: set[TransferEventCallback] = set()
+        self._item_change_listeners: set[ItemChangeCallback] = set()
+
+    @callback
+    def async_add_listener(
+        self, update_callback: CALLBACK_TYPE, item_id: str | None = None
+    ) -> CALLBACK_TYPE:
+        """Listen to bridge-level changes, or to one item's changes."""
+        if item_id is None:
+            self._bridge_listeners.add(update_callback)
+
+            @callback
+            def remove_bridge_listener() -> None:
+                self._bridge_listeners.discard(update_callback)
+
+            return remove_bridge_listener
+
+        self._item_listeners.setdefault(item_id, set()).add(update_callback)
+
+        @callback
+        def remove_item_listener() -> None:
+            listeners = self._item_listeners.get(item_id)
+            if listeners is not None:
+                listeners.discard(update_callback)
+                if not listeners:
+                    del self._item_listeners[item_id]
+
+        return remove_item_listener
+
+    @callback
+    def async_add_event_listener(self, event_callback: TransferEventCallback) -> CALLBACK_TYPE:
+        """Listen to transfer events (queued, started, completed, failed)."""
+        self._event_listeners.add(event_callback)
+        return lambda: self._event_listeners.discard(event_callback)
+
+    @callback
+    def async_add_item_change_listener(self, change_callback: ItemChangeCallback) -> CALLBACK_TYPE:
+        """Be told of every item added or changed (the item) or removed (None)."""
+        self._item_change_listeners.add(change_callback)
+        return lambda: self._item_change_listeners.discard(change_callback)
+
+    @callback
+    def _notify_item_change(self, item_id: str, item: Item | None) -> None:
+        for change_callback in list(self._item_change_listeners):
+            change_callback(item_id, item)
+
+    @callback
+    def _notify_event(self, kind: str, event_data: dict[str, Any]) -> None:
+        for event_callback in list(self._event_listeners):
+            event_callback(kind, event_data)
+
+    @callback
+    def _notify_bridge(self) -> None:
+        for update_callback in list(self._bridge_listeners):
+            update_callback()
+
+    @callback
+    def _notify_item(self, item_id: str) -> None:
+        for update_callback in list(self._item_listeners.get(item_id, ())):
+            update_callback()
+
+    @callback
+    def _notify_all(self) -> None:
+        self._notify_bridge()
+        for item_id in list(self._item_listeners):
+            self._notify_item(item_id)
