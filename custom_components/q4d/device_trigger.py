@@ -21,6 +21,7 @@ from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
 from .const import DOMAIN, EVENT_TRANSFER_PREFIX, TRANSFER_EVENTS
+from .unique_ids import SEEDBOX_SEPARATOR
 
 TRIGGER_TYPES = [f"transfer_{kind}" for kind in TRANSFER_EVENTS]
 
@@ -34,7 +35,7 @@ def _event_data_key(hass: HomeAssistant, device_id: str) -> str | None:
         return None
     for domain, identifier in device.identifiers:
         if domain == DOMAIN:
-            return "device_id" if ":seedbox:" in identifier else "bridge_device_id"
+            return "device_id" if SEEDBOX_SEPARATOR in identifier else "bridge_device_id"
     return None
 
 
