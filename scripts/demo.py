@@ -15,7 +15,7 @@ as its own process recorded by PID in ``demo/run/state.json``:
 Sample torrents (a movie-like file and a TV-season directory) are added to the
 seedbox's qBittorrent, which downloads them from the seeder over loopback; the
 hook fires, the bridge pulls them into ``demo/library/<category>/`` and labels
-them DONE; Home Assistant shows each item queued, transferring and done. The
+them DONE; Home Assistant shows each item paused, transferring and done. The
 demo checks the payloads are byte-identical to the seeder's, the torrents carry
 ``q4d:DONE`` and Home Assistant saw every transfer through. ``--headless`` then
 stops everything and exits 0 (non-zero with a message otherwise);
@@ -788,9 +788,9 @@ class Demo:
         samples = make_samples(RUN / "seeder" / "content")
         say("sample content: " + ", ".join(f"{s.name} ({s.category})" for s in samples))
         self.start_services()
-        # Held from Home Assistant until both items show as queued there, then resumed.
+        # Held from Home Assistant until both items show there (paused), then resumed.
         self.call_hass("pause")
-        say("Home Assistant: q4d.pause (the queue holds until both samples are queued)")
+        say("Home Assistant: q4d.pause (the queue holds until both samples are shown)")
         self.add_samples(samples)
         self.download(samples)
         self.wait_queued(samples)
@@ -871,13 +871,14 @@ class Demo:
         return found
 
     def wait_queued(self, samples: list[Sample]) -> None:
+        """Queued while the queue is paused: Home Assistant shows them paused."""
         observer = self.observer
         assert observer is not None
         for sample in samples:
             item_id = self.item_id(sample)
-            self.until(lambda i=item_id: observer.went_through(i, "queued"),
-                       f"Home Assistant to show {sample.name} queued")  # fmt: skip
-            say(f"Home Assistant: {observer.entities[item_id]} is queued")
+            self.until(lambda i=item_id: observer.went_through(i, "paused"),
+                       f"Home Assistant to show {sample.name} paused")  # fmt: skip
+            say(f"Home Assistant: {observer.entities[item_id]} is paused")
 
     def wait_landed(self, samples: list[Sample]) -> None:
         box = Qbt(self.box)
@@ -895,10 +896,10 @@ class Demo:
             self.until(lambda i=item_id: observer.went_through(i, "done")
                        and observer.fired("completed", i),
                        f"Home Assistant to show {sample.name} done")  # fmt: skip
-            if not observer.went_through(item_id, "queued", "transferring", "done"):
+            if not observer.went_through(item_id, "paused", "transferring", "done"):
                 raise DemoError(f"Home Assistant showed {sample.name} as "
                                 f"{' -> '.join(observer.states[item_id])}, "
-                                "not queued -> transferring -> done")  # fmt: skip
+                                "not paused -> transferring -> done")  # fmt: skip
             went = " -> ".join(observer.states[item_id])
             say(f"Home Assistant: {observer.entities[item_id]} went {went}; "
                 "q4d_transfer_completed fired")  # fmt: skip

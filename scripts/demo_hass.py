@@ -30,7 +30,19 @@ import yaml
 USERNAME = "demo"
 PASSWORD = "q4d-demo"  # noqa: S105 (the demo user's, printed for the reader)
 DASHBOARD_PATH = "q4d-transfers"
-ITEM_STATES = ("queued", "transferring", "verifying", "waiting", "done", "failed", "cancelled")
+# The options of a q4d item status sensor (the bridge's states, and why an item waits).
+ITEM_STATUSES = (
+    "queued",
+    "paused",
+    "on_hold",
+    "transferring",
+    "verifying",
+    "waiting",
+    "waiting_for_space",
+    "done",
+    "failed",
+    "cancelled",
+)
 # Launch flags that keep Chromium itself off the network: no background requests
 # (component and safe-browsing updates, sync, first-run pages), no QUIC, and a host
 # resolver that resolves nothing (every name fails at once; 127.0.0.1 is an address).
@@ -169,6 +181,7 @@ class DemoHass:
         )
         if created.get("type") != "create_entry":
             raise HassError(f"the q4d discovery flow did not create an entry: {created}")
+        await self._enable_item_entities(created["result"]["entry_id"])
         # Commands need the bridge online, which the integration learns from its status.
         connected = (
             "{{ integration_entities('q4d') | select('match', 'binary_sensor\\..*_connectivity$')"
@@ -179,6 +192,20 @@ class DemoHass:
                 return
             await asyncio.sleep(0.2)
         raise HassError("the q4d integration never saw the bridge online")
+
+    async def _enable_item_entities(self, entry_id: str) -> None:
+        """Opt in to the item entities the dashboard and the Observer follow (the entry
+        reloads with them; the wait for the bridge online below waits for that too)."""
+        flow = await self._request(
+            "POST", "/api/config/config_entries/options/flow", {"handler": entry_id}
+        )
+        done = await self._request(
+            "POST",
+            f"/api/config/config_entries/options/flow/{flow['flow_id']}",
+            {"item_entities": True, "finished_retention": 60},
+        )
+        if done.get("type") != "create_entry":
+            raise HassError(f"the q4d options flow did not finish: {done}")
 
     async def _token(self, code: str) -> str:
         async with (
@@ -316,7 +343,7 @@ class Observer:
         if (
             event_type != "state_changed"
             or item_id is None
-            or attributes.get("options") != list(ITEM_STATES)
+            or attributes.get("options") != list(ITEM_STATUSES)
         ):
             return None
         with self.lock:

@@ -12,7 +12,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
 from . import unique_ids
-from .const import CONF_BRIDGE_ID, DOMAIN, LOGGER
+from .const import CONF_BRIDGE_ID, CONF_ITEM_ENTITIES, DOMAIN, LOGGER
 from .coordinator import Q4dConfigEntry, Q4dCoordinator, Q4dRuntimeData
 from .repairs import Q4dRepairs
 from .services import async_setup_services
@@ -53,12 +53,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: Q4dConfigEntry) -> bool:
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
-    """Version 1 entities get unambiguous unique ids (see `unique_ids`)."""
+    """Version 1 entities get unambiguous unique ids (see `unique_ids`).
+
+    Per-item entities became opt-in with version 2; a version-1 entry that never chose
+    keeps them, so an upgrade removes nothing its user's dashboards may show.
+    """
     if entry.version > 2:
         return False  # a newer integration's entry: leave it alone
     if entry.version == 1:
         await unique_ids.async_migrate_unique_ids(hass, entry.entry_id, entry.data[CONF_BRIDGE_ID])
-        hass.config_entries.async_update_entry(entry, version=2)
+        options = {CONF_ITEM_ENTITIES: True, **entry.options}
+        hass.config_entries.async_update_entry(entry, options=options, version=2)
         LOGGER.debug("Migrated q4d entry %s to version 2", entry.entry_id)
     return True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .commands import async_item_command, async_rescan, async_retry_failed
 from .const import RESCAN_TIMEOUT
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
 from .entity import Q4dBridgeEntity, Q4dItemEntity, async_add_item_entities
@@ -21,40 +23,49 @@ PARALLEL_UPDATES = 1
 
 @dataclass(frozen=True, kw_only=True)
 class Q4dBridgeButtonDescription(ButtonEntityDescription):
-    """A button of the bridge device."""
+    """A button of the bridge device; a press reports what it did in a notification."""
 
-    op: str
-    timeout: float | None = None
+    press_fn: Callable[[HomeAssistant, Q4dCoordinator], Awaitable[Any]]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Q4dItemButtonDescription(ButtonEntityDescription):
-    """A button of a queue item."""
+    """A button of a queue item, available only while its command applies."""
 
     op: str
+    available_fn: Callable[[Item], bool]
 
 
 BRIDGE_BUTTONS: tuple[Q4dBridgeButtonDescription, ...] = (
-    Q4dBridgeButtonDescription(key="retry_failed", translation_key="retry_failed", op="retry"),
+    Q4dBridgeButtonDescription(
+        key="retry_failed",
+        translation_key="retry_failed",
+        press_fn=lambda hass, coordinator: async_retry_failed(hass, coordinator, notify=True),
+    ),
     Q4dBridgeButtonDescription(
         key="rescan",
         translation_key="rescan",
         entity_category=EntityCategory.CONFIG,
-        op="rescan",
-        timeout=RESCAN_TIMEOUT,
+        press_fn=lambda hass, coordinator: async_rescan(
+            hass, coordinator, {}, time_limit=RESCAN_TIMEOUT, notify=True
+        ),
     ),
 )
 
+# Narrower than what the bridge accepts: a stray press should not fetch a done item
+# again, nor hurry an item that is waiting to retry by itself.
 ITEM_BUTTONS: tuple[Q4dItemButtonDescription, ...] = (
     Q4dItemButtonDescription(
         key="retry",
         translation_key="item_retry",
         op="retry",
+        available_fn=lambda item: item.state == "failed",
     ),
     Q4dItemButtonDescription(
         key="cancel",
         translation_key="item_cancel",
         op="cancel",
+        available_fn=lambda item: item.refusal("cancel") is None,
     ),
 )
 
@@ -81,15 +92,11 @@ class Q4dBridgeButton(Q4dBridgeEntity, ButtonEntity):
 
     async def async_press(self) -> None:
         """Send the command."""
-        description = self.entity_description
-        if description.timeout is None:
-            await self.coordinator.async_command(description.op)
-        else:
-            await self.coordinator.async_command(description.op, time_limit=description.timeout)
+        await self.entity_description.press_fn(self.hass, self.coordinator)
 
 
 class Q4dItemButton(Q4dItemEntity, ButtonEntity):
-    """A command for one item (the bridge refuses it in states it does not apply to)."""
+    """A command for one item."""
 
     entity_description: Q4dItemButtonDescription
 
@@ -99,9 +106,15 @@ class Q4dItemButton(Q4dItemEntity, ButtonEntity):
         """Initialise an item button."""
         super().__init__(coordinator, description, item)
 
+    @property
+    def available(self) -> bool:
+        """Available while the item is in a state its command applies to."""
+        item = self.item
+        return super().available and item is not None and self.entity_description.available_fn(item)
+
     def _value_key(self) -> Any:
         return None
 
     async def async_press(self) -> None:
         """Send the command for this item."""
-        await self.coordinator.async_command(self.entity_description.op, {"item_id": self.item_id})
+        await async_item_command(self.coordinator, self.entity_description.op, self.item_id)

@@ -17,7 +17,7 @@ CONF_ITEM_ENTITIES: Final = "item_entities"
 
 DEFAULT_PREFIX: Final = "q4d"
 DEFAULT_RETENTION: Final = 60  # minutes a finished item keeps its entities
-DEFAULT_ITEM_ENTITIES: Final = True
+DEFAULT_ITEM_ENTITIES: Final = False  # opt-in: the live card shows every item
 MAX_RETENTION: Final = 7 * 24 * 60
 
 # The bridge answers commands in milliseconds; a rescan waits for every torrent client.

@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .const import TRANSFER_EVENTS
-from .coordinator import Q4dConfigEntry
+from .coordinator import Q4dConfigEntry, Q4dCoordinator
 from .entity import Q4dBridgeEntity
 
 PARALLEL_UPDATES = 0
@@ -18,8 +18,22 @@ TRANSFER = EventEntityDescription(
     key="transfer", translation_key="transfer", event_types=list(TRANSFER_EVENTS)
 )
 
-# Fields of the bus event that the entity keeps as attributes of the event.
-ATTRIBUTES = ("item_id", "name", "seedbox", "category", "destination", "size", "duration", "error")
+
+def _event_attributes(coordinator: Q4dCoordinator, data: dict[str, Any]) -> dict[str, Any]:
+    """What the entity keeps of a bus event: the torrent's name first, its seedbox by
+    name, units in the keys, and nothing the event lacks (no error on success)."""
+    seedbox = data.get("seedbox")
+    attributes = {
+        "name": data.get("name"),
+        "item_id": data.get("item_id"),
+        "seedbox": coordinator.seedbox_name(seedbox) if isinstance(seedbox, str) else None,
+        "category": data.get("category"),
+        "destination": data.get("destination"),
+        "size_bytes": data.get("size"),
+        "duration_seconds": data.get("duration"),
+        "error": data.get("error"),
+    }
+    return {key: value for key, value in attributes.items() if value is not None}
 
 
 async def async_setup_entry(
@@ -57,7 +71,7 @@ class Q4dTransferEvent(Q4dBridgeEntity, EventEntity):
 
     @callback
     def _handle_event(self, kind: str, data: dict[str, Any]) -> None:
-        self._pending = (kind, {key: data.get(key) for key in ATTRIBUTES})
+        self._pending = (kind, _event_attributes(self.coordinator, data))
         self._serial += 1
         self._handle_coordinator_update()
 

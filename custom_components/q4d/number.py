@@ -22,7 +22,7 @@ from .models import BridgeState
 
 PARALLEL_UPDATES = 1
 
-MIB = 1024 * 1024
+MB = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +45,9 @@ NUMBERS: tuple[Q4dNumberDescription, ...] = (
         value_fn=lambda s: s.max_concurrent,
         args_fn=lambda v: {"max_concurrent": int(v)},
     ),
-    # The bridge counts bytes per second; MiB/s is what people type. 0 = unlimited.
+    # The bridge counts bytes per second; people type MB/s, the unit the rate sensors
+    # show (a number has no display unit of its own to convert to). 0 = unlimited, which
+    # the Bandwidth sensor says in words.
     Q4dNumberDescription(
         key="bandwidth_limit",
         translation_key="bandwidth_limit",
@@ -53,11 +55,11 @@ NUMBERS: tuple[Q4dNumberDescription, ...] = (
         entity_category=EntityCategory.CONFIG,
         mode=NumberMode.BOX,
         native_min_value=0,
-        native_max_value=10240,
+        native_max_value=10000,
         native_step=0.1,
-        native_unit_of_measurement=UnitOfDataRate.MEBIBYTES_PER_SECOND,
-        value_fn=lambda s: None if s.bandwidth_limit is None else round(s.bandwidth_limit / MIB, 2),
-        args_fn=lambda v: {"bandwidth_limit": round(v * MIB)},
+        native_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
+        value_fn=lambda s: None if s.bandwidth_limit is None else round(s.bandwidth_limit / MB, 2),
+        args_fn=lambda v: {"bandwidth_limit": round(v * MB)},
     ),
 )
 

@@ -1,4 +1,5 @@
-"""Sensors: the bridge's queue, totals and destinations, seedbox client stats, queue items."""
+"""Sensors: the bridge's queue, totals and destinations, seedbox client stats, queue items
+(item_sensor.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ from homeassistant.components.sensor import (
 )
 from homeassistant.const import (
     MAX_LENGTH_STATE_STATE,
-    PERCENTAGE,
     EntityCategory,
     UnitOfDataRate,
     UnitOfInformation,
-    UnitOfTime,
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity import Entity
@@ -28,15 +27,14 @@ from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
 from . import unique_ids
-from .const import ITEM_STATES
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
 from .entity import (
     Q4dBridgeEntity,
-    Q4dItemEntity,
     Q4dSeedboxEntity,
     async_add_item_entities,
     async_add_seedbox_entities,
 )
+from .item_sensor import ITEM_SENSORS, Q4dItemSensor
 from .models import BridgeState, Destination, Item, SeedboxState
 
 PARALLEL_UPDATES = 0
@@ -57,15 +55,15 @@ class Q4dSeedboxSensorDescription(SensorEntityDescription):
     needs_client: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
-class Q4dItemSensorDescription(SensorEntityDescription):
-    """A sensor of a queue item."""
-
-    value_fn: Callable[[Item], StateType]
-
-
 def _timestamp(value: float | None) -> datetime | None:
     return None if value is None else dt_util.utc_from_timestamp(value)
+
+
+def _bandwidth(state: BridgeState) -> str | None:
+    """The limit's number cannot say "unlimited" for 0: this sensor does."""
+    if state.bandwidth_limit is None:
+        return None
+    return "limited" if state.bandwidth_limit > 0 else "unlimited"
 
 
 def _text(value: str) -> str:
@@ -109,6 +107,13 @@ BRIDGE_SENSORS: tuple[Q4dBridgeSensorDescription, ...] = (
         suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
         suggested_display_precision=2,
         value_fn=lambda s: s.rate,
+    ),
+    Q4dBridgeSensorDescription(
+        key="bandwidth",
+        translation_key="bandwidth",
+        device_class=SensorDeviceClass.ENUM,
+        options=["unlimited", "limited"],
+        value_fn=_bandwidth,
     ),
     Q4dBridgeSensorDescription(
         key="bytes_transferred",
@@ -261,41 +266,6 @@ DESTINATION_FREE_SPACE = SensorEntityDescription(
     suggested_display_precision=1,
 )
 
-# Item sensors have no state class: items come and go, long-term statistics would pile
-# up. Only the rate has a suggested unit: every suggestion costs an entity registry
-# update when the entity is first added, and items come by the thousand.
-ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
-    Q4dItemSensorDescription(
-        key="status",
-        translation_key="item_status",
-        device_class=SensorDeviceClass.ENUM,
-        options=list(ITEM_STATES),
-        value_fn=lambda item: item.state,
-    ),
-    Q4dItemSensorDescription(
-        key="progress",
-        translation_key="item_progress",
-        native_unit_of_measurement=PERCENTAGE,
-        value_fn=lambda item: item.progress,
-    ),
-    Q4dItemSensorDescription(
-        key="rate",
-        translation_key="item_rate",
-        device_class=SensorDeviceClass.DATA_RATE,
-        native_unit_of_measurement=UnitOfDataRate.BYTES_PER_SECOND,
-        suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
-        suggested_display_precision=2,
-        value_fn=lambda item: item.rate,
-    ),
-    Q4dItemSensorDescription(
-        key="eta",
-        translation_key="item_eta",
-        device_class=SensorDeviceClass.DURATION,
-        native_unit_of_measurement=UnitOfTime.SECONDS,
-        value_fn=lambda item: item.eta,
-    ),
-)
-
 
 async def async_setup_entry(
     hass: HomeAssistant,
@@ -405,38 +375,3 @@ class Q4dSeedboxSensor(Q4dSeedboxEntity, SensorEntity):
 
     def _value_key(self) -> Any:
         return self.native_value
-
-
-class Q4dItemSensor(Q4dItemEntity, SensorEntity):
-    """A sensor of a queue item."""
-
-    entity_description: Q4dItemSensorDescription
-
-    @property
-    def native_value(self) -> StateType:
-        """The item's value."""
-        item = self.item
-        return None if item is None else self.entity_description.value_fn(item)
-
-    @property
-    def extra_state_attributes(self) -> dict[str, Any] | None:
-        """Details of the item on its status sensor, for dashboards and templates."""
-        item = self.item
-        if self.entity_description.key != "status" or item is None:
-            return None
-        return {
-            "item_id": item.id,
-            "seedbox": item.seedbox,
-            "destination": item.destination,
-            "category": item.category,
-            "size": item.size,
-            "priority": item.priority,
-            "paused": item.paused,
-            "attempts": item.attempts,
-            "error_code": item.error_code,
-            "error": item.error_message,
-        }
-
-    def _value_key(self) -> Any:
-        attributes = self.extra_state_attributes
-        return (self.native_value, tuple(attributes.values()) if attributes else None)

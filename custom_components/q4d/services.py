@@ -17,6 +17,12 @@ from homeassistant.core import (
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
+from .commands import (
+    async_bridge_command,
+    async_item_command,
+    async_rescan,
+    async_retry_failed,
+)
 from .const import (
     ATTR_CONFIG_ENTRY_ID,
     ATTR_ITEM_ID,
@@ -106,47 +112,41 @@ def _coordinator(hass: HomeAssistant, call: ServiceCall) -> Q4dCoordinator:
     return entries[0].runtime_data.coordinator
 
 
-def _check_item(coordinator: Q4dCoordinator, item_id: str | None) -> None:
-    """Refuse item ids the bridge does not have (once all its items are known)."""
-    if item_id is not None and coordinator.synced and item_id not in coordinator.items:
-        raise ServiceValidationError(
-            translation_domain=DOMAIN,
-            translation_key="unknown_item",
-            translation_placeholders={"item_id": item_id, "bridge": coordinator.name},
-        )
-
-
 def _args(call: ServiceCall, *keys: str) -> dict[str, Any]:
     return {key: call.data[key] for key in keys if key in call.data}
 
 
-async def _async_item_command(
+async def _async_queue_or_item(
     hass: HomeAssistant, call: ServiceCall, op: str, *extra: str
 ) -> ServiceResponse:
+    """A command for the item named, or for the whole queue without one."""
     coordinator = _coordinator(hass, call)
-    _check_item(coordinator, call.data.get(ATTR_ITEM_ID))
-    result = await coordinator.async_command(op, _args(call, ATTR_ITEM_ID, *extra))
-    return result if isinstance(result, dict) else {}
+    item_id: str | None = call.data.get(ATTR_ITEM_ID)
+    if item_id is None:
+        return await async_bridge_command(coordinator, op, _args(call, *extra))
+    return await async_item_command(coordinator, op, item_id, _args(call, *extra))
 
 
 async def _async_retry(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
-    return await _async_item_command(hass, call, "retry")
+    if ATTR_ITEM_ID in call.data:
+        return await _async_queue_or_item(hass, call, "retry")
+    return await async_retry_failed(hass, _coordinator(hass, call), notify=not call.return_response)
 
 
 async def _async_cancel(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
-    return await _async_item_command(hass, call, "cancel")
+    return await _async_queue_or_item(hass, call, "cancel")
 
 
 async def _async_set_priority(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
-    return await _async_item_command(hass, call, "set_priority", ATTR_PRIORITY)
+    return await _async_queue_or_item(hass, call, "set_priority", ATTR_PRIORITY)
 
 
 async def _async_pause(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
-    return await _async_item_command(hass, call, "pause")
+    return await _async_queue_or_item(hass, call, "pause")
 
 
 async def _async_resume(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
-    return await _async_item_command(hass, call, "resume")
+    return await _async_queue_or_item(hass, call, "resume")
 
 
 async def _async_rescan(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
@@ -159,16 +159,19 @@ async def _async_rescan(hass: HomeAssistant, call: ServiceCall) -> ServiceRespon
             translation_key="unknown_seedbox",
             translation_placeholders={"seedbox": seedbox, "bridge": coordinator.name},
         )
-    result = await coordinator.async_command(
-        "rescan", _args(call, ATTR_SEEDBOX), time_limit=RESCAN_TIMEOUT
+    return await async_rescan(
+        hass,
+        coordinator,
+        _args(call, ATTR_SEEDBOX),
+        time_limit=RESCAN_TIMEOUT,
+        notify=not call.return_response,
     )
-    return result if isinstance(result, dict) else {}
 
 
 async def _async_get_queue(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
     coordinator = _coordinator(hass, call)
-    result = await coordinator.async_command("get_queue", _args(call, ATTR_STATES))
-    raw = result.get("items") if isinstance(result, dict) else None
+    result = await async_bridge_command(coordinator, "get_queue", _args(call, ATTR_STATES))
+    raw = result.get("items")
     items: list[Any] = []
     for payload in raw if isinstance(raw, list) else []:
         try:

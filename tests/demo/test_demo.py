@@ -3,7 +3,7 @@ then checks of our own on what it left behind: every sample torrent's payload in
 demo/library/<category>/ byte-identical to the seeder's copy, the seedbox qBittorrent's
 saved state tagging each torrent q4d:DONE, Home Assistant's registries holding the q4d
 entry (from MQTT discovery), the demo user and the item entities, what Home Assistant's
-websocket API showed (each item's status sensor queued -> transferring -> done and a
+websocket API showed (each item's status sensor paused -> transferring -> done and a
 q4d_transfer_completed event for it), and every process it started gone and nothing
 of it still listening. Then the dashboard in headless Chromium (`--screenshot`).
 
@@ -158,7 +158,7 @@ def test_headless_demo_lands_the_samples_verified_and_tagged_done(guard: NetGuar
     assert set(completed) == {torrent.stem for torrent in torrents}
     for name, item_id in completed.items():
         states = [o["state"] for o in observed if o.get("item_id") == item_id and "state" in o]
-        assert states[0] == "queued" and states[-1] == "done", (name, states)
+        assert states[0] == "paused" and states[-1] == "done", (name, states)
         assert "transferring" in states, (name, states)
         assert any(e["unique_id"].endswith(f":{item_id}:status") for e in registered), item_id
 

@@ -34,7 +34,7 @@ from homeassistant.components import mqtt
 from homeassistant.config_entries import SOURCE_MQTT, SOURCE_USER
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.exceptions import HomeAssistantError
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 from paho.mqtt.client import topic_matches_sub
 from pytest_homeassistant_custom_component.common import (
@@ -400,9 +400,10 @@ def assert_item(what: str, parsed: HaItem, sent: Mapping[str, Any]) -> None:
         derived={
             "error_code": None if error is None else error["code"],
             "error_message": None if error is None else error["message"],
+            "held": sent.get("held"),  # read when the bridge sends it
             "raw": dict(sent),
         },
-        derived_from=frozenset({"error"}),
+        derived_from=frozenset({"error"} | ({"held"} & set(sent))),
         unused=ITEM_UNUSED,
     )
     assert parsed.finished == (sent["state"] in BRIDGE_FINISHED_STATES), (
@@ -1147,13 +1148,13 @@ async def _async_check_commands(hass: HomeAssistant, bridge: Bridge) -> None:
     assert response == {"item": album.id}
     assert album.priority == 42
 
-    with pytest.raises(HomeAssistantError) as refused:
+    # refused before it is sent, as the bridge would: a queued item cannot be retried
+    with pytest.raises(ServiceValidationError) as refused:
         await hass.services.async_call(
             DOMAIN, "retry", {"item_id": album.id}, blocking=True, return_response=True
         )
-    placeholders = refused.value.translation_placeholders or {}
-    assert placeholders.get("code") == "invalid_state", placeholders
-    assert placeholders.get("message") == f"item {album.id} is queued: cannot retry", placeholders
+    assert refused.value.translation_key == "retry_unfinished"
+    assert refused.value.translation_placeholders == {"name": "Album (2020)"}
 
     response = await hass.services.async_call(
         DOMAIN, "rescan", {}, blocking=True, return_response=True
@@ -1162,7 +1163,9 @@ async def _async_check_commands(hass: HomeAssistant, bridge: Bridge) -> None:
         "seedboxes": {
             "sb1": {"enqueued": [], "error": "no torrent client configured"},
             "sb2": {"enqueued": [], "error": None},
-        }
+        },
+        "count": 0,
+        "names": [],
     }, response
 
 

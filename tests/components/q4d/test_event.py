@@ -214,9 +214,30 @@ async def test_event_entity(hass: HomeAssistant, init_integration: MockConfigEnt
     await async_flush(hass)
     state = hass.states.get(entity_id)
     assert state.attributes["event_type"] == "completed"
-    assert state.attributes["item_id"] == ITEM_1
-    assert state.attributes["duration"] == 10.0
-    assert "destination_path" not in state.attributes
+    # readable: the torrent's name, its seedbox's name, units in the keys, no empty error
+    assert {k: v for k, v in state.attributes.items() if k not in ("event_types",)} == {
+        "event_type": "completed",
+        "friendly_name": "Home media bridge Transfer",
+        "name": "Show.S01E01.mkv",
+        "item_id": ITEM_1,
+        "seedbox": "My seedbox",
+        "category": "tv-sonarr",
+        "destination": "tv",
+        "size_bytes": 1500000000,
+        "duration_seconds": 10.0,
+    }
+    failed = item_dict(
+        ITEM_3,
+        "failed",
+        name="Broken.iso",
+        seedbox="gone",
+        error={"code": "connection", "message": "lftp exit 1"},
+    )
+    await async_send(hass, EVENT_TOPIC, event("failed", failed, at=NOW + 20))
+    state = hass.states.get(entity_id)
+    assert state.attributes["name"] == "Broken.iso"
+    assert state.attributes["seedbox"] == "gone"  # a seedbox the bridge no longer has
+    assert state.attributes["error"] == "lftp exit 1"
 
     await async_send(hass, STATUS_TOPIC, status("offline"))
     assert hass.states.get(entity_id).state == STATE_UNAVAILABLE

@@ -1,9 +1,10 @@
 """End to end: HA's real MQTT client, a real Mosquitto and the real bridge from this repo.
 
 The bridge announces itself on its retained status topic, HA discovers it, the user
-confirms, the queue is paused from HA, a seedbox completion arrives, the item shows
-up as queued, the queue is resumed from HA, and the item's status sensor goes
-queued -> transferring -> done while `q4d_transfer_completed` fires.
+confirms and opts in to item entities, the queue is paused from HA, a seedbox
+completion arrives, the item shows up as paused, the queue is resumed from HA, and the
+item's status sensor goes paused -> transferring -> done while
+`q4d_transfer_completed` fires.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.q4d.const import DOMAIN
+from custom_components.q4d.const import CONF_ITEM_ENTITIES, DOMAIN
 from tests.conftest import allow_loopback_sockets
 from tests.helpers.bridge_proc import BridgeProcess
 from tests.helpers.configs import bridge_config
@@ -120,6 +121,8 @@ async def test_bridge_end_to_end(
         assert result["data"] == {"bridge_id": "test", "prefix": "q4d"}
         entry = result["result"]
         await hass.async_block_till_done()
+        hass.config_entries.async_update_entry(entry, options={CONF_ITEM_ENTITIES: True})
+        await hass.async_block_till_done()  # the entry reloads with item entities
         assert entry.state is ConfigEntryState.LOADED
         await wait_for(
             lambda: state_of(hass, CONNECTIVITY) == STATE_ON, "bridge online", bridge=bridge
@@ -161,17 +164,17 @@ async def test_bridge_end_to_end(
             ),
             qos=1,
         )
-        await wait_for(lambda: state_of(hass, STATUS) == "queued", "item queued", bridge=bridge)
+        await wait_for(lambda: state_of(hass, STATUS) == "paused", "item paused", bridge=bridge)
 
         # resume from HA: the transfer runs and completes
         await hass.services.async_call("switch", "turn_off", {"entity_id": PAUSED}, blocking=True)
         await wait_for(lambda: state_of(hass, STATUS) == "done", "item done", 90, bridge=bridge)
         await wait_for(lambda: completed, "q4d_transfer_completed", bridge=bridge)
 
-        assert statuses[0] == "queued"
+        assert statuses[0] == "paused"
         assert "transferring" in statuses
         assert statuses[-1] == "done"
-        assert statuses.index("queued") < statuses.index("transferring") < statuses.index("done")
+        assert statuses.index("paused") < statuses.index("transferring") < statuses.index("done")
         assert state_of(hass, PROGRESS) == "100.0"
         event = completed[0]
         assert event["name"] == "Show.S01E01.mkv"

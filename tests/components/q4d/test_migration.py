@@ -11,7 +11,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.typing import MqttMockHAClient
 
 from custom_components.q4d.config_flow import Q4dConfigFlow
-from custom_components.q4d.const import CONF_BRIDGE_ID, CONF_PREFIX, DOMAIN
+from custom_components.q4d.const import CONF_BRIDGE_ID, CONF_ITEM_ENTITIES, CONF_PREFIX, DOMAIN
 from custom_components.q4d.unique_ids import Kind, parse
 
 from .common import async_send
@@ -128,6 +128,8 @@ async def test_migrate_unique_ids(
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     assert entry.version == Q4dConfigFlow.VERSION == 2
+    # per-item entities became opt-in: an entry that had them keeps them
+    assert entry.options[CONF_ITEM_ENTITIES] is True
     for old_id, (_device, platform, entity_id, new_id) in OLD_ENTITIES.items():
         assert entity_registry.async_get_entity_id(platform, DOMAIN, new_id) == entity_id, old_id
         assert entity_registry.async_get_entity_id(platform, DOMAIN, old_id) is None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from custom_components.q4d.models import (
+    ITEM_STATUSES,
     BridgeState,
     CommandResult,
     Destination,
@@ -17,6 +19,8 @@ from custom_components.q4d.models import (
 )
 
 from .payloads import NOW, item_dict, state_dict
+
+STRINGS = Path(__file__).resolve().parents[3] / "custom_components" / "q4d" / "strings.json"
 
 
 def test_lenient_about_optional_fields() -> None:
@@ -120,3 +124,91 @@ def test_breaker_open_at(breaker: str, until: float | None, open_at_now: bool) -
     data["seedboxes"]["seedbox1"].update(breaker=breaker, breaker_until=until)
     parsed = BridgeState.from_payload(json.dumps(data)).seedboxes["seedbox1"]
     assert parsed.breaker_open_at(NOW) is open_at_now
+
+
+PAUSED_STATE = BridgeState.from_payload(json.dumps(state_dict(paused=True)))
+RUNNING_STATE = BridgeState.from_payload(json.dumps(state_dict()))
+BREAKER = state_dict()
+BREAKER["seedboxes"]["seedbox1"].update(breaker="open", breaker_until=NOW + 60)
+BREAKER_STATE = BridgeState.from_payload(json.dumps(BREAKER))
+SPACE = {"code": "insufficient_space", "message": "8.0 GiB needed, 512.0 MiB free"}
+
+
+@pytest.mark.parametrize(
+    ("state", "fields", "bridge", "status"),
+    [
+        ("queued", {}, RUNNING_STATE, "queued"),
+        ("queued", {}, None, "queued"),
+        ("queued", {"paused": True}, RUNNING_STATE, "paused"),
+        ("queued", {"held": "queue"}, RUNNING_STATE, "paused"),
+        ("queued", {"held": "something new"}, RUNNING_STATE, "queued"),
+        ("queued", {}, PAUSED_STATE, "paused"),
+        ("waiting", {}, PAUSED_STATE, "paused"),
+        ("waiting", {"error": SPACE}, RUNNING_STATE, "waiting_for_space"),
+        ("waiting", {"error": SPACE, "paused": True}, RUNNING_STATE, "paused"),
+        ("waiting", {"error": {"code": "connection", "message": "x"}}, RUNNING_STATE, "waiting"),
+        ("queued", {}, BREAKER_STATE, "on_hold"),
+        ("waiting", {}, BREAKER_STATE, "on_hold"),
+        ("queued", {"seedbox": "seedbox2"}, BREAKER_STATE, "queued"),
+        ("queued", {"seedbox": "gone"}, BREAKER_STATE, "queued"),
+        ("transferring", {}, PAUSED_STATE, "transferring"),
+        ("verifying", {"paused": True}, PAUSED_STATE, "verifying"),
+        ("done", {"paused": True}, PAUSED_STATE, "done"),
+        ("failed", {}, BREAKER_STATE, "failed"),
+        ("cancelled", {}, RUNNING_STATE, "cancelled"),
+    ],
+)
+def test_item_status(
+    state: str, fields: dict[str, object], bridge: BridgeState | None, status: str
+) -> None:
+    """Queued and waiting items say why they do not start; the others show their state."""
+    item = Item.from_dict(item_dict(state=state, **fields))
+    assert item.status(bridge, NOW) == status
+    assert status in ITEM_STATUSES
+
+
+def test_item_status_breaker_cooled_down() -> None:
+    """A breaker whose cool-down has ended holds nothing."""
+    item = Item.from_dict(item_dict())
+    assert item.status(BREAKER_STATE, NOW + 60) == "queued"
+
+
+def test_held() -> None:
+    """`held` is read when a (newer) bridge sends it, and None otherwise."""
+    assert Item.from_dict(item_dict(held="queue")).held == "queue"
+    assert Item.from_dict(item_dict(held=3)).held is None
+    assert Item.from_dict(item_dict()).held is None
+
+
+@pytest.mark.parametrize(
+    ("state", "refusals"),
+    [
+        ("queued", {"retry": "retry_unfinished"}),
+        ("transferring", {"retry": "retry_unfinished"}),
+        (
+            "verifying",
+            {"retry": "retry_unfinished", "cancel": "cancel_verifying", "pause": "pause_verifying"},
+        ),
+        ("waiting", {}),
+        (
+            "done",
+            {"cancel": "cancel_finished", "pause": "pause_finished", "resume": "resume_finished"},
+        ),
+        (
+            "failed",
+            {"cancel": "cancel_finished", "pause": "pause_finished", "resume": "resume_finished"},
+        ),
+        (
+            "cancelled",
+            {"cancel": "cancel_finished", "pause": "pause_finished", "resume": "resume_finished"},
+        ),
+    ],
+)
+def test_item_refusal(state: str, refusals: dict[str, str]) -> None:
+    """The commands the bridge would refuse, by state, each with a translated reason."""
+    item = Item.from_dict(item_dict(state=state))
+    exceptions = json.loads(STRINGS.read_text())["exceptions"]
+    for op in ("retry", "cancel", "pause", "resume", "set_priority"):
+        assert item.refusal(op) == refusals.get(op), op
+        if op in refusals:
+            assert "{name}" in exceptions[refusals[op]]["message"]

@@ -35,7 +35,8 @@ async def test_entities(
 async def test_set_limits(
     hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
 ) -> None:
-    """The numbers send set_limits in the bridge's units."""
+    """The numbers send set_limits in the bridge's units (the limit is typed in MB/s, the
+    unit the rate sensors show)."""
     await hass.services.async_call(
         NUMBER_DOMAIN,
         SERVICE_SET_VALUE,
@@ -50,8 +51,15 @@ async def test_set_limits(
     )
     assert fake_bridge.ops == [
         ("set_limits", {"max_concurrent": 6}),
-        ("set_limits", {"bandwidth_limit": 2621440}),
+        ("set_limits", {"bandwidth_limit": 2500000}),
     ]
+    limit = "number.home_media_bridge_bandwidth_limit"
+    assert hass.states.get(limit).state == "10.49"  # 10 MiB/s, set in the bridge's config
+    assert hass.states.get(limit).attributes["unit_of_measurement"] == "MB/s"
+    assert (
+        hass.states.get("sensor.home_media_bridge_transfer_rate").attributes["unit_of_measurement"]
+        == "MB/s"
+    )
     await async_send(
         hass,
         STATE_TOPIC,

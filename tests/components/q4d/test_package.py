@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from custom_components.q4d.const import ITEM_STATES
+from custom_components.q4d.models import ITEM_STATUSES
 
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = ROOT / "custom_components" / "q4d"
@@ -45,7 +46,7 @@ def load(name: str) -> Any:
 def translation_keys_in_code() -> dict[str, set[str]]:
     """translation_key="..." arguments in the code, by kind (entity or exception)."""
     found: dict[str, set[str]] = {"entity": set(), "exception": set()}
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call):
@@ -95,6 +96,7 @@ def test_hacs() -> None:
 def test_translations() -> None:
     """en.json is strings.json, and every key the code uses is translated."""
     strings = load("strings.json")
+    icons = load("icons.json")
     assert load("translations/en.json") == strings
     # custom integrations get no build step that would resolve [%key:...%] references
     assert "[%key:" not in (PACKAGE / "strings.json").read_text()
@@ -102,7 +104,8 @@ def test_translations() -> None:
     entity_keys = {key for platform in strings["entity"].values() for key in platform}
     assert used["entity"] <= entity_keys
     assert used["exception"] <= set(strings["exceptions"])
-    assert set(strings["entity"]["sensor"]["item_status"]["state"]) == set(ITEM_STATES)
+    assert set(strings["entity"]["sensor"]["item_status"]["state"]) == set(ITEM_STATUSES)
+    assert set(icons["entity"]["sensor"]["item_status"]["state"]) == set(ITEM_STATUSES)
     assert set(strings["selector"]["item_state"]["options"]) == set(ITEM_STATES)
     issues = (PACKAGE / "issues.py").read_text()
     for issue in strings["issues"]:

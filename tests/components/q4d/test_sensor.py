@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 import pytest
+from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
@@ -12,15 +16,20 @@ from pytest_homeassistant_custom_component.typing import MqttMockHAClient
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.q4d.const import DOMAIN
+from custom_components.q4d.models import ITEM_STATUSES
 
-from .common import async_send
+from .common import async_flush, async_send
 from .payloads import (
     GIB,
+    ITEM_1,
+    ITEM_2,
     NOW,
     STATE_TOPIC,
     STATUS_TOPIC,
     destination,
     dumps,
+    item,
+    item_topic,
     state,
     state_dict,
     status,
@@ -147,3 +156,83 @@ async def test_stale_destination_sensor_removed_on_startup(
     assert entity_registry.async_get(stale.entity_id) is None
     assert entity_registry.async_get(kept.entity_id) is not None
     assert entity_registry.async_get(lookalike.entity_id) is not None
+
+
+BANDWIDTH = "sensor.home_media_bridge_bandwidth"
+SHOW_STATUS = "sensor.my_seedbox_show_s01e01_mkv_status"
+FILM_STATUS = "sensor.second_seedbox_film_2021_mkv_status"
+BROKEN_STATUS = "sensor.my_seedbox_broken_iso_status"
+
+
+async def test_bandwidth(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:
+    """A bandwidth limit of 0 reads "unlimited"."""
+    assert hass.states.get(BANDWIDTH).state == "limited"
+    limits = {"max_concurrent": 3, "bandwidth_limit": 0, "per_seedbox": {}}
+    await async_send(hass, STATE_TOPIC, state(limits=limits))
+    assert hass.states.get(BANDWIDTH).state == "unlimited"
+    await async_send(hass, STATE_TOPIC, state(limits={}))
+    assert hass.states.get(BANDWIDTH).state == STATE_UNKNOWN
+
+
+async def test_item_status_follows_the_queue(
+    hass: HomeAssistant, init_integration: MockConfigEntry, freezer: FrozenDateTimeFactory
+) -> None:
+    """Pausing the queue shows its queued items as paused, with no item published."""
+    assert hass.states.get(FILM_STATUS).state == "queued"
+    await async_send(hass, STATE_TOPIC, state(paused=True))
+    assert hass.states.get(FILM_STATUS).state == "paused"
+    assert hass.states.get(SHOW_STATUS).state == "transferring"  # the bridge stops it
+    await async_send(hass, STATE_TOPIC, state())
+    assert hass.states.get(FILM_STATUS).state == "queued"
+
+    # an open circuit breaker holds the seedbox's queued items, until its cool-down ends
+    await async_send(hass, item_topic(ITEM_2), item(ITEM_2, name="Film.2021.mkv"))
+    boxes = state_dict()["seedboxes"]
+    boxes["seedbox1"].update(breaker="open", breaker_until=time.time() + 300)
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    assert hass.states.get(FILM_STATUS).state == "on_hold"
+    freezer.tick(timedelta(seconds=301))
+    await async_flush(hass, seconds=0)
+    await async_flush(hass)
+    assert hass.states.get(FILM_STATUS).state == "queued"
+
+
+async def test_item_status_attributes(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """Readable details: units in the keys, the seedbox's name, nothing that is absent."""
+    assert dict(hass.states.get(SHOW_STATUS).attributes) == {
+        "device_class": "enum",
+        "friendly_name": "My seedbox Show.S01E01.mkv status",
+        "options": list(ITEM_STATUSES),
+        "item_id": ITEM_1,
+        "seedbox": "My seedbox",
+        "destination": "tv",
+        "library_path": "/media/tv/Show.S01E01.mkv",
+        "category": "tv-sonarr",
+        "size_bytes": 1500000000,
+        "priority": 0,
+        "attempts": 1,
+    }
+    failed = hass.states.get(BROKEN_STATUS).attributes
+    assert failed["error_code"] == "connection"
+    assert failed["error"] == "lftp exit 1: max-retries exceeded"
+    assert failed["finished_at"] == "2023-11-14T22:13:25+00:00"
+
+    # done: no error left over, a finish time
+    done = item(ITEM_1, "done", finished_at=NOW + 20, updated_at=NOW + 20)
+    await async_send(hass, item_topic(ITEM_1), done)
+    attributes = hass.states.get(SHOW_STATUS).attributes
+    assert "error" not in attributes
+    assert "error_code" not in attributes
+    assert attributes["finished_at"] == "2023-11-14T22:13:40+00:00"
+    # a cancelled item keeps its last attempt's error; it is no longer why
+    cancelled = item(
+        ITEM_1,
+        "cancelled",
+        error={"code": "connection", "message": "lftp exit 1"},
+        finished_at=NOW + 30,
+        updated_at=NOW + 30,
+    )
+    await async_send(hass, item_topic(ITEM_1), cancelled)
+    assert "error" not in hass.states.get(SHOW_STATUS).attributes

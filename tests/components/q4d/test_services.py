@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 from unittest.mock import patch
 
@@ -13,38 +14,46 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from pytest_homeassistant_custom_component.common import MockConfigEntry
-from pytest_homeassistant_custom_component.typing import MqttMockHAClient
+from pytest_homeassistant_custom_component.typing import MqttMockHAClient, WebSocketGenerator
 
 from custom_components.q4d.const import CONF_BRIDGE_ID, CONF_PREFIX, DOMAIN
 
 from .common import FakeBridge, async_send
-from .payloads import ITEM_1, ITEM_2, ITEM_3, STATUS_TOPIC, item_dict, status
+from .payloads import ITEM_1, ITEM_2, ITEM_3, NOW, STATUS_TOPIC, item, item_dict, item_topic, status
 
 
 @pytest.mark.parametrize(
-    ("service", "data", "op", "args"),
+    ("service", "data", "op", "args", "response"),
     [
-        ("retry", {}, "retry", {}),
-        ("retry", {"item_id": ITEM_3}, "retry", {"item_id": ITEM_3}),
-        ("cancel", {"item_id": ITEM_1.upper()}, "cancel", {"item_id": ITEM_1}),
+        ("retry", {}, "retry", {}, {"items": ["x"], "count": 1, "names": ["x"]}),
+        ("retry", {"item_id": ITEM_3}, "retry", {"item_id": ITEM_3}, {"items": ["x"]}),
+        ("cancel", {"item_id": ITEM_1.upper()}, "cancel", {"item_id": ITEM_1}, {"items": ["x"]}),
         (
             "set_priority",
             {"item_id": ITEM_2, "priority": "10"},
             "set_priority",
             {"item_id": ITEM_2, "priority": 10},
+            {"items": ["x"]},
         ),
         (
             "set_priority",
             {"item_id": ITEM_2, "priority": -5.0},
             "set_priority",
             {"item_id": ITEM_2, "priority": -5},
+            {"items": ["x"]},
         ),
-        ("pause", {}, "pause", {}),
-        ("pause", {"item_id": ITEM_2}, "pause", {"item_id": ITEM_2}),
-        ("resume", {}, "resume", {}),
-        ("resume", {"item_id": ITEM_2}, "resume", {"item_id": ITEM_2}),
-        ("rescan", {}, "rescan", {}),
-        ("rescan", {"seedbox": "seedbox1"}, "rescan", {"seedbox": "seedbox1"}),
+        ("pause", {}, "pause", {}, {"items": ["x"]}),
+        ("pause", {"item_id": ITEM_2}, "pause", {"item_id": ITEM_2}, {"items": ["x"]}),
+        ("resume", {}, "resume", {}, {"items": ["x"]}),
+        ("resume", {"item_id": ITEM_2}, "resume", {"item_id": ITEM_2}, {"items": ["x"]}),
+        ("rescan", {}, "rescan", {}, {"items": ["x"], "count": 0, "names": []}),
+        (
+            "rescan",
+            {"seedbox": "seedbox1"},
+            "rescan",
+            {"seedbox": "seedbox1"},
+            {"items": ["x"], "count": 0, "names": []},
+        ),
     ],
 )
 async def test_commands(
@@ -56,6 +65,7 @@ async def test_commands(
     data: dict[str, Any],
     op: str,
     args: dict[str, Any],
+    response: dict[str, Any],
 ) -> None:
     """Each action publishes `{id, op, args}` on the command topic (QoS 1, not retained)."""
     fake_bridge.answers[op] = {"ok": True, "result": {"items": ["x"]}}
@@ -69,11 +79,11 @@ async def test_commands(
         c.args[:4] for c in mqtt_mock.async_publish.call_args_list
     ]
 
-    # with response data the bridge's result comes back
-    response = await hass.services.async_call(
-        DOMAIN, service, data, blocking=True, return_response=True
+    # with response data the bridge's result comes back (what retry and rescan did, too)
+    assert (
+        await hass.services.async_call(DOMAIN, service, data, blocking=True, return_response=True)
+        == response
     )
-    assert response == {"items": ["x"]}
 
 
 async def test_result_without_object(
@@ -81,15 +91,21 @@ async def test_result_without_object(
 ) -> None:
     """A result that is not an object gives empty response data."""
     fake_bridge.answers["pause"] = {"ok": True, "result": None}
+    fake_bridge.answers["cancel"] = {"ok": True, "result": "x"}
     fake_bridge.answers["rescan"] = {"ok": True, "result": []}
     assert (
         await hass.services.async_call(DOMAIN, "pause", {}, blocking=True, return_response=True)
         == {}
     )
     assert (
-        await hass.services.async_call(DOMAIN, "rescan", {}, blocking=True, return_response=True)
+        await hass.services.async_call(
+            DOMAIN, "cancel", {"item_id": ITEM_1}, blocking=True, return_response=True
+        )
         == {}
     )
+    assert await hass.services.async_call(
+        DOMAIN, "rescan", {}, blocking=True, return_response=True
+    ) == {"count": 0, "names": []}
 
 
 async def test_get_queue(
@@ -170,33 +186,224 @@ async def test_get_queue(
 
 
 async def test_refused(
-    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    fake_bridge: FakeBridge,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The bridge refusing a command is a translated HomeAssistantError."""
+    """The bridge refusing a command is a translated error: a validation error (no
+    traceback in the log) when it refuses the request, naming the torrent if there is one."""
     fake_bridge.answers["set_priority"] = {
         "ok": False,
-        "error": {"code": "invalid_args", "message": "set_priority: value must be at most 100"},
+        "error": {"code": "not_found", "message": f"no item {ITEM_1}"},
+    }
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN, "set_priority", {"item_id": ITEM_1, "priority": 5}, blocking=True
+        )
+    assert err.value.translation_domain == DOMAIN
+    assert err.value.translation_key == "item_command_failed"
+    assert err.value.translation_placeholders == {
+        "op": "set_priority",
+        "name": "Show.S01E01.mkv",
+        "code": "not_found",
+        "message": f"no item {ITEM_1}",
+    }
+    # a fault of the bridge is not the user's: an action error
+    fake_bridge.answers["set_priority"] = {
+        "ok": False,
+        "error": {"code": "internal", "message": "RuntimeError"},
     }
     with pytest.raises(HomeAssistantError) as err:
         await hass.services.async_call(
             DOMAIN, "set_priority", {"item_id": ITEM_1, "priority": 5}, blocking=True
         )
     assert not isinstance(err.value, ServiceValidationError)
-    assert err.value.translation_domain == DOMAIN
-    assert err.value.translation_key == "command_failed"
-    assert err.value.translation_placeholders == {
-        "op": "set_priority",
-        "code": "invalid_args",
-        "message": "set_priority: value must be at most 100",
-    }
+    assert err.value.translation_key == "item_command_failed"
     assert str(err.value) == (
-        "The q4d bridge refused the set_priority command (invalid_args): "
-        "set_priority: value must be at most 100"
+        "The q4d bridge refused the set_priority command for Show.S01E01.mkv (internal): "
+        "RuntimeError"
     )
+    # bridge-wide commands
     fake_bridge.answers["retry"] = {"ok": False}
     with pytest.raises(HomeAssistantError) as err:
         await hass.services.async_call(DOMAIN, "retry", {}, blocking=True)
+    assert not isinstance(err.value, ServiceValidationError)
     assert err.value.translation_placeholders == {"op": "retry", "code": "error", "message": ""}
+    fake_bridge.answers["rescan"] = {
+        "ok": False,
+        "error": {"code": "not_found", "message": "no seedbox seedbox1"},
+    }
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "rescan", {"seedbox": "seedbox1"}, blocking=True)
+    assert err.value.translation_key == "command_failed"
+    assert str(err.value) == (
+        "The q4d bridge refused the rescan command (not_found): no seedbox seedbox1"
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("service", "data", "key", "name"),
+    [
+        ("retry", {"item_id": ITEM_1}, "retry_unfinished", "Show.S01E01.mkv"),
+        ("retry", {"item_id": ITEM_2}, "retry_unfinished", "Film.2021.mkv"),
+        ("cancel", {"item_id": ITEM_3}, "cancel_finished", "Broken.iso"),
+        ("pause", {"item_id": ITEM_3}, "pause_finished", "Broken.iso"),
+        ("resume", {"item_id": ITEM_3}, "resume_finished", "Broken.iso"),
+    ],
+)
+async def test_wrong_state(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    fake_bridge: FakeBridge,
+    caplog: pytest.LogCaptureFixture,
+    service: str,
+    data: dict[str, Any],
+    key: str,
+    name: str,
+) -> None:
+    """A command for an item in a state it does not apply to is refused before it is
+    sent, naming the torrent."""
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, service, data, blocking=True)
+    assert err.value.translation_key == key
+    assert err.value.translation_placeholders == {"name": name}
+    assert str(err.value).startswith(name)
+    assert fake_bridge.commands == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_verifying(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """A verifying item cannot be cancelled or paused: it finishes in a moment."""
+    await async_send(hass, item_topic(ITEM_1), item(ITEM_1, "verifying", updated_at=NOW + 100))
+    for service, done in (("cancel", "cancelled"), ("pause", "paused")):
+        with pytest.raises(ServiceValidationError) as err:
+            await hass.services.async_call(DOMAIN, service, {"item_id": ITEM_1}, blocking=True)
+        assert err.value.translation_key == f"{service}_verifying"
+        assert str(err.value) == (
+            f"Show.S01E01.mkv cannot be {done}: it is being verified and moved into the "
+            "library, which finishes in a moment"
+        )
+    assert fake_bridge.commands == []
+
+
+async def test_refusal_over_websocket(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    hass_ws_client: WebSocketGenerator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """From the frontend, a refusal shows its translated message and logs no traceback."""
+    client = await hass_ws_client(hass)
+    await client.send_json_auto_id(
+        {
+            "type": "call_service",
+            "domain": DOMAIN,
+            "service": "cancel",
+            "service_data": {"item_id": ITEM_3},
+        }
+    )
+    answer = await client.receive_json()
+    assert not answer["success"]
+    assert answer["error"]["translation_key"] == "cancel_finished"
+    assert answer["error"]["translation_placeholders"] == {"name": "Broken.iso"}
+    assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.ERROR]
+
+
+async def test_retry_failed_reports(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """Retrying every failed item says which were queued again: in the response, and in a
+    notification when no response is asked for."""
+    with patch("homeassistant.components.persistent_notification.async_create") as create:
+        fake_bridge.answers["retry"] = {"ok": True, "result": {"items": []}}
+        await hass.services.async_call(DOMAIN, "retry", {}, blocking=True)
+        fake_bridge.answers["retry"] = {"ok": True, "result": {"items": [ITEM_3, ITEM_2]}}
+        await hass.services.async_call(DOMAIN, "retry", {}, blocking=True)
+        # a newer bridge sends the count and the names
+        fake_bridge.answers["retry"] = {
+            "ok": True,
+            "result": {"items": ["a" * 16], "count": 1, "names": ["New.mkv"]},
+        }
+        await hass.services.async_call(DOMAIN, "retry", {}, blocking=True)
+        # no notification when the caller takes the response
+        response = await hass.services.async_call(
+            DOMAIN, "retry", {}, blocking=True, return_response=True
+        )
+        # nor for one item
+        await hass.services.async_call(DOMAIN, "retry", {"item_id": ITEM_3}, blocking=True)
+    assert response == {"items": ["a" * 16], "count": 1, "names": ["New.mkv"]}
+    assert [c.args[1:] for c in create.call_args_list] == [
+        ("No failed transfers to retry.",),
+        ("2 failed transfers queued again: Broken.iso, Film.2021.mkv",),
+        ("1 failed transfer queued again: New.mkv",),
+    ]
+    assert {c.kwargs["title"] for c in create.call_args_list} == {
+        "Retry failed transfers on Home media bridge"
+    }
+    assert {c.kwargs["notification_id"] for c in create.call_args_list} == {
+        f"q4d_{init_integration.entry_id}_retry"
+    }
+
+
+async def test_rescan_reports(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """A rescan says what it queued and which seedboxes it could not ask."""
+    unknown = [f"{n:016x}" for n in range(25)]
+    fake_bridge.answers["rescan"] = {
+        "ok": True,
+        "result": {
+            "seedboxes": {
+                "seedbox1": {"enqueued": [ITEM_1], "error": None},
+                "seedbox2": {"enqueued": [], "error": "no torrent client configured"},
+                "junk": None,
+            }
+        },
+    }
+    with patch("homeassistant.components.persistent_notification.async_create") as create:
+        await hass.services.async_call(DOMAIN, "rescan", {}, blocking=True)
+        fake_bridge.answers["rescan"] = {
+            "ok": True,
+            "result": {"seedboxes": {"seedbox1": {"enqueued": [ITEM_1, *unknown]}}},
+        }
+        response = await hass.services.async_call(
+            DOMAIN, "rescan", {}, blocking=True, return_response=True
+        )
+        await hass.services.async_call(DOMAIN, "rescan", {}, blocking=True)
+    assert response is not None
+    assert response["count"] == 26
+    assert response["names"] == ["Show.S01E01.mkv", *unknown]
+    assert [c.args[1] for c in create.call_args_list] == [
+        "1 missed completion queued: Show.S01E01.mkv\n\n"
+        "Second seedbox was not checked: no torrent client configured",
+        "26 missed completions queued: "
+        + ", ".join(["Show.S01E01.mkv", *unknown[:19]])
+        + " and 6 more",
+    ]
+    assert (
+        create.call_args_list[0].kwargs["title"] == "Rescan of the seedboxes of Home media bridge"
+    )
+
+
+async def test_unknown_item_before_sync(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """Before all items are known, an unknown id goes to the bridge; its refusal names it."""
+    init_integration.runtime_data.coordinator._sync.synced = False
+    fake_bridge.answers["cancel"] = {
+        "ok": False,
+        "error": {"code": "not_found", "message": "no item ffffffffffffffff"},
+    }
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(
+            DOMAIN, "cancel", {"item_id": "ffffffffffffffff"}, blocking=True
+        )
+    assert err.value.translation_placeholders is not None
+    assert err.value.translation_placeholders["name"] == "ffffffffffffffff"
 
 
 async def test_timeout(
@@ -231,6 +438,9 @@ async def test_bridge_offline(
     await async_send(hass, STATUS_TOPIC, status("offline"))
     with pytest.raises(HomeAssistantError) as err:
         await hass.services.async_call(DOMAIN, "pause", {}, blocking=True)
+    assert err.value.translation_key == "bridge_offline"
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(DOMAIN, "cancel", {"item_id": ITEM_1}, blocking=True)
     assert err.value.translation_key == "bridge_offline"
     assert fake_bridge.commands == []
 

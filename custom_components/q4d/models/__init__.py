@@ -1,0 +1,35 @@
+"""The bridge's MQTT payloads (protocol v1), parsed into typed models.
+
+docs/protocol.md in the q4d repository is the contract. Parsing is lenient about
+fields this integration does not use and strict about the ones it does: a payload
+that lacks them raises `PayloadError` and is ignored by the coordinator.
+"""
+
+from .bridge import (
+    BridgeState,
+    BridgeStatus,
+    ClientStats,
+    CommandResult,
+    Destination,
+    LastCompleted,
+    SeedboxState,
+    SshLink,
+)
+from .item import ITEM_STATUSES, Item
+from .payload import PayloadError, UnsupportedVersion, decode
+
+__all__ = [
+    "ITEM_STATUSES",
+    "BridgeState",
+    "BridgeStatus",
+    "ClientStats",
+    "CommandResult",
+    "Destination",
+    "Item",
+    "LastCompleted",
+    "PayloadError",
+    "SeedboxState",
+    "SshLink",
+    "UnsupportedVersion",
+    "decode",
+]
