@@ -10,6 +10,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
+from .card import async_setup_card
 from .const import DOMAIN
 from .coordinator import Q4dConfigEntry, Q4dCoordinator, Q4dRuntimeData
 from .services import async_setup_services
@@ -27,8 +28,9 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the q4d actions."""
+    """Register the q4d actions and the transfers card."""
     async_setup_services(hass)
+    await async_setup_card(hass)
     return True
 
 
