@@ -248,13 +248,16 @@ class Proc:
 
 
 class Processes:
-    """Everything the demo starts, in start order, mirrored into demo/run/state.json."""
+    """Everything the demo starts, in start order, mirrored into <run>/state.json
+    (demo/run/ for the demo itself), each with its log in <run>/logs/."""
 
-    def __init__(self) -> None:
+    def __init__(self, run: Path = RUN) -> None:
+        self.state = run / "state.json"
+        self.logs = run / "logs"
         self.procs: list[Proc] = []
         self.info: dict[str, Any] = {}
         self.popen: dict[int, subprocess.Popen[bytes]] = {}
-        self.owns_state = False  # set once this run wrote demo/run/state.json
+        self.owns_state = False  # set once this run wrote its state.json
 
     def save(self) -> None:
         state = {
@@ -263,9 +266,9 @@ class Processes:
             "procs": [p.__dict__ for p in self.procs],
             "info": self.info,
         }
-        tmp = STATE.with_suffix(".tmp")
+        tmp = self.state.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(STATE)
+        tmp.replace(self.state)
         self.owns_state = True
 
     def start(
@@ -279,7 +282,7 @@ class Processes:
         timeout: float = 20.0,
         allowed: Collection[str] = (),
     ) -> Proc:
-        log = LOGS / f"{name}.log"
+        log = self.logs / f"{name}.log"
         with log.open("ab") as out:
             # A session of its own: Ctrl-C reaches only the demo, which stops
             # everything in order.
@@ -332,7 +335,7 @@ class Processes:
             say(f"stopped {proc.name} (pid {proc.pid})")
         still = [p for proc in self.procs for p in proc.ports if port_open(p)]
         if self.owns_state:
-            STATE.unlink(missing_ok=True)
+            self.state.unlink(missing_ok=True)
         self.procs.clear()
         if still:
             say(f"WARNING: still listening on 127.0.0.1 port(s) {still}")
@@ -805,6 +808,7 @@ class Demo:
             )
         self.procs.check_loopback()
         self.wait_landed(samples)
+        self.check_recorded(samples[0])
         self.check_offline()
         first = self.watcher.first_done if self.watcher else None
         say(f"all {len(samples)} samples landed byte-identical in "
@@ -814,7 +818,7 @@ class Demo:
         for sample in samples:
             say(f"  {sample.landed.relative_to(ROOT)}")
         if self.screenshot is not None:
-            expect = ["Active transfers", "Seedboxes", "Recent transfers", "Demo seedbox"]
+            expect = ["Transfers", "Recent", "Seedboxes", "Demo seedbox"]
             self.capture_dashboard(self.screenshot, expect + [s.name for s in samples])
         if self.headless or self.screenshot is not None:
             return 0
@@ -903,6 +907,25 @@ class Demo:
             went = " -> ".join(observer.states[item_id])
             say(f"Home Assistant: {observer.entities[item_id]} went {went}; "
                 "q4d_transfer_completed fired")  # fmt: skip
+
+    def check_recorded(self, sample: Sample) -> None:
+        """History and Logbook (the recorder) have what Home Assistant saw."""
+        observer = self.observer
+        assert observer is not None
+        item_id = self.item_id(sample)
+        entity_id = observer.entities[item_id]
+        seen = len(observer.states[item_id])  # queued, transferring, ... done
+
+        def recorded() -> tuple[int, int] | None:
+            try:
+                states, entries = self.hass.recorded(entity_id)
+            except HassError as err:
+                raise DemoError(f"Home Assistant's History or Logbook failed: {err}") from err
+            return (states, entries) if states >= seen and entries else None
+
+        states, entries = self.until(recorded, f"History and Logbook to show {entity_id}")
+        say(f"Home Assistant: History has {states} states of {entity_id}, "
+            f"the Logbook {entries} entries")  # fmt: skip
 
     def check_offline(self) -> None:
         """Home Assistant (like everything else here) talks to loopback only."""

@@ -1,11 +1,12 @@
 """Home Assistant in the q4d demo: its config, its set-up over REST, and what it saw.
 
 The demo's Home Assistant is a real ``hass`` in ``demo/run/hass``: HTTP on
-127.0.0.1, ``--skip-pip``, no ``default_config``, only the loopback network adapter
-enabled, analytics never opted in. Onboarding is completed over its REST API with
-the demo user; the step that would set up network integrations (``core_config``
-sets up met.no, Radio Browser, Google Translate) is marked done beforehand. MQTT
-is added through its config flow, and q4d through the flow MQTT discovery starts.
+127.0.0.1, ``--skip-pip``, no ``default_config`` (but the recorder, History and
+Logbook), only the loopback network adapter enabled, analytics never opted in.
+Onboarding is completed over its REST API with the demo user; the step that would
+set up network integrations (``core_config`` sets up met.no, Radio Browser, Google
+Translate) is marked done beforehand. MQTT is added through its config flow, and q4d
+through the flow MQTT discovery starts.
 
 :class:`Observer` follows Home Assistant over its websocket API: the state of
 every q4d item status sensor and the ``q4d_transfer_*`` events, so the demo can
@@ -104,6 +105,14 @@ class DemoHass:
             "websocket_api": {},
             "onboarding": {},
             "frontend": {},
+            # History and Logbook for the q4d entities: SQLite in the config directory,
+            # committed every second so that they show what just happened.
+            "recorder": {
+                "db_url": f"sqlite:///{self.config_dir / 'home-assistant_v2.db'}",
+                "commit_interval": 1,
+            },
+            "history": {},
+            "logbook": {},
             "lovelace": {
                 "dashboards": {
                     DASHBOARD_PATH: {
@@ -151,6 +160,17 @@ class DemoHass:
 
     def call(self, domain: str, service: str, data: dict[str, Any] | None = None) -> None:
         _run(self._request("POST", f"/api/services/{domain}/{service}", data or {}))
+
+    def recorded(self, entity_id: str) -> tuple[int, int]:
+        """States of entity_id in History and entries in the Logbook (the last day);
+        HassError unless both answer 200."""
+        counts: tuple[int, int] = _run(self._recorded(entity_id))
+        return counts
+
+    async def _recorded(self, entity_id: str) -> tuple[int, int]:
+        history = await self._request("GET", f"/api/history/period?filter_entity_id={entity_id}")
+        logbook = await self._request("GET", "/api/logbook")
+        return sum(len(states) for states in history), len(logbook)
 
     async def _set_up(self, broker_port: int, bridge_id: str) -> None:
         answer = await self._request(

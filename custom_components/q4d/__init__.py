@@ -12,6 +12,7 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
 from . import unique_ids
+from .card import async_setup_card
 from .const import CONF_BRIDGE_ID, CONF_ITEM_ENTITIES, DOMAIN, LOGGER
 from .coordinator import Q4dConfigEntry, Q4dCoordinator, Q4dRuntimeData
 from .repairs import Q4dRepairs
@@ -30,8 +31,9 @@ CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the q4d actions."""
+    """Register the q4d actions and the transfers card."""
     async_setup_services(hass)
+    await async_setup_card(hass)
     return True
 
 

@@ -4,7 +4,8 @@ demo/library/<category>/ byte-identical to the seeder's copy, the seedbox qBitto
 saved state tagging each torrent q4d:DONE, Home Assistant's registries holding the q4d
 entry (from MQTT discovery), the demo user and the item entities, what Home Assistant's
 websocket API showed (each item's status sensor paused -> transferring -> done and a
-q4d_transfer_completed event for it), and every process it started gone and nothing
+q4d_transfer_completed event for it), History and Logbook answering with that sensor's
+states (the recorder is on), and every process it started gone and nothing
 of it still listening. Then the dashboard in headless Chromium (`--screenshot`).
 
 Each demo runs inside a network guard (tests/helpers/netguard.py; root only, unguarded
@@ -24,7 +25,6 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ import fastbencode
 import pytest
 
 from tests.helpers.netguard import NetGuard
-from tests.helpers.netguard import unavailable as netguard_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN = ROOT / "demo" / "run"
@@ -51,16 +50,6 @@ def digest_tree(path: Path) -> dict[str, str]:
         for p in sorted(path.rglob("*"))
         if p.is_file()
     }
-
-
-@pytest.fixture
-def guard(tmp_path: Path) -> Iterator[NetGuard | None]:
-    """The demo's own guarded namespace, or None where no guard can run (not root)."""
-    if netguard_unavailable() is not None:
-        yield None
-        return
-    with NetGuard(tmp_path / "netguard") as netguard:
-        yield netguard
 
 
 def demo_argv(guard: NetGuard | None, *args: str) -> list[str]:
@@ -162,6 +151,14 @@ def test_headless_demo_lands_the_samples_verified_and_tagged_done(guard: NetGuar
         assert "transferring" in states, (name, states)
         assert any(e["unique_id"].endswith(f":{item_id}:status") for e in registered), item_id
 
+    # The recorder: History and Logbook answer with what Home Assistant saw.
+    recorded = re.search(
+        r"History has (\d+) states of (sensor\.\S+_status), the Logbook (\d+) entries", output
+    )
+    assert recorded, output
+    assert int(recorded.group(1)) >= 3, recorded.group(0)  # queued, transferring, done
+    assert int(recorded.group(3)) >= 1, recorded.group(0)
+
     # Everything it started is gone and nothing it opened still listens.
     assert not (RUN / "state.json").exists()
     starts = re.findall(r"started ([\w-]+) \(pid (\d+)(?:, port (\d+))?\)", output)
@@ -240,9 +237,9 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_dashboard_renders_the_q4d_cards_in_headless_chromium(guard: NetGuard | None) -> None:
     """Home Assistant with its frontend and the shipped dashboard, in headless Chromium
-    after logging in: the cards show the bridge, the transfers while they run, the
-    seedbox and both samples once done. Screenshots and Chromium's request log:
-    test-artifacts/."""
+    after logging in: the transfers card shows the transfers while they run and both
+    samples once done, beside the bridge's and the seedbox's cards. Screenshots and
+    Chromium's request log: test-artifacts/."""
     for old in ARTIFACTS.glob("dashboard*.png"):
         old.unlink()
     output = run_demo(guard, "--screenshot", str(ARTIFACTS / "dashboard.png"))
@@ -252,9 +249,7 @@ def test_dashboard_renders_the_q4d_cards_in_headless_chromium(guard: NetGuard | 
         "dashboard.png",
     ], output
     for titles, shot in rendered:
-        assert {"Active transfers", "Seedboxes", "Recent transfers", "Queue"} <= set(
-            titles.split(", ")
-        ), titles
+        assert {"Transfers", "Throughput", "Seedboxes"} <= set(titles.split(", ")), titles
         width, height = png_size(Path(shot))
         assert width == 1440 and height >= 1000
 

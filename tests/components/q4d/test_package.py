@@ -69,7 +69,8 @@ def test_manifest() -> None:
     assert keys[:2] == ["domain", "name"]
     assert keys[2:] == sorted(keys[2:])
     assert manifest["domain"] == PACKAGE.name
-    assert manifest["dependencies"] == ["mqtt"]
+    assert manifest["dependencies"] == ["http", "mqtt", "websocket_api"]
+    assert manifest["after_dependencies"] == ["frontend"]
     assert manifest["mqtt"] == ["q4d/bridge/+/status"]
     assert manifest["requirements"] == []
     assert manifest["config_flow"] is True
