@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config
 from q4d_bridge.models import ItemState
+from q4d_bridge.transfer.bandwidth import Bandwidth
 from q4d_bridge.transfer.engines.base import Engine
 from q4d_bridge.transfer.engines.lftp import LftpEngine
 from q4d_bridge.transfer.engines.sftp import SftpEngine
 from q4d_bridge.transfer.payload import RemoteEntry
 from q4d_bridge.transfer.pipeline import Job, run_transfer
-from q4d_bridge.transfer.rates import Bandwidth
 from q4d_bridge.transfer.remote import SeedboxSession
 
 from tests.helpers.configs import bridge_config

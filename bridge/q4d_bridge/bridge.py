@@ -33,6 +33,7 @@ from .mqtt.router import Router
 from .mqtt.topics import Topics
 from .persistence.store import Store
 from .state import BridgeState, SeedboxFacts, build_state
+from .transfer.bandwidth import Bandwidth
 from .transfer.engines.base import Engine
 from .transfer.engines.lftp import LftpEngine
 from .transfer.engines.process import kill_leftover_writers
@@ -40,7 +41,6 @@ from .transfer.engines.rsync import RsyncEngine
 from .transfer.engines.sftp import SftpEngine
 from .transfer.landing import Modes, process_umask, staging_dir
 from .transfer.pipeline import DiskFree, disk_usage_free
-from .transfer.rates import Bandwidth
 from .transfer.remote import SeedboxSession
 from .transfer.torrents import TorrentSource
 
@@ -62,6 +62,7 @@ class Bridge:
             classic_label_topic=config.classic.label_topic if config.classic.enabled else None,
             snapshot=lambda: self.state().as_dict(),
             items=lambda: list(self.lifecycle.items.values()),
+            queue_paused=lambda: self.scheduler.paused,
         )
         self.lifecycle = Lifecycle(self.store, self.publisher)
         transfers = config.transfers

@@ -234,6 +234,8 @@ async def test_global_pause_stops_running_transfer_and_resume_continues(
         assert await command(env, "pause") == {"items": [big]}
         stopped = await wait_item(env, big, lambda i: i["state"] == "queued", "back in queue")
         assert stopped["attempts"] == 0  # a pause spends no attempt
+        # Not paused itself: held by the queue, which its payload says.
+        assert (stopped["paused"], stopped["held"]) == (False, "queue")
         await env.recorder.wait_for(
             lambda: any(m.json()["paused"] for m in env.recorder.on(f"{PREFIX}/state")),
             5, "state paused",
@@ -247,10 +249,12 @@ async def test_global_pause_stops_running_transfer_and_resume_continues(
         assert events_of(env, "started", small) == []
         assert latest(env, big)["state"] == latest(env, small)["state"] == "queued"
 
+        assert latest(env, small)["held"] == "queue"
         sent_before_resume = proxy.downstream
         async with sampling(env, big, "big.bin") as samples:
             assert await command(env, "resume") == {"items": []}
             await wait_completed(env, [big, small])
+        assert all(m["held"] is None for m in item_messages(env, big)[-3:])
         restarted = events_of(env, "started", big)[1]["item"]
         assert restarted["attempts"] == 1
         (done,) = events_of(env, "completed", big)
@@ -288,6 +292,7 @@ async def test_pausing_one_running_item_leaves_the_other_running(
         assert await command(env, "pause", item_id=first) == {"items": [first]}
         paused = await wait_item(env, first, lambda i: i["state"] == "queued", "back in queue")
         assert paused["paused"] is True and paused["attempts"] == 0
+        assert paused["held"] == "item"
         assert latest(env, second)["state"] == "transferring"
         first_on_disk, second_on_disk = staged_bytes(env, first), staged_bytes(env, second)
         await asyncio.sleep(1.0)
@@ -304,7 +309,7 @@ async def test_pausing_one_running_item_leaves_the_other_running(
         async with sampling(env, first, "first.bin") as samples:
             assert await command(env, "resume", item_id=first) == {"items": [first]}
             resumed = await wait_item(env, first, lambda i: not i["paused"], "resumed")
-            assert resumed["state"] in ("queued", "transferring")
+            assert resumed["state"] in ("queued", "transferring") and resumed["held"] is None
             await wait_completed(env, [first, second])
         assert smallest(samples) >= first_on_disk  # resumed from staging
         assert [e["item"]["attempts"] for e in events_of(env, "started", first)] == [1, 1]
@@ -410,6 +415,8 @@ async def test_retry_without_item_requeues_every_failed_item(
         async with RelayOnPort(sshd.port, closed):  # and the seedbox answers
             requeued = await command(env, "retry")
             assert sorted(requeued["items"]) == sorted([missing, refused])
+            assert requeued["count"] == 2
+            assert sorted(requeued["names"]) == ["missing.bin", "refused.bin"]
             await env.recorder.wait_for(
                 lambda: len([e for e in env.recorder.events("queued") if e.get("retry")]) >= 2,
                 10, "two queued events with retry",
@@ -430,7 +437,8 @@ async def test_retry_without_item_requeues_every_failed_item(
                 assert events_of(env, "completed", item_id), latest(env, item_id)["error"]
                 (done,) = events_of(env, "completed", item_id)
                 assert done["item"]["attempts"] == 1 and done["item"]["error"] is None
-            assert await command(env, "retry") == {"items": []}  # nothing failed any more
+            nothing = {"items": [], "count": 0, "names": []}
+            assert await command(env, "retry") == nothing  # nothing failed any more
         assert landed_intact(env, "missing.bin") and landed_intact(env, "refused.bin")
         # Neither the done nor the cancelled item was touched.
         assert len(events_of(env, "completed", fine)) == 1

@@ -410,7 +410,7 @@ async def test_commands_from_every_state(bridge: tuple[Bridge, Script]) -> None:
     for state in ALL:
         (item,) = queue(b, 1, state=state)
         if state in FINISHED_STATES:
-            assert b.controller.retry(item.id) == [item.id] and item.state is ItemState.QUEUED
+            assert b.controller.retry(item.id) == [item] and item.state is ItemState.QUEUED
             continue
         if state is ItemState.VERIFYING:
             for refused in (b.controller.cancel, b.controller.pause):
@@ -418,7 +418,7 @@ async def test_commands_from_every_state(bridge: tuple[Bridge, Script]) -> None:
                     refused(item.id)
             continue
         if state is ItemState.WAITING:
-            assert b.controller.retry(item.id) == [item.id]
+            assert b.controller.retry(item.id) == [item]
         else:
             with pytest.raises(CommandError) as refused:
                 b.controller.retry(item.id)
@@ -448,7 +448,7 @@ async def test_retry_all_failed_and_unconfigured(bridge: tuple[Bridge, Script]) 
     b.controller.pause(None)
     failed = queue(b, 2, state=ItemState.FAILED)
     (gone,) = queue(b, 1, state=ItemState.FAILED, destination="removed")
-    assert sorted(b.controller.retry(None)) == sorted(i.id for i in failed)
+    assert sorted(i.id for i in b.controller.retry(None)) == sorted(i.id for i in failed)
     assert gone.state is ItemState.FAILED
     with pytest.raises(CommandError) as refused:
         b.controller.retry(gone.id)

@@ -132,9 +132,12 @@ async def test_reconciliation_and_node_stats(
             # Only the torrent no event announced is enqueued, and only once.
             first = await command(env, "rescan")
             (enqueued,) = first["result"]["seedboxes"]["sb1"]["enqueued"]
+            # In total too, for a UI to say "1 missed completion queued".
+            assert (first["result"]["count"], first["result"]["names"]) == (1, ["missed.mkv"])
             await env.wait_settled(2)
             again = await command(env, "rescan", seedbox="sb1")
             assert again["result"]["seedboxes"]["sb1"]["enqueued"] == []
+            assert (again["result"]["count"], again["result"]["names"]) == (0, [])
             assert (await command(env, "rescan", seedbox="nope"))["error"]["code"] == "not_found"
             item = env.bridge.lifecycle.items[enqueued]
             assert (item.hash, item.state, item.event_id) == (

@@ -11,9 +11,9 @@ import asyncssh
 import pytest
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config
+from q4d_bridge.transfer.bandwidth import Bandwidth
 from q4d_bridge.transfer.engines.base import TransferRequest
 from q4d_bridge.transfer.engines.sftp import SftpEngine
-from q4d_bridge.transfer.rates import Bandwidth
 from q4d_bridge.transfer.remote import SeedboxSession
 
 from tests.bridge.test_e2e import digest_tree, make_file

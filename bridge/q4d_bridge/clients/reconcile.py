@@ -132,4 +132,6 @@ class Reconciler:
                 continue
             await self.monitor.poll(sb)
             results[sb] = await self.reconcile(sb, settle=0.0)
-        return {"seedboxes": results}
+        # In total, so that a UI can say "2 missed completions queued" or "none".
+        names = [self.lifecycle.items[i].name for r in results.values() for i in r["enqueued"]]
+        return {"seedboxes": results, "count": len(names), "names": names}

@@ -14,13 +14,12 @@ from ..config.model import Config
 from ..models import FINISHED_STATES, Item, ItemState
 from ..mqtt.commands import CommandError
 from ..mqtt.payloads import item_payload
-from ..transfer.rates import Bandwidth
+from ..transfer.bandwidth import Bandwidth
 from .machine import Lifecycle, TransitionError
 from .runner import REQUEUE, Runner
 from .scheduler import Scheduler
 
 _LOGGER = logging.getLogger(__name__)
-# A running lftp or rsync keeps the rate it started with: a new limit restarts them.
 TOOL_ENGINES = frozenset({"lftp", "rsync"})
 
 
@@ -44,7 +43,7 @@ class Controller:
         self.state_changed = state_changed
         self._rescan = rescan
 
-    def retry(self, item_id: str | None) -> list[str]:
+    def retry(self, item_id: str | None) -> list[Item]:
         if item_id is None:
             items = self.lifecycle.items.values()
             targets = [i for i in items if i.state is ItemState.FAILED and self.configured(i)]
@@ -53,19 +52,20 @@ class Controller:
             if not self.configured(item):
                 raise CommandError(
                     "not_configured",
-                    f"item {item_id}: its seedbox or destination is not configured",
+                    f"{_named(item)}: its seedbox {item.seedbox} or destination "
+                    f"{item.destination} is no longer configured",
                 )
             targets = [item]
         for item in targets:
-            with _as_command_error():
+            with _refused(item, "retry"):
                 self.lifecycle.retried(item)
         self.scheduler.wake()
-        return [i.id for i in targets]
+        return targets
 
     def cancel(self, item_id: str) -> str:
         item = self._item(item_id)
-        self._not_verifying(item)
-        with _as_command_error():
+        self._not_verifying(item, "cancel")
+        with _refused(item, "cancel"):
             self.runner.cancel(item)
         return item_id
 
@@ -80,8 +80,8 @@ class Controller:
                 and self.runner.interrupt(i, REQUEUE)
             ]
         item = self._item(item_id)
-        self._not_verifying(item)
-        with _as_command_error():
+        self._not_verifying(item, "pause")
+        with _refused(item, "pause"):
             # A running attempt is stopped: going back to the queue records the pause.
             self.lifecycle.paused(item, recorded=not self.runner.interrupt(item_id, REQUEUE))
         return [item_id]
@@ -101,20 +101,29 @@ class Controller:
         return item_id
 
     def set_limits(self, bandwidth_limit: int | None, max_concurrent: int | None) -> dict[str, int]:
+        # A running lftp or rsync keeps the share it started with (limit ÷ max_concurrent):
+        # it restarts when the limit changes, or when more slots make its share too big
+        # for the total to stay within the limit.
+        more_slots = (
+            max_concurrent is not None and max_concurrent > self.scheduler.limits.global_max
+        )
         if max_concurrent is not None:
             _LOGGER.info("max_concurrent set to %d", max_concurrent)
             self.scheduler.set_max_concurrent(max_concurrent)
-        if bandwidth_limit is not None and bandwidth_limit != self.bandwidth.rate:
-            _LOGGER.info("bandwidth limit set to %d bytes/s (0: none)", bandwidth_limit)
-            self.bandwidth.set_rate(bandwidth_limit)
-            self.scheduler.store.set_setting("bandwidth_limit", bandwidth_limit)
+        limit = self.bandwidth.rate if bandwidth_limit is None else bandwidth_limit
+        new_limit = limit != self.bandwidth.rate
+        if new_limit:
+            _LOGGER.info("bandwidth limit set to %d bytes/s (0: none)", limit)
+            self.bandwidth.set_rate(limit)
+            self.scheduler.store.set_setting("bandwidth_limit", limit)
+        if new_limit or (more_slots and self.bandwidth.rate):
             for item_id in list(self.runner.running):
                 item = self.lifecycle.items[item_id]
                 if (
                     self.runner.engine_of(item) in TOOL_ENGINES
                     and item.state is ItemState.TRANSFERRING
                 ):
-                    self.runner.interrupt(item_id, REQUEUE)  # resumes at the new rate
+                    self.runner.interrupt(item_id, REQUEUE)  # resumes with its new share
         self.state_changed()
         return {
             "bandwidth_limit": self.bandwidth.rate,
@@ -124,7 +133,7 @@ class Controller:
     def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]:
         wanted = set(states) if states else None
         return [
-            item_payload(i)
+            item_payload(i, queue_paused=self.scheduler.paused)
             for i in sorted(
                 self.lifecycle.items.values(), key=lambda i: (-i.priority, i.received_at)
             )
@@ -150,22 +159,36 @@ class Controller:
         return item
 
     @staticmethod
-    def _not_verifying(item: Item) -> None:
+    def _not_verifying(item: Item, change: str) -> None:
         # The verified payload is being moved into the library: that step is atomic.
         if item.state is ItemState.VERIFYING:
             raise CommandError(
-                "invalid_state", f"item {item.id} is verifying; it finishes in a moment"
+                "invalid_state", f"{_named(item)} is verifying; it finishes in a moment"
             )
         if item.state in FINISHED_STATES:
-            raise CommandError("invalid_state", f"item {item.id} is {item.state.value}")
+            raise CommandError("invalid_state", _nothing_to(item, change))
 
 
-class _as_command_error:
-    """A transition that does not apply, answered `invalid_state`."""
+def _named(item: Item) -> str:
+    """How a refusal names an item: by its torrent's name, which the user knows."""
+    return f'"{item.name}"'
+
+
+def _nothing_to(item: Item, change: str) -> str:
+    state = "has failed" if item.state is ItemState.FAILED else f"is {item.state.value}"
+    return f"{_named(item)} {state}; nothing to {change}"
+
+
+class _refused:
+    """A transition that does not apply to the item, answered `invalid_state`."""
+
+    def __init__(self, item: Item, change: str) -> None:
+        self.item = item
+        self.change = change
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, kind: object, err: BaseException | None, tb: object) -> None:
         if isinstance(err, TransitionError):
-            raise CommandError("invalid_state", str(err)) from err
+            raise CommandError("invalid_state", _nothing_to(self.item, self.change)) from err

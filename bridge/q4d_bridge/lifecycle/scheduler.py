@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from ..models import Item, ItemState
 from ..persistence.store import Store
-from .machine import Announcer, Lifecycle
+from .machine import QUEUED_OR_WAITING, Announcer, Lifecycle
 from .policy import Breaker, Limits, next_wakeup, pick_runnable
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,9 +40,15 @@ class Scheduler:
         self._wakeup.set()
 
     def set_paused(self, paused: bool) -> None:
-        """The queue-wide pause, kept across restarts."""
+        """The queue-wide pause, kept across restarts. The items it holds (or releases)
+        are published again: their payloads say whether the queue holds them."""
+        changed = paused != self.paused
         self.paused = paused
         self.store.set_setting("paused", paused)
+        if changed:
+            for item in self.lifecycle.items.values():
+                if item.state in QUEUED_OR_WAITING and not item.paused:
+                    self.notifier.item(item)
         self.notifier.state_changed()
         self.wake()
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import voluptuous as vol
 
-from ..models import ItemState
+from ..models import Item, ItemState
 from .codec import RejectedEvent, decode_json
 from .payloads import command_result
 
@@ -52,7 +52,7 @@ class CommandError(Exception):
 
 
 class Controller(Protocol):
-    def retry(self, item_id: str | None) -> list[str]: ...
+    def retry(self, item_id: str | None) -> list[Item]: ...
     def cancel(self, item_id: str) -> str: ...
     def pause(self, item_id: str | None) -> list[str]: ...
     def resume(self, item_id: str | None) -> list[str]: ...
@@ -111,7 +111,7 @@ def execute(controller: Controller, op: str, args: dict[str, Any]) -> Any:
     except vol.Invalid as err:
         raise CommandError("invalid_args", f"{op}: {err}") from err
     handlers: dict[str, Callable[[], Any]] = {
-        "retry": lambda: {"items": controller.retry(valid.get("item_id"))},
+        "retry": lambda: requeued(controller.retry(valid.get("item_id"))),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
         "pause": lambda: {"items": controller.pause(valid.get("item_id"))},
         "resume": lambda: {"items": controller.resume(valid.get("item_id"))},
@@ -126,6 +126,11 @@ def execute(controller: Controller, op: str, args: dict[str, Any]) -> Any:
         "rescan": lambda: controller.rescan(valid.get("seedbox")),
     }
     return handlers[op]()
+
+
+def requeued(items: list[Item]) -> dict[str, Any]:
+    """What a retry did, for a UI to say: ids, how many, and their names."""
+    return {"items": [i.id for i in items], "count": len(items), "names": [i.name for i in items]}
 
 
 class CommandDesk:

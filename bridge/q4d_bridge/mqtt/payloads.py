@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import CLASSIC_LABELS, Item, Label
+from ..models import CLASSIC_LABELS, Item, ItemState, Label
 from .codec import PROTOCOL_VERSION, dumps
 
 
@@ -17,7 +17,17 @@ def classic_label_payload(info_hash: str, label: Label) -> bytes:
     return f"{info_hash}\t{CLASSIC_LABELS[label]}".encode()
 
 
-def item_payload(item: Item) -> dict[str, Any]:
+def held(item: Item, queue_paused: bool) -> str | None:
+    """Why an item that would start does not: its own pause ("item", which outlasts the
+    queue's) or the queue-wide pause ("queue"); None otherwise."""
+    if item.state not in (ItemState.QUEUED, ItemState.WAITING):
+        return None
+    if item.paused:
+        return "item"
+    return "queue" if queue_paused else None
+
+
+def item_payload(item: Item, *, queue_paused: bool = False) -> dict[str, Any]:
     return {
         "v": PROTOCOL_VERSION,
         "id": item.id,
@@ -34,6 +44,7 @@ def item_payload(item: Item) -> dict[str, Any]:
         "state": item.state.value,
         "engine": item.engine,
         "paused": item.paused,
+        "held": held(item, queue_paused),
         "priority": item.priority,
         "bytes_done": item.bytes_done,
         "progress": item.progress,

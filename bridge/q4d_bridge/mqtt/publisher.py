@@ -40,6 +40,7 @@ class Publisher:
         classic_label_topic: str | None,
         snapshot: Callable[[], dict[str, Any]],
         items: Callable[[], list[Item]],
+        queue_paused: Callable[[], bool],
     ) -> None:
         self.topics = topics
         self.store = store
@@ -48,6 +49,7 @@ class Publisher:
         self.classic_label_topic = classic_label_topic
         self._snapshot = snapshot
         self._items = items
+        self._queue_paused = queue_paused  # item payloads say when the queue holds them
         self._client: aiomqtt.Client | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -78,7 +80,7 @@ class Publisher:
         self._client = client
         await client.publish(self.topics.status, self.status_payload("online"), qos=1, retain=True)
         for item in self._items():
-            self._send(self.topics.item(item.id), dumps(item_payload(item)), retain=True)
+            self._send(self.topics.item(item.id), dumps(self._item_payload(item)), retain=True)
             self._item_sent[item.id] = time.monotonic()
         self._dirty_items.clear()
         self._send(self.topics.state, dumps(self._snapshot()), retain=True)
@@ -127,11 +129,14 @@ class Publisher:
         if immediate or now - self._item_sent.get(item.id, 0.0) >= THROTTLE:
             self._dirty_items.pop(item.id, None)
             self._item_sent[item.id] = now
-            self._send(self.topics.item(item.id), dumps(item_payload(item)), retain=True)
+            self._send(self.topics.item(item.id), dumps(self._item_payload(item)), retain=True)
         else:
             self._dirty_items[item.id] = item
             self._flush_wakeup.set()
         self.state_changed()
+
+    def _item_payload(self, item: Item) -> dict[str, Any]:
+        return item_payload(item, queue_paused=self._queue_paused())
 
     def removal_message(self, item_id: str) -> Message:
         return Message(self.topics.item(item_id), b"", retain=True)
@@ -146,7 +151,7 @@ class Publisher:
     def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message:
         payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "event": kind, "at": time.time()}
         if item is not None:
-            payload["item"] = item_payload(item)
+            payload["item"] = self._item_payload(item)
         payload.update(extra)
         return Message(self.topics.event, dumps(payload))
 

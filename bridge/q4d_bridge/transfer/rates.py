@@ -1,69 +1,47 @@
-"""Transfer rates: a smoothed rate and ETA per item, and the bandwidth limit shared by
-every transfer."""
+"""An item's transfer rate and time left, smoothed so that neither jumps."""
 
 from __future__ import annotations
 
+import math
 import time
 
 
 class RateMeter:
-    """Smoothed transfer rate and ETA from a stream of byte counts."""
+    """Rate and ETA from a stream of byte counts.
 
-    def __init__(self, total: int | None, alpha: float = 0.3) -> None:
+    The rate is bytes over seconds, both summed with weights that decay with age
+    (e^(-age/TAU)): an exponentially weighted average over ~TAU seconds in which each
+    report weighs by the time it covers, so irregular reports do not skew it and the
+    first ones are not pulled towards 0. The clock starts at the first report that shows
+    bytes moving (the time before it holds SSH set-up): no slow start. The ETA is the
+    bytes left at that rate."""
+
+    TAU = 5.0
+
+    def __init__(self, total: int | None) -> None:
         self.total = total
-        self.alpha = alpha
         self.rate = 0.0
+        self._bytes = 0.0
+        self._seconds = 0.0
+        self._moving = False
         self._last: tuple[float, int] | None = None
 
     def update(self, done: int, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         if self._last is not None:
             elapsed = now - self._last[0]
-            if elapsed > 0:
-                sample = max(0, done - self._last[1]) / elapsed
-                self.rate = (
-                    sample if self.rate == 0 else self.alpha * sample + (1 - self.alpha) * self.rate
-                )
+            if elapsed <= 0:
+                return
+            moved = max(0, done - self._last[1])
+            if self._moving:
+                decay = math.exp(-elapsed / self.TAU)
+                self._bytes = self._bytes * decay + moved
+                self._seconds = self._seconds * decay + elapsed
+                self.rate = self._bytes / self._seconds
+            self._moving = self._moving or moved > 0
         self._last = (now, done)
 
     def eta(self, done: int) -> float | None:
         if self.total is None or self.rate <= 0:
             return None
         return max(0.0, (self.total - done) / self.rate)
-
-
-class Bandwidth:
-    """One token bucket shared by every transfer; the limit can change at any time.
-
-    Takers book what they are about to receive and, when the bucket is in debt, wait
-    until it is repaid, so the aggregate rate converges on the limit whatever the
-    concurrency."""
-
-    BURST_SECONDS = 0.25
-
-    def __init__(self, rate: int = 0) -> None:
-        self.rate = rate
-        self._tokens = 0.0
-        self._stamp = time.monotonic()
-
-    def set_rate(self, rate: int) -> None:
-        self.rate = rate
-        self._tokens = 0.0
-        self._stamp = time.monotonic()
-
-    def take(self, amount: int) -> float:
-        """Book `amount` bytes; returns how long the taker waits before using them (the
-        bucket in debt), so the aggregate rate converges on the limit."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        burst = self.rate * self.BURST_SECONDS
-        self._tokens = min(burst, self._tokens + (now - self._stamp) * self.rate) - amount
-        self._stamp = now
-        return max(0.0, -self._tokens / self.rate)
-
-    def give_back(self, amount: int) -> None:
-        """Return bytes booked and never used (a read stopped before its data came), so
-        the transfers still running get the whole limit."""
-        if self.rate > 0:
-            self._tokens = min(self.rate * self.BURST_SECONDS, self._tokens + amount)

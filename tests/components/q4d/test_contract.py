@@ -382,7 +382,7 @@ ITEM_SAME = {
         "id", "seedbox", "name", "state", "destination", "local_path", "remote_path",
         "category", "tags", "size", "bytes_done", "progress", "rate", "eta", "attempts",
         "priority", "paused", "received_at", "started_at", "finished_at", "next_attempt_at",
-        "updated_at",
+        "updated_at", "held",
     )
 }  # fmt: skip
 ITEM_UNUSED = frozenset({"v", "hash", "type", "engine"})
@@ -400,10 +400,9 @@ def assert_item(what: str, parsed: HaItem, sent: Mapping[str, Any]) -> None:
         derived={
             "error_code": None if error is None else error["code"],
             "error_message": None if error is None else error["message"],
-            "held": sent.get("held"),  # read when the bridge sends it
             "raw": dict(sent),
         },
-        derived_from=frozenset({"error"} | ({"held"} & set(sent))),
+        derived_from=frozenset({"error"}),
         unused=ITEM_UNUSED,
     )
     assert parsed.finished == (sent["state"] in BRIDGE_FINISHED_STATES), (

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...config.model import RsyncConfig, SeedboxConfig
+from ..bandwidth import Bandwidth
 from ..errors import ErrorCode
-from ..rates import Bandwidth
 from .base import ProgressCallback, TransferRequest, allocated_bytes
 from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
 
@@ -134,7 +134,7 @@ class RsyncEngine:
     ) -> None:
         self.config = config
         self.bandwidth = bandwidth
-        self.slots = slots  # like lftp, each rsync gets an equal share of the total limit
+        self.slots = slots  # like lftp, each rsync gets limit ÷ max_concurrent
         self.nice = nice
 
     def warm(self, seedbox: SeedboxConfig) -> None:
@@ -147,19 +147,18 @@ class RsyncEngine:
                          request.item_id, path.name)  # fmt: skip
         skipped = await asyncio.to_thread(already_complete, request)
         parser = ProgressParser()
-        rate = self.bandwidth.rate
-        share = max(1, rate // max(1, self.slots())) if rate else 0  # 0 means unlimited
 
         async def report() -> None:
             # progress2 speaks once a second; the bytes on disk fill in between.
             on_disk = await asyncio.to_thread(allocated_bytes, request.target)
             on_progress(max(skipped + parser.done, on_disk))
 
-        await run_tool(
-            [*launcher(self.nice), *build_argv(self.config, request, share)],
-            tool="rsync",
-            item_id=request.item_id,
-            patterns=RSYNC_ERRORS,
-            on_tick=report,
-            on_output=parser.feed,
-        )
+        with self.bandwidth.reserve(self.slots()) as share:  # 0 means unlimited
+            await run_tool(
+                [*launcher(self.nice), *build_argv(self.config, request, share)],
+                tool="rsync",
+                item_id=request.item_id,
+                patterns=RSYNC_ERRORS,
+                on_tick=report,
+                on_output=parser.feed,
+            )

@@ -21,9 +21,9 @@ from pathlib import Path
 import asyncssh
 
 from ...config.model import SeedboxConfig, SftpConfig
+from ..bandwidth import Bandwidth, Flow
 from ..errors import TransferError, local_error
 from ..payload import RemoteEntry
-from ..rates import Bandwidth
 from ..remote import classify_ssh_error, connect
 from .base import ProgressCallback, TransferRequest
 from .sftp_reads import Chunk, Connection, ConnectionReader, Journal, Plan, local_path, plan_chunks
@@ -177,13 +177,13 @@ class SftpEngine:
                 on_progress(progress[0])
 
         tick = asyncio.create_task(ticker())
+        flow = Flow()
         healthy = False
         try:
             async with asyncio.TaskGroup() as group:
                 for conn in ready:
-                    reader = ConnectionReader(
-                        conn, request, self.config, self.bandwidth, plan, journals, progress
-                    )
+                    reader = ConnectionReader(conn, request, self.config, self.bandwidth,
+                                              flow, plan, journals, progress)  # fmt: skip
                     group.create_task(reader.run())
             healthy = True
         except* TransferError as group_err:

@@ -16,9 +16,9 @@ from pathlib import Path
 import asyncssh
 
 from ...config.model import SftpConfig
+from ..bandwidth import Bandwidth, Flow
 from ..errors import ErrorCode, TransferError, local_error
 from ..payload import RemoteFile, close_behind
-from ..rates import Bandwidth
 from ..remote import transfer_errors
 from .base import TransferRequest
 
@@ -123,6 +123,7 @@ class ConnectionReader:
         request: TransferRequest,
         config: SftpConfig,
         bandwidth: Bandwidth,
+        flow: Flow,
         plan: Plan,
         journals: dict[str, Journal],
         progress: list[int],
@@ -137,6 +138,7 @@ class ConnectionReader:
         self.chunks_ahead = -(-config.max_requests * self.block_size // config.chunk_size)
         self.slots = asyncio.Semaphore(config.max_requests)
         self.bandwidth = bandwidth
+        self.flow = flow  # the whole transfer's, over every connection
         self.plan = plan
         self.mine: list[str] = []
         self.journals = journals
@@ -227,12 +229,10 @@ class ConnectionReader:
         try:
             with transfer_errors():
                 handle = await entry.handle
-                # Paid before asking: the limit then paces requests, not just the writes
-                # of a window already in flight.
-                wait = self.bandwidth.take(length)
+                # Granted before asking: the limit then paces requests, not just the
+                # writes of a window already in flight.
+                await self.bandwidth.take(self.flow, length)
                 booked = True
-                if wait:
-                    await asyncio.sleep(wait)
                 while length:
                     data = await handle.read(length, offset)
                     if not isinstance(data, bytes) or not data:
