@@ -3,18 +3,19 @@
 Its script (frontend/q4d-transfers-card.js, no build step) is served by Home
 Assistant's HTTP server and loaded by every dashboard as an extra frontend module,
 so the card needs no download of its own and no Lovelace resource. The URL carries
-the integration's version: a browser's cached copy is replaced on every upgrade.
+a digest of the script: a browser's cached copy is replaced whenever the script
+changes, even between two releases with the same version number.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Final
 
 from homeassistant.components.frontend import add_extra_js_url
 from homeassistant.components.http import StaticPathConfig
 from homeassistant.core import HomeAssistant
-from homeassistant.loader import async_get_integration
 
 from . import websocket_api
 from .const import DOMAIN
@@ -27,10 +28,14 @@ CARD_URL: Final = f"/{DOMAIN}/{CARD_FILE}"
 async def async_setup_card(hass: HomeAssistant) -> None:
     """Serve the card's script, load it in every dashboard, register its data feed."""
     websocket_api.async_register(hass)
-    integration = await async_get_integration(hass, DOMAIN)
+    digest = await hass.async_add_executor_job(_script_digest)
     await hass.http.async_register_static_paths(
         [StaticPathConfig(CARD_URL, str(CARD_PATH), cache_headers=True)]
     )
     # Without the frontend (a headless Home Assistant) there is no dashboard to load it.
     if "frontend" in hass.config.components:
-        add_extra_js_url(hass, f"{CARD_URL}?v={integration.version}")
+        add_extra_js_url(hass, f"{CARD_URL}?v={digest}")
+
+
+def _script_digest() -> str:
+    return hashlib.sha256(CARD_PATH.read_bytes()).hexdigest()[:12]

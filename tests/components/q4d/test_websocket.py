@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 from unittest.mock import patch
 
@@ -16,7 +17,7 @@ from pytest_homeassistant_custom_component.typing import (
     WebSocketGenerator,
 )
 
-from custom_components.q4d.card import CARD_URL
+from custom_components.q4d.card import CARD_PATH, CARD_URL
 from custom_components.q4d.const import CONF_BRIDGE_ID, CONF_ITEM_ENTITIES, CONF_PREFIX, DOMAIN
 from custom_components.q4d.websocket_api import HISTORY_LIMIT, SUBSCRIBE
 
@@ -359,8 +360,10 @@ async def test_card_script_is_served(
 
 
 async def test_dashboards_load_the_card(hass: HomeAssistant, mqtt_mock: MqttMockHAClient) -> None:
-    """With the frontend loaded, every dashboard loads the script, its URL versioned."""
+    """With the frontend loaded, every dashboard loads the script, its URL carrying a
+    digest of the script (a changed script is fetched again, whatever the version)."""
     hass.config.components.add("frontend")
     with patch("custom_components.q4d.card.add_extra_js_url") as add_extra_js_url:
         assert await async_setup_component(hass, DOMAIN, {})
-    add_extra_js_url.assert_called_once_with(hass, f"{CARD_URL}?v=0.1.0")
+    digest = hashlib.sha256(CARD_PATH.read_bytes()).hexdigest()[:12]
+    add_extra_js_url.assert_called_once_with(hass, f"{CARD_URL}?v={digest}")
