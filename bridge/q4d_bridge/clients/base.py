@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
+
+
+class ClientErrorKind(StrEnum):
+    """Why a request to a torrent client failed; only `UNREACHABLE` is worth retrying."""
+
+    AUTH = "auth"  # wrong credentials, or a session the client will not renew
+    UNREACHABLE = "unreachable"  # connection refused or reset, timeout, 5xx
+    REFUSED = "refused"  # the client understood and said no (bad torrent, bad argument)
+    NOT_FOUND = "not_found"  # no such torrent
 
 
 class ClientError(Exception):
     """The torrent client could not be reached or refused the request."""
+
+    def __init__(self, message: str, kind: ClientErrorKind = ClientErrorKind.UNREACHABLE) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+    @property
+    def transient(self) -> bool:
+        return self.kind is ClientErrorKind.UNREACHABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +55,20 @@ class ClientStats:
     torrents: int
 
 
+@dataclass(frozen=True, slots=True)
+class NewTorrent:
+    """A torrent to add: exactly one of a magnet link or the .torrent file's bytes."""
+
+    magnet: str | None = None
+    torrent_file: bytes | None = None
+    category: str | None = None  # qBittorrent's category, Deluge's and rTorrent's label, ...
+    save_path: str | None = None  # None: the client's default
+    paused: bool = False
+
+
 class TorrentClient(Protocol):
+    """What reconciliation, node stats and labels need."""
+
     async def completed_torrents(self) -> list[Torrent]: ...
 
     async def stats(self) -> ClientStats: ...
@@ -49,3 +80,21 @@ class TorrentClient(Protocol):
     async def remove_tags(self, hashes: list[str], tags: list[str]) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class ManagedTorrentClient(TorrentClient, Protocol):
+    """A client the bridge also adds torrents to and steers (dispatch)."""
+
+    async def version(self) -> str: ...
+
+    async def torrents(self) -> list[Torrent]: ...
+
+    async def add(self, torrent: NewTorrent) -> None: ...
+
+    async def pause(self, hashes: list[str]) -> None: ...
+
+    async def resume(self, hashes: list[str]) -> None: ...
+
+    async def remove(self, hashes: list[str], *, delete_data: bool) -> None: ...
+
+    async def set_category(self, hashes: list[str], category: str | None) -> None: ...

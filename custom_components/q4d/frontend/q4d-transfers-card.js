@@ -378,9 +378,9 @@ class Q4dTransfersCard extends HTMLElement {
       ["failed", counts.failed || 0],
       ["done", counts.done || 0],
     ].map(([name, n]) => `<span class="chip ${n ? name : ""}"><b>${n}</b> ${name}</span>`);
-    const limit = bridge.bandwidth_limit
-      ? ` <span class="dim">(limit ${rate(bridge.bandwidth_limit)})</span>`
-      : "";
+    const limit = ` <span class="dim">(${
+      bridge.bandwidth_limit ? `limit ${rate(bridge.bandwidth_limit)}` : "unlimited"
+    })</span>`;
     return `<div class="chips">${chips.join("")}</div>
       <div class="rate"><ha-icon icon="mdi:download-network"></ha-icon>
         <b>${rate(bridge.rate)}</b>${limit}</div>`;
