@@ -71,6 +71,7 @@ def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:
         (lambda r: r["seedboxes"][0].update(torrent_file="/s/{name}{hash}"), "seedboxes[0].torrent_file: only {hash} and {HASH}"),
         (lambda r: r["seedboxes"][0].update(client={"type": "utorrent", "url": "http://x"}), "seedboxes[0].client.type: value must be one of"),
         (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "x:8080"}), "seedboxes[0].client.url: must be an http(s) URL"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "deluge", "url": "http://x:8112"}), "seedboxes[0].client.password: required for Deluge (deluge-web's password)"),
         (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "password_file": "/nope/pw"}), "seedboxes[0].client.password_file: cannot read /nope/pw"),
         (lambda r: r["transfers"].update(max_repairs=-1), "transfers.max_repairs: value must be at least 0"),
     ],

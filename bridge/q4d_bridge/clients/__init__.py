@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..config.model import ClientConfig
 from .base import TorrentClient
+from .deluge import DelugeClient
 from .qbittorrent import QbittorrentClient
 
 
@@ -11,4 +12,6 @@ def make_client(config: ClientConfig) -> TorrentClient:
     """The client adapter for a seedbox's torrent client (config validates the type)."""
     if config.type == "qbittorrent":
         return QbittorrentClient(config)
+    if config.type == "deluge":
+        return DelugeClient(config)
     raise ValueError(f"no adapter for torrent client {config.type!r}")

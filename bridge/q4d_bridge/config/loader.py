@@ -154,6 +154,10 @@ def _build(data: dict[str, Any]) -> Config:
         elif not sb["trust_on_first_use"] and not Path(known_hosts).is_file():
             errors.append(f"seedboxes[{i}].known_hosts: file not found: {known_hosts}")
         client = sb.get("client")
+        if client and client["type"] == "deluge" and not client.get("password"):
+            errors.append(
+                f"seedboxes[{i}].client.password: required for Deluge (deluge-web's password)"
+            )
         if sb["id"] in seedboxes:
             errors.append(f"seedboxes[{i}].id: duplicate seedbox id {sb['id']!r}")
         seedboxes[sb["id"]] = SeedboxConfig(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
-from ..clients.base import ClientError, TorrentClient
+from ..clients.base import ClientError, ClientErrorKind, TorrentClient
 from ..config.model import SeedboxConfig
 from .errors import TransferError
 from .remote import SeedboxSession
@@ -55,7 +55,15 @@ class TorrentSource:
             try:
                 return await self.client.export_torrent(info_hash.lower())
             except ClientError as err:
-                _LOGGER.warning("torrent %s: export failed: %s", info_hash, err)
+                # A client that cannot export (Deluge) with the session folder configured:
+                # that folder is the way, nothing to warn about.
+                quiet = (
+                    err.kind is ClientErrorKind.REFUSED and self.seedbox.torrent_file is not None
+                )
+                _LOGGER.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "torrent %s: export failed: %s", info_hash, err,
+                )  # fmt: skip
         if self.seedbox.torrent_file is not None:
             path = self.seedbox.torrent_file.format(hash=info_hash.lower(), HASH=info_hash.upper())
             try:
