@@ -66,3 +66,12 @@ async def test_other_failures_are_raised_at_once(slept: list[float], kind: Clien
         await with_retries(call, what="add", sleep=sleeper(slept))
     assert call.calls == 1 and slept == []
     assert err.value.kind is kind and not err.value.transient
+
+
+async def test_a_lambda_returning_a_coroutine_is_awaited_and_retried(slept: list[float]) -> None:
+    """Adapters pass `lambda: self._call(...)`: not a coroutine function, which tenacity
+    would neither await nor retry."""
+    call = Flaky(down())
+    attempt = lambda: call()  # noqa: E731, PLW0108 - the lambda is the point
+    assert await with_retries(attempt, what="stats", sleep=sleeper(slept)) == "ok"
+    assert call.calls == 2 and slept == [1]

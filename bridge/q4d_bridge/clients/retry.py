@@ -32,8 +32,14 @@ async def with_retries[T](
         retry=retry_if_exception(_transient),
         sleep=sleep,
     )
+
+    async def attempt() -> T:
+        # A coroutine function, always: tenacity awaits only what it recognises as one,
+        # and would hand back a lambda's coroutine unawaited (and never retry it).
+        return await call()
+
     try:
-        return await retrying(call)
+        return await retrying(attempt)
     except RetryError as err:
         last = err.last_attempt.exception()
         assert isinstance(last, ClientError)
