@@ -232,7 +232,9 @@ class QbittorrentClient:
         return [_torrent(info) for info in infos]
 
     async def stats(self) -> ClientStats:
-        data = await self._retried("sync data", lambda api: api.sync.maindata())
+        # Not retried: the monitor polls every seedbox in turn, and its next poll is the
+        # retry; backing off here would hold up the other seedboxes' figures.
+        data = await self._call("sync data", lambda api: api.sync.maindata())
         server = data.server_state
         torrents = data.torrents.values()
         return ClientStats(
