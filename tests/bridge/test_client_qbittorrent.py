@@ -19,12 +19,8 @@ import pytest
 from aiohttp import web
 from q4d_bridge.clients import qbittorrent
 from q4d_bridge.clients.base import ClientError, ClientErrorKind, NewTorrent, Torrent
-from q4d_bridge.clients.qbittorrent import (
-    QbittorrentClient,
-    magnet_hash,
-    new_torrent_hash,
-    torrent_file_hash,
-)
+from q4d_bridge.clients.infohash import magnet_hash, new_torrent_hash, torrent_file_hash
+from q4d_bridge.clients.qbittorrent import QbittorrentClient
 from q4d_bridge.config.model import ClientConfig
 
 from tests.bridge.test_e2e import make_file
