@@ -1,14 +1,14 @@
 """Where a payload's .torrent comes from: the torrent client's API (qBittorrent
-`torrents/export`) or a configured path on the seedbox (a client's session folder).
-A .torrent that cannot be had, or that is not the payload's, means no piece check:
-the size check still stands, and the reason is logged."""
+`torrents/export`; rTorrent has none and refuses) or a configured path on the seedbox
+(a client's session folder). A .torrent that cannot be had, or that is not the
+payload's, means no piece check: the size check still stands, and the reason is logged."""
 
 from __future__ import annotations
 
 import logging
 import re
 
-from ..clients.base import ClientError, TorrentClient
+from ..clients.base import ClientError, ClientErrorKind, TorrentClient
 from ..config.model import SeedboxConfig
 from .errors import TransferError
 from .remote import SeedboxSession
@@ -55,7 +55,12 @@ class TorrentSource:
             try:
                 return await self.client.export_torrent(info_hash.lower())
             except ClientError as err:
-                _LOGGER.warning("torrent %s: export failed: %s", info_hash, err)
+                # A client that cannot export at all (rTorrent) says so each time; with
+                # torrent_file set, that is expected and not worth a warning.
+                has_file = self.seedbox.torrent_file is not None
+                expected = err.kind is ClientErrorKind.REFUSED and has_file
+                level = logging.DEBUG if expected else logging.WARNING
+                _LOGGER.log(level, "torrent %s: export failed: %s", info_hash, err)
         if self.seedbox.torrent_file is not None:
             path = self.seedbox.torrent_file.format(hash=info_hash.lower(), HASH=info_hash.upper())
             try:
