@@ -72,6 +72,14 @@ def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:
         (lambda r: r["seedboxes"][0].update(client={"type": "utorrent", "url": "http://x"}), "seedboxes[0].client.type: value must be one of"),
         (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "x:8080"}), "seedboxes[0].client.url: must be an http(s) URL"),
         (lambda r: r["seedboxes"][0].update(client={"type": "deluge", "url": "http://x:8112"}), "seedboxes[0].client.password: required for Deluge (deluge-web's password)"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "scgi://127.0.0.1:5000"}), "seedboxes[0].client.url: must be an http(s) URL"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "127.0.0.1:5000"}), "seedboxes[0].client.url: must be an http(s) URL (an XML-RPC endpoint such as https://host/RPC2), or scgi://host:port or scgi:///path/to.sock for rTorrent's SCGI socket"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://127.0.0.1:nope"}), "seedboxes[0].client.url: invalid port in 'scgi://127.0.0.1:nope'"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://127.0.0.1:5000/RPC2"}), "seedboxes[0].client.url: expected scgi://host:port (port 5000 if left out), got"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://me@127.0.0.1:5000"}), "seedboxes[0].client.url: expected scgi://host:port"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://~/.rtorrent.sock"}), "seedboxes[0].client.url: expected scgi://host:port"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi:///"}), "seedboxes[0].client.url: expected scgi:///absolute/path/to.sock, got 'scgi:///'"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi:///home/me/.rtorrent.sock", "username": "me"}), "seedboxes[0].client.username: SCGI has no login: username and password are for an http(s) url"),
         (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "password_file": "/nope/pw"}), "seedboxes[0].client.password_file: cannot read /nope/pw"),
         (lambda r: r["transfers"].update(max_repairs=-1), "transfers.max_repairs: value must be at least 0"),
     ],
@@ -80,6 +88,15 @@ def test_mistakes_are_named(raw: dict[str, Any], mutate: Any, expected: str) -> 
     mutate(raw)
     errors = errors_of(raw)
     assert any(expected in e for e in errors), errors
+
+
+def test_rtorrent_takes_http_and_scgi_urls(raw: dict[str, Any]) -> None:
+    urls = ["https://seedbox.example.com/RPC2", "http://10.0.0.5/RPC2", "scgi://127.0.0.1:5000",
+            "scgi://seedbox.lan", "scgi:///home/me/.rtorrent.sock"]  # fmt: skip
+    for url in urls:
+        raw["seedboxes"][0]["client"] = {"type": "rtorrent", "url": url}
+        client = parse_config(copy.deepcopy(raw)).seedboxes["sb1"].client
+        assert client is not None and (client.type, client.url) == ("rtorrent", url)
 
 
 def test_several_mistakes_reported_together(raw: dict[str, Any]) -> None:

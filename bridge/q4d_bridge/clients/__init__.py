@@ -6,6 +6,7 @@ from ..config.model import ClientConfig
 from .base import TorrentClient
 from .deluge import DelugeClient
 from .qbittorrent import QbittorrentClient
+from .rtorrent import RtorrentClient
 
 
 def make_client(config: ClientConfig) -> TorrentClient:
@@ -14,4 +15,6 @@ def make_client(config: ClientConfig) -> TorrentClient:
         return QbittorrentClient(config)
     if config.type == "deluge":
         return DelugeClient(config)
+    if config.type == "rtorrent":
+        return RtorrentClient(config)
     raise ValueError(f"no adapter for torrent client {config.type!r}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import voluptuous as vol
 
@@ -17,7 +18,7 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TOPIC_PREFIX_PATTERN = r"^[^#+\x00]+$"
 TRANSFER_ENGINES = ("lftp", "sftp", "rsync")
 ENGINES = ("auto", *TRANSFER_ENGINES)
-CLIENT_TYPES = ("qbittorrent", "deluge")
+CLIENT_TYPES = ("qbittorrent", "deluge", "rtorrent")
 DEFAULT_HOOK_FLUSH = "~/.local/bin/q4d-hook flush"
 
 
@@ -179,10 +180,48 @@ BROKER_SCHEMA = vol.Schema(
     }
 )
 
-CLIENT_SCHEMA = vol.Schema(
+
+def _client_url(client: dict[str, Any]) -> dict[str, Any]:
+    """http(s) for every client; rTorrent also takes its SCGI socket: `scgi://host:port`
+    (network.scgi.open_port) or `scgi:///path/to.sock` (network.scgi.open_local)."""
+    url: str = client["url"]
+    if client["type"] != "rtorrent":
+        if not re.match(r"^https?://", url):
+            raise vol.Invalid("must be an http(s) URL", path=["url"])
+        return client
+    if re.match(r"^https?://", url):
+        return client
+    if not url.startswith("scgi://"):
+        raise vol.Invalid(
+            "must be an http(s) URL (an XML-RPC endpoint such as https://host/RPC2), or "
+            "scgi://host:port or scgi:///path/to.sock for rTorrent's SCGI socket",
+            path=["url"],
+        )
+    parts = urlsplit(url)
+    if parts.netloc:
+        try:
+            parts.port  # noqa: B018 - parsed for its check
+        except ValueError as err:
+            raise vol.Invalid(f"invalid port in {url!r}: {err}", path=["url"]) from err
+        if not parts.hostname or parts.path not in ("", "/") or "@" in parts.netloc:
+            raise vol.Invalid(
+                f"expected scgi://host:port (port 5000 if left out), got {url!r}",
+                path=["url"],
+            )
+    elif not parts.path.startswith("/") or parts.path.endswith("/"):
+        raise vol.Invalid(f"expected scgi:///absolute/path/to.sock, got {url!r}", path=["url"])
+    for key in ("username", "password"):
+        if key in client:
+            raise vol.Invalid(
+                "SCGI has no login: username and password are for an http(s) url", path=[key]
+            )
+    return client
+
+
+CLIENT_KEYS_SCHEMA = vol.Schema(
     {
         vol.Required("type"): vol.In(CLIENT_TYPES),
-        vol.Required("url"): vol.All(str, vol.Match(r"^https?://", msg="must be an http(s) URL")),
+        vol.Required("url"): str,
         vol.Optional("username"): _text,
         vol.Optional("password"): _text,
         vol.Optional("verify_tls", default=True): bool,
@@ -190,6 +229,7 @@ CLIENT_SCHEMA = vol.Schema(
         vol.Optional("poll_interval", default="30s"): vol.All(_duration, vol.Range(min=1)),
     }
 )
+CLIENT_SCHEMA = vol.All(CLIENT_KEYS_SCHEMA, _client_url)
 
 RECONCILE_SCHEMA = vol.Schema(
     {

@@ -1,7 +1,7 @@
 """Where a payload's .torrent comes from: the torrent client's API (qBittorrent
-`torrents/export`) or a configured path on the seedbox (a client's session folder).
-A .torrent that cannot be had, or that is not the payload's, means no piece check:
-the size check still stands, and the reason is logged."""
+`torrents/export`; rTorrent has none and refuses) or a configured path on the seedbox
+(a client's session folder). A .torrent that cannot be had, or that is not the
+payload's, means no piece check: the size check still stands, and the reason is logged."""
 
 from __future__ import annotations
 
@@ -55,15 +55,12 @@ class TorrentSource:
             try:
                 return await self.client.export_torrent(info_hash.lower())
             except ClientError as err:
-                # A client that cannot export (Deluge) with the session folder configured:
-                # that folder is the way, nothing to warn about.
-                quiet = (
-                    err.kind is ClientErrorKind.REFUSED and self.seedbox.torrent_file is not None
-                )
-                _LOGGER.log(
-                    logging.DEBUG if quiet else logging.WARNING,
-                    "torrent %s: export failed: %s", info_hash, err,
-                )  # fmt: skip
+                # A client that cannot export at all (Deluge, rTorrent) says so each time; with
+                # torrent_file set, that is expected and not worth a warning.
+                has_file = self.seedbox.torrent_file is not None
+                expected = err.kind is ClientErrorKind.REFUSED and has_file
+                level = logging.DEBUG if expected else logging.WARNING
+                _LOGGER.log(level, "torrent %s: export failed: %s", info_hash, err)
         if self.seedbox.torrent_file is not None:
             path = self.seedbox.torrent_file.format(hash=info_hash.lower(), HASH=info_hash.upper())
             try:

@@ -1,0 +1,590 @@
+"""rTorrent over XML-RPC: straight to its SCGI socket (`scgi://127.0.0.1:5000`, rTorrent's
+`network.scgi.open_port`, or `scgi:///home/me/.rtorrent.sock`, its
+`network.scgi.open_local`), or through a web server's XML-RPC endpoint
+(`https://seedbox.example.com/RPC2`, as ruTorrent uses, with HTTP Basic auth).
+
+Conventions, shared with the seedbox side (q4d-hook, q4d-labeld):
+- category = `d.custom1`, ruTorrent's label (also Sonarr's and Radarr's category).
+  ruTorrent writes it URL-encoded, so it is read URL-decoded; it is written as it is,
+  except `%` (and a leading `$`) which are percent-encoded, so it reads back the same.
+- tags = `d.custom=q4d`, the key q4d-labeld's tag mode writes (`q4d:DONE`), as a
+  comma-separated list. Nothing else reads that key.
+
+rTorrent's limits, answered with REFUSED: it cannot hand out a .torrent file over
+XML-RPC (it keeps `<HASH>.torrent` in its session directory: the seedbox's
+`torrent_file` setting reads it over SSH), and it never deletes a torrent's data.
+SCGI is stateless and has no login: nothing to renew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import logging
+import posixpath
+import re
+import xmlrpc.client
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
+from xml.parsers.expat import ExpatError
+
+import aiohttp
+import fastbencode
+from yarl import URL
+
+from ..config.model import ClientConfig
+from .base import ClientError, ClientErrorKind, ClientStats, NewTorrent, Torrent
+
+_LOGGER = logging.getLogger(__name__)
+REQUEST_TIMEOUT = 30.0
+SCGI_DEFAULT_PORT = 5000
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+LOAD_WAIT = 2.0  # how long a loaded torrent may take to show up in rTorrent's list
+CUSTOM_KEY = "q4d"  # q4d-labeld's key (d.custom=q4d): the torrent's tags
+
+_HASH = re.compile(r"^[0-9a-fA-F]{40}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What d.multicall2 reads of each torrent, in this order (see _torrent).
+TORRENT_FIELDS = (
+    "d.hash=", "d.name=", "d.state=", "d.is_active=", "d.complete=", "d.hashing=",
+    "d.completed_bytes=", "d.size_bytes=", "d.custom1=", f"d.custom={CUSTOM_KEY}",
+    "d.base_path=", "d.directory=", "d.is_multi_file=", "d.timestamp.finished=",
+    "t.multicall=,t.url=,t.is_enabled=",
+)  # fmt: skip
+STATS_FIELDS = ("d.state=", "d.is_active=", "d.complete=", "d.is_open=", "d.directory=",
+                "d.free_diskspace=")  # fmt: skip
+
+
+class _Transport(Protocol):
+    where: str  # the endpoint, without credentials, for messages
+
+    async def post(self, body: bytes) -> bytes: ...
+
+    async def close(self) -> None: ...
+
+
+def _error(message: str, kind: ClientErrorKind = ClientErrorKind.UNREACHABLE) -> ClientError:
+    return ClientError(message, kind)
+
+
+class ScgiTransport:
+    """One XML-RPC request per connection: the netstring of CGI headers, the body, then
+    rTorrent's HTTP-like answer (`Status:` line optional, headers, blank line, XML)."""
+
+    def __init__(self, address: str | tuple[str, int], where: str) -> None:
+        self.address = address
+        self.where = where
+
+    async def post(self, body: bytes) -> bytes:
+        headers = b"CONTENT_LENGTH\x00%d\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00" % len(body)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                if isinstance(self.address, str):
+                    reader, writer = await asyncio.open_unix_connection(self.address)
+                else:
+                    reader, writer = await asyncio.open_connection(*self.address)
+                try:
+                    writer.write(b"%d:%s," % (len(headers), headers) + body)
+                    await writer.drain()
+                    answer = await _read_all(reader, self.where)
+                finally:
+                    writer.close()
+                    with contextlib.suppress(OSError):
+                        await writer.wait_closed()
+        except TimeoutError as err:
+            raise _error(
+                f"rTorrent at {self.where}: no answer within {REQUEST_TIMEOUT:g} s"
+            ) from err
+        except OSError as err:
+            raise _error(
+                f"rTorrent unreachable at {self.where}: {type(err).__name__}: {err}"
+            ) from err
+        return _scgi_body(answer, self.where)
+
+    async def close(self) -> None:
+        pass
+
+
+async def _read_all(reader: asyncio.StreamReader, where: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await reader.read(65536):
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            raise _error(
+                f"rTorrent at {where}: answer larger than {MAX_ANSWER_BYTES // 2**20} MiB",
+                ClientErrorKind.REFUSED,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _scgi_body(answer: bytes, where: str) -> bytes:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        head, sep, body = answer.partition(b"\n\n")
+    if not sep:
+        raise _error(f"rTorrent at {where}: the answer ended early ({len(answer)} bytes)")
+    headers: dict[str, str] = {}
+    for line in head.decode("latin-1").splitlines():
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    status = headers.get("status", "200")
+    code = int(status.split()[0]) if status.split() and status.split()[0].isdigit() else 0
+    if code != 200:
+        kind = ClientErrorKind.UNREACHABLE if code >= 500 else ClientErrorKind.REFUSED
+        raise _error(f"rTorrent at {where}: SCGI status {status}", kind)
+    length = headers.get("content-length", "")
+    if length.isdigit():
+        if len(body) < int(length):
+            raise _error(
+                f"rTorrent at {where}: the answer ended early ({len(body)} of {length} bytes)"
+            )
+        body = body[: int(length)]
+    return body
+
+
+class HttpTransport:
+    """XML-RPC over HTTP(S): ruTorrent's or a web server's /RPC2 mount of the SCGI socket."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        url = URL(config.url)
+        self.auth: aiohttp.BasicAuth | None = None
+        if config.username is not None:
+            # UTF-8, as browsers send it and htpasswd files hold it (aiohttp: Latin-1)
+            self.auth = aiohttp.BasicAuth(config.username, config.password or "", "utf-8")
+            url = url.with_user(None)
+        elif url.user is not None:  # credentials in the URL, only there
+            self.auth = aiohttp.BasicAuth(url.user, url.password or "", "utf-8")
+            url = url.with_user(None)
+        self.url = url
+        self.where = str(url)
+        self.ssl = config.verify_tls  # False: any certificate and host name
+        self._http: aiohttp.ClientSession | None = None
+
+    async def post(self, body: bytes) -> bytes:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
+        try:
+            async with self._http.post(
+                self.url,
+                data=body,
+                headers={"Content-Type": "text/xml"},
+                auth=self.auth,
+                ssl=self.ssl,
+                allow_redirects=False,
+            ) as response:
+                status = f"HTTP {response.status} {response.reason or ''}".strip()
+                if response.status in (401, 403):
+                    raise _error(
+                        f"rTorrent at {self.where}: {status} (check username/password)",
+                        ClientErrorKind.AUTH,
+                    )
+                if response.status >= 500:
+                    raise _error(f"rTorrent at {self.where}: {status}")
+                if 300 <= response.status < 400:
+                    target = response.headers.get("Location", "?")
+                    raise _error(
+                        f"rTorrent at {self.where}: {status}, redirected to {target} (not an "
+                        "XML-RPC endpoint: a login page?)",
+                        ClientErrorKind.REFUSED,
+                    )
+                if response.status != 200:
+                    raise _error(
+                        f"rTorrent at {self.where}: {status} (is the url rTorrent's XML-RPC "
+                        "endpoint, e.g. https://host/RPC2?)",
+                        ClientErrorKind.REFUSED,
+                    )
+                return await _read_limited(response.content, self.where)
+        except TimeoutError as err:
+            raise _error(
+                f"rTorrent at {self.where}: no answer within {REQUEST_TIMEOUT:g} s"
+            ) from err
+        except (aiohttp.ClientError, OSError) as err:
+            raise _error(
+                f"rTorrent unreachable at {self.where}: {type(err).__name__}: {err}"
+            ) from err
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+
+async def _read_limited(content: aiohttp.StreamReader, where: str) -> bytes:
+    data = await content.read(MAX_ANSWER_BYTES + 1)
+    while len(data) <= MAX_ANSWER_BYTES and (chunk := await content.read(65536)):
+        data += chunk
+    if len(data) > MAX_ANSWER_BYTES:
+        raise _error(
+            f"rTorrent at {where}: answer larger than {MAX_ANSWER_BYTES // 2**20} MiB",
+            ClientErrorKind.REFUSED,
+        )
+    return data
+
+
+def make_transport(config: ClientConfig) -> _Transport:
+    """`scgi://host[:port]`, `scgi:///path/to.sock` or `http(s)://…` (config validated it)."""
+    parts = urlsplit(config.url)
+    if parts.scheme == "scgi":
+        if parts.netloc:
+            host = parts.hostname or "127.0.0.1"
+            port = parts.port or SCGI_DEFAULT_PORT
+            return ScgiTransport((host, port), f"scgi://{parts.netloc}")
+        return ScgiTransport(parts.path, f"scgi://{parts.path}")
+    return HttpTransport(config)
+
+
+def _fault(where: str, method: str, text: str) -> ClientError:
+    if "info-hash" in text.lower():  # -501 "Could not find info-hash."
+        return _error(f"rTorrent at {where}: {method}: no such torrent", ClientErrorKind.NOT_FOUND)
+    hint = " (an older rTorrent?)" if "not defined" in text else ""
+    return _error(f"rTorrent at {where}: {method}: {text}{hint}", ClientErrorKind.REFUSED)
+
+
+class RtorrentClient:
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._transport = make_transport(config)
+        self._session_path: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self._transport.where
+
+    async def _call(self, method: str, *params: Any) -> Any:
+        body = xmlrpc.client.dumps(params, method, encoding="utf-8").encode("utf-8")
+        answer = await self._transport.post(body)
+        try:
+            result, _ = xmlrpc.client.loads(answer, use_builtin_types=True)
+        except xmlrpc.client.Fault as fault:
+            raise _fault(self.where, method, fault.faultString) from None
+        except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as err:
+            raise _error(
+                f"rTorrent at {self.where}: {method}: not an XML-RPC answer ({err})",
+                ClientErrorKind.REFUSED,
+            ) from err
+        return result[0] if result else None
+
+    async def _multicall(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[Any]:
+        """The calls in one request; each answer is its result or a ClientError."""
+        if not calls:
+            return []
+        answers = await self._call(
+            "system.multicall", [{"methodName": m, "params": list(p)} for m, p in calls]
+        )
+        if not isinstance(answers, list) or len(answers) != len(calls):
+            raise _error(
+                f"rTorrent at {self.where}: system.multicall: unexpected answer",
+                ClientErrorKind.REFUSED,
+            )
+        results: list[Any] = []
+        for (method, _), answer in zip(calls, answers, strict=True):
+            if isinstance(answer, dict):
+                text = str(answer.get("faultString", "fault"))
+                results.append(_fault(self.where, method, text))
+            else:
+                results.append(answer[0] if answer else None)
+        return results
+
+    async def _each(self, hashes: list[str], *steps: tuple[str, tuple[Any, ...]]) -> list[Any]:
+        """Each step (method, extra params) on each torrent, in one request. Torrents
+        rTorrent does not have are named in one NOT_FOUND, after the others are done."""
+        targets = [_target(h) for h in hashes]
+        calls = [(method, (t, *params)) for t in targets for method, params in steps]
+        results = await self._multicall(calls)
+        missing: list[str] = []
+        for (_, (target, *_params)), result in zip(calls, results, strict=True):
+            if isinstance(result, ClientError):
+                if result.kind is not ClientErrorKind.NOT_FOUND:
+                    raise result
+                if target.lower() not in missing:
+                    missing.append(target.lower())
+        if missing:
+            raise _error(
+                f"rTorrent at {self.where}: no such torrent: {', '.join(missing)}",
+                ClientErrorKind.NOT_FOUND,
+            )
+        return results
+
+    # --- TorrentClient ----------------------------------------------------------------
+
+    async def version(self) -> str:
+        return str(await self._call("system.client_version"))
+
+    async def torrents(self) -> list[Torrent]:
+        rows = await self._call("d.multicall2", "", "main", *TORRENT_FIELDS)
+        return [_torrent(row) for row in rows]
+
+    async def completed_torrents(self) -> list[Torrent]:
+        return [t for t in await self.torrents() if t.complete]
+
+    async def stats(self) -> ClientStats:
+        down, up, default, rows = await self._multicall(
+            [
+                ("throttle.global_down.rate", ()),
+                ("throttle.global_up.rate", ()),
+                ("directory.default", ()),
+                ("d.multicall2", ("", "main", *STATS_FIELDS)),
+            ]
+        )
+        for answer in (down, up, default, rows):
+            if isinstance(answer, ClientError):
+                raise answer
+        return ClientStats(
+            free_space=_free_space(rows, str(default)),
+            active_downloads=sum(
+                1 for state, active, complete, *_ in rows if state and active and not complete
+            ),
+            download_rate=int(down),
+            upload_rate=int(up),
+            torrents=len(rows),
+        )
+
+    async def export_torrent(self, info_hash: str) -> bytes:
+        """Never possible over XML-RPC: REFUSED, naming the session directory to read."""
+        _target(info_hash)
+        if self._session_path is None:
+            with contextlib.suppress(ClientError):
+                self._session_path = str(await self._call("session.path")) or None
+        where = (
+            f"set this seedbox's torrent_file: "
+            f"{posixpath.join(self._session_path, '{HASH}.torrent')}"
+            if self._session_path
+            else "set this seedbox's torrent_file to <session directory>/{HASH}.torrent"
+        )
+        raise _error(
+            f"rTorrent cannot hand out .torrent files over XML-RPC; it keeps them in its "
+            f"session directory: {where}",
+            ClientErrorKind.REFUSED,
+        )
+
+    async def add_tags(self, hashes: list[str], tags: list[str]) -> None:
+        await self._edit_tags(hashes, _tag_list(tags), add=True)
+
+    async def remove_tags(self, hashes: list[str], tags: list[str]) -> None:
+        await self._edit_tags(hashes, _tag_list(tags), add=False)
+
+    async def _edit_tags(self, hashes: list[str], tags: list[str], *, add: bool) -> None:
+        current = await self._each(hashes, ("d.custom", (CUSTOM_KEY,)))
+        writes = []
+        for info_hash, value in zip(hashes, current, strict=True):
+            have = _split_tags(str(value))
+            new = (
+                [*have, *(t for t in tags if t not in have)]
+                if add
+                else [t for t in have if t not in tags]
+            )
+            if new != have:
+                writes.append((info_hash, ",".join(new)))
+        calls = [("d.custom.set", (_target(h), CUSTOM_KEY, v)) for h, v in writes]
+        for result in await self._multicall(calls):
+            if isinstance(result, ClientError):
+                raise result
+
+    # --- ManagedTorrentClient ---------------------------------------------------------
+
+    async def add(self, torrent: NewTorrent) -> None:
+        """load.raw_start / load.start (load.raw / load.normal when paused), with
+        d.directory.set and d.custom1.set run by rTorrent as the torrent is created."""
+        if (torrent.magnet is None) == (torrent.torrent_file is None):
+            raise _error("add: give exactly one of a magnet link or a .torrent file",
+                         ClientErrorKind.REFUSED)  # fmt: skip
+        commands = []
+        if torrent.save_path is not None:
+            commands.append(f"d.directory.set={_quoted(_save_path(torrent.save_path))}")
+        if torrent.category:
+            commands.append(f"d.custom1.set={_quoted(_label(torrent.category))}")
+        if torrent.torrent_file is not None:
+            info_hash = _torrent_hash(torrent.torrent_file)
+            method = "load.raw" if torrent.paused else "load.raw_start"
+            source: Any = xmlrpc.client.Binary(torrent.torrent_file)
+        else:
+            assert torrent.magnet is not None
+            info_hash = _magnet_hash(torrent.magnet)
+            method = "load.normal" if torrent.paused else "load.start"
+            source = torrent.magnet
+        if await self._has(info_hash):
+            raise _error(
+                f"rTorrent at {self.where}: torrent {info_hash.lower()} is already there",
+                ClientErrorKind.REFUSED,
+            )
+        await self._call(method, "", source, *commands)
+        # rTorrent answers 0 whether or not it took the torrent: look for it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOAD_WAIT
+        while not await self._has(info_hash):
+            if loop.time() > deadline:
+                what = "magnet (no tracker in it, and DHT off?)" if torrent.magnet else ".torrent"
+                raise _error(
+                    f"rTorrent at {self.where}: did not take the {what} {info_hash.lower()}; "
+                    "its log says why",
+                    ClientErrorKind.REFUSED,
+                )
+            await asyncio.sleep(0.1)
+
+    async def _has(self, info_hash: str) -> bool:
+        try:
+            await self._call("d.hash", info_hash)
+        except ClientError as err:
+            if err.kind is ClientErrorKind.NOT_FOUND:
+                return False
+            raise
+        return True
+
+    async def pause(self, hashes: list[str]) -> None:
+        """d.stop: stopped and kept stopped across restarts (ruTorrent's Stop)."""
+        await self._each(hashes, ("d.stop", ()))
+
+    async def resume(self, hashes: list[str]) -> None:
+        """d.start, then d.resume: starts a stopped torrent and also one paused with
+        d.pause (ruTorrent's Pause), which d.start alone leaves paused."""
+        await self._each(hashes, ("d.start", ()), ("d.resume", ()))
+
+    async def remove(self, hashes: list[str], *, delete_data: bool) -> None:
+        """d.erase: the torrent leaves rTorrent, its data stays. rTorrent never deletes
+        data itself, so delete_data=True is REFUSED before anything is removed."""
+        if delete_data:
+            raise _error(
+                "rTorrent cannot delete a torrent's data over XML-RPC: remove the torrent "
+                "without delete_data, and delete its files over the seedbox's SSH link",
+                ClientErrorKind.REFUSED,
+            )
+        await self._each(hashes, ("d.erase", ()))
+
+    async def set_category(self, hashes: list[str], category: str | None) -> None:
+        await self._each(hashes, ("d.custom1.set", (_label(category) if category else "",)))
+
+    async def close(self) -> None:
+        await self._transport.close()
+
+
+# --- mapping --------------------------------------------------------------------------
+
+
+def _torrent(row: list[Any]) -> Torrent:
+    (info_hash, name, state, active, complete, hashing, done, size, custom1, tags, base_path,
+     directory, multi_file, finished, trackers) = row  # fmt: skip
+    if hashing:
+        status = "checking"
+    elif not state:
+        status = "stopped"
+    elif not active:
+        status = "paused"
+    else:
+        status = "seeding" if complete else "downloading"
+    content = base_path or (directory if multi_file else posixpath.join(directory, name))
+    return Torrent(
+        hash=str(info_hash).lower(),
+        name=name,
+        state=status,
+        progress=1.0 if complete else (done / size if size else 0.0),
+        category=unquote(custom1) or None,
+        tags=tuple(_split_tags(tags)),
+        content_path=content,
+        size=size,
+        completed_at=float(finished) if finished else None,
+        tracker=_tracker_host(trackers),
+    )
+
+
+def _tracker_host(trackers: list[list[Any]]) -> str | None:
+    """The first enabled tracker's host: its URL often carries a passkey (like the hook's)."""
+    for url, enabled, *_ in trackers:
+        if enabled:
+            host = urlsplit(str(url)).hostname
+            if host and not str(url).startswith("dht://"):
+                return host
+    return None
+
+
+def _free_space(rows: list[list[Any]], default: str) -> int | None:
+    """rTorrent has no call for a folder's free space, only d.free_diskspace of a torrent
+    whose files are open: those under directory.default first, else any open one."""
+    default = default.rstrip("/")
+    open_ = [(str(row[4]), int(row[5])) for row in rows if row[3]]
+    under = [s for d, s in open_ if d == default or d.startswith(default + "/")]
+    chosen = under or [space for _, space in open_]
+    return min(chosen) if chosen else None
+
+
+def _split_tags(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+def _tag_list(tags: list[str]) -> list[str]:
+    out = [tag.strip() for tag in tags]
+    for tag in out:
+        if not tag or "," in tag or _CONTROL.search(tag):
+            raise _error(
+                f"tag {tag!r}: empty, or with a comma or control character",
+                ClientErrorKind.REFUSED,
+            )
+    return out
+
+
+def _target(info_hash: str) -> str:
+    """rTorrent's spelling of an info-hash: 40 uppercase hex digits."""
+    if not _HASH.fullmatch(info_hash):
+        raise _error(f"no such torrent: {info_hash!r} is not an info-hash",
+                     ClientErrorKind.NOT_FOUND)  # fmt: skip
+    return info_hash.upper()
+
+
+def _label(category: str) -> str:
+    """The category as d.custom1 holds it: read back URL-decoded (ruTorrent's way), so
+    `%` is encoded; a leading `$` too, which rTorrent would run as a command."""
+    if _CONTROL.search(category):
+        raise _error(f"category {category!r}: control characters", ClientErrorKind.REFUSED)
+    encoded = category.replace("%", "%25")
+    return "%24" + encoded[1:] if encoded.startswith("$") else encoded
+
+
+def _save_path(path: str) -> str:
+    if not path.startswith("/") or _CONTROL.search(path):
+        raise _error(
+            f"save path {path!r}: must be an absolute path without control characters",
+            ClientErrorKind.REFUSED,
+        )
+    return path
+
+
+def _quoted(value: str) -> str:
+    """A value in an rTorrent command (`d.custom1.set="…"`): quoted, with `\\` and `"`
+    escaped, so commas and semicolons stay in it. Values starting with `$` are never
+    passed (rTorrent runs those as commands, quoted or not)."""
+    if value.startswith("$"):
+        raise _error(f"{value!r}: would run as an rTorrent command", ClientErrorKind.REFUSED)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _torrent_hash(data: bytes) -> str:
+    try:
+        meta = fastbencode.bdecode(data)
+    except Exception as err:  # the decoder raises several types on bad input
+        raise _error(f"add: not a bencoded .torrent: {err}", ClientErrorKind.REFUSED) from err
+    info = meta.get(b"info") if isinstance(meta, dict) else None
+    if not isinstance(info, dict):
+        raise _error("add: not a .torrent: no info dictionary", ClientErrorKind.REFUSED)
+    return hashlib.sha1(fastbencode.bencode(info), usedforsecurity=False).hexdigest().upper()
+
+
+def _magnet_hash(magnet: str) -> str:
+    """The v1 info-hash of a magnet link (hex or base32 `xt=urn:btih:`), uppercase."""
+    if not magnet.startswith("magnet:?"):
+        # rTorrent's load.* would also fetch URLs and read local files.
+        raise _error("add: not a magnet link (magnet:?…)", ClientErrorKind.REFUSED)
+    for key, value in parse_qsl(magnet[len("magnet:?") :]):
+        if key == "xt" and value.lower().startswith("urn:btih:"):
+            digest = value[len("urn:btih:") :]
+            if _HASH.fullmatch(digest):
+                return digest.upper()
+            if len(digest) == 32:
+                with contextlib.suppress(binascii.Error):
+                    return base64.b32decode(digest.upper()).hex().upper()
+    raise _error("add: the magnet link has no v1 info-hash (xt=urn:btih:…)",
+                 ClientErrorKind.REFUSED)  # fmt: skip
