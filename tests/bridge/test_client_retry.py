@@ -66,3 +66,15 @@ async def test_other_failures_are_raised_at_once(slept: list[float], kind: Clien
         await with_retries(call, what="add", sleep=sleeper(slept))
     assert call.calls == 1 and slept == []
     assert err.value.kind is kind and not err.value.transient
+
+
+async def test_a_plain_function_returning_a_coroutine_is_awaited(slept: list[float]) -> None:
+    """tenacity awaits only coroutine functions; the coroutine of a lambda or a plain
+    function returning one must be awaited too."""
+    call = Flaky(down())
+
+    def start() -> Awaitable[str]:
+        return call()
+
+    assert await with_retries(start, what="stats", sleep=sleeper(slept)) == "ok"
+    assert call.calls == 2 and slept == [1]

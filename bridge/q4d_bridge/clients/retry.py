@@ -32,8 +32,14 @@ async def with_retries[T](
         retry=retry_if_exception(_transient),
         sleep=sleep,
     )
+
+    async def attempt() -> T:
+        # tenacity awaits only what it sees is a coroutine function: a lambda or a
+        # partial returning a coroutine would be called and its coroutine never awaited.
+        return await call()
+
     try:
-        return await retrying(call)
+        return await retrying(attempt)
     except RetryError as err:
         last = err.last_attempt.exception()
         assert isinstance(last, ClientError)
