@@ -5,10 +5,13 @@ from __future__ import annotations
 from ..config.model import ClientConfig
 from .base import TorrentClient
 from .qbittorrent import QbittorrentClient
+from .transmission import TransmissionClient
 
 
 def make_client(config: ClientConfig) -> TorrentClient:
     """The client adapter for a seedbox's torrent client (config validates the type)."""
     if config.type == "qbittorrent":
         return QbittorrentClient(config)
+    if config.type == "transmission":
+        return TransmissionClient(config)
     raise ValueError(f"no adapter for torrent client {config.type!r}")

@@ -1,5 +1,6 @@
 """Where a payload's .torrent comes from: the torrent client's API (qBittorrent
-`torrents/export`) or a configured path on the seedbox (a client's session folder).
+`torrents/export`; Transmission's RPC refuses, naming its file) or a configured path on
+the seedbox (a client's session folder).
 A .torrent that cannot be had, or that is not the payload's, means no piece check:
 the size check still stands, and the reason is logged."""
 
