@@ -7,6 +7,7 @@ from .base import TorrentClient
 from .deluge import DelugeClient
 from .qbittorrent import QbittorrentClient
 from .rtorrent import RtorrentClient
+from .transmission import TransmissionClient
 
 
 def make_client(config: ClientConfig) -> TorrentClient:
@@ -17,4 +18,6 @@ def make_client(config: ClientConfig) -> TorrentClient:
         return DelugeClient(config)
     if config.type == "rtorrent":
         return RtorrentClient(config)
+    if config.type == "transmission":
+        return TransmissionClient(config)
     raise ValueError(f"no adapter for torrent client {config.type!r}")

@@ -18,7 +18,7 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 TOPIC_PREFIX_PATTERN = r"^[^#+\x00]+$"
 TRANSFER_ENGINES = ("lftp", "sftp", "rsync")
 ENGINES = ("auto", *TRANSFER_ENGINES)
-CLIENT_TYPES = ("qbittorrent", "deluge", "rtorrent")
+CLIENT_TYPES = ("qbittorrent", "transmission", "deluge", "rtorrent")
 DEFAULT_HOOK_FLUSH = "~/.local/bin/q4d-hook flush"
 
 

@@ -1,7 +1,8 @@
 """Where a payload's .torrent comes from: the torrent client's API (qBittorrent
-`torrents/export`; rTorrent has none and refuses) or a configured path on the seedbox
-(a client's session folder). A .torrent that cannot be had, or that is not the
-payload's, means no piece check: the size check still stands, and the reason is logged."""
+`torrents/export`; Transmission, Deluge and rTorrent refuse, naming where their own
+copy is) or a configured path on the seedbox (a client's session folder). A .torrent
+that cannot be had, or that is not the payload's, means no piece check: the size check
+still stands, and the reason is logged."""
 
 from __future__ import annotations
 
