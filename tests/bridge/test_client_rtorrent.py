@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from q4d_bridge.clients import make_client
-from q4d_bridge.clients import rtorrent as rtorrent_module
+from q4d_bridge.clients import make_client, rtorrent_transport
 from q4d_bridge.clients.base import ClientError, ClientErrorKind, NewTorrent, Torrent
 from q4d_bridge.clients.rtorrent import RtorrentClient
 from q4d_bridge.config.model import ClientConfig
@@ -334,7 +333,7 @@ async def test_scgi_answers(
     monkeypatch: pytest.MonkeyPatch, answer: bytes | None, kind: ClientErrorKind | None,
     message: str,
 ) -> None:  # fmt: skip
-    monkeypatch.setattr(rtorrent_module, "REQUEST_TIMEOUT", 0.3)
+    monkeypatch.setattr(rtorrent_transport, "REQUEST_TIMEOUT", 0.3)
     async with fake_scgi(answer) as (url, requests):
         client = client_for(url)
         if kind is None:
@@ -348,7 +347,7 @@ async def test_scgi_answers(
 
 
 async def test_scgi_answer_size_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(rtorrent_module, "MAX_ANSWER_BYTES", 2**20)
+    monkeypatch.setattr(rtorrent_transport, "MAX_ANSWER_BYTES", 2**20)
     async with fake_scgi(ok(b" " * 2**21 + VERSION)) as (url, _):
         assert "larger than 1 MiB" in await raises(
             ClientErrorKind.REFUSED, client_for(url).version()

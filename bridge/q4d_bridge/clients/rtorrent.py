@@ -23,26 +23,20 @@ import base64
 import binascii
 import contextlib
 import hashlib
-import logging
 import posixpath
 import re
 import xmlrpc.client
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.parsers.expat import ExpatError
 
-import aiohttp
 import fastbencode
-from yarl import URL
 
 from ..config.model import ClientConfig
 from .base import ClientError, ClientErrorKind, ClientStats, NewTorrent, Torrent
+from .rtorrent_transport import client_error, make_transport
 
-_LOGGER = logging.getLogger(__name__)
-REQUEST_TIMEOUT = 30.0
-SCGI_DEFAULT_PORT = 5000
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
 LOAD_WAIT = 2.0  # how long a loaded torrent may take to show up in rTorrent's list
 CUSTOM_KEY = "q4d"  # q4d-labeld's key (d.custom=q4d): the torrent's tags
 
@@ -59,191 +53,13 @@ STATS_FIELDS = ("d.state=", "d.is_active=", "d.complete=", "d.is_open=", "d.dire
                 "d.free_diskspace=")  # fmt: skip
 
 
-class _Transport(Protocol):
-    where: str  # the endpoint, without credentials, for messages
-
-    async def post(self, body: bytes) -> bytes: ...
-
-    async def close(self) -> None: ...
-
-
-def _error(message: str, kind: ClientErrorKind = ClientErrorKind.UNREACHABLE) -> ClientError:
-    return ClientError(message, kind)
-
-
-class ScgiTransport:
-    """One XML-RPC request per connection: the netstring of CGI headers, the body, then
-    rTorrent's HTTP-like answer (`Status:` line optional, headers, blank line, XML)."""
-
-    def __init__(self, address: str | tuple[str, int], where: str) -> None:
-        self.address = address
-        self.where = where
-
-    async def post(self, body: bytes) -> bytes:
-        headers = b"CONTENT_LENGTH\x00%d\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00" % len(body)
-        try:
-            async with asyncio.timeout(REQUEST_TIMEOUT):
-                if isinstance(self.address, str):
-                    reader, writer = await asyncio.open_unix_connection(self.address)
-                else:
-                    reader, writer = await asyncio.open_connection(*self.address)
-                try:
-                    writer.write(b"%d:%s," % (len(headers), headers) + body)
-                    await writer.drain()
-                    answer = await _read_all(reader, self.where)
-                finally:
-                    writer.close()
-                    with contextlib.suppress(OSError):
-                        await writer.wait_closed()
-        except TimeoutError as err:
-            raise _error(
-                f"rTorrent at {self.where}: no answer within {REQUEST_TIMEOUT:g} s"
-            ) from err
-        except OSError as err:
-            raise _error(
-                f"rTorrent unreachable at {self.where}: {type(err).__name__}: {err}"
-            ) from err
-        return _scgi_body(answer, self.where)
-
-    async def close(self) -> None:
-        pass
-
-
-async def _read_all(reader: asyncio.StreamReader, where: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := await reader.read(65536):
-        size += len(chunk)
-        if size > MAX_ANSWER_BYTES:
-            raise _error(
-                f"rTorrent at {where}: answer larger than {MAX_ANSWER_BYTES // 2**20} MiB",
-                ClientErrorKind.REFUSED,
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _scgi_body(answer: bytes, where: str) -> bytes:
-    head, sep, body = answer.partition(b"\r\n\r\n")
-    if not sep:
-        head, sep, body = answer.partition(b"\n\n")
-    if not sep:
-        raise _error(f"rTorrent at {where}: the answer ended early ({len(answer)} bytes)")
-    headers: dict[str, str] = {}
-    for line in head.decode("latin-1").splitlines():
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    status = headers.get("status", "200")
-    code = int(status.split()[0]) if status.split() and status.split()[0].isdigit() else 0
-    if code != 200:
-        kind = ClientErrorKind.UNREACHABLE if code >= 500 else ClientErrorKind.REFUSED
-        raise _error(f"rTorrent at {where}: SCGI status {status}", kind)
-    length = headers.get("content-length", "")
-    if length.isdigit():
-        if len(body) < int(length):
-            raise _error(
-                f"rTorrent at {where}: the answer ended early ({len(body)} of {length} bytes)"
-            )
-        body = body[: int(length)]
-    return body
-
-
-class HttpTransport:
-    """XML-RPC over HTTP(S): ruTorrent's or a web server's /RPC2 mount of the SCGI socket."""
-
-    def __init__(self, config: ClientConfig) -> None:
-        url = URL(config.url)
-        self.auth: aiohttp.BasicAuth | None = None
-        if config.username is not None:
-            # UTF-8, as browsers send it and htpasswd files hold it (aiohttp: Latin-1)
-            self.auth = aiohttp.BasicAuth(config.username, config.password or "", "utf-8")
-            url = url.with_user(None)
-        elif url.user is not None:  # credentials in the URL, only there
-            self.auth = aiohttp.BasicAuth(url.user, url.password or "", "utf-8")
-            url = url.with_user(None)
-        self.url = url
-        self.where = str(url)
-        self.ssl = config.verify_tls  # False: any certificate and host name
-        self._http: aiohttp.ClientSession | None = None
-
-    async def post(self, body: bytes) -> bytes:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
-        try:
-            async with self._http.post(
-                self.url,
-                data=body,
-                headers={"Content-Type": "text/xml"},
-                auth=self.auth,
-                ssl=self.ssl,
-                allow_redirects=False,
-            ) as response:
-                status = f"HTTP {response.status} {response.reason or ''}".strip()
-                if response.status in (401, 403):
-                    raise _error(
-                        f"rTorrent at {self.where}: {status} (check username/password)",
-                        ClientErrorKind.AUTH,
-                    )
-                if response.status >= 500:
-                    raise _error(f"rTorrent at {self.where}: {status}")
-                if 300 <= response.status < 400:
-                    target = response.headers.get("Location", "?")
-                    raise _error(
-                        f"rTorrent at {self.where}: {status}, redirected to {target} (not an "
-                        "XML-RPC endpoint: a login page?)",
-                        ClientErrorKind.REFUSED,
-                    )
-                if response.status != 200:
-                    raise _error(
-                        f"rTorrent at {self.where}: {status} (is the url rTorrent's XML-RPC "
-                        "endpoint, e.g. https://host/RPC2?)",
-                        ClientErrorKind.REFUSED,
-                    )
-                return await _read_limited(response.content, self.where)
-        except TimeoutError as err:
-            raise _error(
-                f"rTorrent at {self.where}: no answer within {REQUEST_TIMEOUT:g} s"
-            ) from err
-        except (aiohttp.ClientError, OSError) as err:
-            raise _error(
-                f"rTorrent unreachable at {self.where}: {type(err).__name__}: {err}"
-            ) from err
-
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-
-async def _read_limited(content: aiohttp.StreamReader, where: str) -> bytes:
-    data = await content.read(MAX_ANSWER_BYTES + 1)
-    while len(data) <= MAX_ANSWER_BYTES and (chunk := await content.read(65536)):
-        data += chunk
-    if len(data) > MAX_ANSWER_BYTES:
-        raise _error(
-            f"rTorrent at {where}: answer larger than {MAX_ANSWER_BYTES // 2**20} MiB",
-            ClientErrorKind.REFUSED,
-        )
-    return data
-
-
-def make_transport(config: ClientConfig) -> _Transport:
-    """`scgi://host[:port]`, `scgi:///path/to.sock` or `http(s)://…` (config validated it)."""
-    parts = urlsplit(config.url)
-    if parts.scheme == "scgi":
-        if parts.netloc:
-            host = parts.hostname or "127.0.0.1"
-            port = parts.port or SCGI_DEFAULT_PORT
-            return ScgiTransport((host, port), f"scgi://{parts.netloc}")
-        return ScgiTransport(parts.path, f"scgi://{parts.path}")
-    return HttpTransport(config)
-
-
 def _fault(where: str, method: str, text: str) -> ClientError:
     if "info-hash" in text.lower():  # -501 "Could not find info-hash."
-        return _error(f"rTorrent at {where}: {method}: no such torrent", ClientErrorKind.NOT_FOUND)
+        return client_error(
+            f"rTorrent at {where}: {method}: no such torrent", ClientErrorKind.NOT_FOUND
+        )
     hint = " (an older rTorrent?)" if "not defined" in text else ""
-    return _error(f"rTorrent at {where}: {method}: {text}{hint}", ClientErrorKind.REFUSED)
+    return client_error(f"rTorrent at {where}: {method}: {text}{hint}", ClientErrorKind.REFUSED)
 
 
 class RtorrentClient:
@@ -264,7 +80,7 @@ class RtorrentClient:
         except xmlrpc.client.Fault as fault:
             raise _fault(self.where, method, fault.faultString) from None
         except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as err:
-            raise _error(
+            raise client_error(
                 f"rTorrent at {self.where}: {method}: not an XML-RPC answer ({err})",
                 ClientErrorKind.REFUSED,
             ) from err
@@ -278,7 +94,7 @@ class RtorrentClient:
             "system.multicall", [{"methodName": m, "params": list(p)} for m, p in calls]
         )
         if not isinstance(answers, list) or len(answers) != len(calls):
-            raise _error(
+            raise client_error(
                 f"rTorrent at {self.where}: system.multicall: unexpected answer",
                 ClientErrorKind.REFUSED,
             )
@@ -305,7 +121,7 @@ class RtorrentClient:
                 if target.lower() not in missing:
                     missing.append(target.lower())
         if missing:
-            raise _error(
+            raise client_error(
                 f"rTorrent at {self.where}: no such torrent: {', '.join(missing)}",
                 ClientErrorKind.NOT_FOUND,
             )
@@ -357,7 +173,7 @@ class RtorrentClient:
             if self._session_path
             else "set this seedbox's torrent_file to <session directory>/{HASH}.torrent"
         )
-        raise _error(
+        raise client_error(
             f"rTorrent cannot hand out .torrent files over XML-RPC; it keeps them in its "
             f"session directory: {where}",
             ClientErrorKind.REFUSED,
@@ -392,7 +208,7 @@ class RtorrentClient:
         """load.raw_start / load.start (load.raw / load.normal when paused), with
         d.directory.set and d.custom1.set run by rTorrent as the torrent is created."""
         if (torrent.magnet is None) == (torrent.torrent_file is None):
-            raise _error("add: give exactly one of a magnet link or a .torrent file",
+            raise client_error("add: give exactly one of a magnet link or a .torrent file",
                          ClientErrorKind.REFUSED)  # fmt: skip
         commands = []
         if torrent.save_path is not None:
@@ -409,7 +225,7 @@ class RtorrentClient:
             method = "load.normal" if torrent.paused else "load.start"
             source = torrent.magnet
         if await self._has(info_hash):
-            raise _error(
+            raise client_error(
                 f"rTorrent at {self.where}: torrent {info_hash.lower()} is already there",
                 ClientErrorKind.REFUSED,
             )
@@ -420,7 +236,7 @@ class RtorrentClient:
         while not await self._has(info_hash):
             if loop.time() > deadline:
                 what = "magnet (no tracker in it, and DHT off?)" if torrent.magnet else ".torrent"
-                raise _error(
+                raise client_error(
                     f"rTorrent at {self.where}: did not take the {what} {info_hash.lower()}; "
                     "its log says why",
                     ClientErrorKind.REFUSED,
@@ -449,7 +265,7 @@ class RtorrentClient:
         """d.erase: the torrent leaves rTorrent, its data stays. rTorrent never deletes
         data itself, so delete_data=True is REFUSED before anything is removed."""
         if delete_data:
-            raise _error(
+            raise client_error(
                 "rTorrent cannot delete a torrent's data over XML-RPC: remove the torrent "
                 "without delete_data, and delete its files over the seedbox's SSH link",
                 ClientErrorKind.REFUSED,
@@ -520,7 +336,7 @@ def _tag_list(tags: list[str]) -> list[str]:
     out = [tag.strip() for tag in tags]
     for tag in out:
         if not tag or "," in tag or _CONTROL.search(tag):
-            raise _error(
+            raise client_error(
                 f"tag {tag!r}: empty, or with a comma or control character",
                 ClientErrorKind.REFUSED,
             )
@@ -530,7 +346,7 @@ def _tag_list(tags: list[str]) -> list[str]:
 def _target(info_hash: str) -> str:
     """rTorrent's spelling of an info-hash: 40 uppercase hex digits."""
     if not _HASH.fullmatch(info_hash):
-        raise _error(f"no such torrent: {info_hash!r} is not an info-hash",
+        raise client_error(f"no such torrent: {info_hash!r} is not an info-hash",
                      ClientErrorKind.NOT_FOUND)  # fmt: skip
     return info_hash.upper()
 
@@ -539,14 +355,14 @@ def _label(category: str) -> str:
     """The category as d.custom1 holds it: read back URL-decoded (ruTorrent's way), so
     `%` is encoded; a leading `$` too, which rTorrent would run as a command."""
     if _CONTROL.search(category):
-        raise _error(f"category {category!r}: control characters", ClientErrorKind.REFUSED)
+        raise client_error(f"category {category!r}: control characters", ClientErrorKind.REFUSED)
     encoded = category.replace("%", "%25")
     return "%24" + encoded[1:] if encoded.startswith("$") else encoded
 
 
 def _save_path(path: str) -> str:
     if not path.startswith("/") or _CONTROL.search(path):
-        raise _error(
+        raise client_error(
             f"save path {path!r}: must be an absolute path without control characters",
             ClientErrorKind.REFUSED,
         )
@@ -558,7 +374,7 @@ def _quoted(value: str) -> str:
     escaped, so commas and semicolons stay in it. Values starting with `$` are never
     passed (rTorrent runs those as commands, quoted or not)."""
     if value.startswith("$"):
-        raise _error(f"{value!r}: would run as an rTorrent command", ClientErrorKind.REFUSED)
+        raise client_error(f"{value!r}: would run as an rTorrent command", ClientErrorKind.REFUSED)
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -566,10 +382,10 @@ def _torrent_hash(data: bytes) -> str:
     try:
         meta = fastbencode.bdecode(data)
     except Exception as err:  # the decoder raises several types on bad input
-        raise _error(f"add: not a bencoded .torrent: {err}", ClientErrorKind.REFUSED) from err
+        raise client_error(f"add: not a bencoded .torrent: {err}", ClientErrorKind.REFUSED) from err
     info = meta.get(b"info") if isinstance(meta, dict) else None
     if not isinstance(info, dict):
-        raise _error("add: not a .torrent: no info dictionary", ClientErrorKind.REFUSED)
+        raise client_error("add: not a .torrent: no info dictionary", ClientErrorKind.REFUSED)
     return hashlib.sha1(fastbencode.bencode(info), usedforsecurity=False).hexdigest().upper()
 
 
@@ -577,7 +393,7 @@ def _magnet_hash(magnet: str) -> str:
     """The v1 info-hash of a magnet link (hex or base32 `xt=urn:btih:`), uppercase."""
     if not magnet.startswith("magnet:?"):
         # rTorrent's load.* would also fetch URLs and read local files.
-        raise _error("add: not a magnet link (magnet:?…)", ClientErrorKind.REFUSED)
+        raise client_error("add: not a magnet link (magnet:?…)", ClientErrorKind.REFUSED)
     for key, value in parse_qsl(magnet[len("magnet:?") :]):
         if key == "xt" and value.lower().startswith("urn:btih:"):
             digest = value[len("urn:btih:") :]
@@ -586,5 +402,5 @@ def _magnet_hash(magnet: str) -> str:
             if len(digest) == 32:
                 with contextlib.suppress(binascii.Error):
                     return base64.b32decode(digest.upper()).hex().upper()
-    raise _error("add: the magnet link has no v1 info-hash (xt=urn:btih:…)",
+    raise client_error("add: the magnet link has no v1 info-hash (xt=urn:btih:…)",
                  ClientErrorKind.REFUSED)  # fmt: skip
