@@ -251,12 +251,17 @@ async def test_session_renewed_after_a_restart_then_unreachable(daemon: Transmis
         assert (await client.stats()).torrents == 0  # a 409 hands out the new session id
         assert client._session_id not in ("", before) and sleeps == []
         daemon.stop()
+        # stats are not retried (the monitor's next poll is the retry) ...
         with pytest.raises(ClientError) as err:
             await client.stats()
+        assert err.value.kind is ClientErrorKind.UNREACHABLE and sleeps == []
+        # ... everything else is, after 1, 2 and 4 s
+        with pytest.raises(ClientError) as err:
+            await client.torrents()
         assert sleeps == [1, 2, 4]
         assert err.value.kind is ClientErrorKind.UNREACHABLE
         assert str(err.value).startswith(
-            f"Transmission at {LOOPBACK}:{daemon.port} (session-get): gave up after 4 "
+            f"Transmission at {LOOPBACK}:{daemon.port} (torrent-get): gave up after 4 "
             "attempts: Transmission unreachable: ClientConnectorError"
         )
         # Export needs no retries: it says at once where the .torrent could come from.

@@ -26,7 +26,8 @@ along for what is one POST with two headers.
   a call naming no torrent sends nothing, and every id sent is a checked v1 info-hash.
 
 Failures are ClientErrors of a kind (`base.ClientErrorKind`); a request that cannot
-reach the client is tried again after 1, 2 and 4 s (`retry.with_retries`).
+reach the client is tried again after 1, 2 and 4 s (`retry.with_retries`), except the
+stats the monitor polls: its next poll is the retry.
 """
 
 from __future__ import annotations
@@ -161,10 +162,14 @@ class TransmissionClient:
         arguments = data.get("arguments")
         return arguments if isinstance(arguments, dict) else {}
 
-    async def _call(self, method: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _call(
+        self, method: str, arguments: dict[str, Any] | None = None, *, retried: bool = True
+    ) -> dict[str, Any]:
         async def attempt() -> dict[str, Any]:
             return await self._request(method, arguments or {})
 
+        if not retried:
+            return await attempt()
         return await with_retries(attempt, what=f"{self.where} ({method})", sleep=self._sleep)
 
     # --- what the bridge asks ---------------------------------------------------------
@@ -200,11 +205,15 @@ class TransmissionClient:
         return [t for t in await self.torrents() if t.complete]
 
     async def stats(self) -> ClientStats:
+        # Not retried: the monitor polls every seedbox in turn, and its next poll is the
+        # retry; backing off here would hold up the other seedboxes' figures.
         session = await self._call(
-            "session-get", {"fields": ["download-dir", "download-dir-free-space"]}
+            "session-get", {"fields": ["download-dir", "download-dir-free-space"]}, retried=False
         )
-        figures = await self._call("session-stats")
-        statuses = (await self._call("torrent-get", {"fields": ["status"]})).get("torrents") or []
+        figures = await self._call("session-stats", retried=False)
+        statuses = (await self._call("torrent-get", {"fields": ["status"]}, retried=False)).get(
+            "torrents"
+        ) or []
         return ClientStats(
             free_space=await self._free_space(session),
             active_downloads=sum(1 for t in statuses if t.get("status") == DOWNLOADING),
@@ -220,7 +229,8 @@ class TransmissionClient:
         directory = session.get("download-dir")
         if isinstance(directory, str) and directory:
             try:
-                size = (await self._call("free-space", {"path": directory})).get("size-bytes")
+                answer = await self._call("free-space", {"path": directory}, retried=False)
+                size = answer.get("size-bytes")
             except ClientError as err:
                 if err.kind is not ClientErrorKind.REFUSED:
                     raise
