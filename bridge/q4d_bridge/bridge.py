@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from .clients import make_client
 from .clients.monitor import ClientMonitor
 from .clients.reconcile import Reconciler
 from .config.model import Config
 from .datadir import DataDirLock
+from .dispatch.dispatcher import Dispatcher
+from .dispatch.tracker import RequestTracker
 from .housekeeping import Housekeeping
 from .intake.intake import Intake
 from .lifecycle.controller import Controller
@@ -31,6 +34,7 @@ from .mqtt.noise import quiet_closed_sockets
 from .mqtt.publisher import Publisher
 from .mqtt.router import Router
 from .mqtt.topics import Topics
+from .persistence.requests import DispatchRecords
 from .persistence.store import Store
 from .state import BridgeState, SeedboxFacts, build_state
 from .transfer.bandwidth import Bandwidth
@@ -63,6 +67,7 @@ class Bridge:
             snapshot=lambda: self.state().as_dict(),
             items=lambda: list(self.lifecycle.items.values()),
             queue_paused=lambda: self.scheduler.paused,
+            requests=lambda: self.tracker.shown(),  # noqa: PLW0108 - the tracker comes later
         )
         self.lifecycle = Lifecycle(self.store, self.publisher)
         transfers = config.transfers
@@ -138,6 +143,19 @@ class Bridge:
         self.monitor = ClientMonitor(
             config.seedboxes, self.clients, on_change=self.publisher.state_changed
         )
+        self.records = DispatchRecords(self.store)
+        self.tracker = RequestTracker(
+            self.records,
+            self.monitor,
+            self.publisher,
+            interval=config.dispatch.watch_interval,
+            retention=config.history_retention,
+        )
+        self.dispatcher = Dispatcher(
+            config, self.clients, self.monitor, self.records, self.tracker, self.lifecycle.items
+        )
+        self.tracker.busy = self.dispatcher.busy
+        self.lifecycle.observers.append(self.tracker.item_changed)
         self.reconciler = Reconciler(
             config, self.clients, self.monitor, self.lifecycle, self.intake
         )
@@ -150,7 +168,7 @@ class Bridge:
             state_changed=self.publisher.state_changed,
             rescan=self.reconciler.rescan,
         )
-        self.commands = CommandDesk(self.controller, self.publisher.result)
+        self.commands = CommandDesk(self.controller, self.publisher.result, self.dispatcher)
         subscriptions = [
             self.topics.completed_filter,
             self.topics.command,
@@ -191,7 +209,7 @@ class Bridge:
                 sb.id: SeedboxFacts(
                     name=sb.name,
                     breaker=breakers[sb.id],
-                    client=self.monitor.status[sb.id].as_dict() if sb.id in self.clients else None,
+                    client=self._client_state(sb.id) if sb.id in self.clients else None,
                     ssh=self.sessions[sb.id].link_status(),
                     lost_events=self.intake.sequences.lost(sb.id),
                 )
@@ -200,8 +218,19 @@ class Bridge:
             free_space=self.housekeeping.free_space,
             destinations=self.config.routing.destinations,
             min_free_space=self.config.transfers.min_free_space,
+            requests=self.tracker.counts(),
             now=time.time(),
         )
+
+    def _client_state(self, seedbox: str) -> dict[str, Any]:
+        client = self.config.seedboxes[seedbox].client
+        return {
+            **self.monitor.status[seedbox].as_dict(),
+            "dispatch": {
+                "enabled": bool(client and client.dispatch.enabled),
+                **self.dispatcher.score(seedbox).as_dict(),
+            },
+        }
 
     def recover(self) -> None:
         """Items caught mid-transfer by a crash or stop go back to the queue; their
@@ -232,6 +261,8 @@ class Bridge:
         quiet_closed_sockets(asyncio.get_running_loop())
         self.recover()
         self.housekeeping.prune()
+        self.tracker.relink(self.lifecycle.items.values())
+        self.tracker.prune()
         jobs = {
             "scheduler": self.scheduler.run(self.runner.launch),
             "flusher": self.publisher.run_flusher(),
@@ -242,6 +273,7 @@ class Bridge:
         }
         if self.clients:
             jobs["clients"] = self.monitor.run(self.reconciler.reconcile)
+            jobs["requests"] = self._follow_requests()
         broker = (self.config.broker.host, self.config.broker.port)
         for sb_id, session in self.sessions.items():
             if session.seedbox.hook_flush or session.seedbox.broker_forward_port:
@@ -271,6 +303,10 @@ class Bridge:
             for client in self.clients.values():
                 await client.close()
             self.store.close()
+
+    async def _follow_requests(self) -> None:
+        await self.dispatcher.recover()
+        await self.tracker.run()
 
     def stop(self, *, failed: bool = False) -> None:
         self.failed = self.failed or failed

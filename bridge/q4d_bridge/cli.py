@@ -1,4 +1,4 @@
-"""`q4d-bridge run | check-config | status`."""
+"""`q4d-bridge run | check-config | status | add | clients`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_dispatch
 from .config.loader import ConfigError, load_config
 from .config.model import Config
 
@@ -127,6 +128,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remote(
+    command: Callable[[Config, argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        config = _load(args.config)
+        return 1 if config is None else command(config, args)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="q4d-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -136,13 +147,27 @@ def main(argv: list[str] | None = None) -> int:
         ("run", "run the bridge"),
         ("check-config", "validate the configuration file and exit 0/1"),
         ("status", "show the queue"),
+        ("add", "add a torrent: the running bridge picks the seedbox (docs/dispatch.md)"),
+        ("clients", "the seedboxes' torrent clients: reachability, scores, reasons"),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", "-c", default=default, help=f"config file (default {default})")
         if name == "status":
             p.add_argument("--limit", type=int, default=50)
+        if name == "add":
+            p.add_argument("torrent", help="a magnet link, a .torrent file or its http(s) URL")
+            p.add_argument("--category")
+            p.add_argument("--seedbox", help="this seedbox's client, not the best scoring one")
+            p.add_argument("--paused", action="store_true", help="add it paused")
+            p.add_argument("--dry-run", action="store_true", help="only say where it would go")
     args = parser.parse_args(argv)
-    handler = {"run": cmd_run, "check-config": cmd_check_config, "status": cmd_status}[args.command]
+    handler = {
+        "run": cmd_run,
+        "check-config": cmd_check_config,
+        "status": cmd_status,
+        "add": _remote(cli_dispatch.add),
+        "clients": _remote(cli_dispatch.clients),
+    }[args.command]
     started = time.monotonic()
     code = handler(args)
     logging.getLogger(__name__).debug(

@@ -84,6 +84,7 @@ class Item:
     next_attempt_at: float | None = None
     updated_at: float = 0.0
     engine: str | None = None  # chosen at intake (rule, else seedbox); None in old rows
+    request_id: str | None = None  # the add request it fulfils (dispatch/requests.py)
 
     @property
     def progress(self) -> float:

@@ -109,7 +109,9 @@ def build_state(
     destinations: Iterable[str],
     min_free_space: int,
     now: float,
+    requests: Mapping[str, int] | None = None,
 ) -> BridgeState:
+    """`requests`: add requests standing in the queue before their item, per phase."""
     items = list(items)
     counts = Counter(i.state.value for i in items)
     per_state: dict[str, Counter[str]] = {sb: Counter() for sb in seedboxes}
@@ -127,7 +129,10 @@ def build_state(
     return BridgeState(
         bridge_id=bridge_id,
         paused=paused,
-        counts={state.value: counts.get(state.value, 0) for state in ItemState},
+        counts={
+            **{state.value: counts.get(state.value, 0) for state in ItemState},
+            **(requests or {}),
+        },
         active=sum(counts.get(s.value, 0) for s in ACTIVE_STATES),
         rate=round(sum(rates.values()), 1),
         totals={name: counters.get(name, 0) for name in TOTALS},

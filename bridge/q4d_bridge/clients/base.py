@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class ClientErrorKind(StrEnum):
@@ -82,6 +82,7 @@ class TorrentClient(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
 class ManagedTorrentClient(TorrentClient, Protocol):
     """A client the bridge also adds torrents to and steers (dispatch)."""
 

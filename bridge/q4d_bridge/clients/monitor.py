@@ -6,27 +6,42 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..config.model import SeedboxConfig
-from .base import ClientError, ClientStats, TorrentClient
+from .base import ClientError, ClientStats, ManagedTorrentClient, Torrent, TorrentClient
 
 _LOGGER = logging.getLogger(__name__)
 FIRST_RECONCILE_DELAY = 10.0  # let the broker deliver what it kept for us first
+POLL_TIMEOUT = 20.0  # longer than an adapter's own retries of one call (1 + 2 + 4 s)
+
+
+async def _version(client: TorrentClient) -> str | None:
+    return await client.version() if isinstance(client, ManagedTorrentClient) else None
+
+
+async def _torrents(client: TorrentClient) -> list[Torrent] | None:
+    return await client.torrents() if isinstance(client, ManagedTorrentClient) else None
 
 
 @dataclass(slots=True)
 class ClientStatus:
+    type: str
     reachable: bool | None = None  # None: not asked yet
     stats: ClientStats | None = None
     error: str | None = None
     checked_at: float | None = None
+    version: str | None = None  # asked once per time it becomes reachable
+    # every torrent, for clients that take new torrents (dispatch: pending bytes, duplicates)
+    torrents: list[Torrent] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         stats = self.stats
         return {
+            "type": self.type,
+            "version": self.version,
             "reachable": self.reachable,
             "free_space": stats.free_space if stats else None,
             "active_downloads": stats.active_downloads if stats else None,
@@ -49,15 +64,30 @@ class ClientMonitor:
         self.seedboxes = seedboxes
         self.clients = clients
         self.on_change = on_change
-        self.status = {sb: ClientStatus() for sb in clients}
+        self.status = {
+            sb: ClientStatus(client.type if (client := seedboxes[sb].client) else "")
+            for sb in clients
+        }
+
+    async def refresh(self, seedboxes: Iterable[str]) -> None:
+        """Poll these clients now, together, each within POLL_TIMEOUT."""
+        await asyncio.gather(*(self.poll(sb) for sb in seedboxes if sb in self.clients))
 
     async def poll(self, seedbox: str) -> None:
         client = self.clients[seedbox]
         status = self.status[seedbox]
+        config = self.seedboxes[seedbox].client
         try:
-            status.stats = await client.stats()
+            async with asyncio.timeout(POLL_TIMEOUT):
+                status.stats = await client.stats()
+                if status.reachable is not True:
+                    status.version = await _version(client)
+                if config is not None and config.dispatch.enabled:
+                    status.torrents = await _torrents(client)
             status.reachable, status.error = True, None
         except Exception as err:  # a client's failure must not stop polling
+            if isinstance(err, TimeoutError):
+                err = ClientError(f"no answer within {POLL_TIMEOUT:g} s")
             if not isinstance(err, ClientError):
                 _LOGGER.exception("seedbox %s: torrent client poll failed", seedbox)
             if status.reachable is not False:

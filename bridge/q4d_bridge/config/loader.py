@@ -18,7 +18,9 @@ from .model import (
     BrokerConfig,
     ClassicConfig,
     ClientConfig,
+    ClientDispatch,
     Config,
+    DispatchConfig,
     LftpConfig,
     ReconcileConfig,
     RsyncConfig,
@@ -180,6 +182,13 @@ def _build(data: dict[str, Any]) -> Config:
                 password=client.get("password"),
                 verify_tls=client["verify_tls"],
                 poll_interval=client["poll_interval"],
+                dispatch=ClientDispatch(
+                    enabled=client["dispatch"],
+                    weight=client["weight"],
+                    min_free=client["min_free"],
+                    max_downloads=client["max_downloads"],
+                    save_path=client.get("save_path"),
+                ),
             )
             if client
             else None,
@@ -279,4 +288,7 @@ def _build(data: dict[str, Any]) -> Config:
         ),
         history_retention=data["history_retention"],
         log_level=data["log_level"],
+        dispatch=DispatchConfig(
+            **{**data["dispatch"], "categories": tuple(data["dispatch"]["categories"])}
+        ),
     )

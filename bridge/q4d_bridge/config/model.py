@@ -38,6 +38,30 @@ class BrokerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientDispatch:
+    """Whether and how a seedbox's client takes new torrents (docs/dispatch.md)."""
+
+    enabled: bool = True
+    weight: float = 1.0
+    min_free: int = 50 * 1024**3
+    max_downloads: int = 50
+    save_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchConfig:
+    disk_weight: float = 1.0
+    download_weight: float = 2.0
+    bandwidth_weight: float = 0.1
+    min_score: float = -1.0
+    size_estimate: int = 10 * 1024**3
+    history: int = 200
+    categories: tuple[str, ...] = ()
+    watch_interval: float = 5.0
+    fetch_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class ClientConfig:
     """The seedbox's torrent client Web API (for .torrent export, and nodes)."""
 
@@ -47,6 +71,7 @@ class ClientConfig:
     password: str | None
     verify_tls: bool
     poll_interval: float = 30.0
+    dispatch: ClientDispatch = ClientDispatch()
 
     def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
         return (
@@ -149,3 +174,4 @@ class Config:
     classic: ClassicConfig
     history_retention: float
     log_level: str
+    dispatch: DispatchConfig = DispatchConfig()

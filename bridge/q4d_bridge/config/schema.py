@@ -227,6 +227,14 @@ CLIENT_KEYS_SCHEMA = vol.Schema(
         vol.Optional("verify_tls", default=True): bool,
         # how often free space, rates and active downloads are read for the state
         vol.Optional("poll_interval", default="30s"): vol.All(_duration, vol.Range(min=1)),
+        # dispatch: whether and how this client takes new torrents (docs/dispatch.md)
+        vol.Optional("dispatch", default=True): bool,
+        vol.Optional("weight", default=1.0): vol.All(
+            vol.Coerce(float), vol.Range(min=0, max=100, msg="must be between 0 and 100")
+        ),
+        vol.Optional("min_free", default="50GiB"): _size,
+        vol.Optional("max_downloads", default=50): vol.All(int, vol.Range(min=1, max=10000)),
+        vol.Optional("save_path"): _absolute_path,
     }
 )
 CLIENT_SCHEMA = vol.All(CLIENT_KEYS_SCHEMA, _client_url)
@@ -334,6 +342,25 @@ TRANSFERS_SCHEMA = vol.Schema(
     }
 )
 
+DISPATCH_SCHEMA = vol.Schema(
+    {
+        # the dispatcher seed's weights: per 100 GiB free, per active download, per MiB/s
+        vol.Optional("disk_weight", default=1.0): vol.All(vol.Coerce(float), vol.Range(min=0)),
+        vol.Optional("download_weight", default=2.0): vol.All(vol.Coerce(float), vol.Range(min=0)),
+        vol.Optional("bandwidth_weight", default=0.1): vol.All(vol.Coerce(float), vol.Range(min=0)),
+        vol.Optional("min_score", default=-1.0): vol.Coerce(float),
+        # what a magnet counts as until its size is known
+        vol.Optional("size_estimate", default="10GiB"): _size,
+        vol.Optional("history", default=200): vol.All(int, vol.Range(min=1, max=100000)),
+        # categories accepted besides those the rules route
+        vol.Optional("categories", default=list): [vol.All(str, vol.Length(min=1, max=200))],
+        # how often clients are asked about torrents still downloading for a request
+        vol.Optional("watch_interval", default="5s"): vol.All(_duration, vol.Range(min=1)),
+        # fetching the .torrent behind an `add` command's url gives up after this
+        vol.Optional("fetch_timeout", default="30s"): vol.All(_duration, vol.Range(min=1)),
+    }
+)
+
 CLASSIC_SCHEMA = vol.Schema(
     {
         vol.Optional("enabled", default=False): bool,
@@ -361,6 +388,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("type_codes", default=dict): vol.Schema({str: _identifier}),
         vol.Optional("transfers", default=dict): TRANSFERS_SCHEMA,
         vol.Optional("classic", default=dict): CLASSIC_SCHEMA,
+        vol.Optional("dispatch", default=dict): DISPATCH_SCHEMA,
         vol.Optional("history_retention", default="7d"): _duration,
         vol.Optional("log_level", default="INFO"): vol.All(
             vol.Upper, vol.In(["DEBUG", "INFO", "WARNING", "ERROR"])

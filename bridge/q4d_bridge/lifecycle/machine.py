@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
@@ -57,6 +57,8 @@ class Lifecycle:
         self.announcer = announcer
         self.items: dict[str, Item] = {i.id: i for i in store.items()}
         self._progress_saved: dict[str, float] = {}
+        # told of every committed change (the add requests follow their items)
+        self.observers: list[Callable[[Item], None]] = []
 
     def get(self, item_id: str) -> Item | None:
         return self.items.get(item_id)
@@ -69,6 +71,7 @@ class Lifecycle:
         _LOGGER.info("queued %s %r -> %s", item.id, item.name, item.local_path)
         self.announcer.item(item, immediate=True)
         self.announcer.outbox_pending()
+        self._observed(item)
 
     def start(self, item: Item, now: float) -> None:
         """An attempt begins. Progress starts over from what this attempt finds on disk,
@@ -271,6 +274,11 @@ class Lifecycle:
         self.announcer.item(item, immediate=True)
         if messages:
             self.announcer.outbox_pending()
+        self._observed(item)
+
+    def _observed(self, item: Item) -> None:
+        for observer in self.observers:
+            observer(item)
 
 
 def _check(item: Item, change: str, allowed: frozenset[ItemState]) -> None:

@@ -14,7 +14,9 @@ from typing import Any, Protocol
 
 import voluptuous as vol
 
+from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..models import Item, ItemState
+from . import dispatch_commands
 from .codec import RejectedEvent, decode_json
 from .payloads import command_result
 
@@ -77,6 +79,7 @@ def _int(value: Any) -> int:
 ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}\Z", msg="item_id must be a 16-character item id"))
 STATE = vol.All(str, vol.In([s.value for s in ItemState]), vol.Coerce(ItemState))
 
+# the queue's commands; the dispatch commands are in dispatch_commands.py
 SCHEMAS: dict[str, vol.Schema | vol.All] = {
     "retry": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
     "cancel": vol.Schema({vol.Required("item_id"): ITEM_ID}),
@@ -102,14 +105,19 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
 }
 
 
-def execute(controller: Controller, op: str, args: dict[str, Any]) -> Any:
-    schema = SCHEMAS.get(op)
+def execute(
+    controller: Controller, op: str, args: dict[str, Any], dispatcher: Dispatcher | None = None
+) -> Any:
+    schemas = {**SCHEMAS, **(dispatch_commands.SCHEMAS if dispatcher else {})}
+    schema = schemas.get(op)
     if schema is None:
-        raise CommandError("unknown_op", f"unknown op {op!r}; known: {', '.join(sorted(SCHEMAS))}")
+        raise CommandError("unknown_op", f"unknown op {op!r}; known: {', '.join(sorted(schemas))}")
     try:
         valid = schema(args)
     except vol.Invalid as err:
         raise CommandError("invalid_args", f"{op}: {err}") from err
+    if dispatcher is not None and op in dispatch_commands.SCHEMAS:
+        return dispatch_commands.handlers(dispatcher, valid)[op]()
     handlers: dict[str, Callable[[], Any]] = {
         "retry": lambda: requeued(controller.retry(valid.get("item_id"))),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
@@ -138,9 +146,15 @@ class CommandDesk:
     their code and no traceback; anything unexpected (a bug) with `internal`, logged once
     with its traceback. A store error propagates (fatal: see mqtt/link.py)."""
 
-    def __init__(self, controller: Controller, answer: Callable[[bytes], None]) -> None:
+    def __init__(
+        self,
+        controller: Controller,
+        answer: Callable[[bytes], None],
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
         self.controller = controller
         self.answer = answer
+        self.dispatcher = dispatcher
         self._pending: set[asyncio.Future[None]] = set()  # answers still being worked out
 
     def handle(self, payload: bytes) -> None:
@@ -154,7 +168,7 @@ class CommandDesk:
             self.answer(command_result(None, error=("internal", type(err).__name__)))
             return
         try:
-            result = execute(self.controller, command.op, command.args)
+            result = execute(self.controller, command.op, command.args, self.dispatcher)
             if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
                 task = asyncio.ensure_future(self._answer_later(command.id, result))
                 self._pending.add(task)
@@ -178,7 +192,7 @@ class CommandDesk:
     async def _answer_later(self, command_id: str, result: Awaitable[Any]) -> None:
         try:
             answer = command_result(command_id, result=await result)
-        except CommandError as err:
+        except (CommandError, DispatchError) as err:
             answer = command_result(command_id, error=(err.code, err.message))
         except Exception as err:
             _LOGGER.exception("command %s failed", command_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..dispatch.requests import Request, RequestState
 from ..models import CLASSIC_LABELS, Item, ItemState, Label
 from .codec import PROTOCOL_VERSION, dumps
 
@@ -59,6 +60,56 @@ def item_payload(item: Item, *, queue_paused: bool = False) -> dict[str, Any]:
         "finished_at": item.finished_at,
         "next_attempt_at": item.next_attempt_at,
         "updated_at": item.updated_at,
+        "request_id": item.request_id,
+    }
+
+
+# a completed request waits for its seedbox's completion event: still "downloading", at 100 %
+QUEUE_PHASE = {
+    RequestState.REQUESTED: "requested",
+    RequestState.ADDED: "requested",
+    RequestState.DOWNLOADING: "downloading",
+    RequestState.COMPLETED: "downloading",
+}
+
+
+def request_item_payload(request: Request) -> dict[str, Any]:
+    """A request not yet in the queue, shown in it: an item payload whose state says
+    where the torrent is before `queued` (docs/protocol.md, requests in the queue)."""
+    rate = request.rate if request.state is RequestState.DOWNLOADING else 0.0
+    left = None if request.size is None else max(0, request.size - request.bytes_done)
+    return {
+        "v": PROTOCOL_VERSION,
+        "id": request.id,
+        "seedbox": request.seedbox,
+        "hash": request.info_hash,
+        "name": request.name or request.info_hash,
+        "remote_path": None,
+        "destination": None,
+        "local_path": None,
+        "category": request.category,
+        "tags": [],
+        "type": None,
+        "size": request.size,
+        "state": QUEUE_PHASE.get(request.state, request.state.value),
+        "engine": None,
+        "paused": request.paused,
+        "held": None,
+        "priority": 0,
+        "bytes_done": request.bytes_done,
+        "progress": round(request.progress, 1),
+        "rate": round(rate, 1),
+        "eta": round(left / rate, 1) if rate > 0 and left is not None else None,
+        "attempts": 0,
+        "error": None
+        if request.error_code is None
+        else {"code": request.error_code, "message": request.error_message},
+        "received_at": request.created_at,
+        "started_at": None,
+        "finished_at": request.updated_at if request.state is RequestState.FAILED else None,
+        "next_attempt_at": None,
+        "updated_at": request.updated_at,
+        "request_id": request.id,
     }
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import aiomqtt
 
 from .. import __version__
+from ..dispatch.requests import Request
 from ..models import Item, Label
 from ..persistence.store import Message, Store
 from .codec import PROTOCOL_VERSION, dumps
-from .payloads import classic_label_payload, item_payload, label_payload
+from .payloads import classic_label_payload, item_payload, label_payload, request_item_payload
 from .topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class Publisher:
         snapshot: Callable[[], dict[str, Any]],
         items: Callable[[], list[Item]],
         queue_paused: Callable[[], bool],
+        requests: Callable[[], list[Request]] = list,
     ) -> None:
         self.topics = topics
         self.store = store
@@ -49,6 +51,7 @@ class Publisher:
         self.classic_label_topic = classic_label_topic
         self._snapshot = snapshot
         self._items = items
+        self._requests = requests  # add requests shown in the queue before their item exists
         self._queue_paused = queue_paused  # item payloads say when the queue holds them
         self._client: aiomqtt.Client | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -82,6 +85,8 @@ class Publisher:
         for item in self._items():
             self._send(self.topics.item(item.id), dumps(self._item_payload(item)), retain=True)
             self._item_sent[item.id] = time.monotonic()
+        for request in self._requests():
+            self.request(request)
         self._dirty_items.clear()
         self._send(self.topics.state, dumps(self._snapshot()), retain=True)
         self._state_sent = time.monotonic()
@@ -133,6 +138,11 @@ class Publisher:
         else:
             self._dirty_items[item.id] = item
             self._flush_wakeup.set()
+        self.state_changed()
+
+    def request(self, request: Request) -> None:
+        """Publish an add request that stands in the queue (retained, like an item)."""
+        self._send(self.topics.item(request.id), dumps(request_item_payload(request)), retain=True)
         self.state_changed()
 
     def _item_payload(self, item: Item) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from ..models import Item, ItemState
 ITEM_COLUMNS = (
     "id, event_id, seedbox, hash, name, remote_path, destination, local_path, category, tags, "
     "type_code, size, state, classic, priority, paused, bytes_done, attempts, last_error, "
-    "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at, engine"
+    "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at, engine, "
+    "request_id"
 )
 
 
@@ -50,6 +51,7 @@ def item_to_row(item: Item) -> tuple[Any, ...]:
         item.next_attempt_at,
         item.updated_at,
         item.engine,
+        item.request_id,
     )
 
 
@@ -81,4 +83,5 @@ def row_to_item(row: sqlite3.Row) -> Item:
         next_attempt_at=row["next_attempt_at"],
         updated_at=row["updated_at"],
         engine=row["engine"],
+        request_id=row["request_id"],
     )

@@ -143,6 +143,7 @@ class Store:
             received_at=now,
             updated_at=now,
             engine=resolution.engine,
+            request_id=_request_for(db, event.hash),
         )
         self._insert(db, item)
         db.execute(
@@ -181,7 +182,7 @@ class Store:
 
     def _insert(self, db: sqlite3.Connection, item: Item) -> None:
         db.execute(
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 26)})",
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 27)})",
             item_to_row(item),
         )
 
@@ -346,3 +347,15 @@ class Store:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
+
+
+def _request_for(db: sqlite3.Connection, info_hash: str | None) -> str | None:
+    """The newest add request still waiting for this torrent's payload, if any."""
+    if info_hash is None:
+        return None
+    row = db.execute(
+        "SELECT id FROM requests WHERE state IN ('requested', 'added', 'downloading') "
+        "AND (info_hash = ? OR v1 = ? OR substr(v2, 1, 40) = ?) ORDER BY created_at DESC LIMIT 1",
+        (info_hash, info_hash, info_hash),
+    ).fetchone()
+    return None if row is None else str(row["id"])
