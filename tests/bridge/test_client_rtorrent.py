@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import os
 import re
@@ -22,11 +23,13 @@ import pytest
 from aiohttp import web
 from q4d_bridge.clients import make_client, rtorrent_transport
 from q4d_bridge.clients.base import ClientError, ClientErrorKind, NewTorrent, Torrent
+from q4d_bridge.clients.metainfo import parse_torrent_file
 from q4d_bridge.clients.rtorrent import RtorrentClient
 from q4d_bridge.config.model import ClientConfig
 from q4d_bridge.models import ItemState
 
 from tests.bridge.test_e2e import digest_tree, make_file, running_bridge
+from tests.bridge.test_metainfo import build_torrent
 from tests.bridge.test_nodes import command
 from tests.helpers.services import OFFLINE_TRACKER, Mosquitto, SshServer, free_port
 from tests.seedbox.support import RTorrent, make_torrent, need, torrent_hash
@@ -223,14 +226,17 @@ async def test_add_refusals_and_values_that_are_not_commands(
     message = await raises(ClientErrorKind.REFUSED, client.add(NewTorrent(torrent_file=raw)))
     assert message.endswith(f"torrent {h} is already there")
 
+    v2_only = build_torrent(tmp_path / "v2", "v2")
     for bad, why in [
-        (NewTorrent(torrent_file=b"not bencoded"), "not a bencoded .torrent"),
-        (NewTorrent(torrent_file=b"d4:name1:xe"), "no info dictionary"),
+        (NewTorrent(torrent_file=b"not bencoded"), "not a .torrent file: expected value"),
+        (NewTorrent(torrent_file=b"d4:name1:xe"), "invalid 'info' section"),
         (NewTorrent(), "exactly one of"),
         (NewTorrent(magnet="magnet:?xt=urn:btih:" + "a" * 40, torrent_file=raw), "exactly one of"),
         (NewTorrent(magnet=str(tmp_path / "x.torrent")), "not a magnet link"),
         (NewTorrent(magnet="http://127.0.0.1:9/x.torrent"), "not a magnet link"),
-        (NewTorrent(magnet="magnet:?dn=nothing"), "no v1 info-hash"),
+        (NewTorrent(magnet="magnet:?dn=nothing"), "no xt=urn:btih or urn:btmh topic"),
+        (NewTorrent(magnet="magnet:?xt=urn:btmh:1220" + "a" * 64), "no v1 info-hash (v2 only)"),
+        (NewTorrent(torrent_file=v2_only), "the .torrent has no v1 info-hash (v2 only)"),
         (
             NewTorrent(magnet="magnet:?xt=urn:btih:" + "a" * 40, save_path="relative/dir"),
             "absolute path",
@@ -242,9 +248,10 @@ async def test_add_refusals_and_values_that_are_not_commands(
     ]:
         assert why in await raises(ClientErrorKind.REFUSED, client.add(bad))
 
-    # A .torrent rTorrent will not load (bencoded, but no pieces): rTorrent answers 0
-    # whatever it does, so the adapter looks for it.
-    bogus = b"d4:infod6:lengthi1e4:name1:xee"
+    # A .torrent rTorrent will not load (512-byte pieces: libtorrent reads it, rTorrent
+    # refuses pieces that small): rTorrent answers 0 whatever it does, so the adapter looks.
+    piece = hashlib.sha1(b"x").digest()
+    bogus = b"d4:infod6:lengthi1e4:name1:x12:piece lengthi512e6:pieces20:" + piece + b"ee"
     assert "did not take the .torrent" in await raises(
         ClientErrorKind.REFUSED, client.add(NewTorrent(torrent_file=bogus))
     )
@@ -262,6 +269,22 @@ async def test_add_refusals_and_values_that_are_not_commands(
     assert started.state == "downloading"
     assert "did not take the magnet" in await raises(
         ClientErrorKind.REFUSED, client.add(NewTorrent(magnet="magnet:?xt=urn:btih:" + "e" * 40))
+    )
+
+
+async def test_a_hybrid_torrent_is_added_under_its_v1_hash(
+    client: RtorrentClient, tmp_path: Path
+) -> None:
+    """rTorrent knows v1 only; a hybrid .torrent (v1 and v2) loads as v1."""
+    raw = build_torrent(tmp_path, "hybrid")
+    meta = parse_torrent_file(raw)
+    assert meta.v1 is not None and meta.v2 is not None
+    await client.add(NewTorrent(torrent_file=raw, save_path=str(tmp_path), paused=True))
+    added = await one(client, meta.v1)
+    assert (added.name, added.state, added.content_path) == (
+        "Show",
+        "stopped",
+        str(tmp_path / "Show"),
     )
 
 

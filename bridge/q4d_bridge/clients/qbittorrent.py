@@ -34,7 +34,7 @@ from .base import (
     NewTorrent,
     Torrent,
 )
-from .infohash import new_torrent_hash
+from .metainfo import new_torrent_hash
 from .retry import with_retries
 
 _LOGGER = logging.getLogger(__name__)

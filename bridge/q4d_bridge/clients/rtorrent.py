@@ -19,22 +19,18 @@ SCGI is stateless and has no login: nothing to renew.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hashlib
 import posixpath
 import re
 import xmlrpc.client
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 from xml.parsers.expat import ExpatError
-
-import fastbencode
 
 from ..config.model import ClientConfig
 from .base import ClientError, ClientErrorKind, ClientStats, NewTorrent, Torrent
+from .metainfo import MetainfoError, parse_new_torrent
 from .rtorrent_transport import client_error, make_transport
 
 LOAD_WAIT = 2.0  # how long a loaded torrent may take to show up in rTorrent's list
@@ -215,13 +211,11 @@ class RtorrentClient:
             commands.append(f"d.directory.set={_quoted(_save_path(torrent.save_path))}")
         if torrent.category:
             commands.append(f"d.custom1.set={_quoted(_label(torrent.category))}")
+        info_hash = _new_torrent_hash(torrent)
         if torrent.torrent_file is not None:
-            info_hash = _torrent_hash(torrent.torrent_file)
             method = "load.raw" if torrent.paused else "load.raw_start"
             source: Any = xmlrpc.client.Binary(torrent.torrent_file)
         else:
-            assert torrent.magnet is not None
-            info_hash = _magnet_hash(torrent.magnet)
             method = "load.normal" if torrent.paused else "load.start"
             source = torrent.magnet
         if await self._has(info_hash):
@@ -378,29 +372,16 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _torrent_hash(data: bytes) -> str:
+def _new_torrent_hash(torrent: NewTorrent) -> str:
+    """The v1 info-hash rTorrent will list the torrent under, uppercase. parse_magnet
+    takes only `magnet:?` links: rTorrent's load.* would also fetch URLs and read
+    local files."""
     try:
-        meta = fastbencode.bdecode(data)
-    except Exception as err:  # the decoder raises several types on bad input
-        raise client_error(f"add: not a bencoded .torrent: {err}", ClientErrorKind.REFUSED) from err
-    info = meta.get(b"info") if isinstance(meta, dict) else None
-    if not isinstance(info, dict):
-        raise client_error("add: not a .torrent: no info dictionary", ClientErrorKind.REFUSED)
-    return hashlib.sha1(fastbencode.bencode(info), usedforsecurity=False).hexdigest().upper()
-
-
-def _magnet_hash(magnet: str) -> str:
-    """The v1 info-hash of a magnet link (hex or base32 `xt=urn:btih:`), uppercase."""
-    if not magnet.startswith("magnet:?"):
-        # rTorrent's load.* would also fetch URLs and read local files.
-        raise client_error("add: not a magnet link (magnet:?…)", ClientErrorKind.REFUSED)
-    for key, value in parse_qsl(magnet[len("magnet:?") :]):
-        if key == "xt" and value.lower().startswith("urn:btih:"):
-            digest = value[len("urn:btih:") :]
-            if _HASH.fullmatch(digest):
-                return digest.upper()
-            if len(digest) == 32:
-                with contextlib.suppress(binascii.Error):
-                    return base64.b32decode(digest.upper()).hex().upper()
-    raise client_error("add: the magnet link has no v1 info-hash (xt=urn:btih:…)",
-                 ClientErrorKind.REFUSED)  # fmt: skip
+        meta = parse_new_torrent(torrent)
+    except MetainfoError as err:
+        raise client_error(f"add: {err}", ClientErrorKind.REFUSED) from err
+    if meta.v1 is None:  # rTorrent knows BitTorrent v1 only
+        what = "magnet link" if meta.kind == "magnet" else ".torrent"
+        raise client_error(f"add: the {what} has no v1 info-hash (v2 only), which rTorrent "
+                           "cannot load", ClientErrorKind.REFUSED)  # fmt: skip
+    return meta.v1.upper()
