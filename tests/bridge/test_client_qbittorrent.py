@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from q4d_bridge.clients import qbittorrent
 from q4d_bridge.clients.base import ClientError, ClientErrorKind, NewTorrent, Torrent
-from q4d_bridge.clients.metainfo import new_torrent_hash, parse_magnet
-from q4d_bridge.clients.qbittorrent import QbittorrentClient
+from q4d_bridge.clients.metainfo import parse_magnet
+from q4d_bridge.clients.qbittorrent import QbittorrentClient, torrent_id
 from q4d_bridge.config.model import ClientConfig
 
 from tests.bridge.test_e2e import make_file
@@ -132,7 +132,7 @@ async def test_add_paused_with_category_and_save_path_then_resume_and_pause(
 ) -> None:
     data, info_hash, torrent_file = payload(tmp_path, "Film.mkv", 1)
     new = NewTorrent(torrent_file=torrent_file, category="movies", save_path=str(data), paused=True)
-    assert new_torrent_hash(new) == info_hash
+    assert torrent_id(new) == info_hash
     await client.add(new)
     added = await listed(client, info_hash, lambda t: t.state in PAUSED)
     # A category qBittorrent did not know is created by the add.
@@ -342,19 +342,22 @@ async def test_no_credentials_is_auth_after_one_fresh_session(
 def test_hashes_of_new_torrents(tmp_path: Path) -> None:
     """What the adapter looks for after an add (tests/bridge/test_metainfo.py has the rest)."""
     _, info_hash, torrent_file = payload(tmp_path, "Hashed.mkv", 10)
-    assert new_torrent_hash(NewTorrent(torrent_file=torrent_file)) == info_hash
+    assert torrent_id(NewTorrent(torrent_file=torrent_file)) == info_hash
     v1 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
     base32 = base64.b32encode(bytes.fromhex(v1)).decode()
-    assert new_torrent_hash(NewTorrent(magnet=f"magnet:?xt=urn:btih:{base32}")) == v1
+    assert torrent_id(NewTorrent(magnet=f"magnet:?xt=urn:btih:{base32}")) == v1
     v2 = "ab" * 32
-    assert new_torrent_hash(NewTorrent(magnet=f"magnet:?xt=urn:btmh:1220{v2}")) == v2[:40]
+    assert torrent_id(NewTorrent(magnet=f"magnet:?xt=urn:btmh:1220{v2}")) == v2[:40]
+    # a hybrid is listed under its v2 hash, not its v1 one
+    hybrid = f"magnet:?xt=urn:btih:{v1}&xt=urn:btmh:1220{v2}"
+    assert torrent_id(NewTorrent(magnet=hybrid)) == v2[:40]
     # Nothing to look for: the add is sent once, and qBittorrent says what it makes of it.
     for bad in (
         NewTorrent(torrent_file=b"garbage"),
         NewTorrent(magnet="magnet:?dn=x"),
         NewTorrent(),
     ):
-        assert new_torrent_hash(bad) is None
+        assert torrent_id(bad) is None
 
 
 # --- a fake qBittorrent 5 ---------------------------------------------------------------

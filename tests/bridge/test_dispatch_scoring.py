@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from q4d_bridge.config.model import ClientDispatch, DispatchConfig
 from q4d_bridge.dispatch.scoring import (
     GIB,
@@ -67,7 +66,9 @@ def snap(
         (snap(enabled=False), 10 * GIB, None, Reason.DISABLED),
     ],
 )
-def test_score_table(snapshot: ClientSnapshot, size: int, score: float | None, reason: Reason) -> None:
+def test_score_table(
+    snapshot: ClientSnapshot, size: int, score: float | None, reason: Reason
+) -> None:
     result = score_client(snapshot, WEIGHTS, size)
     assert result.reason is reason
     assert result.score == (None if score is None else pytest.approx(score, abs=0.001))
@@ -76,12 +77,16 @@ def test_score_table(snapshot: ClientSnapshot, size: int, score: float | None, r
 
 def test_reasons_say_the_figures() -> None:
     low = score_client(snap(free=60 * GIB), WEIGHTS, 20 * GIB)
-    assert low.detail == "below min free space: 40.0 GiB free after this torrent, min_free is 50.0 GiB"
+    assert (
+        low.detail == "below min free space: 40.0 GiB free after this torrent, min_free is 50.0 GiB"
+    )
     full = score_client(snap(active=50), WEIGHTS, GIB)
     assert full.detail == "at max downloads: 50 of 50"
     down = score_client(snap(reachable=False, error="HTTP 503"), WEIGHTS, GIB)
     assert down.detail == "unreachable: HTTP 503"
-    assert score_client(snap(free=None), WEIGHTS, GIB).detail == "eligible (free space not reported)"
+    assert (
+        score_client(snap(free=None), WEIGHTS, GIB).detail == "eligible (free space not reported)"
+    )
     assert low.as_dict() == {
         "score": pytest.approx(0.4),
         "eligible": False,

@@ -19,7 +19,6 @@ from q4d_bridge.clients.metainfo import (
     MAX_TORRENT_FILE,
     Metainfo,
     MetainfoError,
-    new_torrent_hash,
     parse_magnet,
     parse_new_torrent,
     parse_torrent_file,
@@ -83,7 +82,6 @@ def test_torrent_files(
     assert meta.client_hash == (v1 or str(v2)[:40])
     assert meta.hashes == {h for h in (v1, v2, v2 and v2[:40]) if h}
     assert parse_new_torrent(NewTorrent(torrent_file=data)) == meta
-    assert new_torrent_hash(NewTorrent(torrent_file=data)) == meta.client_hash
 
 
 def good_torrent() -> bytes:
@@ -119,7 +117,6 @@ def test_not_torrent_files(data: bytes, message: str) -> None:
         parse_torrent_file(data)
     assert message in str(err.value)
     assert "[libtorrent:" not in str(err.value) and "[bdecode:" not in str(err.value)
-    assert new_torrent_hash(NewTorrent(torrent_file=data)) is None
 
 
 def test_size_is_checked_before_libtorrent_reads_it(tmp_path: Path) -> None:
@@ -192,7 +189,6 @@ def test_magnets(
     assert meta == Metainfo(v1, v2, name, None, trackers, None, "magnet")
     assert meta.client_hash == (v1 or V2[:40])
     assert meta.hashes == {h for h in (v1, v2, v2 and v2[:40]) if h}
-    assert new_torrent_hash(NewTorrent(magnet=uri)) == meta.client_hash
 
 
 @pytest.mark.parametrize(
@@ -233,7 +229,6 @@ def test_bad_magnets(uri: str, message: str) -> None:
     with pytest.raises(MetainfoError) as err:
         parse_magnet(uri)
     assert message in str(err.value)
-    assert new_torrent_hash(NewTorrent(magnet=uri)) is None
 
 
 def test_fuzzed_magnets_raise_only_metainfo_errors() -> None:
@@ -261,7 +256,6 @@ def test_fuzzed_magnets_raise_only_metainfo_errors() -> None:
 def test_a_new_torrent_is_one_thing(torrent: NewTorrent) -> None:
     with pytest.raises(MetainfoError, match=r"a magnet link or a \.torrent file, exactly one"):
         parse_new_torrent(torrent)
-    assert new_torrent_hash(torrent) is None
 
 
 def test_metainfo_needs_a_hash() -> None:

@@ -40,6 +40,8 @@ class Torrent:
     size: int
     completed_at: float | None
     tracker: str | None
+    # every hash the client also knows it by (qBittorrent: a hybrid's v1 and full v2)
+    aliases: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:

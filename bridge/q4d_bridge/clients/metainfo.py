@@ -68,15 +68,6 @@ def parse_new_torrent(torrent: NewTorrent) -> Metainfo:
     raise MetainfoError("a new torrent is a magnet link or a .torrent file, exactly one")
 
 
-def new_torrent_hash(torrent: NewTorrent) -> str | None:
-    """The hash a client will list the torrent under, or None if it cannot be read here
-    (the client may still take it, or say why not)."""
-    try:
-        return parse_new_torrent(torrent).client_hash
-    except MetainfoError:
-        return None
-
-
 def parse_magnet(uri: str) -> Metainfo:
     # Exactly this prefix, as libtorrent wants: clients take other strings (a URL, a
     # path) as something to fetch or read.

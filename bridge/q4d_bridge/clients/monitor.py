@@ -34,7 +34,7 @@ class ClientStatus:
     error: str | None = None
     checked_at: float | None = None
     version: str | None = None  # asked once per time it becomes reachable
-    # every torrent, for clients that take new torrents (dispatch: pending bytes, duplicates)
+    # every torrent (dispatch: pending bytes, duplicates)
     torrents: list[Torrent] | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,14 +76,12 @@ class ClientMonitor:
     async def poll(self, seedbox: str) -> None:
         client = self.clients[seedbox]
         status = self.status[seedbox]
-        config = self.seedboxes[seedbox].client
         try:
             async with asyncio.timeout(POLL_TIMEOUT):
                 status.stats = await client.stats()
                 if status.reachable is not True:
                     status.version = await _version(client)
-                if config is not None and config.dispatch.enabled:
-                    status.torrents = await _torrents(client)
+                status.torrents = await _torrents(client)
             status.reachable, status.error = True, None
         except Exception as err:  # a client's failure must not stop polling
             if isinstance(err, TimeoutError):

@@ -34,7 +34,7 @@ from .base import (
     NewTorrent,
     Torrent,
 )
-from .metainfo import new_torrent_hash
+from .metainfo import MetainfoError, parse_new_torrent
 from .retry import with_retries
 
 _LOGGER = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class QbittorrentClient:
                 "a torrent to add needs exactly one of a magnet link or a .torrent file",
                 Kind.REFUSED,
             )
-        info_hash = new_torrent_hash(torrent)
+        info_hash = torrent_id(torrent)
         sent = 0
 
         async def attempt(api: APIClient) -> None:
@@ -373,6 +373,17 @@ class QbittorrentClient:
             await self._call(what, request)
 
 
+def torrent_id(torrent: NewTorrent) -> str | None:
+    """The hash qBittorrent will list a new torrent under: one with a v2 info-hash (v2
+    only, or hybrid) under that hash cut to 40 digits, else under its v1 hash. None if it
+    cannot be read here (qBittorrent may still take it, or say why not)."""
+    try:
+        meta = parse_new_torrent(torrent)
+    except MetainfoError:
+        return None
+    return meta.v2[:40] if meta.v2 else meta.v1
+
+
 async def _present(api: APIClient, hashes: list[str]) -> list[str]:
     """Those of `hashes` qBittorrent has, in their order."""
     have = {info.hash.lower() for info in await api.torrents.info(hashes=hashes)}
@@ -424,6 +435,9 @@ def _torrent(info: TorrentInfo) -> Torrent:
         if isinstance(completed, datetime) and completed.timestamp() > 0
         else None,
         tracker=info.tracker or None,
+        aliases=tuple(
+            h for h in (getattr(info, "infohash_v1", ""), getattr(info, "infohash_v2", "")) if h
+        ),
     )
 
 

@@ -320,22 +320,17 @@ class Dispatcher:
         for seedbox, status in self.monitor.status.items():
             for t in status.torrents or ():
                 state = f"{round(100 * t.progress)} % downloaded ({t.state})"
-                known.append(Known(t.hash, t.name, f"{seedbox}'s {status.type}", state))
+                where = f"{seedbox}'s {status.type}"
+                known.append(Known((t.hash, *t.aliases), t.name, where, state))
         for request in self.records.requests():
-            if request.state is RequestState.FAILED:
-                continue  # a failed add may be tried again
-            for info_hash in request.hashes:
-                known.append(
-                    Known(
-                        info_hash,
-                        request.name,
-                        f"request {request.id} on {request.seedbox}",
-                        request.state.value,
-                    )
-                )
+            if request.state is not RequestState.FAILED:  # a failed add may be tried again
+                where = f"request {request.id} on {request.seedbox}"
+                known.append(Known(tuple(request.hashes), request.name, where, request.state.value))
         for item in self.items.values():
             where = f"the queue (item {item.id} from {item.seedbox})"
-            known.append(Known(item.hash, item.name, where, item.state.value))
+            known.append(
+                Known(tuple(filter(None, [item.hash])), item.name, where, item.state.value)
+            )
         return known
 
     # --- steering torrents on a client ------------------------------------------------------

@@ -27,7 +27,7 @@ def normalise_name(name: str) -> str:
 class Known:
     """Something q4d knows of, where it is and in what state."""
 
-    hash: str | None
+    hashes: tuple[str, ...]
     name: str | None
     location: str  # e.g. "seedbox1's qbittorrent", "the queue (item 483d7eec632f7436)"
     status: str
@@ -40,7 +40,7 @@ class Duplicate:
 
     @property
     def message(self) -> str:
-        what = self.known.name or self.known.hash
+        what = self.known.name or self.known.hashes[0]
         return f"already known by {self.by}: {what!r} in {self.known.location}, {self.known.status}"
 
 
@@ -50,7 +50,7 @@ def find_duplicate(meta: Metainfo, known: Iterable[Known]) -> Duplicate | None:
     name = normalise_name(meta.name) if meta.name else None
     by_name: Duplicate | None = None
     for entry in known:
-        if entry.hash is not None and entry.hash.lower() in meta.hashes:
+        if any(h.lower() in meta.hashes for h in entry.hashes):
             return Duplicate(entry, "hash")
         if (
             by_name is None

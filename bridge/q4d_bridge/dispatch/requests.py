@@ -64,7 +64,9 @@ class Request:
 
     @property
     def hashes(self) -> frozenset[str]:
-        return frozenset(h for h in (self.info_hash, self.v1, self.v2) if h)
+        # qBittorrent lists a torrent with a v2 hash under it cut to 40 digits
+        v2_id = self.v2[:40] if self.v2 else None
+        return frozenset(h for h in (self.info_hash, self.v1, self.v2, v2_id) if h)
 
     @property
     def open(self) -> bool:

@@ -53,7 +53,7 @@ async def call_bridge(
         await client.publish(topics.command, payload, qos=1)
         async for message in client.messages:
             try:
-                answer = json.loads(bytes(message.payload))  # type: ignore[arg-type]
+                answer = json.loads(bytes(message.payload))
             except (TypeError, ValueError):
                 continue
             if not isinstance(answer, dict) or answer.get("id") != request_id:
