@@ -15,6 +15,16 @@ from ..config.model import BrokerConfig
 from .noise import paho_logger
 from .topics import Topics
 
+STATUS_WAIT = 5.0  # for the bridge's retained status: none means it never ran here
+
+
+def _json(message: aiomqtt.Message) -> dict[str, Any]:
+    try:
+        data = json.loads(bytes(message.payload))
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
 
 class RemoteError(Exception):
     def __init__(self, code: str, message: str) -> None:
@@ -48,18 +58,34 @@ async def call_bridge(
             logger=paho_logger(),
         ) as client,
     ):
-        await client.subscribe(topics.command_result, qos=1)
-        payload = json.dumps({"id": request_id, "op": op, "args": args})
-        await client.publish(topics.command, payload, qos=1)
-        async for message in client.messages:
-            try:
-                answer = json.loads(bytes(message.payload))
-            except (TypeError, ValueError):
-                continue
-            if not isinstance(answer, dict) or answer.get("id") != request_id:
-                continue
-            if answer.get("ok"):
-                return answer.get("result")
-            error = answer.get("error") or {}
-            raise RemoteError(str(error.get("code")), str(error.get("message")))
+        await client.subscribe([(topics.status, 1), (topics.command_result, 1)])
+        asked = False
+        try:
+            async with asyncio.timeout(STATUS_WAIT) as waiting_for_status:
+                async for message in client.messages:
+                    answer = _json(message)
+                    if message.topic.matches(topics.status) and not asked:
+                        # retained: the bridge's last word on whether it runs
+                        if answer.get("state") != "online":
+                            raise RemoteError("offline", f"bridge {topics.bridge_id} is offline")
+                        waiting_for_status.reschedule(None)
+                        await client.publish(
+                            topics.command,
+                            json.dumps({"id": request_id, "op": op, "args": args}),
+                            qos=1,
+                        )
+                        asked = True
+                        continue
+                    if answer.get("id") != request_id:
+                        continue
+                    if answer.get("ok"):
+                        return answer.get("result")
+                    error = answer.get("error") or {}
+                    raise RemoteError(str(error.get("code")), str(error.get("message")))
+        except TimeoutError:
+            if asked:
+                raise
+            raise RemoteError(
+                "offline", f"no status from bridge {topics.bridge_id} on the broker"
+            ) from None
     raise RemoteError("no_answer", "the broker closed the connection")  # pragma: no cover

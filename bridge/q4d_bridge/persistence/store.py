@@ -350,11 +350,13 @@ class Store:
 
 
 def _request_for(db: sqlite3.Connection, info_hash: str | None) -> str | None:
-    """The newest add request still waiting for this torrent's payload, if any."""
+    """The newest add request still waiting for this torrent's payload, if any
+    (`completed`: its client finished it before the hook's event came)."""
     if info_hash is None:
         return None
     row = db.execute(
-        "SELECT id FROM requests WHERE state IN ('requested', 'added', 'downloading') "
+        "SELECT id FROM requests WHERE item_id IS NULL "
+        "AND state IN ('requested', 'added', 'downloading', 'completed') "
         "AND (info_hash = ? OR v1 = ? OR substr(v2, 1, 40) = ?) ORDER BY created_at DESC LIMIT 1",
         (info_hash, info_hash, info_hash),
     ).fetchone()
