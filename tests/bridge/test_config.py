@@ -37,6 +37,20 @@ def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:
     assert config.routing.default_destination == "default"
     assert config.seedboxes["sb1"].engine == "lftp"
     assert config.transfers.lftp.segments == 4
+    assert config.dispatch.size_estimate == 10 * 1024**3 and config.dispatch.download_weight == 2.0
+
+
+def test_dispatch_settings(raw: dict[str, Any]) -> None:
+    raw["seedboxes"][0]["client"] = {"type": "qbittorrent", "url": "http://127.0.0.1:1",
+                                     "weight": "2.5", "min_free": "1TiB", "dispatch": False}  # fmt: skip
+    raw["dispatch"] = {"size_estimate": "4GiB", "categories": ["music"], "watch_interval": "2s"}
+    config = parse_config(raw)
+    client = config.seedboxes["sb1"].client
+    assert client is not None
+    assert (client.dispatch.weight, client.dispatch.min_free, client.dispatch.enabled) == (2.5, 1024**4, False)
+    assert client.dispatch.max_downloads == 50 and client.dispatch.save_path is None
+    assert (config.dispatch.size_estimate, config.dispatch.categories) == (4 * 1024**3, ("music",))
+    assert config.dispatch.watch_interval == 2.0
 
 
 @pytest.mark.parametrize(
@@ -82,6 +96,14 @@ def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:
         (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi:///home/me/.rtorrent.sock", "username": "me"}), "seedboxes[0].client.username: SCGI has no login: username and password are for an http(s) url"),
         (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "password_file": "/nope/pw"}), "seedboxes[0].client.password_file: cannot read /nope/pw"),
         (lambda r: r["transfers"].update(max_repairs=-1), "transfers.max_repairs: value must be at least 0"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "weight": 101}), "seedboxes[0].client.weight: must be between 0 and 100"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "min_free": "lots"}), "seedboxes[0].client.min_free: expected a size like 256KiB or 8MiB, got 'lots'"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "max_downloads": 0}), "seedboxes[0].client.max_downloads: value must be at least 1"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "save_path": "downloads"}), "seedboxes[0].client.save_path: must be an absolute path"),
+        (lambda r: r.update(dispatch={"disk_weight": -1}), "dispatch.disk_weight: value must be at least 0"),
+        (lambda r: r.update(dispatch={"history": 0}), "dispatch.history: value must be at least 1"),
+        (lambda r: r.update(dispatch={"categories": "tv"}), "dispatch.categories: expected a list"),
+        (lambda r: r.update(dispatch={"weights": {}}), "dispatch.weights: extra keys not allowed"),
     ],
 )  # fmt: skip
 def test_mistakes_are_named(raw: dict[str, Any], mutate: Any, expected: str) -> None:

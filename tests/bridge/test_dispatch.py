@@ -22,7 +22,7 @@ from q4d_bridge.clients.qbittorrent import torrent_id
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config
 from q4d_bridge.dispatch.dispatcher import AddRequest, Dispatcher, DispatchError
-from q4d_bridge.dispatch.requests import RequestState
+from q4d_bridge.dispatch.requests import Request, RequestState
 from q4d_bridge.dispatch.tracker import RequestTracker
 from q4d_bridge.persistence.requests import DispatchRecords
 from q4d_bridge.persistence.store import Message, Store
@@ -326,3 +326,35 @@ async def test_an_unreachable_client_is_not_chosen(
         assert refused.value.code == "no_eligible_client"
         assert "tr: unreachable:" in refused.value.message
         assert {r.info_hash for r in d.dispatcher.records.requests()} == {"d" * 40}
+
+
+async def test_requests_a_crash_caught_before_the_answer_are_added_on_the_next_start(
+    tmp_path: Path, daemons: tuple[QBittorrent, Transmission]
+) -> None:
+    def recorded(d: Desk, info_hash: str, seedbox: str) -> Request:
+        """What an add commits before it asks the client (then the bridge died)."""
+        decision = {"id": f"d-{info_hash[:6]}", "at": 1.0, "outcome": "added"}
+        request = Request(
+            id=info_hash[:16], created_at=1.0, updated_at=1.0, source="mqtt", category=None,
+            name=f"Crash.{info_hash[:4]}", info_hash=info_hash, v1=info_hash, v2=None,
+            seedbox=seedbox, size=None, state=RequestState.REQUESTED, decision_id=decision["id"],
+            magnet=magnet(info_hash),
+        )  # fmt: skip
+        d.dispatcher.records.record(decision, request, keep=10)
+        return request
+
+    async with desk(tmp_path, daemons) as before:
+        lost = recorded(before, "7" * 40, "tr")  # never reached Transmission
+        arrived = recorded(before, "8" * 40, "qbt")  # reached qBittorrent, the answer did not
+        await before.clients["qbt"].add(NewTorrent(magnet=magnet("8" * 40)))  # type: ignore[attr-defined]
+        await before.listed("qbt", "8" * 40)
+    async with desk(tmp_path, daemons) as after:
+        assert set(after.tracker.active) == {lost.id, arrived.id}
+        await after.dispatcher.recover()
+        assert {r.id: r.state for r in after.dispatcher.records.requests()} == {
+            lost.id: RequestState.ADDED,
+            arrived.id: RequestState.ADDED,
+        }
+        await after.listed("tr", "7" * 40)
+        assert await after.hashes("qbt") == {"8" * 40}  # not added twice
+        assert await after.hashes("tr") == {"7" * 40}

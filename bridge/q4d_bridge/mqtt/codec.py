@@ -12,6 +12,8 @@ from typing import Any
 
 PROTOCOL_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
+# a command may carry a .torrent file (8 MiB at most), base64-encoded
+MAX_COMMAND_BYTES = 12 * 1024 * 1024
 MAX_FIELD_CHARS = 4096
 # Refused before the payload is parsed: deep nesting costs the parser a recursion level
 # per level (RecursionError in the thousands), and an integer literal of more than 4300
@@ -81,11 +83,11 @@ def _float(literal: str) -> float:
 _DECODER = json.JSONDecoder(parse_int=_int, parse_float=_float)
 
 
-def decode_json(raw: bytes) -> dict[str, Any]:
+def decode_json(raw: bytes, limit: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
     """Decode a JSON object, refusing what the limits table of docs/protocol.md refuses:
     size and nesting depth before parsing, number length while parsing."""
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise RejectedEvent("too_large", f"{len(raw)} bytes (limit {MAX_PAYLOAD_BYTES})")
+    if len(raw) > limit:
+        raise RejectedEvent("too_large", f"{len(raw)} bytes (limit {limit})")
     _check_depth(raw)
     try:
         data = _DECODER.decode(raw.decode("utf-8"))

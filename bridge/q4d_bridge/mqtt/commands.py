@@ -17,7 +17,7 @@ import voluptuous as vol
 from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..models import Item, ItemState
 from . import dispatch_commands
-from .codec import RejectedEvent, decode_json
+from .codec import MAX_COMMAND_BYTES, RejectedEvent, decode_json
 from .payloads import command_result
 
 _LOGGER = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class Command:
 
 
 def parse_command(raw: bytes) -> Command:
-    data = decode_json(raw)
+    data = decode_json(raw, MAX_COMMAND_BYTES)
     request_id = data.get("id")
     if not isinstance(request_id, str) or not request_id or len(request_id) > 128:
         raise RejectedEvent("bad_request", "'id' must be a non-empty string (max 128)")
