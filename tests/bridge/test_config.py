@@ -47,7 +47,11 @@ def test_dispatch_settings(raw: dict[str, Any]) -> None:
     config = parse_config(raw)
     client = config.seedboxes["sb1"].client
     assert client is not None
-    assert (client.dispatch.weight, client.dispatch.min_free, client.dispatch.enabled) == (2.5, 1024**4, False)
+    assert (client.dispatch.weight, client.dispatch.min_free, client.dispatch.enabled) == (
+        2.5,
+        1024**4,
+        False,
+    )
     assert client.dispatch.max_downloads == 50 and client.dispatch.save_path is None
     assert (config.dispatch.size_estimate, config.dispatch.categories) == (4 * 1024**3, ("music",))
     assert config.dispatch.watch_interval == 2.0

@@ -19,12 +19,12 @@ from ..clients.base import (
     NewTorrent,
     TorrentClient,
 )
-from ..clients.metainfo import MetainfoError
+from ..clients.metainfo import Metainfo, MetainfoError
 from ..clients.monitor import ClientMonitor
 from ..config.model import Config
 from ..models import Item
 from ..persistence.requests import DispatchRecords
-from .duplicates import Known, find_duplicate
+from .duplicates import Known, find_duplicate, normalise_name
 from .requests import Request, RequestState, new_request_id
 from .scoring import ClientSnapshot, Reason, Score, choose, score_client
 from .sources import Source, from_base64, from_magnet, from_url
@@ -105,18 +105,27 @@ class Dispatcher:
         )
 
     def score(self, seedbox: str, size: int | None = None) -> Score:
+        return self._scored(seedbox, size)[1]
+
+    def _scored(self, seedbox: str, size: int | None) -> tuple[ClientSnapshot | None, Score]:
         snapshot = self.snapshot(seedbox)
         if snapshot is None:
-            return Score(seedbox, None, Reason.NO_CLIENT, "no torrent client configured", None)
-        return score_client(
-            snapshot, self.settings, self.settings.size_estimate if size is None else size
-        )
+            return None, Score(
+                seedbox, None, Reason.NO_CLIENT, "no torrent client configured", None
+            )
+        size = self.settings.size_estimate if size is None else size
+        return snapshot, score_client(snapshot, self.settings, size)
 
-    def client_view(self, seedbox: str, size: int | None = None) -> dict[str, Any]:
+    def client_view(
+        self,
+        seedbox: str,
+        size: int | None = None,
+        scored: tuple[ClientSnapshot | None, Score] | None = None,
+    ) -> dict[str, Any]:
         """One client as the `clients` command and decisions show it."""
         seedbox_config = self.config.seedboxes[seedbox]
         status = self.monitor.status.get(seedbox)
-        snapshot = self.snapshot(seedbox)
+        snapshot, score = scored or self._scored(seedbox, size)
         dispatch = seedbox_config.client.dispatch if seedbox_config.client else None
         return {
             "seedbox": seedbox,
@@ -127,7 +136,7 @@ class Dispatcher:
             "weight": dispatch.weight if dispatch else None,
             "min_free": dispatch.min_free if dispatch else None,
             "max_downloads": dispatch.max_downloads if dispatch else None,
-            **self.score(seedbox, size).as_dict(),
+            **score.as_dict(),
         }
 
     async def clients_report(self) -> dict[str, Any]:
@@ -155,7 +164,8 @@ class Dispatcher:
         await self.monitor.refresh(self.clients)
         size = meta.size or wanted.size or self.settings.size_estimate
         candidates = [wanted.seedbox] if wanted.seedbox else list(self.clients)
-        scores = [self.score(sb, size) for sb in candidates]
+        scored = {sb: self._scored(sb, size) for sb in self.config.seedboxes}
+        scores = [scored[sb][1] for sb in candidates]
         chosen = choose(scores)
         decision: dict[str, Any] = {
             "id": secrets.token_hex(8),
@@ -168,13 +178,13 @@ class Dispatcher:
             "size_estimated": meta.size is None and wanted.size is None,
             "category": wanted.category,
             "requested_seedbox": wanted.seedbox,
-            "clients": [self.client_view(sb, size) for sb in self.config.seedboxes],
+            "clients": [self.client_view(sb, size, scored[sb]) for sb in self.config.seedboxes],
             "chosen": chosen.seedbox if chosen else None,
             "outcome": "dry_run" if dry_run else "added",
             "error": None,
             "request_id": None,
         }
-        duplicate = find_duplicate(meta, self._known())
+        duplicate = find_duplicate(meta, self._known(meta))
         refusal: DispatchError | None = None
         if duplicate is not None:
             refusal = DispatchError("duplicate", duplicate.message)
@@ -315,22 +325,33 @@ class Dispatcher:
 
     # --- duplicates --------------------------------------------------------------------
 
-    def _known(self) -> list[Known]:
+    def _known(self, meta: Metainfo) -> list[Known]:
+        """What q4d has with one of this torrent's hashes or its release name: on the
+        clients and in the queue (held in memory), and among the requests (looked up)."""
+        hashes = meta.hashes
+        key = normalise_name(meta.name) if meta.name else None
+
+        def same(names: tuple[str, ...], name: str | None) -> bool:
+            return not hashes.isdisjoint(names) or (
+                key is not None and name is not None and normalise_name(name) == key
+            )
+
         known: list[Known] = []
         for seedbox, status in self.monitor.status.items():
             for t in status.torrents or ():
-                state = f"{round(100 * t.progress)} % downloaded ({t.state})"
-                where = f"{seedbox}'s {status.type}"
-                known.append(Known((t.hash, *t.aliases), t.name, where, state))
-        for request in self.records.requests():
-            if request.state is not RequestState.FAILED:  # a failed add may be tried again
-                where = f"request {request.id} on {request.seedbox}"
-                known.append(Known(tuple(request.hashes), request.name, where, request.state.value))
+                if same((t.hash, *t.aliases), t.name):
+                    state = f"{round(100 * t.progress)} % downloaded ({t.state})"
+                    where = f"{seedbox}'s {status.type}"
+                    known.append(Known((t.hash, *t.aliases), t.name, where, state))
+        for request in self.records.matching(hashes, meta.name):
+            where = f"request {request.id} on {request.seedbox}"
+            known.append(Known(tuple(request.hashes), request.name, where, request.state.value))
         for item in self.items.values():
-            where = f"the queue (item {item.id} from {item.seedbox})"
-            known.append(
-                Known(tuple(filter(None, [item.hash])), item.name, where, item.state.value)
-            )
+            if same((item.hash,) if item.hash else (), item.name):
+                where = f"the queue (item {item.id} from {item.seedbox})"
+                known.append(
+                    Known((item.hash,) if item.hash else (), item.name, where, item.state.value)
+                )
         return known
 
     # --- steering torrents on a client ------------------------------------------------------

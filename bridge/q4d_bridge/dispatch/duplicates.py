@@ -4,6 +4,7 @@ client, among the requests or in the queue's history. Pure."""
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ from ..clients.metainfo import Metainfo
 VIDEO_SUFFIX = re.compile(r"\.(mkv|mp4|avi|m4v|ts|iso|torrent)$", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=65536)  # every decision compares against the same names
 def normalise_name(name: str) -> str:
     """`Movie.Title.2024.2160p`, `movie title 2024 2160p` and `Movie_Title-2024-2160p.mkv`
     are one release: compatibility-folded, case-folded, a file suffix dropped, every run
@@ -48,9 +50,10 @@ def find_duplicate(meta: Metainfo, known: Iterable[Known]) -> Duplicate | None:
     """The first of `known` with one of the torrent's hashes, else the first with its
     normalised name (hash matches win: two releases may share a name, never a hash)."""
     name = normalise_name(meta.name) if meta.name else None
+    hashes = meta.hashes
     by_name: Duplicate | None = None
     for entry in known:
-        if any(h.lower() in meta.hashes for h in entry.hashes):
+        if any(h.lower() in hashes for h in entry.hashes):
             return Duplicate(entry, "hash")
         if (
             by_name is None

@@ -7,13 +7,14 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+from ..dispatch.duplicates import normalise_name
 from ..dispatch.requests import Request, RequestState
 from .store import Message, Store
 
 REQUEST_COLUMNS = (
     "id, created_at, updated_at, source, category, name, info_hash, v1, v2, seedbox, size, "
     "state, decision_id, paused, progress, bytes_done, error_code, error_message, item_id, "
-    "local_path, magnet, torrent_file, retracted"
+    "local_path, magnet, torrent_file, retracted, name_key"
 )
 
 
@@ -42,6 +43,7 @@ def _row(request: Request) -> tuple[Any, ...]:
         request.magnet,
         request.torrent_file,
         int(request.retracted),
+        normalise_name(request.name) if request.name else None,
     )
 
 
@@ -127,6 +129,19 @@ class DispatchRecords:
             params.append(str(limit))
         with self.store.transaction() as db:
             return [_request(r) for r in db.execute(query, params)]
+
+    def matching(self, hashes: Iterable[str], name: str | None) -> list[Request]:
+        """Requests that did not fail with one of these hashes or this release name."""
+        wanted = sorted(hashes)
+        marks = ", ".join("?" * len(wanted))
+        key = normalise_name(name) if name else None
+        query = (
+            f"SELECT {REQUEST_COLUMNS} FROM requests WHERE state != 'failed' AND ("
+            f"info_hash IN ({marks}) OR v1 IN ({marks}) OR substr(v2, 1, 40) IN ({marks}) "
+            f"OR v2 IN ({marks}) OR name_key = ?) ORDER BY created_at DESC"
+        )
+        with self.store.transaction() as db:
+            return [_request(r) for r in db.execute(query, [*wanted * 4, key])]
 
     def decisions(self, limit: int) -> list[dict[str, Any]]:
         """Newest first."""

@@ -94,9 +94,14 @@ CREATE TABLE IF NOT EXISTS requests (
     local_path TEXT,
     magnet TEXT,
     torrent_file BLOB,
-    retracted INTEGER NOT NULL DEFAULT 0
+    retracted INTEGER NOT NULL DEFAULT 0,
+    name_key TEXT  -- the normalised name (dispatch/duplicates.py), to find duplicates by
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state);
+CREATE INDEX IF NOT EXISTS requests_info_hash ON requests (info_hash);
+CREATE INDEX IF NOT EXISTS requests_v1 ON requests (v1);
+CREATE INDEX IF NOT EXISTS requests_v2_id ON requests (substr(v2, 1, 40));
+CREATE INDEX IF NOT EXISTS requests_name_key ON requests (name_key);
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
