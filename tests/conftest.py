@@ -6,6 +6,7 @@ import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -16,6 +17,9 @@ if _REPO_ROOT not in sys.path:
 from tests.helpers.netguard import NetGuard  # noqa: E402
 from tests.helpers.netguard import unavailable as netguard_unavailable  # noqa: E402
 from tests.helpers.services import Mosquitto, SshServer  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.helpers.seeder import Seeder
 
 LOOPBACK_HOSTS = ["127.0.0.1", "::1", "localhost"]
 
@@ -45,6 +49,18 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
     allow_loopback_sockets()
     with SshServer(tmp_path_factory.mktemp("sshd")) as server:
         yield server
+
+
+@pytest.fixture
+def seeder(tmp_path: Path) -> Iterator[Seeder]:
+    """A seeding peer and its tracker on 127.0.0.1 (tests/helpers/seeder.py): a torrent
+    client can download what `seeder.seed(...)` returns, by magnet or by .torrent."""
+    pytest.importorskip("libtorrent")  # the venv's bindings; imported only when used
+    from tests.helpers.seeder import Seeder
+
+    allow_loopback_sockets()
+    with Seeder(tmp_path / "seeder") as running:
+        yield running
 
 
 @pytest.fixture
