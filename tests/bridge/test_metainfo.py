@@ -42,7 +42,12 @@ def build_torrent(root: Path, kind: Kind, *, single: bool = False) -> bytes:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(rng.randbytes(size))
     source = root / ("Show/e01.mkv" if single else "Show")
-    made = lt.create_torrent(lt.list_files(str(source)), 16384, FLAGS[kind])
+    if hasattr(lt, "list_files"):  # libtorrent 2.1, which deprecates file_storage
+        made = lt.create_torrent(lt.list_files(str(source)), 16384, FLAGS[kind])
+    else:  # 2.0, as Debian builds it for Python 3.14 (.venv-ha)
+        storage = lt.file_storage()
+        lt.add_files(storage, str(source))
+        made = lt.create_torrent(storage, 16384, FLAGS[kind])
     for tier, url in enumerate(TRACKERS):
         made.add_tracker(url, tier)
     lt.set_piece_hashes(made, str(source.parent))
