@@ -29,7 +29,7 @@ from q4d_bridge.persistence.store import Message, Store
 
 from tests.helpers.configs import bridge_config
 from tests.helpers.qbittorrent import QBittorrent
-from tests.helpers.torrents import make_payload, torrent_of
+from tests.helpers.torrents import random_file, torrent_of
 from tests.seedbox.support import Transmission
 
 pytestmark = pytest.mark.timeout(180)
@@ -137,7 +137,7 @@ def scores(decision: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
 async def test_dry_run_decides_like_a_real_add_and_adds_nothing(
     tmp_path: Path, daemons: tuple[QBittorrent, Transmission]
 ) -> None:
-    payload = make_payload(tmp_path / "src" / "Film.2024.1080p.mkv", 300_000, 1)
+    payload = random_file(tmp_path / "src" / "Film.2024.1080p.mkv", 300_000, 1)
     raw = torrent_of(payload)
     async with desk(tmp_path, daemons, tr={"weight": 2.0}) as d:
         preview = (await d.preview(torrent=b64(raw), category="movies"))["decision"]
@@ -174,7 +174,7 @@ async def test_dry_run_decides_like_a_real_add_and_adds_nothing(
 async def test_duplicates_by_every_hash_across_clients(
     tmp_path: Path, daemons: tuple[QBittorrent, Transmission], kind: str
 ) -> None:
-    payload = make_payload(tmp_path / "src" / f"Show.S01E0{len(kind)}.mkv", 200_000, kind)
+    payload = random_file(tmp_path / "src" / f"Show.S01E0{len(kind)}.mkv", 200_000, kind)
     raw = torrent_of(payload, kind)  # type: ignore[arg-type]
     async with desk(tmp_path, daemons, qbt={"dispatch": False}) as d:
         # already on qBittorrent (which takes no new torrents, but still counts)

@@ -24,7 +24,7 @@ from tests.bridge.test_nodes import command
 from tests.helpers.configs import bridge_config
 from tests.helpers.qbittorrent import QBittorrent
 from tests.helpers.services import Mosquitto, SshServer
-from tests.helpers.torrents import make_payload, torrent_of
+from tests.helpers.torrents import random_file, torrent_of
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ async def test_a_request_from_the_add_to_the_library(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 ) -> None:
     remote = tmp_path / "seedbox"
-    payload = make_payload(remote / "Landed.Film.2024.mkv", 3 * 2**20, seed=7)
+    payload = random_file(remote / "Landed.Film.2024.mkv", 3 * 2**20, seed=7)
     raw = torrent_of(payload)
     torrent = base64.b64encode(raw).decode()
     with QBittorrent(tmp_path / "qbt") as qbt:
@@ -138,7 +138,7 @@ async def test_cli_add_and_clients(tmp_path: Path, mosquitto: Mosquitto, sshd: S
             )  # fmt: skip
             config = tmp_path / "cli.yaml"
             config.write_text(yaml.safe_dump(raw))
-            payload = make_payload(tmp_path / "made" / "Cli.Show.S01E01.mkv", 100_000, seed=3)
+            payload = random_file(tmp_path / "made" / "Cli.Show.S01E01.mkv", 100_000, seed=3)
             torrent_file = tmp_path / "Cli.Show.S01E01.torrent"
             torrent_file.write_bytes(torrent_of(payload))
 

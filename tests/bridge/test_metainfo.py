@@ -9,7 +9,6 @@ import contextlib
 import hashlib
 import random
 from pathlib import Path
-from typing import Literal
 
 import fastbencode
 import libtorrent as lt
@@ -24,8 +23,8 @@ from q4d_bridge.clients.metainfo import (
     parse_torrent_file,
 )
 
-Kind = Literal["v1", "v2", "hybrid"]
-FLAGS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybrid": 0}
+from tests.helpers.torrents import FLAGS, Kind, torrent_of
+
 TRACKERS = ("http://127.0.0.1:9/announce", "udp://127.0.0.1:9/announce")
 V1 = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a"
 V2 = "ab" * 32
@@ -42,16 +41,7 @@ def build_torrent(root: Path, kind: Kind, *, single: bool = False) -> bytes:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(rng.randbytes(size))
     source = root / ("Show/e01.mkv" if single else "Show")
-    if hasattr(lt, "list_files"):  # libtorrent 2.1, which deprecates file_storage
-        made = lt.create_torrent(lt.list_files(str(source)), 16384, FLAGS[kind])
-    else:  # 2.0, as Debian builds it for Python 3.14 (.venv-ha)
-        storage = lt.file_storage()
-        lt.add_files(storage, str(source))
-        made = lt.create_torrent(storage, 16384, FLAGS[kind])
-    for tier, url in enumerate(TRACKERS):
-        made.add_tracker(url, tier)
-    lt.set_piece_hashes(made, str(source.parent))
-    return bytes(lt.bencode(made.generate()))
+    return torrent_of(source, kind, tracker=None, trackers=TRACKERS)
 
 
 def info_digest(data: bytes, algorithm: str) -> str:

@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import fastbencode
 
 from tests.helpers.services import LOOPBACK
+from tests.helpers.torrents import torrent_of
 
 MiB = 2**20
 PIECE_SIZE = 64 * 1024  # a few MiB make dozens of pieces: several in flight at once
@@ -141,16 +142,7 @@ def make_payload(root: Path, name: str, sizes: Sequence[int], seed: int = 0) -> 
 def make_torrent(payload: Path, *, hybrid: bool = False, tracker: str | None = None) -> bytes:
     """The .torrent of payload (a file or a folder): v1 only, or hybrid (v1 + v2; a
     folder's files then get v1 padding between them)."""
-    import libtorrent as lt
-
-    flags = 0 if hybrid else lt.create_torrent.v1_only
-    creator = lt.create_torrent(lt.list_files(str(payload)), PIECE_SIZE, flags)
-    if tracker is not None:
-        creator.add_tracker(tracker)
-    creator.set_creator("q4d tests")
-    lt.set_piece_hashes(creator, str(payload.parent))
-    data: bytes = lt.bencode(creator.generate())
-    return data
+    return torrent_of(payload, "hybrid" if hybrid else "v1", piece_size=PIECE_SIZE, tracker=tracker)
 
 
 class _Tracker(ThreadingHTTPServer):

@@ -14,7 +14,7 @@ FLAGS = {"v1": lt.create_torrent.v1_only, "v2": lt.create_torrent.v2_only, "hybr
 CLOSED_TRACKER = "http://127.0.0.1:9/announce"
 
 
-def make_payload(path: Path, size: int, seed: int | str) -> Path:
+def random_file(path: Path, size: int, seed: int | str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(random.Random(seed).randbytes(size))
     return path
@@ -26,10 +26,17 @@ def torrent_of(
     *,
     piece_size: int = 16384,
     tracker: str | None = CLOSED_TRACKER,
+    trackers: tuple[str, ...] = (),
 ) -> bytes:
-    """The .torrent of `payload` (a file or a folder)."""
-    made = lt.create_torrent(lt.list_files(str(payload)), piece_size, FLAGS[kind])
-    if tracker is not None:
-        made.add_tracker(tracker, 0)
+    """The .torrent of `payload` (a file or a folder), announcing to `tracker` and then
+    `trackers`, one tier each."""
+    if hasattr(lt, "list_files"):  # libtorrent 2.1, which deprecates file_storage
+        made = lt.create_torrent(lt.list_files(str(payload)), piece_size, FLAGS[kind])
+    else:  # 2.0, as Debian builds it for Python 3.14 (.venv-ha)
+        storage = lt.file_storage()
+        lt.add_files(storage, str(payload))
+        made = lt.create_torrent(storage, piece_size, FLAGS[kind])
+    for tier, url in enumerate(t for t in (tracker, *trackers) if t is not None):
+        made.add_tracker(url, tier)
     lt.set_piece_hashes(made, str(payload.parent))
     return bytes(lt.bencode(made.generate()))
