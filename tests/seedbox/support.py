@@ -587,3 +587,21 @@ class DelugeWeb:
         data = json.loads(answer.body)
         assert data["error"] is None, data["error"]
         return data["result"]
+
+
+def install_hook(home: Path, tmp: Path, box: Any, broker_port: int) -> None:
+    """q4d-hook installed by install.sh into `home`, wired into the seedbox qBittorrent
+    `box` (tests/helpers/qbittorrent.py) through its WebUI API."""
+    password = tmp / "qbt.password"
+    password.write_text(box.password + "\n")
+    password.chmod(0o600)
+    installed = subprocess.run(
+        ["bash", str(SEEDBOX / "install.sh"),
+         "--broker-host", "127.0.0.1", "--broker-port", str(broker_port),
+         "--seedbox-id", SEEDBOX_ID, "--python", sys.executable, "--service", "none",
+         "--client", "qbittorrent", "--client-url", box.url,
+         "--client-user", box.username, "--client-password-file", str(password)],
+        env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr

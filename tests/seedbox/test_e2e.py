@@ -14,7 +14,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -29,8 +28,7 @@ from tests.bridge.test_e2e import Env, digest_tree, running_bridge
 from tests.bridge.test_nodes import command, port_open
 from tests.helpers.qbittorrent import QBittorrent
 from tests.helpers.services import Mosquitto, SshServer, _stop_process, free_port
-from tests.seedbox import SEEDBOX
-from tests.seedbox.support import COMPLETED, SEEDBOX_ID, QbtApi, make_torrent, torrent_hash
+from tests.seedbox.support import COMPLETED, QbtApi, install_hook, make_torrent, torrent_hash
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -91,18 +89,7 @@ class Rig:
         return {**os.environ, "HOME": str(self.home)}
 
     def install(self, broker_port: int) -> None:
-        password = self.tmp / "qbt.password"
-        password.write_text(self.box.password + "\n")
-        password.chmod(0o600)
-        installed = subprocess.run(
-            ["bash", str(SEEDBOX / "install.sh"),
-             "--broker-host", "127.0.0.1", "--broker-port", str(broker_port),
-             "--seedbox-id", SEEDBOX_ID, "--python", sys.executable, "--service", "none",
-             "--client", "qbittorrent", "--client-url", self.box.url,
-             "--client-user", self.box.username, "--client-password-file", str(password)],
-            env=self.env(), capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert installed.returncode == 0, installed.stderr
+        install_hook(self.home, self.tmp, self.box, broker_port)
 
     def bridge(self, **extra: Any) -> AbstractAsyncContextManager[Env]:
         client = {"type": "qbittorrent", "url": self.box.url, "username": self.box.username,

@@ -9,11 +9,8 @@ item's status sensor goes paused -> transferring -> done while
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +19,9 @@ from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import EVENT_STATE_CHANGED, STATE_ON
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.data_entry_flow import FlowResultType
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.q4d.const import CONF_ITEM_ENTITIES, DOMAIN
+from custom_components.q4d.const import CONF_ITEM_ENTITIES
+from tests.components.q4d.live import async_connect, wait_for
 from tests.conftest import allow_loopback_sockets
 from tests.helpers.bridge_proc import BridgeProcess
 from tests.helpers.configs import bridge_config
@@ -51,23 +47,6 @@ def make_file(path: Path, size: int) -> None:
         while left > 0:
             file.write(block[: min(left, len(block))])
             left -= len(block)
-
-
-async def wait_for(
-    condition: Callable[[], Any],
-    what: str,
-    timeout: float = 30.0,
-    bridge: BridgeProcess | None = None,
-) -> Any:
-    """Poll until `condition()` is truthy (real time: the broker and the bridge are real)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if result := condition():
-            return result
-        if time.monotonic() > deadline:
-            log = bridge.log()[-3000:] if bridge is not None else ""
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}\n{log}")
-        await asyncio.sleep(0.05)
 
 
 def state_of(hass: HomeAssistant, entity_id: str) -> str | None:
@@ -98,29 +77,9 @@ async def test_bridge_end_to_end(
     config["seedboxes"][0]["engine"] = "sftp"  # the built-in engine paces itself precisely
     bridge = BridgeProcess(tmp_path / "bridge", config)
     bridge.start()
-    mqtt_entry = MockConfigEntry(
-        domain=mqtt.DOMAIN,
-        data={mqtt.CONF_BROKER: "127.0.0.1", "port": mosquitto.port},
-        version=1,
-        minor_version=2,
-    )
     try:
-        mqtt_entry.add_to_hass(hass)
-        assert await hass.config_entries.async_setup(mqtt_entry.entry_id)
-        await hass.async_block_till_done()
-
-        # the bridge's retained status starts a discovery flow
-        flows = await wait_for(
-            lambda: hass.config_entries.flow.async_progress_by_handler(DOMAIN),
-            "the bridge to be discovered",
-            bridge=bridge,
-        )
-        assert flows[0]["context"]["source"] == "mqtt"
-        result = await hass.config_entries.flow.async_configure(flows[0]["flow_id"], {})
-        assert result["type"] is FlowResultType.CREATE_ENTRY
-        assert result["data"] == {"bridge_id": "test", "prefix": "q4d"}
-        entry = result["result"]
-        await hass.async_block_till_done()
+        mqtt_entry, entry = await async_connect(hass, mosquitto, bridge)
+        assert entry.data == {"bridge_id": "test", "prefix": "q4d"}
         hass.config_entries.async_update_entry(entry, options={CONF_ITEM_ENTITIES: True})
         await hass.async_block_till_done()  # the entry reloads with item entities
         assert entry.state is ConfigEntryState.LOADED
