@@ -58,7 +58,7 @@ async def test_add_torrent_from_home_assistant_to_the_library(
                 "poll_interval": 1,
                 "min_free": 0,
                 "save_path": str(remote),
-            },  # fmt: skip
+            },
             reconcile={"interval": 0},
         )
         bridge = BridgeProcess(tmp_path / "bridge", config)
@@ -95,7 +95,8 @@ async def test_add_torrent_from_home_assistant_to_the_library(
                 )
 
             downloading = await wait_for(lambda: phase("downloading"), "downloading", 30, bridge)
-            print(  # noqa: T201 - the figure the closing note quotes
+            # the figure the closing note quotes
+            print(
                 f"\nq4d.add_torrent answered in {answered - asked:.2f} s; "
                 f"'downloading on seedbox' after {downloading - asked:.2f} s "
                 f"(dispatch.watch_interval 5 s)"
@@ -104,9 +105,9 @@ async def test_add_torrent_from_home_assistant_to_the_library(
             def landed() -> dict[str, Any] | None:
                 for topic_id, payloads in seen.items():
                     for _, p in payloads:
-                        if p and p.get("request_id") == request_id and topic_id != request_id:
-                            if p["state"] == "done":
-                                return p
+                        ours = p and p.get("request_id") == request_id and topic_id != request_id
+                        if ours and p and p["state"] == "done":
+                            return p
                 return None
 
             item = await wait_for(landed, "the payload landed", 120, bridge)
