@@ -1,3 +1,3 @@
-"""Dispatch (next): choosing the seedbox and torrent client a new torrent or magnet goes
-to (free space, active downloads, bandwidth), with duplicate prevention and request
-tracking, then adding it through clients/. See docs/architecture.md."""
+"""Dispatch: which seedbox's torrent client gets a new torrent (scoring on free space,
+active downloads and bandwidth), duplicate prevention, and the requests that follow a
+torrent from the add to the library. Knows nothing of MQTT. See docs/dispatch.md."""
