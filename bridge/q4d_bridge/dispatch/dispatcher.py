@@ -249,6 +249,7 @@ class Dispatcher:
             await client.add(torrent)
         except ClientError as err:
             request.fail("client_error", f"{request.seedbox}: {err}", time.time())
+            request.magnet = request.torrent_file = None  # a new add brings its own
             decision["outcome"] = "failed"
             decision["error"] = {"code": "client_error", "message": request.error_message}
             self.records.record(decision, request, keep=self.settings.history)
