@@ -358,3 +358,25 @@ async def test_requests_a_crash_caught_before_the_answer_are_added_on_the_next_s
         await after.listed("tr", "7" * 40)
         assert await after.hashes("qbt") == {"8" * 40}  # not added twice
         assert await after.hashes("tr") == {"7" * 40}
+
+
+async def test_a_client_refusing_the_add_fails_the_request_and_adds_nothing(
+    tmp_path: Path, daemons: tuple[QBittorrent, Transmission]
+) -> None:
+    payload = random_file(tmp_path / "src" / "Only.V2.mkv", 100_000, "v2")
+    raw = torrent_of(payload, "v2")  # Transmission 3 reads no BitTorrent v2
+    async with desk(tmp_path, daemons) as d:
+        with pytest.raises(DispatchError) as refused:
+            await d.add(torrent=b64(raw), seedbox="tr")
+        assert refused.value.code == "client_error"
+        assert refused.value.message.startswith("tr: ")
+        (request,) = d.dispatcher.records.requests()
+        assert (request.state, request.error_code) == (RequestState.FAILED, "client_error")
+        assert request.torrent_file is None
+        (decision,) = d.dispatcher.records.decisions(10)
+        assert decision["outcome"] == "failed" and decision["error"]["code"] == "client_error"
+        assert await d.hashes("tr") == set()
+        assert request.id not in d.tracker.active
+        # not a duplicate of itself: the same torrent may go elsewhere
+        again = await d.add(torrent=b64(raw), seedbox="qbt")
+        assert again["request"]["state"] == "added"
