@@ -45,6 +45,9 @@ ITEM_STATES: Final = (
     "failed",
     "cancelled",
 )
+# Torrent requests (q4d.add_torrent) not in the queue yet: the bridge publishes each as
+# an item under the request's id until its download becomes a queue item.
+REQUEST_STATES: Final = ("requested", "downloading")
 FINISHED_STATES: Final = frozenset({"done", "failed", "cancelled"})
 ACTIVE_STATES: Final = frozenset({"transferring", "verifying"})
 

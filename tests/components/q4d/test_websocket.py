@@ -104,6 +104,8 @@ async def test_snapshot(
             "done": 0,
             "failed": 1,
             "cancelled": 0,
+            "requested": 0,
+            "downloading": 0,
         },
         "rate": 52428800.0,
         "bandwidth_limit": 10485760,
