@@ -20,9 +20,11 @@ DEFAULT_RETENTION: Final = 60  # minutes a finished item keeps its entities
 DEFAULT_ITEM_ENTITIES: Final = False  # opt-in: the live card shows every item
 MAX_RETENTION: Final = 7 * 24 * 60
 
-# The bridge answers commands in milliseconds; a rescan waits for every torrent client.
+# The bridge answers commands in milliseconds; a rescan waits for every torrent client,
+# adding a torrent may wait for its .torrent file's download and for the client.
 COMMAND_TIMEOUT: Final = 10.0
 RESCAN_TIMEOUT: Final = 60.0
+DISPATCH_TIMEOUT: Final = 60.0
 # Time the config flow waits for the bridge's retained status message.
 STATUS_TIMEOUT: Final = 5.0
 # Entities write their state at most once per this many seconds.
@@ -62,8 +64,12 @@ HOST_KEY_ERROR: Final = "host_key_mismatch"
 ITEM_SENSOR_KEYS: Final = ("status", "progress", "rate", "eta")
 ITEM_BUTTON_KEYS: Final = ("retry", "cancel")
 
+ATTR_CATEGORY: Final = "category"
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
 ATTR_ITEM_ID: Final = "item_id"
+ATTR_MAGNET: Final = "magnet"
+ATTR_PAUSED: Final = "paused"
 ATTR_PRIORITY: Final = "priority"
 ATTR_SEEDBOX: Final = "seedbox"
 ATTR_STATES: Final = "states"
+ATTR_URL: Final = "url"
