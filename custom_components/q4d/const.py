@@ -53,6 +53,17 @@ REQUEST_STATES: Final = ("requested", "downloading")
 FINISHED_STATES: Final = frozenset({"done", "failed", "cancelled"})
 ACTIVE_STATES: Final = frozenset({"transferring", "verifying"})
 
+# Why the bridge would or would not send a new torrent to a seedbox's client.
+DISPATCH_REASONS: Final = (
+    "eligible",
+    "disabled",
+    "no_client",
+    "unreachable",
+    "below_min_free",
+    "max_downloads",
+    "low_score",
+)
+
 TRANSFER_EVENTS: Final = ("queued", "started", "completed", "failed")
 EVENT_TRANSFER_PREFIX: Final = "q4d_transfer_"
 
