@@ -20,7 +20,7 @@ REFUSAL_CODES = frozenset({"invalid_state", "not_found", "not_configured"})
 MAX_NAMES = 20
 
 
-def _refusal(err: HomeAssistantError) -> tuple[str, str] | None:
+def bridge_refusal(err: HomeAssistantError) -> tuple[str, str] | None:
     """(code, message) of the bridge's answer when `err` is its refusal of a command."""
     if err.translation_key != "command_failed" or not err.translation_placeholders:
         return None
@@ -39,7 +39,7 @@ async def async_bridge_command(
     try:
         result = await coordinator.async_command(op, args, time_limit=time_limit)
     except HomeAssistantError as err:
-        refusal = _refusal(err)
+        refusal = bridge_refusal(err)
         if refusal is None or refusal[0] not in REFUSAL_CODES:
             raise
         raise ServiceValidationError(
@@ -71,7 +71,7 @@ async def async_item_command(
     try:
         result = await coordinator.async_command(op, {ATTR_ITEM_ID: item_id, **(args or {})})
     except HomeAssistantError as err:
-        answer = _refusal(err)
+        answer = bridge_refusal(err)
         if answer is None:
             raise
         # Our copy of the item was behind the bridge's, or the bridge failed.

@@ -20,9 +20,11 @@ DEFAULT_RETENTION: Final = 60  # minutes a finished item keeps its entities
 DEFAULT_ITEM_ENTITIES: Final = False  # opt-in: the live card shows every item
 MAX_RETENTION: Final = 7 * 24 * 60
 
-# The bridge answers commands in milliseconds; a rescan waits for every torrent client.
+# The bridge answers commands in milliseconds; a rescan waits for every torrent client,
+# adding a torrent may wait for its .torrent file's download and for the client.
 COMMAND_TIMEOUT: Final = 10.0
 RESCAN_TIMEOUT: Final = 60.0
+DISPATCH_TIMEOUT: Final = 60.0
 # Time the config flow waits for the bridge's retained status message.
 STATUS_TIMEOUT: Final = 5.0
 # Entities write their state at most once per this many seconds.
@@ -45,8 +47,22 @@ ITEM_STATES: Final = (
     "failed",
     "cancelled",
 )
+# Torrent requests (q4d.add_torrent) not in the queue yet: the bridge publishes each as
+# an item under the request's id until its download becomes a queue item.
+REQUEST_STATES: Final = ("requested", "downloading")
 FINISHED_STATES: Final = frozenset({"done", "failed", "cancelled"})
 ACTIVE_STATES: Final = frozenset({"transferring", "verifying"})
+
+# Why the bridge would or would not send a new torrent to a seedbox's client.
+DISPATCH_REASONS: Final = (
+    "eligible",
+    "disabled",
+    "no_client",
+    "unreachable",
+    "below_min_free",
+    "max_downloads",
+    "low_score",
+)
 
 TRANSFER_EVENTS: Final = ("queued", "started", "completed", "failed")
 EVENT_TRANSFER_PREFIX: Final = "q4d_transfer_"
@@ -59,8 +75,12 @@ HOST_KEY_ERROR: Final = "host_key_mismatch"
 ITEM_SENSOR_KEYS: Final = ("status", "progress", "rate", "eta")
 ITEM_BUTTON_KEYS: Final = ("retry", "cancel")
 
+ATTR_CATEGORY: Final = "category"
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
 ATTR_ITEM_ID: Final = "item_id"
+ATTR_MAGNET: Final = "magnet"
+ATTR_PAUSED: Final = "paused"
 ATTR_PRIORITY: Final = "priority"
 ATTR_SEEDBOX: Final = "seedbox"
 ATTR_STATES: Final = "states"
+ATTR_URL: Final = "url"

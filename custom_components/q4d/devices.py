@@ -13,16 +13,35 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.device_registry import DeviceInfo
-from homeassistant.helpers.typing import UNDEFINED
+from homeassistant.helpers.typing import UNDEFINED, UndefinedType
 
 from . import unique_ids
 from .const import DOMAIN, LOGGER, MANUFACTURER
-from .models import BridgeState, BridgeStatus
+from .models import BridgeState, BridgeStatus, SeedboxState
+
+# Display names of the torrent clients the bridge supports, by its `type`.
+CLIENT_MODELS = {
+    "qbittorrent": "qBittorrent",
+    "transmission": "Transmission",
+    "deluge": "Deluge",
+    "rtorrent": "rTorrent",
+}
 
 
 def device_info(identifier: tuple[str, str]) -> DeviceInfo:
     """What an entity says about its device: which one; this module describes it."""
     return DeviceInfo(identifiers={identifier})
+
+
+def _seedbox_description(sb_state: SeedboxState) -> tuple[str, str, str | UndefinedType | None]:
+    """(name, model, version) of a seedbox's device: model and version are its torrent
+    client's."""
+    client = sb_state.client
+    if client is None:
+        return sb_state.name, "Seedbox", None
+    model = "Seedbox" if client.type is None else CLIENT_MODELS.get(client.type, client.type)
+    # A client the bridge could not ask (yet) has no version: the last one stays.
+    return sb_state.name, model, UNDEFINED if client.version is None else client.version
 
 
 class Q4dDevices:
@@ -34,7 +53,8 @@ class Q4dDevices:
         self.hass = hass
         self.entry_id = entry_id
         self.bridge_id = bridge_id
-        self._seedboxes: dict[str, str] = {}  # seedbox id -> name, with a device
+        # seedbox id -> its device's (name, model, version), for those with a device
+        self._seedboxes: dict[str, tuple[str, str, str | UndefinedType | None]] = {}
         self._destinations: set[str] | None = None  # None until the first state
 
     def device_id(self, identifier: tuple[str, str]) -> str | None:
@@ -65,17 +85,20 @@ class Q4dDevices:
             del self._seedboxes[seedbox]
         bridge_device_id = self.device_id(unique_ids.bridge_identifier(self.bridge_id))
         for seedbox, sb_state in state.seedboxes.items():
-            if self._seedboxes.get(seedbox) == sb_state.name:
+            description = _seedbox_description(sb_state)
+            if self._seedboxes.get(seedbox) == description:
                 continue
-            self._seedboxes[seedbox] = sb_state.name
+            self._seedboxes[seedbox] = description
+            name, model, version = description
             # The link to the bridge by device id: `via_device` is deprecated in newer
             # Home Assistant, and older ones take `via_device_id` only on updates.
             device = dev_reg.async_get_or_create(
                 config_entry_id=self.entry_id,
                 identifiers={unique_ids.seedbox_identifier(self.bridge_id, seedbox)},
                 manufacturer=MANUFACTURER,
-                model="Seedbox",
-                name=sb_state.name,
+                model=model,
+                name=name,
+                sw_version=version,
             )
             if device.via_device_id != bridge_device_id:
                 dev_reg.async_update_device(device.id, via_device_id=bridge_device_id)

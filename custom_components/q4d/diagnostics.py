@@ -15,6 +15,8 @@ from .coordinator import Q4dConfigEntry, Q4dCoordinator
 # Paths reveal user names and library layout; hashes and names identify torrents;
 # error messages quote paths and hosts.
 TO_REDACT = {"remote_path", "local_path", "hash", "name", "tags", "message"}
+# A client's error quotes its URL, and a dispatch reason quotes that error.
+STATE_TO_REDACT = {"error", "reason"}
 
 
 def _items(coordinator: Q4dCoordinator, seedbox: str | None = None) -> list[dict[str, Any]]:
@@ -29,7 +31,7 @@ def _state(coordinator: Q4dCoordinator) -> dict[str, Any] | None:
     state = coordinator.state
     if state is None:
         return None
-    data: dict[str, Any] = async_redact_data(asdict(state), {"error"})
+    data: dict[str, Any] = async_redact_data(asdict(state), STATE_TO_REDACT)
     if data["last_completed"] is not None:
         data["last_completed"] = async_redact_data(data["last_completed"], {"name"})
     return data
@@ -71,9 +73,6 @@ async def async_get_device_diagnostics(
             continue
         state = coordinator.state
         sb_state = state.seedboxes.get(seedbox) if state is not None else None
-        return {
-            "seedbox": seedbox,
-            "state": None if sb_state is None else async_redact_data(asdict(sb_state), {"error"}),
-            "items": _items(coordinator, seedbox),
-        }
+        data = None if sb_state is None else async_redact_data(asdict(sb_state), STATE_TO_REDACT)
+        return {"seedbox": seedbox, "state": data, "items": _items(coordinator, seedbox)}
     return await async_get_config_entry_diagnostics(hass, entry)

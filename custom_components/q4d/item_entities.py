@@ -1,8 +1,9 @@
 """Which queue items have entities, and for how long.
 
 Live items have entities; finished ones keep them for the configured retention and
-then lose them, and so do items the bridge removes. New items are handed to the
-platforms in batches, so a burst of retained items adds its entities in one go.
+then lose them, and so do items the bridge removes. Torrent requests not in the queue
+yet have none (the card shows them). New items are handed to the platforms in
+batches, so a burst of retained items adds its entities in one go.
 Entities of items this run does not know (left from an earlier run) go once the
 model is in sync with the bridge's retained items.
 """
@@ -110,7 +111,9 @@ class ItemEntities:
                 self._async_remove(item_id)
             elif item_id not in self._expiry:
                 self._expiry[item_id] = self._deadline(item)
-        elif not item.finished or self._deadline(item) > time.time():
+        # Requests get none: their entities would go when the download reaches the
+        # queue (a queue item has an id of its own), and no item command applies to them.
+        elif not item.is_request and (not item.finished or self._deadline(item) > time.time()):
             self._with_entities.add(item_id)
             if item.finished:
                 self._expiry[item_id] = self._deadline(item)

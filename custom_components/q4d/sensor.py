@@ -27,6 +27,7 @@ from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
 from . import unique_ids
+from .const import DISPATCH_REASONS
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
 from .entity import (
     Q4dBridgeEntity,
@@ -64,6 +65,14 @@ def _bandwidth(state: BridgeState) -> str | None:
     if state.bandwidth_limit is None:
         return None
     return "limited" if state.bandwidth_limit > 0 else "unlimited"
+
+
+def _dispatch_reason(seedbox: SeedboxState) -> str | None:
+    """Why the bridge would or would not send the client new torrents; unknown from
+    older bridges (no `dispatch`) and for reasons newer than this integration."""
+    dispatch = seedbox.client.dispatch if seedbox.client else None
+    reason = dispatch.reason_code if dispatch else None
+    return reason if reason in DISPATCH_REASONS else None
 
 
 def _text(value: str) -> str:
@@ -253,6 +262,23 @@ SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (
         entity_registry_enabled_default=False,
         needs_client=True,
         value_fn=lambda sb: sb.client.torrents if sb.client else None,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="dispatch_score",
+        translation_key="dispatch_score",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        suggested_display_precision=1,
+        needs_client=True,
+        value_fn=lambda sb: sb.client.dispatch.score if sb.client and sb.client.dispatch else None,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="dispatch",
+        translation_key="dispatch",
+        device_class=SensorDeviceClass.ENUM,
+        options=list(DISPATCH_REASONS),
+        needs_client=True,
+        value_fn=_dispatch_reason,
     ),
 )
 

@@ -24,17 +24,22 @@ from .commands import (
     async_retry_failed,
 )
 from .const import (
+    ATTR_CATEGORY,
     ATTR_CONFIG_ENTRY_ID,
     ATTR_ITEM_ID,
+    ATTR_MAGNET,
+    ATTR_PAUSED,
     ATTR_PRIORITY,
     ATTR_SEEDBOX,
     ATTR_STATES,
+    ATTR_URL,
     DOMAIN,
     ITEM_STATES,
     LOGGER,
     RESCAN_TIMEOUT,
 )
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
+from .dispatch import async_add_torrent, async_preview_dispatch, torrent_args
 from .models import Item, PayloadError
 
 SERVICE_RETRY = "retry"
@@ -44,6 +49,8 @@ SERVICE_PAUSE = "pause"
 SERVICE_RESUME = "resume"
 SERVICE_RESCAN = "rescan"
 SERVICE_GET_QUEUE = "get_queue"
+SERVICE_ADD_TORRENT = "add_torrent"
+SERVICE_PREVIEW_DISPATCH = "preview_dispatch"
 
 ITEM_ID = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{16}$"))
 
@@ -65,6 +72,14 @@ def strict_int(value: Any) -> int:
 
 
 BASE: dict[vol.Marker, Any] = {vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string}
+# Exactly one of magnet and url: checked by the action, for a translated error.
+TORRENT: dict[vol.Marker, Any] = {
+    **BASE,
+    vol.Optional(ATTR_MAGNET): cv.string,
+    vol.Optional(ATTR_URL): vol.Any("", cv.url),
+    vol.Optional(ATTR_CATEGORY): cv.string,
+    vol.Optional(ATTR_SEEDBOX): cv.string,
+}
 
 SCHEMAS: dict[str, vol.Schema] = {
     SERVICE_RETRY: vol.Schema({**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID}),
@@ -82,6 +97,8 @@ SCHEMAS: dict[str, vol.Schema] = {
     SERVICE_GET_QUEUE: vol.Schema(
         {**BASE, vol.Optional(ATTR_STATES): vol.All(cv.ensure_list, [vol.In(ITEM_STATES)])}
     ),
+    SERVICE_ADD_TORRENT: vol.Schema({**TORRENT, vol.Optional(ATTR_PAUSED): cv.boolean}),
+    SERVICE_PREVIEW_DISPATCH: vol.Schema(TORRENT),
 }
 
 
@@ -181,6 +198,16 @@ async def _async_get_queue(hass: HomeAssistant, call: ServiceCall) -> ServiceRes
     return {"items": items}
 
 
+async def _async_add_torrent(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    args = torrent_args(call.data, ATTR_CATEGORY, ATTR_SEEDBOX, ATTR_PAUSED)
+    return await async_add_torrent(_coordinator(hass, call), args)
+
+
+async def _async_preview_dispatch(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    args = torrent_args(call.data, ATTR_CATEGORY, ATTR_SEEDBOX)
+    return await async_preview_dispatch(_coordinator(hass, call), args)
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the q4d actions (once, from async_setup)."""
@@ -192,6 +219,8 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_RESUME: (_async_resume, SupportsResponse.OPTIONAL),
         SERVICE_RESCAN: (_async_rescan, SupportsResponse.OPTIONAL),
         SERVICE_GET_QUEUE: (_async_get_queue, SupportsResponse.ONLY),
+        SERVICE_ADD_TORRENT: (_async_add_torrent, SupportsResponse.OPTIONAL),
+        SERVICE_PREVIEW_DISPATCH: (_async_preview_dispatch, SupportsResponse.ONLY),
     }
     for service, (handler, supports_response) in handlers.items():
         hass.services.async_register(

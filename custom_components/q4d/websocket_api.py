@@ -215,7 +215,8 @@ def bridge_summary(coordinator: Q4dCoordinator) -> dict[str, Any]:
 
 
 def item_summary(item: Item) -> dict[str, Any]:
-    """One item, with the fields the card shows."""
+    """One item, with the fields the card shows (`request`: a torrent request, not in the
+    queue yet)."""
     return {
         "id": item.id,
         "name": item.name,
@@ -238,4 +239,6 @@ def item_summary(item: Item) -> dict[str, Any]:
         "finished_at": item.finished_at,
         "next_attempt_at": item.next_attempt_at,
         "duration": item.duration,
+        "request_id": item.request_id,
+        "request": item.is_request,
     }

@@ -8,8 +8,16 @@
 const CARD = "q4d-transfers-card";
 const FINISHED = new Set(["done", "failed", "cancelled"]);
 const SPACE_ERRORS = new Set(["insufficient_space", "no_space"]);
-// Unfinished items first by what they do, then in the bridge's own order.
-const ORDER = { transferring: 0, verifying: 1, waiting: 2, queued: 3 };
+// Unfinished items first by what they do, then in the bridge's own order; torrent
+// requests (still downloading on a seedbox) after the queue.
+const ORDER = {
+  transferring: 0,
+  verifying: 1,
+  waiting: 2,
+  queued: 3,
+  downloading: 4,
+  requested: 5,
+};
 const KEPT_FINISHED = 50; // finished items kept in memory (the history shows `history`)
 const SPARK_SECONDS = 120;
 const RETRY_SUBSCRIBE_MS = 5000;
@@ -63,6 +71,7 @@ function duration(seconds) {
 
 // The buttons that apply to an item in its state (what the bridge accepts).
 function actions(item) {
+  if (item.request) return []; // not in the queue yet: no queue command applies
   const pauseOrResume = item.paused ? "resume" : "pause";
   switch (item.state) {
     case "queued":
@@ -378,6 +387,9 @@ class Q4dTransfersCard extends HTMLElement {
       ["failed", counts.failed || 0],
       ["done", counts.done || 0],
     ].map(([name, n]) => `<span class="chip ${n ? name : ""}"><b>${n}</b> ${name}</span>`);
+    // Torrents added through q4d that are still downloading on a seedbox (only with some).
+    const requests = (counts.requested || 0) + (counts.downloading || 0);
+    if (requests) chips.unshift(`<span class="chip seedbox"><b>${requests}</b> on seedbox</span>`);
     const limit = ` <span class="dim">(${
       bridge.bandwidth_limit ? `limit ${rate(bridge.bandwidth_limit)}` : "unlimited"
     })</span>`;
@@ -420,8 +432,14 @@ class Q4dTransfersCard extends HTMLElement {
         if (SPACE_ERRORS.has(item.error_code)) return ["Waiting for space", "warn"];
         if (!item.next_attempt_at) return ["Waiting to retry", "warn"];
         return [`Retrying at ${this._when(item.next_attempt_at, true)}`, "warn"];
-      case "failed":
-        return [`Failed${item.error ? `: ${item.error}` : ""}`, "bad"];
+      case "requested":
+        return item.paused ? ["Requested (paused)", "paused"] : ["Requested", ""];
+      case "downloading":
+        return item.paused ? ["Paused on seedbox", "paused"] : ["Downloading on seedbox", "busy"];
+      case "failed": {
+        const failed = item.request ? "Request failed" : "Failed";
+        return [`${failed}${item.error ? `: ${item.error}` : ""}`, "bad"];
+      }
       case "done":
         return ["Done", "good"];
       default:
@@ -434,7 +452,7 @@ class Q4dTransfersCard extends HTMLElement {
     const where = [this._bridge?.seedboxes?.[item.seedbox] || item.seedbox, item.destination];
     const priority = item.priority ? ` <span class="chip">priority ${item.priority}</span>` : "";
     const figures = [`${Math.floor(item.progress)} %`];
-    if (item.state === "transferring") {
+    if (item.state === "transferring" || item.state === "downloading") {
       figures.push(rate(item.rate));
       if (item.eta != null) figures.push(`${duration(item.eta)} left`);
     }
@@ -508,7 +526,7 @@ const STYLE = `
   .chips { display: flex; flex-wrap: wrap; gap: 6px; }
   .chip { padding: 2px 8px; border-radius: 12px; font-size: 0.85em; white-space: nowrap;
     background: var(--secondary-background-color); color: var(--secondary-text-color); }
-  .chip.active { color: var(--primary-color); }
+  .chip.active, .chip.seedbox { color: var(--primary-color); }
   .chip.failed { color: var(--error-color, #db4437); }
   .chip.waiting { color: var(--warning-color, #ffa600); }
   .rate { display: flex; align-items: center; gap: 4px; white-space: nowrap; }

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..const import ACTIVE_STATES, HOST_KEY_ERROR, ITEM_STATES
+from ..const import ACTIVE_STATES, HOST_KEY_ERROR, ITEM_STATES, REQUEST_STATES
 from .payload import (
     PayloadError,
     decode,
@@ -54,9 +54,34 @@ class BridgeStatus:
 
 
 @dataclass(slots=True, kw_only=True)
+class DispatchState:
+    """How the bridge scored the client for new torrents at its last poll
+    (`seedboxes.<id>.client.dispatch`)."""
+
+    enabled: bool | None
+    score: float | None
+    eligible: bool | None
+    reason_code: str | None
+    reason: str | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DispatchState:
+        """Parse the dispatch object of a client."""
+        return cls(
+            enabled=opt_bool(data, "enabled"),
+            score=opt_float(data, "score"),
+            eligible=opt_bool(data, "eligible"),
+            reason_code=opt_str(data, "reason_code"),
+            reason=opt_str(data, "reason"),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class ClientStats:
     """What the seedbox's torrent client reported (`seedboxes.<id>.client`)."""
 
+    type: str | None
+    version: str | None
     reachable: bool | None
     free_space: int | None
     active_downloads: int | None
@@ -65,11 +90,16 @@ class ClientStats:
     torrents: int | None
     error: str | None
     checked_at: float | None
+    dispatch: DispatchState | None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ClientStats:
-        """Parse the client object of a seedbox."""
+        """Parse the client object of a seedbox (older bridges send no type, version or
+        dispatch)."""
+        dispatch = data.get("dispatch")
         return cls(
+            type=opt_str(data, "type"),
+            version=opt_str(data, "version"),
             reachable=opt_bool(data, "reachable"),
             free_space=opt_int(data, "free_space"),
             active_downloads=opt_int(data, "active_downloads"),
@@ -78,6 +108,7 @@ class ClientStats:
             torrents=opt_int(data, "torrents"),
             error=opt_str(data, "error"),
             checked_at=opt_float(data, "checked_at"),
+            dispatch=DispatchState.from_dict(dispatch) if isinstance(dispatch, dict) else None,
         )
 
 
@@ -217,7 +248,8 @@ class BridgeState:
         counts_raw = data.get("counts")
         if not isinstance(counts_raw, dict):
             raise PayloadError("'counts' must be an object")
-        counts = {state: int_field(counts_raw, state) for state in ITEM_STATES}
+        # Requests count as items: the bridge publishes them on item topics too.
+        counts = {state: int_field(counts_raw, state) for state in (*ITEM_STATES, *REQUEST_STATES)}
         totals_raw = obj_field(data, "totals")
         limits = obj_field(data, "limits")
         per_seedbox = obj_field(limits, "per_seedbox")
@@ -254,7 +286,7 @@ class BridgeState:
 
     @property
     def total_items(self) -> int:
-        """Number of items the bridge holds (all states)."""
+        """Number of items the bridge publishes (all states, requests included)."""
         return sum(self.counts.values())
 
 

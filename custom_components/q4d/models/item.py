@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..const import FINISHED_STATES, ITEM_STATES, SPACE_ERROR_CODES
+from ..const import FINISHED_STATES, ITEM_STATES, REQUEST_STATES, SPACE_ERROR_CODES
 from .bridge import BridgeState
 from .payload import (
     PayloadError,
@@ -38,7 +38,11 @@ RETRY_STATES: Final = FINISHED_STATES | {"waiting"}
 
 @dataclass(slots=True, kw_only=True)
 class Item:
-    """`<prefix>/bridge/<id>/item/<item_id>` (retained; empty payload = removed)."""
+    """`<prefix>/bridge/<id>/item/<item_id>` (retained; empty payload = removed).
+
+    A torrent request not in the queue yet comes as an item too, under its request id:
+    `requested` or `downloading` (progress and rate are the seedbox's), or `failed`.
+    """
 
     id: str
     seedbox: str
@@ -65,13 +69,14 @@ class Item:
     finished_at: float | None
     next_attempt_at: float | None
     updated_at: float | None
+    request_id: str | None
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Item:
         """Parse an item payload (also found in events and get_queue results)."""
         state = req_str(data, "state")
-        if state not in ITEM_STATES:
+        if state not in ITEM_STATES and state not in REQUEST_STATES:
             raise PayloadError(f"unknown item state {state!r}")
         error = data.get("error")
         tags = data.get("tags")
@@ -101,6 +106,7 @@ class Item:
             finished_at=opt_float(data, "finished_at"),
             next_attempt_at=opt_float(data, "next_attempt_at"),
             updated_at=opt_float(data, "updated_at"),
+            request_id=opt_str(data, "request_id"),  # newer bridges only
             raw=data,
         )
 
@@ -113,6 +119,15 @@ class Item:
     def finished(self) -> bool:
         """Whether the item reached done, failed or cancelled."""
         return self.state in FINISHED_STATES
+
+    @property
+    def is_request(self) -> bool:
+        """Whether this is a torrent request rather than a queue item (the queue's
+        commands do not apply to it): a failed request is still published under its
+        request id, while the queue item a request became has an id of its own."""
+        return self.state in REQUEST_STATES or (
+            self.request_id is not None and self.request_id == self.id
+        )
 
     @property
     def duration(self) -> float | None:
@@ -140,6 +155,8 @@ class Item:
     def refusal(self, op: str) -> str | None:
         """Why the bridge would refuse command `op` for this item (the key of the
         translated error), or None when it applies."""
+        if self.is_request:
+            return "not_queued"
         if op == "retry" and self.state not in RETRY_STATES:
             return "retry_unfinished"
         if op in ("cancel", "pause") and self.state == "verifying":
@@ -170,4 +187,5 @@ class Item:
             else {"code": self.error_code, "message": self.error_message},
             "received_at": self.received_at,
             "finished_at": self.finished_at,
+            "request_id": self.request_id,
         }

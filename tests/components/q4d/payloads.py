@@ -17,6 +17,7 @@ RESULT_TOPIC = f"{BASE}/command/result"
 ITEM_1 = "483d7eec632f7436"
 ITEM_2 = "8afaca10a21c7251"
 ITEM_3 = "0123456789abcdef"
+REQUEST_1 = "5eed5eed5eed5eed"
 NOW = 1700000000.0
 GIB = 1 << 30
 
@@ -46,9 +47,24 @@ def status(state: str = "online", **overrides: Any) -> str:
     return dumps(payload)
 
 
+def dispatch(**overrides: Any) -> dict[str, Any]:
+    """How the bridge scored a client for new torrents."""
+    payload: dict[str, Any] = {
+        "enabled": True,
+        "score": 3.254,
+        "eligible": True,
+        "reason_code": "eligible",
+        "reason": "eligible",
+    }
+    payload.update(overrides)
+    return payload
+
+
 def client_stats(**overrides: Any) -> dict[str, Any]:
     """A seedbox's torrent-client stats."""
     payload: dict[str, Any] = {
+        "type": "qbittorrent",
+        "version": "5.0.4",
         "reachable": True,
         "free_space": 512_000_000_000,
         "active_downloads": 2,
@@ -57,6 +73,7 @@ def client_stats(**overrides: Any) -> dict[str, Any]:
         "torrents": 42,
         "error": None,
         "checked_at": NOW,
+        "dispatch": dispatch(),
     }
     payload.update(overrides)
     return payload
@@ -109,6 +126,8 @@ def state_dict(**overrides: Any) -> dict[str, Any]:
             "waiting": 0,
             "failed": 1,
             "cancelled": 0,
+            "requested": 0,
+            "downloading": 0,
         },
         "active": 1,
         "rate": 52428800.0,
@@ -183,6 +202,7 @@ def item_dict(item_id: str = ITEM_1, state: str = "queued", **overrides: Any) ->
         "finished_at": None,
         "next_attempt_at": None,
         "updated_at": NOW,
+        "request_id": None,
     }
     payload.update(overrides)
     return payload
@@ -206,6 +226,27 @@ def transferring(item_id: str = ITEM_1, **overrides: Any) -> str:
     }
     values.update(overrides)
     return item(item_id, "transferring", **values)
+
+
+def request_item(request_id: str = REQUEST_1, state: str = "downloading", **overrides: Any) -> str:
+    """A torrent request not in the queue yet, as the bridge publishes it on its item topic."""
+    values: dict[str, Any] = {
+        "hash": "fedcba9876543210fedcba9876543210fedcba98",
+        "name": "Show.S01E02.mkv",
+        "remote_path": None,
+        "destination": None,
+        "local_path": None,
+        "tags": [],
+        "type": None,
+        "engine": None,
+        "bytes_done": 750000000,
+        "progress": 50.0,
+        "rate": 4194304.0,
+        "eta": 178.8,
+        "request_id": request_id,
+    }
+    values.update(overrides)
+    return item(request_id, state, **values)
 
 
 def event(kind: str, item_payload: dict[str, Any] | None, at: float = NOW, **extra: Any) -> str:

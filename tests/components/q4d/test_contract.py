@@ -71,6 +71,7 @@ from custom_components.q4d.const import (
     HOST_KEY_ERROR,
     ITEM_STATES,
     PROTOCOL_VERSION,
+    REQUEST_STATES,
     SPACE_ERROR_CODES,
     TRANSFER_EVENTS,
 )
@@ -81,6 +82,7 @@ from custom_components.q4d.models import (
     ClientStats,
     CommandResult,
     Destination,
+    DispatchState,
     LastCompleted,
     SeedboxState,
     SshLink,
@@ -389,18 +391,21 @@ ITEM_UNUSED = frozenset({"v", "hash", "type", "engine"})
 
 
 def assert_item(what: str, parsed: HaItem, sent: Mapping[str, Any]) -> None:
-    """An item payload of the bridge, as the integration parsed it."""
+    """An item payload of the bridge, as the integration parsed it (bridges from before
+    torrent dispatch send no request_id)."""
     error = sent["error"]
     assert error is None or isinstance(error, dict), f"{what}: error {error!r}"
+    request_id = {"request_id": "request_id"} if "request_id" in sent else {}
     assert_parsed(
         what,
         parsed,
         sent,
-        same=ITEM_SAME,
+        same=ITEM_SAME | request_id,
         derived={
             "error_code": None if error is None else error["code"],
             "error_message": None if error is None else error["message"],
             "raw": dict(sent),
+            **({} if request_id else {"request_id": None}),
         },
         derived_from=frozenset({"error"}),
         unused=ITEM_UNUSED,
@@ -410,24 +415,53 @@ def assert_item(what: str, parsed: HaItem, sent: Mapping[str, Any]) -> None:
     )
 
 
+def assert_client(what: str, parsed: ClientStats, sent: Mapping[str, Any]) -> None:
+    """A seedbox's torrent client in the state (bridges from before torrent dispatch
+    send no type, version or dispatch)."""
+    fields = {f.name for f in dataclasses.fields(parsed)}
+    newer = {"type", "version", "dispatch"}
+    missing = newer - set(sent)
+    dispatch = sent.get("dispatch")
+    assert_parsed(
+        what,
+        parsed,
+        sent,
+        same={name: name for name in fields - missing - {"dispatch"}},
+        derived={
+            **dict.fromkeys(missing),
+            "dispatch": None if dispatch is None else NESTED,
+        },
+        derived_from=frozenset({"dispatch"} - missing),
+    )
+    if dispatch is not None:
+        assert isinstance(parsed.dispatch, DispatchState)
+        assert_parsed(
+            f"{what}.dispatch",
+            parsed.dispatch,
+            dispatch,
+            same={f.name: f.name for f in dataclasses.fields(parsed.dispatch)},
+            unused=frozenset({"free_after"}),  # the space left after a torrent of no size
+        )
+
+
 def assert_state(parsed: BridgeState, sent: Mapping[str, Any]) -> None:
-    """A state snapshot of the bridge, as the integration parsed it."""
+    """A state snapshot of the bridge, as the integration parsed it (bridges from before
+    torrent dispatch count no requests)."""
     limits = sent["limits"]
     assert_parsed(
         "state",
         parsed,
         sent,
-        same={
-            name: name for name in ("paused", "counts", "active", "rate", "totals", "updated_at")
-        },
+        same={name: name for name in ("paused", "active", "rate", "totals", "updated_at")},
         derived={
+            "counts": {**dict.fromkeys(REQUEST_STATES, 0), **sent["counts"]},
             "max_concurrent": limits["max_concurrent"],
             "bandwidth_limit": limits["bandwidth_limit"],
             "seedboxes": NESTED,
             "destinations": NESTED,
             "last_completed": NESTED,
         },
-        derived_from=frozenset({"limits", "seedboxes", "destinations", "last_completed"}),
+        derived_from=frozenset({"counts", "limits", "seedboxes", "destinations", "last_completed"}),
         unused=frozenset({"v", "bridge_id"}),
     )
     assert set(limits) == {"max_concurrent", "bandwidth_limit", "per_seedbox"}, (
@@ -474,6 +508,9 @@ def assert_state(parsed: BridgeState, sent: Mapping[str, Any]) -> None:
                 assert parsed_part is None, f"state.seedboxes.{sb_id}.{key}: sent null"
                 continue
             assert isinstance(parsed_part, kind)
+            if isinstance(parsed_part, ClientStats):
+                assert_client(f"state.seedboxes.{sb_id}.client", parsed_part, part)
+                continue
             assert_parsed(
                 f"state.seedboxes.{sb_id}.{key}",
                 parsed_part,

@@ -26,8 +26,10 @@ async def test_entry_diagnostics(
 ) -> None:
     """The entry's diagnostics hold no path, hash, torrent name or error text."""
     boxes = state_dict()["seedboxes"]
+    error = "http://10.0.0.5:8080 refused"
+    unreachable = {"reason_code": "unreachable", "reason": f"unreachable: {error}"}
     boxes["seedbox1"] = seedbox(
-        "My seedbox", client={"reachable": False, "error": "http://10.0.0.5:8080 refused"}
+        "My seedbox", client={"reachable": False, "error": error, "dispatch": unreachable}
     )
     await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, init_integration)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntryState
@@ -178,6 +180,49 @@ async def test_devices(
     renamed["seedboxes"]["seedbox2"]["name"] = "Renamed"
     await async_send(hass, STATE_TOPIC, state(seedboxes=renamed["seedboxes"]))
     assert device_registry.async_get(sb2.id).name == "Renamed"
+
+
+@pytest.mark.parametrize(
+    ("client", "model", "version"),
+    [
+        ({"type": "transmission", "version": "4.0.6"}, "Transmission", "4.0.6"),
+        ({"type": "deluge", "version": "2.1.1"}, "Deluge", "2.1.1"),
+        ({"type": "rtorrent", "version": "0.9.8"}, "rTorrent", "0.9.8"),
+        ({"type": "aria2", "version": "1.37"}, "aria2", "1.37"),  # a newer bridge's
+        # not asked yet, or unreachable: the version known before stays
+        ({"version": None, "reachable": False}, "qBittorrent", "5.0.4"),
+        ({"type": None, "version": None}, "Seedbox", "5.0.4"),  # an older bridge
+    ],
+)
+async def test_seedbox_device_shows_its_client(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    device_registry: dr.DeviceRegistry,
+    client: dict[str, Any],
+    model: str,
+    version: str,
+) -> None:
+    """A seedbox device's model is its torrent client, its version the client's."""
+    device = q4d_device(hass, "home:seedbox:seedbox1")
+    assert device is not None
+    assert (device.model, device.sw_version) == ("qBittorrent", "5.0.4")
+    sb2 = q4d_device(hass, "home:seedbox:seedbox2")
+    assert sb2 is not None
+    assert (sb2.model, sb2.sw_version) == ("Seedbox", None)  # no torrent client
+
+    boxes = state_dict()["seedboxes"]
+    boxes["seedbox1"]["client"].update(client)
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    device = device_registry.async_get(device.id)
+    assert device is not None
+    assert (device.model, device.sw_version) == (model, version)
+
+    # its client removed from the bridge's configuration
+    boxes["seedbox1"]["client"] = None
+    await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+    device = device_registry.async_get(device.id)
+    assert device is not None
+    assert (device.model, device.sw_version) == ("Seedbox", None)
 
 
 async def test_seedbox_appears_and_disappears(

@@ -27,10 +27,12 @@ from .payloads import (
     ITEM_1,
     ITEM_2,
     ITEM_3,
+    REQUEST_1,
     STATE_TOPIC,
     STATUS_TOPIC,
     item,
     item_topic,
+    request_item,
     state,
     status,
     transferring,
@@ -101,6 +103,28 @@ async def test_item_appears_and_follows(
     assert hass.states.get(NEW_STATUS) is None
     # removing an unknown item is harmless
     await async_send(hass, item_topic("bbbbbbbbbbbbbbbb"), "")
+
+
+async def test_torrent_requests_have_no_entities(
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    """A torrent request gets no item entities in any state (the card shows it); the queue
+    item its download became gets them as any item does."""
+    before = len(item_entities(entity_registry, init_integration.entry_id))
+    failure = {"code": "client_error", "message": "refused"}
+    for payload in (
+        request_item(state="requested", progress=0.0),
+        request_item(),
+        request_item(state="failed", error=failure),
+    ):
+        await async_send(hass, item_topic(REQUEST_1), payload)
+        assert len(item_entities(entity_registry, init_integration.entry_id)) == before
+    assert init_integration.runtime_data.coordinator.items[REQUEST_1].is_request
+
+    await async_send(hass, item_topic(REQUEST_1), "", flush=False)
+    await async_send(hass, item_topic(NEW), item(NEW, name="New.mkv", request_id=REQUEST_1))
+    assert hass.states.get(NEW_STATUS).state == "queued"
+    assert len(item_entities(entity_registry, init_integration.entry_id)) == before + ITEM_KEYS
 
 
 async def test_writes_are_throttled(hass: HomeAssistant, init_integration: MockConfigEntry) -> None:

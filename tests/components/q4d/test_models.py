@@ -12,13 +12,14 @@ from custom_components.q4d.models import (
     BridgeState,
     CommandResult,
     Destination,
+    DispatchState,
     Item,
     PayloadError,
     SshLink,
     decode,
 )
 
-from .payloads import NOW, item_dict, state_dict
+from .payloads import ITEM_1, NOW, item_dict, state_dict
 
 STRINGS = Path(__file__).resolve().parents[3] / "custom_components" / "q4d" / "strings.json"
 
@@ -212,3 +213,51 @@ def test_item_refusal(state: str, refusals: dict[str, str]) -> None:
         assert item.refusal(op) == refusals.get(op), op
         if op in refusals:
             assert "{name}" in exceptions[refusals[op]]["message"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "is_request"),
+    [
+        ({"state": "requested"}, True),
+        ({"state": "downloading", "request_id": ITEM_1}, True),
+        # failed before its download reached the queue: still under the request's id
+        ({"state": "failed", "request_id": ITEM_1}, True),
+        # the queue item a request became: an id of its own
+        ({"state": "queued", "request_id": "5eed5eed5eed5eed"}, False),
+        ({"state": "failed", "request_id": "5eed5eed5eed5eed"}, False),
+        ({"state": "done"}, False),
+    ],
+)
+def test_torrent_requests(fields: dict[str, object], is_request: bool) -> None:
+    """Requests come as items; none of the queue's commands apply to them."""
+    item = Item.from_dict(item_dict(ITEM_1, **fields))
+    assert item.is_request == is_request
+    assert item.request_id == fields.get("request_id")
+    assert item.summary()["request_id"] == fields.get("request_id")
+    if is_request:
+        assert {item.refusal(op) for op in ("retry", "cancel", "pause", "set_priority")} == {
+            "not_queued"
+        }
+    with pytest.raises(PayloadError):
+        Item.from_dict(item_dict(state="added"))  # a request's own state, never an item's
+
+
+def test_dispatch_fields() -> None:
+    """A client's type, version and dispatch scoring, with odd values tolerated; requests
+    are counted."""
+    data = state_dict(counts={"queued": 1, "requested": 2, "downloading": 3})
+    client = data["seedboxes"]["seedbox1"]["client"]
+    client.update(type=7, version=None)
+    client["dispatch"].update(score="high", eligible="yes", reason=None)
+    parsed = BridgeState.from_payload(json.dumps(data))
+    stats = parsed.seedboxes["seedbox1"].client
+    assert stats is not None
+    assert (stats.type, stats.version) == (None, None)
+    assert stats.dispatch == DispatchState(
+        enabled=True, score=None, eligible=None, reason_code="eligible", reason=None
+    )
+    assert parsed.counts["requested"] == 2
+    assert parsed.counts["downloading"] == 3
+    assert parsed.total_items == 6
+    client["dispatch"] = "scored"
+    assert BridgeState.from_payload(json.dumps(data)).seedboxes["seedbox1"].client.dispatch is None

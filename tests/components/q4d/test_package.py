@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from custom_components.q4d.const import ITEM_STATES
+from custom_components.q4d.const import DISPATCH_REASONS, ITEM_STATES
+from custom_components.q4d.dispatch import DISPATCH_ERRORS
 from custom_components.q4d.models import ITEM_STATUSES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -108,6 +109,10 @@ def test_translations() -> None:
     assert set(strings["entity"]["sensor"]["item_status"]["state"]) == set(ITEM_STATUSES)
     assert set(icons["entity"]["sensor"]["item_status"]["state"]) == set(ITEM_STATUSES)
     assert set(strings["selector"]["item_state"]["options"]) == set(ITEM_STATES)
+    assert set(strings["entity"]["sensor"]["dispatch"]["state"]) == set(DISPATCH_REASONS)
+    assert set(icons["entity"]["sensor"]["dispatch"]["state"]) == set(DISPATCH_REASONS)
+    for key, _ in DISPATCH_ERRORS.values():
+        assert "{message}" in strings["exceptions"][key]["message"], key
     issues = (PACKAGE / "issues.py").read_text()
     for issue in strings["issues"]:
         assert f'"{issue}"' in issues

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from freezegun.api import FrozenDateTimeFactory
@@ -15,7 +16,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, snapsh
 from pytest_homeassistant_custom_component.typing import MqttMockHAClient
 from syrupy.assertion import SnapshotAssertion
 
-from custom_components.q4d.const import DOMAIN
+from custom_components.q4d.const import DISPATCH_REASONS, DOMAIN
 from custom_components.q4d.models import ITEM_STATUSES
 
 from .common import async_flush, async_send
@@ -34,6 +35,7 @@ from .payloads import (
     state_dict,
     status,
 )
+from .payloads import dispatch as dispatch_payload
 from .payloads import seedbox as seedbox_payload
 
 LAST_COMPLETED = "sensor.home_media_bridge_last_completed"
@@ -236,3 +238,43 @@ async def test_item_status_attributes(
     )
     await async_send(hass, item_topic(ITEM_1), cancelled)
     assert "error" not in hass.states.get(SHOW_STATUS).attributes
+
+
+DISPATCH = "sensor.my_seedbox_dispatch"
+DISPATCH_SCORE = "sensor.my_seedbox_dispatch_score"
+
+
+async def test_dispatch_sensors(
+    hass: HomeAssistant, init_integration: MockConfigEntry, entity_registry: er.EntityRegistry
+) -> None:
+    """How the bridge scores a seedbox's client for new torrents, and why it would or
+    would not send it one; only for seedboxes with a client."""
+    assert hass.states.get(DISPATCH_SCORE).state == "3.254"
+    assert entity_registry.async_get(DISPATCH_SCORE).options["sensor"] == {
+        "suggested_display_precision": 1
+    }
+    dispatch = hass.states.get(DISPATCH)
+    assert dispatch.state == "eligible"
+    assert dispatch.attributes["options"] == list(DISPATCH_REASONS)
+    assert hass.states.get("sensor.second_seedbox_dispatch") is None
+    assert hass.states.get("sensor.second_seedbox_dispatch_score") is None
+
+    async def scored(**client: Any) -> tuple[str, str]:
+        boxes = state_dict()["seedboxes"]
+        boxes["seedbox1"]["client"].update(client)
+        await async_send(hass, STATE_TOPIC, state(seedboxes=boxes))
+        return hass.states.get(DISPATCH_SCORE).state, hass.states.get(DISPATCH).state
+
+    low = dispatch_payload(score=-2.5, eligible=False, reason_code="below_min_free")
+    assert await scored(dispatch=low) == ("-2.5", "below_min_free")
+    off = dispatch_payload(score=None, eligible=False, reason_code="unreachable")
+    assert await scored(reachable=False, dispatch=off) == (STATE_UNKNOWN, "unreachable")
+    # a reason newer than this integration
+    newer = dispatch_payload(reason_code="rate_limited")
+    assert await scored(dispatch=newer) == ("3.254", STATE_UNKNOWN)
+    # a bridge from before torrent dispatch
+    assert await scored(dispatch=None) == (STATE_UNKNOWN, STATE_UNKNOWN)
+
+    await async_send(hass, STATUS_TOPIC, status("offline"))
+    assert hass.states.get(DISPATCH).state == STATE_UNAVAILABLE
+    assert hass.states.get(DISPATCH_SCORE).state == STATE_UNAVAILABLE

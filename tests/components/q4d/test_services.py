@@ -156,6 +156,7 @@ async def test_get_queue(
                 "error": None,
                 "received_at": 1700000000.0,
                 "finished_at": None,
+                "request_id": None,
             },
             {
                 "id": ITEM_3,
@@ -175,6 +176,7 @@ async def test_get_queue(
                 "error": {"code": "host_key_mismatch", "message": "Host key verification failed"},
                 "received_at": 1700000000.0,
                 "finished_at": None,
+                "request_id": None,
             },
         ]
     }

@@ -27,11 +27,14 @@ from .payloads import (
     ITEM_2,
     ITEM_3,
     NOW,
+    REQUEST_1,
     STATE_TOPIC,
     STATUS_TOPIC,
     item,
     item_topic,
+    request_item,
     state,
+    state_dict,
     transferring,
 )
 
@@ -104,6 +107,8 @@ async def test_snapshot(
             "done": 0,
             "failed": 1,
             "cancelled": 0,
+            "requested": 0,
+            "downloading": 0,
         },
         "rate": 52428800.0,
         "bandwidth_limit": 10485760,
@@ -135,6 +140,8 @@ async def test_snapshot(
         "finished_at": None,
         "next_attempt_at": None,
         "duration": None,
+        "request_id": None,
+        "request": False,
     }
     assert items[ITEM_2]["priority"] == 5
     assert items[ITEM_3]["error"] == "lftp exit 1: max-retries exceeded"
@@ -167,6 +174,50 @@ async def test_item_added_changed_removed(
     update = await client.event()
     assert update == {"type": "update", "items": [], "removed": [NEW]}
     await client.assert_quiet()
+
+
+async def test_torrent_requests(
+    hass: HomeAssistant, init_integration: MockConfigEntry, hass_ws_client: WebSocketGenerator
+) -> None:
+    """Torrents added through the bridge show before they are in the queue: requested,
+    then downloading on the seedbox, then the queue item the download became (carrying
+    the request's id) while the request's topic is retracted; the counts follow."""
+    client = await feed(hass_ws_client, hass)
+    await client.subscribe()
+    await client.event()
+
+    counts = {**state_dict()["counts"], "requested": 1}
+    requested = request_item(state="requested", progress=0.0)
+    await async_send(hass, item_topic(REQUEST_1), requested, flush=False)
+    await async_send(hass, STATE_TOPIC, state(counts=counts))
+    update = await client.event()
+    (row,) = update["items"]
+    assert row["id"] == row["request_id"] == REQUEST_1
+    assert (row["state"], row["request"], row["destination"]) == ("requested", True, None)
+    assert update["bridge"]["counts"]["requested"] == 1
+
+    await async_send(hass, item_topic(REQUEST_1), request_item(), flush=False)
+    await async_send(hass, STATE_TOPIC, state(counts={**counts, "requested": 0, "downloading": 1}))
+    update = await client.event()
+    assert [(i["state"], i["progress"], i["rate"], i["bytes_done"]) for i in update["items"]] == [
+        ("downloading", 50.0, 4194304.0, 750000000)
+    ]
+    assert update["bridge"]["counts"]["downloading"] == 1
+
+    await async_send(hass, item_topic(REQUEST_1), "", flush=False)
+    await async_send(hass, item_topic(NEW), item(NEW, request_id=REQUEST_1))
+    update = await client.event()
+    assert update["removed"] == [REQUEST_1]
+    assert [(i["id"], i["state"], i["request_id"], i["request"]) for i in update["items"]] == [
+        (NEW, "queued", REQUEST_1, False)
+    ]
+
+    # a request that failed before its download reached the queue stays as a failed row
+    failure = {"code": "client_error", "message": "qBittorrent refused the torrent"}
+    failed = request_item(state="failed", error=failure, finished_at=NOW + 9, progress=0.0)
+    await async_send(hass, item_topic(REQUEST_1), failed)
+    (row,) = (await client.event())["items"]
+    assert (row["state"], row["request"], row["error"]) == ("failed", True, failure["message"])
 
 
 async def test_changes_are_coalesced(
