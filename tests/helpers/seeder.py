@@ -278,6 +278,15 @@ class Seeder:
             self.stop()
             raise
 
+    def limit_upload(self, rate: int) -> None:
+        """Seed at most `rate` bytes/s (0: unlimited), so a download lasts long enough to
+        be watched."""
+        assert self._session is not None, "start() first"
+        # loopback peers count as local, which libtorrent exempts from the limits
+        self._session.apply_settings(
+            {"upload_rate_limit": rate, "ignore_limits_on_local_network": False}
+        )
+
     def stop(self) -> None:
         if self._tracker is not None:
             if self._thread is not None:

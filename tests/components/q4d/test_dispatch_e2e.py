@@ -3,7 +3,8 @@ in Home Assistant (its real MQTT client, a real Mosquitto), the bridge process p
 seedbox's qBittorrent, which downloads the torrent from a local seeder; qBittorrent runs
 q4d-hook (installed by install.sh), the bridge transfers the payload home over SFTP, and
 the request ends `landed` with the library path. The time from the action to
-"downloading on the seedbox" is printed (the closing note of issue 15 quotes it)."""
+"downloading on the seedbox" is printed (the closing note of issue 15 quotes it); the
+seeder is slowed so that the download lasts long enough to be seen."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from homeassistant.components import mqtt
+from homeassistant.const import STATE_ON
 from homeassistant.core import HomeAssistant, callback
 
 from custom_components.q4d.const import DOMAIN
@@ -29,6 +31,7 @@ from tests.seedbox.support import install_hook
 
 pytestmark = pytest.mark.timeout(240)
 ITEMS = "q4d/bridge/test/item/+"
+CONNECTIVITY = "binary_sensor.test_bridge_connectivity"
 
 
 @pytest.mark.usefixtures("mock_hass_config")
@@ -39,7 +42,8 @@ async def test_add_torrent_from_home_assistant_to_the_library(
     remote, library, home = tmp_path / "seedbox", tmp_path / "library", tmp_path / "home"
     remote.mkdir()
     home.mkdir()
-    seeded = seeder.seed("Film.2024.1080p.mkv", seed=15)
+    seeded = seeder.seed("Film.2024.1080p.mkv", (8 * 2**20,), seed=15)
+    seeder.limit_upload(2 * 2**20)  # about 4 s on the seedbox, to be seen downloading
     with QBittorrent(tmp_path / "box") as box:
         install_hook(home, tmp_path, box, mosquitto.port)
         config = bridge_config(
@@ -61,6 +65,7 @@ async def test_add_torrent_from_home_assistant_to_the_library(
             },
             reconcile={"interval": 0},
         )
+        config["dispatch"] = {"watch_interval": 1}
         bridge = BridgeProcess(tmp_path / "bridge", config)
         bridge.start()
         seen: dict[str, list[tuple[float, dict[str, Any] | None]]] = {}
@@ -73,6 +78,11 @@ async def test_add_torrent_from_home_assistant_to_the_library(
         try:
             mqtt_entry, entry = await async_connect(hass, mosquitto, bridge)
             unsubscribe = await mqtt.async_subscribe(hass, ITEMS, _on_item, qos=1)
+            online = hass.states.get
+            await wait_for(
+                lambda: (s := online(CONNECTIVITY)) is not None and s.state == STATE_ON,
+                "the bridge online in Home Assistant", 30, bridge,
+            )  # fmt: skip
             preview = await hass.services.async_call(
                 DOMAIN, "preview_dispatch", {"magnet": seeded.magnet, "category": "movies"},
                 blocking=True, return_response=True,
@@ -99,7 +109,7 @@ async def test_add_torrent_from_home_assistant_to_the_library(
             print(
                 f"\nq4d.add_torrent answered in {answered - asked:.2f} s; "
                 f"'downloading on seedbox' after {downloading - asked:.2f} s "
-                f"(dispatch.watch_interval 5 s)"
+                f"(dispatch.watch_interval 1 s)"
             )
 
             def landed() -> dict[str, Any] | None:
