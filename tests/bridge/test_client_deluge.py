@@ -7,31 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from q4d_bridge.clients import make_client
 from q4d_bridge.clients.base import ClientError, ClientErrorKind, NewTorrent, Torrent
-from q4d_bridge.clients.deluge import (
-    DelugeClient,
-    answer_json,
-    json_url,
-    rpc_error,
-    status_label,
-    torrent,
-    without_credentials,
-)
+from q4d_bridge.clients.deluge import DelugeClient, status_label, torrent
+from q4d_bridge.clients.deluge_rpc import answer_json, json_url, rpc_error, without_credentials
+from q4d_bridge.clients.metainfo import parse_torrent_file
 from q4d_bridge.clients.reconcile import missed_completions
-from q4d_bridge.clients.retry import with_retries
 from q4d_bridge.config.model import ClientConfig, ReconcileConfig
 
 from tests.bridge.test_e2e import digest_tree, make_file, running_bridge
+from tests.bridge.test_metainfo import build_torrent
 from tests.bridge.test_nodes import command
 from tests.bridge.test_verify import mktorrent
-from tests.helpers.services import Mosquitto, SshServer, _stop_process, free_port
+from tests.helpers.services import Mosquitto, SshServer, free_port
 from tests.seedbox.support import Deluge, DelugeWeb, need
 
 pytestmark = pytest.mark.timeout(120)
@@ -39,6 +34,20 @@ pytestmark = pytest.mark.timeout(120)
 
 def config(url: str, password: str = "deluge") -> ClientConfig:
     return ClientConfig("deluge", url, None, password, verify_tls=True)
+
+
+class Sleeps(list[float]):
+    """Records the waits between retries instead of waiting; `then[n]` runs at the
+    n-th wait (a daemon started again, say)."""
+
+    def __init__(self, then: dict[int, Callable[[], None]] | None = None) -> None:
+        super().__init__()
+        self.then = then or {}
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        if action := self.then.get(len(self)):
+            await asyncio.to_thread(action)
 
 
 @pytest.fixture
@@ -167,8 +176,8 @@ async def test_torrents_labels_and_steering(deluge: Deluge, tmp_path: Path) -> N
             assert refused.value.kind is ClientErrorKind.REFUSED
 
         # An expired web session is renewed; a web UI that lost its daemon reconnects.
-        assert client._http is not None
-        client._http.cookie_jar.clear()
+        assert client._rpc._http is not None
+        client._rpc._http.cookie_jar.clear()
         web("web.disconnect")
         assert (await client.stats()).torrents == 1
         await client.remove([h], delete_data=True)
@@ -202,7 +211,7 @@ async def test_daemon_down_and_web_down(deluge: Deluge) -> None:
     client = DelugeClient(config(deluge.url))
     try:
         assert (await client.stats()).torrents == 0
-        _stop_process(deluge._procs[0])  # deluged: the web UI stays, without a daemon
+        deluge.stop_daemon()  # the web UI stays, without a daemon
         with pytest.raises(ClientError) as down:
             for _ in range(50):  # deluge-web notices the lost connection in a moment
                 await client.stats()
@@ -212,19 +221,157 @@ async def test_daemon_down_and_web_down(deluge: Deluge) -> None:
     finally:
         await client.close()
 
-    unused = DelugeClient(config(f"http://127.0.0.1:{free_port()}/json"))
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
+    slept = Sleeps()
+    unused = DelugeClient(config(f"http://127.0.0.1:{free_port()}/json"), sleep=slept)
     try:
         with pytest.raises(ClientError) as gone:
-            await with_retries(unused.stats, what="deluge at 127.0.0.1", sleep=sleep)
+            await unused.torrents()
     finally:
         await unused.close()
     assert gone.value.kind is ClientErrorKind.UNREACHABLE and slept == [1, 2, 4]
-    assert "Deluge unreachable at http://127.0.0.1:" in str(gone.value)
+    assert str(gone.value).startswith(
+        "Deluge torrent list: gave up after 4 attempts: Deluge unreachable at http://127.0.0.1:"
+    )
+
+
+async def unreachable(call: Awaitable[Any], slept: Sleeps, waits: list[float]) -> str:
+    slept.clear()
+    with pytest.raises(ClientError) as err:
+        await call
+    assert err.value.kind is ClientErrorKind.UNREACHABLE, err.value
+    assert slept == waits
+    return str(err.value)
+
+
+async def test_unreachable_is_retried_then_given_up(deluge: Deluge) -> None:
+    """Every call but the stats is tried again after 1, 2 and 4 s while deluged, or
+    deluge-web, is down; then it fails with what was tried."""
+    slept = Sleeps()
+    client = DelugeClient(config(deluge.url), sleep=slept)
+    h = "ab" * 20
+    try:
+        await client.add(NewTorrent(magnet=f"magnet:?xt=urn:btih:{h}", paused=True))
+        deluge.stop_daemon()
+        message = await unreachable(client.torrents(), slept, [1, 2, 4])
+        assert message.startswith("Deluge torrent list: gave up after 4 attempts: ")
+        assert "its daemon is not running" in message
+        deluge.stop()  # deluge-web too
+        where = f"Deluge unreachable at {deluge.url}: ClientConnectorError"
+        for what, call in [
+            ("version", client.version),
+            ("pause", lambda: client.pause([h])),
+            ("resume", lambda: client.resume([h])),
+            ("set label", lambda: client.set_category([h], "tv")),
+            ("set label", lambda: client.add_tags([h], ["q4d:DONE"])),
+            ("remove tags", lambda: client.remove_tags([h], ["q4d:DONE"])),
+            ("remove", lambda: client.remove([h], delete_data=False)),
+            (f"add {'cd' * 20}", lambda: client.add(NewTorrent(magnet=f"magnet:?xt=urn:btih:{'cd' * 20}"))),
+        ]:  # fmt: skip
+            message = await unreachable(call(), slept, [1, 2, 4])
+            assert message.startswith(f"Deluge {what}: gave up after 4 attempts: {where}")
+        # Not retried: the stats (the monitor's next poll is the retry), and an add
+        # whose info-hash is not known here (nothing to look for before sending it again).
+        await unreachable(client.stats(), slept, [])
+        await unreachable(client.add(NewTorrent(torrent_file=b"not bencode")), slept, [])
+        with pytest.raises(ClientError) as refused:  # nothing a retry would change
+            await client.export_torrent(h)
+        assert refused.value.kind is ClientErrorKind.REFUSED and slept == []
+    finally:
+        await client.close()
+
+
+def forget_sessions(deluge: Deluge) -> None:
+    """deluge-web's web.conf (a version object, then the values) without its sessions."""
+    conf = deluge.config / "web.conf"
+    decoder, text = json.JSONDecoder(), conf.read_text()
+    version, end = decoder.raw_decode(text)
+    values, _ = decoder.raw_decode(text, end)
+    assert values["sessions"]
+    conf.write_text(json.dumps(version) + json.dumps(values | {"sessions": {}}))
+
+
+async def test_back_during_the_retries(
+    deluge: Deluge, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """deluged back during the retries: deluge-web is connected to it again. deluge-web
+    back too: it forgot the session, so the retry logs in again."""
+    caplog.set_level(logging.INFO, logger="q4d_bridge")
+    slept = Sleeps({2: deluge.start_daemon})
+    client = DelugeClient(config(deluge.url), sleep=slept)
+    posted: list[str] = []
+    post = client._rpc.post
+
+    async def recorded(method: str, params: list[Any]) -> dict[str, Any]:
+        posted.append(method)
+        return await post(method, params)
+
+    client._rpc.post = recorded  # type: ignore[method-assign]
+    # A .torrent: deluged keeps it across a restart (a magnet without its metadata not).
+    make_file(tmp_path / "Kept.mkv", 2**16, seed=2)
+    h = mktorrent(tmp_path / "Kept.mkv", tmp_path / "k.torrent").info_hash
+    try:
+        await client.add(
+            NewTorrent(torrent_file=(tmp_path / "k.torrent").read_bytes(), paused=True)
+        )
+        deluge.stop_daemon()
+        caplog.clear()
+        assert (await client.version()).startswith("2.")
+        assert slept == [1, 2]
+        assert "connected it to its daemon" in caplog.text
+        await until(client, h, lambda t: True, "deluged to load its state again")
+
+        # deluge-web keeps its sessions in web.conf across a restart; one that expired
+        # meanwhile, or was never saved (deluge-web killed), is gone.
+        deluge.stop()
+        forget_sessions(deluge)
+        slept.clear()
+        slept.then = {1: deluge.start}
+        posted.clear()
+        await client.set_category([h], "tv")
+        assert slept == [1]
+        assert posted[:3] == ["web.connected", "web.connected", "auth.login"]
+        assert [t.category for t in await client.torrents()] == ["tv"]
+    finally:
+        await client.close()
+
+
+async def test_an_add_or_removal_whose_answer_was_lost(deluge: Deluge, tmp_path: Path) -> None:
+    """The add arrived, its answer did not: the retry finds the torrent, labels it, and
+    does not send it again (Deluge would refuse it as already in session). Likewise a
+    removal: the torrent already gone is no NOT_FOUND."""
+    raw = build_torrent(tmp_path / "hybrid", "hybrid")
+    meta = parse_torrent_file(raw)
+    assert meta.v1 is not None and meta.v2 is not None
+    slept = Sleeps()
+    client = DelugeClient(config(deluge.url), sleep=slept)
+    sent: list[str] = []
+    post = client._rpc.post
+
+    async def lossy(method: str, params: list[Any]) -> dict[str, Any]:
+        answer = await post(method, params)
+        if method in ("core.add_torrent_file", "core.remove_torrents"):
+            sent.append(method)
+            if sent.count(method) == 1:
+                raise ClientError(f"Deluge unreachable at {deluge.url}: the answer was lost")
+        return answer
+
+    client._rpc.post = lossy  # type: ignore[method-assign]
+    try:
+        await client.add(
+            NewTorrent(torrent_file=raw, category="tv", save_path=str(tmp_path), paused=True)
+        )
+        assert sent == ["core.add_torrent_file"] and slept == [1]
+        (added,) = await client.torrents()
+        # A hybrid: Deluge on libtorrent 2 lists it under its v2 hash cut to 40 digits
+        # (on libtorrent 1.2, which reads v1 only, under its v1 hash); looked for under both.
+        assert added.hash in (meta.v1, meta.v2[:40])
+        assert (added.name, added.category) == ("Show", "tv")
+
+        await client.remove([added.hash], delete_data=False)
+        assert sent == ["core.add_torrent_file", "core.remove_torrents", "core.remove_torrents"]
+        assert slept == [1, 1] and await client.torrents() == []
+    finally:
+        await client.close()
 
 
 async def test_a_deluge_node_in_the_bridge(

@@ -38,9 +38,25 @@ pytestmark = pytest.mark.timeout(120)
 USER, PASSWORD = "rutorrent", "p@ss:wörd"
 
 
-def client_for(url: str, **kw: Any) -> RtorrentClient:
+class Sleeps(list[float]):
+    """Records the waits between retries instead of waiting; `then[n]` runs at the
+    n-th wait (rTorrent started again, say)."""
+
+    def __init__(self, then: dict[int, Callable[[], None]] | None = None) -> None:
+        super().__init__()
+        self.then = then or {}
+
+    async def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+        if action := self.then.get(len(self)):
+            await asyncio.to_thread(action)
+
+
+def client_for(url: str, sleep: Sleeps | None = None, **kw: Any) -> RtorrentClient:
     config = ClientConfig("rtorrent", url, kw.get("username"), kw.get("password"),
                           verify_tls=kw.get("verify_tls", True))  # fmt: skip
+    if sleep is not None:
+        return RtorrentClient(config, sleep=sleep)
     client = make_client(config)
     assert isinstance(client, RtorrentClient)
     return client
@@ -291,12 +307,110 @@ async def test_a_hybrid_torrent_is_added_under_its_v1_hash(
 async def test_unreachable(tmp_path: Path) -> None:
     for url in (f"scgi://127.0.0.1:{free_port()}", f"scgi://{tmp_path / 'none.sock'}",
                 f"http://127.0.0.1:{free_port()}/RPC2"):  # fmt: skip
-        client = client_for(url)
+        slept = Sleeps()
+        client = client_for(url, slept)
         try:
+            # The stats are not retried: the monitor's next poll is the retry.
             message = await raises(ClientErrorKind.UNREACHABLE, client.stats())
+            assert message.startswith(f"rTorrent unreachable at {url}: ") and slept == []
+            message = await raises(ClientErrorKind.UNREACHABLE, client.torrents())
         finally:
             await client.close()
-        assert message.startswith(f"rTorrent unreachable at {url}: ")
+        assert message.startswith(
+            f"rTorrent torrent list: gave up after 4 attempts: rTorrent unreachable at {url}: "
+        )
+        assert slept == [1, 2, 4]
+
+
+async def test_unreachable_is_retried_then_given_up(daemon: RTorrent, tmp_path: Path) -> None:
+    """Every call but the stats is tried again after 1, 2 and 4 s while rTorrent is down;
+    then it fails with what was tried."""
+    slept = Sleeps()
+    client = client_for(daemon.url, slept)
+    payload, raw = single_file(tmp_path / "seeded")
+    h = torrent_hash(raw)
+    try:
+        await client.add(NewTorrent(torrent_file=raw, save_path=str(payload.parent)))
+        daemon.stop()
+        where = f"rTorrent unreachable at {daemon.url}: "
+        for what, call in [
+            ("version", client.version),
+            ("torrent list", client.completed_torrents),
+            ("pause", lambda: client.pause([h])),
+            ("resume", lambda: client.resume([h])),
+            ("set category", lambda: client.set_category([h], "tv")),
+            ("add tags", lambda: client.add_tags([h], ["q4d:DONE"])),
+            ("remove tags", lambda: client.remove_tags([h], ["q4d:DONE"])),
+            ("remove", lambda: client.remove([h], delete_data=False)),
+            (f"add {h}", lambda: client.add(NewTorrent(torrent_file=raw))),
+        ]:  # fmt: skip
+            slept.clear()
+            message = await raises(ClientErrorKind.UNREACHABLE, call())
+            assert message.startswith(f"rTorrent {what}: gave up after 4 attempts: {where}")
+            assert slept == [1, 2, 4]
+        slept.clear()
+        await raises(ClientErrorKind.UNREACHABLE, client.stats())
+        # Export is refused whatever rTorrent would say: nothing to retry.
+        await raises(ClientErrorKind.REFUSED, client.export_torrent(h))
+        assert slept == []
+    finally:
+        await client.close()
+
+
+async def test_back_during_the_retries(daemon: RTorrent, tmp_path: Path) -> None:
+    """rTorrent started again while a call waits to retry: the call succeeds (SCGI has
+    no session to renew)."""
+    slept = Sleeps({2: daemon.start})
+    client = client_for(daemon.url, slept)
+    payload, raw = single_file(tmp_path / "seeded")
+    h = torrent_hash(raw)
+    try:
+        await client.add(NewTorrent(torrent_file=raw, save_path=str(payload.parent), paused=True))
+        daemon.stop()
+        assert [t.hash for t in await client.torrents()] == [h]
+        assert slept == [1, 2]
+        daemon.stop()
+        slept.clear()
+        slept.then = {1: daemon.start}
+        await client.set_category([h], "tv")
+        assert slept == [1] and (await one(client, h)).category == "tv"
+    finally:
+        await client.close()
+
+
+async def test_an_add_or_removal_whose_answer_was_lost(daemon: RTorrent, tmp_path: Path) -> None:
+    """The load arrived, its answer did not: the retry finds the torrent and neither loads
+    it again nor calls it already there. Likewise a removal: the torrent already gone is
+    no NOT_FOUND."""
+    slept = Sleeps()
+    client = client_for(daemon.url, slept)
+    post = client._transport.post
+    sent: list[str] = []
+
+    async def lossy(body: bytes) -> bytes:
+        answer = await post(body)
+        for method in ("load.raw_start", "d.erase"):
+            if f"<string>{method}</string>".encode() in body or (
+                f"<methodName>{method}</methodName>".encode() in body
+            ):
+                sent.append(method)
+                if sent.count(method) == 1:
+                    raise ClientError(f"rTorrent unreachable at {daemon.url}: the answer was lost")
+        return answer
+
+    client._transport.post = lossy  # type: ignore[method-assign]
+    payload, raw = single_file(tmp_path / "seeded")
+    h = torrent_hash(raw)
+    try:
+        await client.add(NewTorrent(torrent_file=raw, save_path=str(payload.parent), category="tv"))
+        assert sent == ["load.raw_start"] and slept == [1]
+        (added,) = await client.torrents()
+        assert (added.hash, added.category) == (h, "tv")
+        await client.remove([h], delete_data=False)
+        assert sent == ["load.raw_start", "d.erase", "d.erase"] and slept == [1, 1]
+        assert await client.torrents() == []
+    finally:
+        await client.close()
 
 
 # --- SCGI answers that go wrong -------------------------------------------------------
@@ -357,16 +471,20 @@ async def test_scgi_answers(
     message: str,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(rtorrent_transport, "REQUEST_TIMEOUT", 0.3)
+    slept = Sleeps()
     async with fake_scgi(answer) as (url, requests):
-        client = client_for(url)
+        client = client_for(url, slept)
         if kind is None:
             assert await client.version() == message
         else:
             assert message in await raises(kind, client.version())
-    # The request: a netstring of headers, CONTENT_LENGTH first and SCGI=1, then the body.
+    # The request: a netstring of headers, CONTENT_LENGTH first and SCGI=1, then the body;
+    # sent four times when the answer is worth retrying.
     body = xmlrpc.client.dumps((), "system.client_version", encoding="utf-8").encode()
     headers = b"CONTENT_LENGTH\x00%d\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00" % len(body)
-    assert requests == [headers + b"," + body]
+    retried = kind is ClientErrorKind.UNREACHABLE
+    assert requests == [headers + b"," + body] * (4 if retried else 1)
+    assert slept == ([1, 2, 4] if retried else [])
 
 
 async def test_scgi_answer_size_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -423,7 +541,8 @@ async def rpc2_gateway(daemon: RTorrent) -> AsyncIterator[str]:
 async def test_over_http_with_basic_auth(daemon: RTorrent, tmp_path: Path) -> None:
     payload, raw = single_file(tmp_path / "seeded")
     async with rpc2_gateway(daemon) as base:
-        client = client_for(f"{base}/RPC2", username=USER, password=PASSWORD)
+        slept = Sleeps()
+        client = client_for(f"{base}/RPC2", slept, username=USER, password=PASSWORD)
         in_url = client_for(base.replace("//", "//rutorrent:p%40ss%3Aw%C3%B6rd@") + "/RPC2")
         wrong = client_for(f"{base}/RPC2", username=USER, password="wrong")
         nowhere = client_for(f"{base}/nowhere", username=USER, password=PASSWORD)
@@ -446,7 +565,11 @@ async def test_over_http_with_basic_auth(daemon: RTorrent, tmp_path: Path) -> No
             )
             daemon.stop()
             message = await raises(ClientErrorKind.UNREACHABLE, client.version())
-            assert message == f"rTorrent at {base}/RPC2: HTTP 502 Bad Gateway"
+            assert message == (
+                f"rTorrent version: gave up after 4 attempts: rTorrent at {base}/RPC2: "
+                "HTTP 502 Bad Gateway"
+            )
+            assert slept == [1, 2, 4]
         finally:
             for each in (client, in_url, wrong, nowhere, login):
                 await each.close()

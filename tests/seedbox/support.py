@@ -306,6 +306,8 @@ class RTorrent:
         return f"scgi://{self.socket}" if self.unix else f"scgi://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        if self.unix:  # left by an earlier run (a restart): ready() waits for a new one
+            self.socket.unlink(missing_ok=True)
         log = (self.workdir / "rtorrent.log").open("ab")
         self._proc = subprocess.Popen(
             [self.binary, "-n", "-o", f"import={self.workdir / 'rtorrent.rc'}"],
@@ -369,6 +371,7 @@ class Deluge:
         self.web_port = free_port()
         self.password = "deluge"
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._daemon: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -384,12 +387,16 @@ class Deluge:
         return proc
 
     def start(self) -> None:
+        self.start_daemon()
+        self.start_web()
+
+    def start_daemon(self) -> None:
         deluged = _which("deluged")
         # Its own interpreter, from its #! line (Debian's: /usr/bin/python3).
         python = Path(deluged).read_text(errors="replace").splitlines()[0].removeprefix("#!")
         launcher = self.workdir / "deluged-offline.py"
         launcher.write_text(DELUGED_OFFLINE)
-        self._spawn(
+        self._daemon = self._spawn(
             [*python.split(), str(launcher), deluged, "-d", "-c", str(self.config),
              "-p", str(self.daemon_port), "-i", LOOPBACK, "-u", LOOPBACK, "-L", "warning"],
             "deluged",
@@ -404,6 +411,8 @@ class Deluge:
         (self.config / "hostlist.conf").write_text(
             json.dumps({"file": 3, "format": 1}) + json.dumps(hosts)
         )
+
+    def start_web(self) -> None:
         self._spawn(
             [_which("deluge-web"), "-d", "-c", str(self.config), "-p", str(self.web_port),
              "-i", LOOPBACK, "-L", "warning"],
@@ -411,10 +420,18 @@ class Deluge:
         )  # fmt: skip
         wait_until(lambda: _port_open(self.web_port), 15, "deluge-web", 0.05)
 
+    def stop_daemon(self) -> None:
+        """deluged only: deluge-web stays, without a daemon."""
+        if self._daemon is not None:
+            _stop_process(self._daemon)
+            self._procs.remove(self._daemon)
+            self._daemon = None
+
     def stop(self) -> None:
         for proc in reversed(self._procs):
             _stop_process(proc)
         self._procs.clear()
+        self._daemon = None
 
 
 def _port_open(port: int) -> bool:

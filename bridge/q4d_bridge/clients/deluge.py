@@ -1,11 +1,8 @@
-"""Deluge through its web UI's JSON-RPC (deluge-web, `POST …/json`): torrents, stats,
-labels, and adding and steering torrents.
+"""Deluge through its web UI's JSON-RPC (deluge-web, `POST …/json`, in deluge_rpc.py):
+torrents, stats, labels, and adding and steering torrents.
 
-deluge-web holds two things for us: a login session (a cookie; `auth.login` with the
-web password, again when it expires) and a connection to a daemon, which it loses when
-either of them restarts. Every operation first asks `web.connected` and, if needed,
-connects the web UI to the first daemon its connection manager reports online: a call
-to the daemon through a web UI without one hangs until the request times out.
+Every operation first has the web UI logged in and connected to a daemon
+(`DelugeRpc.attach`): deluge-web forgets both when either of them restarts.
 
 Mapping onto the bridge's interface:
 
@@ -22,36 +19,38 @@ Mapping onto the bridge's interface:
 - `.torrent` export: neither deluge-web nor the daemon can hand out a torrent's
   metainfo, so it is REFUSED; the seedbox's `torrent_file` setting reads Deluge's own
   copy (`<config dir>/state/<hash>.torrent`) over SFTP instead.
+
+Failures are ClientErrors of a kind (clients/base.py). An operation that cannot reach
+Deluge (deluge-web or its daemon down) is tried again after 1, 2 and 4 s
+(`retry.with_retries`), each attempt logging in and attaching anew: reads, labels,
+pause and resume, a removal (a torrent already gone counts as removed on a retry), and
+an add whose info-hash is known (a retry looks for the torrent before sending it
+again). Not the stats the monitor polls: its next poll is the retry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import itertools
-import json
 import logging
 import posixpath
 import re
 import time
-from collections.abc import Iterable
-from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-
-import aiohttp
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ..config.model import ClientConfig
 from ..models import CLASSIC_LABELS, Label
 from .base import ClientError, ClientErrorKind, ClientStats, NewTorrent, Torrent
+from .deluge_rpc import DelugeRpc, UnknownMethod
+from .metainfo import MetainfoError, parse_new_torrent
+from .retry import with_retries
+
+if TYPE_CHECKING:
+    from .base import ManagedTorrentClient
 
 _LOGGER = logging.getLogger(__name__)
-REQUEST_TIMEOUT = 30.0
 PLUGIN_WAIT = 5.0  # how long a just-enabled Label plugin may take to offer label.*
-
-# deluge-web's JSON-RPC error codes
-NOT_AUTHENTICATED = 1
-UNKNOWN_METHOD = 2
 
 LABEL_PLUGIN = "Label"
 DOWNLOADING = "Downloading"
@@ -76,128 +75,53 @@ _STATUS_NAMES = (*(label.value for label in Label), *CLASSIC_LABELS.values())
 STATUS_TAGS = {deluge_label(tag): tag for name in _STATUS_NAMES for tag in (f"q4d:{name}", name)}
 
 
-class _UnknownMethod(ClientError):
-    """deluge-web offers no such method: no daemon behind it, or a plugin not enabled."""
-
-
 class DelugeClient:
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # between retries
+    ) -> None:
         self.config = config
-        self.url = json_url(config.url)
-        # for messages: a proxy's credentials in the url stay out of logs
-        self.where = without_credentials(self.url)
-        self._http: aiohttp.ClientSession | None = None
-        self._logged_in = False
-        self._ids = itertools.count(1)
-        self._attaching = asyncio.Lock()
+        self._rpc = DelugeRpc(config)
+        self.url = self._rpc.url
+        self.where = self._rpc.where
+        self._sleep = sleep
 
-    # --- JSON-RPC ---------------------------------------------------------------------
+    async def _retried[T](self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent operation, retried while Deluge is unreachable. Each attempt
+        attaches anew, so a restarted deluged is connected to again (and a deluge-web
+        that forgot the session is logged in to again, as any request would)."""
 
-    async def _post(self, method: str, params: list[Any]) -> dict[str, Any]:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                # Seedboxes are often addressed by IP; the default jar drops cookies
-                # from IP hosts, and with them the session.
-                cookie_jar=aiohttp.CookieJar(unsafe=True),
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
-            )
-        body = {"method": method, "params": params, "id": next(self._ids)}
-        try:
-            async with self._http.post(self.url, json=body, ssl=self.config.verify_tls) as answer:
-                status, text = answer.status, await answer.read()
-        except (aiohttp.ClientError, TimeoutError, OSError) as err:
-            reason = f"{type(err).__name__}: {err}".rstrip(": ")
-            raise ClientError(f"Deluge unreachable at {self.where}: {reason}") from err
-        if status >= 500:
-            raise ClientError(f"Deluge web at {self.where}: HTTP {status}")
-        if status in (401, 403):  # deluge-web says 200; a proxy in front of it may not
-            raise ClientError(f"Deluge web at {self.where}: HTTP {status}", ClientErrorKind.AUTH)
-        try:
-            data = answer_json(status, text)
-        except ValueError as err:
-            raise ClientError(
-                f"Deluge web at {self.where}: {err} (is the url deluge-web's /json?)",
-                ClientErrorKind.REFUSED,
-            ) from None
-        return data
+        async def attempt() -> T:
+            await self._rpc.attach()
+            return await operation()
 
-    async def _call(self, method: str, *params: Any) -> Any:
-        data = await self._post(method, list(params))
-        if _code(data) == NOT_AUTHENTICATED:  # no session yet, or it expired
-            await self._login()
-            data = await self._post(method, list(params))
-        error = data.get("error")
-        if not error:
-            return data.get("result")
-        raise rpc_error(method, error)
-
-    async def _login(self) -> None:
-        answer = await self._post("auth.login", [self.config.password or ""])
-        if answer.get("result") is not True:
-            raise ClientError(
-                "Deluge web refused the login (check the client's password)",
-                ClientErrorKind.AUTH,
-            )
-        self._logged_in = True
-
-    async def _attach(self) -> None:
-        """Logged in, and the web UI connected to a daemon."""
-        async with self._attaching:
-            if await self._call("web.connected"):
-                return
-            hosts = await self._call("web.get_hosts") or []
-            if not hosts:
-                raise ClientError(
-                    "Deluge web has no daemon in its connection manager (add one in the "
-                    "web UI: Connection Manager)",
-                    ClientErrorKind.REFUSED,
-                )
-            for host in hosts:
-                status = await self._call("web.get_host_status", host[0]) or []
-                if {"Online", "Connected"} & {str(field) for field in status}:
-                    break
-            else:
-                where = ", ".join(f"{h[1]}:{h[2]}" for h in hosts)
-                raise ClientError(f"Deluge web: its daemon is not running ({where})")
-            try:
-                await self._call("web.connect", host[0])
-            except ClientError as err:
-                raise ClientError(f"Deluge web could not connect to its daemon: {err}") from err
-            _LOGGER.info(
-                "Deluge web at %s: connected it to its daemon %s:%s", self.where, *host[1:3]
-            )
-
-    async def _daemon(self, method: str, *params: Any) -> Any:
-        """A daemon method (core.*, label.*, daemon.*)."""
-        try:
-            return await self._call(method, *params)
-        except _UnknownMethod as err:
-            if method.startswith("label."):
-                raise
-            # the web UI lost its daemon since _attach asked
-            raise ClientError(f"Deluge web is not connected to its daemon ({method})") from err
+        return await with_retries(attempt, what=f"Deluge {what}", sleep=self._sleep)
 
     # --- reading ----------------------------------------------------------------------
 
     async def version(self) -> str:
-        await self._attach()
-        return str(await self._daemon("daemon.get_version"))
+        return str(await self._retried("version", lambda: self._rpc.daemon("daemon.get_version")))
 
     async def torrents(self) -> list[Torrent]:
-        await self._attach()
-        found = await self._daemon("core.get_torrents_status", {}, TORRENT_KEYS)
+        found = await self._retried(
+            "torrent list", lambda: self._rpc.daemon("core.get_torrents_status", {}, TORRENT_KEYS)
+        )
         return [torrent(h, status) for h, status in (found or {}).items()]
 
     async def completed_torrents(self) -> list[Torrent]:
         return [t for t in await self.torrents() if t.complete]
 
     async def stats(self) -> ClientStats:
-        await self._attach()
-        free = await self._daemon("core.get_free_space")
-        rates = await self._daemon(
+        # Not retried: the monitor polls every seedbox in turn, and its next poll is the
+        # retry; backing off here would hold up the other seedboxes' figures.
+        await self._rpc.attach()
+        free = await self._rpc.daemon("core.get_free_space")
+        rates = await self._rpc.daemon(
             "core.get_session_status", ["payload_download_rate", "payload_upload_rate"]
         )
-        states = await self._daemon("core.get_torrents_status", {}, ["state"]) or {}
+        states = await self._rpc.daemon("core.get_torrents_status", {}, ["state"]) or {}
         return ClientStats(
             # -1: the download folder does not exist
             free_space=free if isinstance(free, int) and free >= 0 else None,
@@ -208,6 +132,7 @@ class DelugeClient:
         )
 
     async def export_torrent(self, info_hash: str) -> bytes:
+        """Refused at once, without asking Deluge: nothing a retry could change."""
         raise ClientError(
             "Deluge's web API cannot export a .torrent; set the seedbox's torrent_file "
             f"to Deluge's state folder, e.g. {STATE_TORRENT}",
@@ -217,10 +142,10 @@ class DelugeClient:
     async def _labels_of(self, ids: list[str]) -> dict[str, str]:
         """The label of each of these torrents that Deluge has (`""`: none, or no
         Label plugin)."""
-        found = await self._daemon("core.get_torrents_status", {"id": ids}, ["label"])
+        found = await self._rpc.daemon("core.get_torrents_status", {"id": ids}, ["label"])
         return {h: str(status.get("label") or "") for h, status in (found or {}).items()}
 
-    # --- labels -----------------------------------------------------------------------
+    # --- labels (setting one twice is the same: retried) --------------------------------
 
     async def add_tags(self, hashes: list[str], tags: list[str]) -> None:
         labels = {status_label(tag) for tag in tags}
@@ -237,26 +162,26 @@ class DelugeClient:
         ids = torrent_ids(hashes)
         if not labels or not ids:
             return
-        await self._attach()
-        found = await self._labels_of(ids)
-        for info_hash, current in found.items():
-            if current in labels:
-                await self._daemon("label.set_torrent", info_hash, "")
-        _raise_missing(ids, found)
+
+        async def clear() -> None:
+            found = await self._labels_of(ids)
+            for info_hash, current in found.items():
+                if current in labels:
+                    await self._rpc.daemon("label.set_torrent", info_hash, "")
+            _raise_missing(ids, found)
+
+        await self._retried("remove tags", clear)
 
     async def set_category(self, hashes: list[str], category: str | None) -> None:
-        label = deluge_label(category) if category else ""
-        if category and not label.strip("_-"):
-            raise ClientError(f"{category!r} is no Deluge label", ClientErrorKind.REFUSED)
-        await self._set_label(hashes, label)
+        await self._set_label(hashes, category_label(category))
 
     async def _set_label(self, hashes: list[str], label: str) -> None:
+        if ids := torrent_ids(hashes):
+            await self._retried("set label", lambda: self._apply_label(ids, label))
+
+    async def _apply_label(self, ids: list[str], label: str) -> None:
         """Label the torrents (`""`: no label); those Deluge does not have, NOT_FOUND
         after the others are labelled."""
-        ids = torrent_ids(hashes)
-        if not ids:
-            return
-        await self._attach()
         found = await self._labels_of(ids)
         # Clearing needs no plugin when no torrent has a label (or there is no plugin).
         change = sorted(h for h, current in found.items() if current != label)
@@ -264,26 +189,26 @@ class DelugeClient:
             labels = await self._label_plugin()
             if label and label not in labels:
                 try:
-                    await self._daemon("label.add", label)
+                    await self._rpc.daemon("label.add", label)
                 except ClientError as err:
-                    if "already exists" not in str(err):  # added meanwhile
+                    if "already exists" not in str(err):  # added meanwhile, or by a retry
                         raise
             for info_hash in change:
-                await self._daemon("label.set_torrent", info_hash, label)
+                await self._rpc.daemon("label.set_torrent", info_hash, label)
         _raise_missing(ids, found)
 
     async def _label_plugin(self) -> list[str]:
         """The labels there are, once the Label plugin is on (enabled if it is not)."""
         try:
-            return list(await self._daemon("label.get_labels"))
-        except _UnknownMethod:
+            return list(await self._rpc.daemon("label.get_labels"))
+        except UnknownMethod:
             pass
-        if LABEL_PLUGIN not in (await self._daemon("core.get_enabled_plugins") or []):
-            if LABEL_PLUGIN not in (await self._daemon("core.get_available_plugins") or []):
+        if LABEL_PLUGIN not in (await self._rpc.daemon("core.get_enabled_plugins") or []):
+            if LABEL_PLUGIN not in (await self._rpc.daemon("core.get_available_plugins") or []):
                 raise ClientError(
                     "this Deluge has no Label plugin, which labels need", ClientErrorKind.REFUSED
                 )
-            if not await self._daemon("core.enable_plugin", LABEL_PLUGIN):
+            if not await self._rpc.daemon("core.enable_plugin", LABEL_PLUGIN):
                 raise ClientError(
                     "Deluge would not enable its Label plugin (Preferences > Plugins)",
                     ClientErrorKind.REFUSED,
@@ -292,8 +217,8 @@ class DelugeClient:
         deadline = time.monotonic() + PLUGIN_WAIT
         while True:
             try:
-                return list(await self._daemon("label.get_labels"))
-            except _UnknownMethod:
+                return list(await self._rpc.daemon("label.get_labels"))
+            except UnknownMethod:
                 if time.monotonic() > deadline:
                     raise ClientError(
                         "Deluge's Label plugin is enabled, but deluge-web does not offer "
@@ -305,130 +230,122 @@ class DelugeClient:
     # --- adding and steering ----------------------------------------------------------
 
     async def add(self, torrent: NewTorrent) -> None:
+        """Add a magnet link or a .torrent file, labelled with its category. Retried
+        while Deluge is unreachable only when the info-hash is known: a retry first
+        looks for the torrent, so an add that did arrive is not sent again (Deluge would
+        refuse it as already in session) and is labelled if it is not yet."""
         if (torrent.magnet is None) == (torrent.torrent_file is None):
             raise ClientError(
                 "a new torrent needs exactly one of a magnet link or a .torrent file",
                 ClientErrorKind.REFUSED,
             )
+        label = category_label(torrent.category)  # refused before anything is added
         options: dict[str, Any] = {"add_paused": torrent.paused}
         if torrent.save_path:
             options["download_location"] = torrent.save_path
-        await self._attach()
+        ids = new_torrent_ids(torrent)
+        sent = False
+
+        async def attempt() -> None:
+            nonlocal sent
+            if sent and (there := list(await self._labels_of(ids))):
+                added = there[0]  # the attempt before arrived, and its answer was lost
+            else:
+                sent = True
+                added = await self._send(torrent, options)
+            if label:
+                try:
+                    await self._apply_label([added], label)
+                except ClientError as err:
+                    # Added all the same; a transient failure stays one, so that a retry
+                    # (which finds the torrent there) labels it.
+                    kind = err.kind if err.transient else ClientErrorKind.REFUSED
+                    raise ClientError(
+                        f"Deluge added torrent {added} but did not label it: {err}", kind
+                    ) from err
+
+        if ids:
+            await self._retried(f"add {ids[0]}", attempt)
+        else:  # nothing to look for before sending it again: once
+            await self._rpc.attach()
+            await attempt()
+
+    async def _send(self, torrent: NewTorrent, options: dict[str, Any]) -> str:
+        """The add itself; Deluge's id for the torrent."""
         if torrent.magnet is not None:
-            added = await self._daemon("core.add_torrent_magnet", torrent.magnet, options)
+            added = await self._rpc.daemon("core.add_torrent_magnet", torrent.magnet, options)
         else:
             assert torrent.torrent_file is not None
             filedump = base64.b64encode(torrent.torrent_file).decode("ascii")
-            added = await self._daemon("core.add_torrent_file", "q4d.torrent", filedump, options)
+            added = await self._rpc.daemon(
+                "core.add_torrent_file", "q4d.torrent", filedump, options
+            )
         if not isinstance(added, str) or not added:
             raise ClientError("Deluge did not add the torrent", ClientErrorKind.REFUSED)
-        if torrent.category:
-            try:
-                await self.set_category([added], torrent.category)
-            except ClientError as err:
-                # Added all the same: trying the add again would only find it there.
-                raise ClientError(
-                    f"Deluge added torrent {added} but did not label it: {err}",
-                    ClientErrorKind.REFUSED,
-                ) from err
+        return added
 
     async def pause(self, hashes: list[str]) -> None:
-        await self._each("core.pause_torrents", hashes)
+        await self._each("pause", "core.pause_torrents", hashes)
 
     async def resume(self, hashes: list[str]) -> None:
-        await self._each("core.resume_torrents", hashes)
+        await self._each("resume", "core.resume_torrents", hashes)
 
-    async def _each(self, method: str, hashes: list[str]) -> None:
+    async def _each(self, what: str, method: str, hashes: list[str]) -> None:
         ids = torrent_ids(hashes)
         if not ids:  # Deluge's pause_torrents(None) would pause every torrent
             return
-        await self._attach()
-        found = await self._labels_of(ids)
-        if found:  # one unknown id would fail the whole call, midway
-            await self._daemon(method, sorted(found))
-        _raise_missing(ids, found)
+
+        async def apply() -> None:
+            found = await self._labels_of(ids)
+            if found:  # one unknown id would fail the whole call, midway
+                await self._rpc.daemon(method, sorted(found))
+            _raise_missing(ids, found)
+
+        await self._retried(what, apply)
 
     async def remove(self, hashes: list[str], *, delete_data: bool) -> None:
+        """Remove the torrents (and their data). A retry counts a torrent Deluge no
+        longer has as removed: the attempt before may have removed it, and its answer
+        been lost."""
         ids = torrent_ids(hashes)
         if not ids:
             return
-        await self._attach()
-        failed = await self._daemon("core.remove_torrents", ids, delete_data) or []
-        if failed:  # only torrents not in the session fail
-            missing = ", ".join(str(f[0]) for f in failed)
-            raise ClientError(f"Deluge has no torrent {missing}", ClientErrorKind.NOT_FOUND)
+        sent = False
+
+        async def attempt() -> None:
+            nonlocal sent
+            retry, sent = sent, True
+            failed = await self._rpc.daemon("core.remove_torrents", ids, delete_data) or []
+            if failed and not retry:  # only torrents not in the session fail
+                missing = ", ".join(str(f[0]) for f in failed)
+                raise ClientError(f"Deluge has no torrent {missing}", ClientErrorKind.NOT_FOUND)
+
+        await self._retried("remove", attempt)
 
     async def close(self) -> None:
-        if self._http is not None:
-            # Ends the web session; the web UI stays connected to its daemon for others.
-            if self._logged_in:
-                with contextlib.suppress(ClientError):
-                    await self._post("auth.delete_session", [])
-                self._logged_in = False
-            await self._http.close()
-            self._http = None
+        await self._rpc.close()
 
 
 # --- helpers, also tested on their own -----------------------------------------------
 
 
-def json_url(url: str) -> str:
-    """deluge-web's JSON-RPC endpoint: the url as given if it ends in /json, else with
-    /json appended (`http://10.0.0.5:8112`, `https://box.example.com/deluge/`)."""
-    base = url.rstrip("/")
-    return base if base.endswith("/json") else base + "/json"
+def category_label(category: str | None) -> str:
+    """The Deluge label for a category (`""`: none); REFUSED if nothing of it is left."""
+    label = deluge_label(category) if category else ""
+    if category and not label.strip("_-"):
+        raise ClientError(f"{category!r} is no Deluge label", ClientErrorKind.REFUSED)
+    return label
 
 
-def without_credentials(url: str) -> str:
-    """The url without a `user:password@` (basic auth for a proxy in front)."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-
-
-def answer_json(status: int, body: bytes) -> dict[str, Any]:
-    """The JSON-RPC answer in a 200 response; ValueError naming what came instead."""
+def new_torrent_ids(torrent: NewTorrent) -> list[str]:
+    """The ids Deluge may list a new torrent under: its v1 hash, and its v2 hash cut to
+    40 digits (where a libtorrent 2 Deluge lists a v2 or hybrid torrent); none if it
+    cannot be read here (Deluge may still take it, or say why not)."""
     try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if status != 200 or not isinstance(data, dict) or "error" not in data:
-        text = body[:120].decode("utf-8", "replace").strip()
-        raise ValueError(f"HTTP {status}, not a JSON-RPC answer: {text!r}")
-    return data
-
-
-def _code(data: dict[str, Any]) -> int | None:
-    error = data.get("error")
-    return error.get("code") if isinstance(error, dict) else None
-
-
-# Deluge wraps a daemon's exception in a Twisted Failure repr with a traceback:
-# `Failure: [Failure instance: Traceback …: <class 'deluge.error.X'>: message\n…`.
-_FAILURE = re.compile(r"<class '(?:[\w]+\.)*(\w+)'>: ([^\n]*)")
-_NOT_FOUND = ("InvalidTorrentError",)
-_UNREACHABLE = ("ConnectionDone", "ConnectionLost", "ConnectionRefusedError", "TimeoutError")
-
-
-def rpc_error(method: str, error: Any) -> ClientError:
-    """The ClientError for a JSON-RPC error object."""
-    if not isinstance(error, dict):
-        return ClientError(f"Deluge {method}: {error!r}", ClientErrorKind.REFUSED)
-    code, message = error.get("code"), str(error.get("message") or "")
-    if code == NOT_AUTHENTICATED:
-        return ClientError(f"Deluge {method}: not authenticated", ClientErrorKind.AUTH)
-    if code == UNKNOWN_METHOD:
-        return _UnknownMethod(f"Deluge web has no method {method}", ClientErrorKind.REFUSED)
-    wrapped = _FAILURE.search(message)
-    kind_name, reason = (
-        wrapped.groups() if wrapped else ("", message.strip().split("\n", 1)[0] or "error")
-    )
-    if kind_name in _NOT_FOUND or reason == "Unknown Torrent":
-        kind = ClientErrorKind.NOT_FOUND
-    elif kind_name in _UNREACHABLE:
-        kind = ClientErrorKind.UNREACHABLE
-    else:
-        kind = ClientErrorKind.REFUSED
-    return ClientError(f"Deluge {method}: {reason}", kind)
+        meta = parse_new_torrent(torrent)
+    except MetainfoError:
+        return []
+    return [h for h in (meta.v1, meta.v2[:40] if meta.v2 else None) if h is not None]
 
 
 def status_label(tag: str) -> str:
@@ -484,3 +401,7 @@ def torrent(info_hash: str, status: dict[str, Any]) -> Torrent:
         else None,
         tracker=tracker or None,
     )
+
+
+if TYPE_CHECKING:  # mypy holds the adapter to the whole interface
+    _MANAGED: type[ManagedTorrentClient] = DelugeClient

@@ -14,6 +14,13 @@ rTorrent's limits, answered with REFUSED: it cannot hand out a .torrent file ove
 XML-RPC (it keeps `<HASH>.torrent` in its session directory: the seedbox's
 `torrent_file` setting reads it over SSH), and it never deletes a torrent's data.
 SCGI is stateless and has no login: nothing to renew.
+
+Failures are ClientErrors of a kind (clients/base.py). A request that cannot reach
+rTorrent is tried again after 1, 2 and 4 s (`retry.with_retries`) where that is safe:
+reads, categories and tags, pause and resume, a removal (a torrent already gone counts
+as removed on a retry), and an add (its info-hash is always known here: a retry looks
+for the torrent before loading it again). Not the stats the monitor polls: its next
+poll is the retry.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import contextlib
 import posixpath
 import re
 import xmlrpc.client
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from xml.parsers.expat import ExpatError
@@ -31,6 +38,7 @@ from xml.parsers.expat import ExpatError
 from ..config.model import ClientConfig
 from .base import ClientError, ClientErrorKind, ClientStats, NewTorrent, Torrent
 from .metainfo import MetainfoError, parse_new_torrent
+from .retry import with_retries
 from .rtorrent_transport import client_error, make_transport
 
 LOAD_WAIT = 2.0  # how long a loaded torrent may take to show up in rTorrent's list
@@ -59,14 +67,24 @@ def _fault(where: str, method: str, text: str) -> ClientError:
 
 
 class RtorrentClient:
-    def __init__(self, config: ClientConfig) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # between retries
+    ) -> None:
         self.config = config
         self._transport = make_transport(config)
         self._session_path: str | None = None
+        self._sleep = sleep
 
     @property
     def where(self) -> str:
         return self._transport.where
+
+    async def _retried[T](self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """An idempotent operation, retried while rTorrent is unreachable."""
+        return await with_retries(operation, what=f"rTorrent {what}", sleep=self._sleep)
 
     async def _call(self, method: str, *params: Any) -> Any:
         body = xmlrpc.client.dumps(params, method, encoding="utf-8").encode("utf-8")
@@ -126,16 +144,20 @@ class RtorrentClient:
     # --- TorrentClient ----------------------------------------------------------------
 
     async def version(self) -> str:
-        return str(await self._call("system.client_version"))
+        return str(await self._retried("version", lambda: self._call("system.client_version")))
 
     async def torrents(self) -> list[Torrent]:
-        rows = await self._call("d.multicall2", "", "main", *TORRENT_FIELDS)
+        rows = await self._retried(
+            "torrent list", lambda: self._call("d.multicall2", "", "main", *TORRENT_FIELDS)
+        )
         return [_torrent(row) for row in rows]
 
     async def completed_torrents(self) -> list[Torrent]:
         return [t for t in await self.torrents() if t.complete]
 
     async def stats(self) -> ClientStats:
+        # Not retried: the monitor polls every seedbox in turn, and its next poll is the
+        # retry; backing off here would hold up the other seedboxes' figures.
         down, up, default, rows = await self._multicall(
             [
                 ("throttle.global_down.rate", ()),
@@ -158,7 +180,8 @@ class RtorrentClient:
         )
 
     async def export_torrent(self, info_hash: str) -> bytes:
-        """Never possible over XML-RPC: REFUSED, naming the session directory to read."""
+        """Never possible over XML-RPC: REFUSED, naming the session directory to read
+        (one look-up for the hint, not retried: the answer is a refusal either way)."""
         _target(info_hash)
         if self._session_path is None:
             with contextlib.suppress(ClientError):
@@ -182,6 +205,11 @@ class RtorrentClient:
         await self._edit_tags(hashes, _tag_list(tags), add=False)
 
     async def _edit_tags(self, hashes: list[str], tags: list[str], *, add: bool) -> None:
+        # Read, then written: a retry reads what the attempt before may have written.
+        what = "add tags" if add else "remove tags"
+        await self._retried(what, lambda: self._apply_tags(hashes, tags, add=add))
+
+    async def _apply_tags(self, hashes: list[str], tags: list[str], *, add: bool) -> None:
         current = await self._each(hashes, ("d.custom", (CUSTOM_KEY,)))
         writes = []
         for info_hash, value in zip(hashes, current, strict=True):
@@ -202,7 +230,9 @@ class RtorrentClient:
 
     async def add(self, torrent: NewTorrent) -> None:
         """load.raw_start / load.start (load.raw / load.normal when paused), with
-        d.directory.set and d.custom1.set run by rTorrent as the torrent is created."""
+        d.directory.set and d.custom1.set run by rTorrent as the torrent is created.
+        Retried while rTorrent is unreachable: a retry first looks for the torrent, so
+        an add that did arrive counts as added (and is not refused as already there)."""
         if (torrent.magnet is None) == (torrent.torrent_file is None):
             raise client_error("add: give exactly one of a magnet link or a .torrent file",
                          ClientErrorKind.REFUSED)  # fmt: skip
@@ -218,24 +248,35 @@ class RtorrentClient:
         else:
             method = "load.normal" if torrent.paused else "load.start"
             source = torrent.magnet
-        if await self._has(info_hash):
-            raise client_error(
-                f"rTorrent at {self.where}: torrent {info_hash.lower()} is already there",
-                ClientErrorKind.REFUSED,
-            )
-        await self._call(method, "", source, *commands)
-        # rTorrent answers 0 whether or not it took the torrent: look for it.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + LOAD_WAIT
-        while not await self._has(info_hash):
-            if loop.time() > deadline:
-                what = "magnet (no tracker in it, and DHT off?)" if torrent.magnet else ".torrent"
+        sent = False
+
+        async def attempt() -> None:
+            nonlocal sent
+            if await self._has(info_hash):
+                if sent:  # the attempt before arrived, and its answer was lost
+                    return
                 raise client_error(
-                    f"rTorrent at {self.where}: did not take the {what} {info_hash.lower()}; "
-                    "its log says why",
+                    f"rTorrent at {self.where}: torrent {info_hash.lower()} is already there",
                     ClientErrorKind.REFUSED,
                 )
-            await asyncio.sleep(0.1)
+            sent = True
+            await self._call(method, "", source, *commands)
+            # rTorrent answers 0 whether or not it took the torrent: look for it.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LOAD_WAIT
+            while not await self._has(info_hash):
+                if loop.time() > deadline:
+                    what = (
+                        "magnet (no tracker in it, and DHT off?)" if torrent.magnet else ".torrent"
+                    )
+                    raise client_error(
+                        f"rTorrent at {self.where}: did not take the {what} "
+                        f"{info_hash.lower()}; its log says why",
+                        ClientErrorKind.REFUSED,
+                    )
+                await asyncio.sleep(0.1)  # a poll, not a retry: the real clock
+
+        await self._retried(f"add {info_hash.lower()}", attempt)
 
     async def _has(self, info_hash: str) -> bool:
         try:
@@ -248,26 +289,40 @@ class RtorrentClient:
 
     async def pause(self, hashes: list[str]) -> None:
         """d.stop: stopped and kept stopped across restarts (ruTorrent's Stop)."""
-        await self._each(hashes, ("d.stop", ()))
+        await self._retried("pause", lambda: self._each(hashes, ("d.stop", ())))
 
     async def resume(self, hashes: list[str]) -> None:
         """d.start, then d.resume: starts a stopped torrent and also one paused with
         d.pause (ruTorrent's Pause), which d.start alone leaves paused."""
-        await self._each(hashes, ("d.start", ()), ("d.resume", ()))
+        await self._retried("resume", lambda: self._each(hashes, ("d.start", ()), ("d.resume", ())))
 
     async def remove(self, hashes: list[str], *, delete_data: bool) -> None:
         """d.erase: the torrent leaves rTorrent, its data stays. rTorrent never deletes
-        data itself, so delete_data=True is REFUSED before anything is removed."""
+        data itself, so delete_data=True is REFUSED before anything is removed. A retry
+        counts a torrent rTorrent no longer has as removed: the attempt before may have
+        erased it, and its answer been lost."""
         if delete_data:
             raise client_error(
                 "rTorrent cannot delete a torrent's data over XML-RPC: remove the torrent "
                 "without delete_data, and delete its files over the seedbox's SSH link",
                 ClientErrorKind.REFUSED,
             )
-        await self._each(hashes, ("d.erase", ()))
+        sent = False
+
+        async def attempt() -> None:
+            nonlocal sent
+            retry, sent = sent, True
+            try:
+                await self._each(hashes, ("d.erase", ()))
+            except ClientError as err:
+                if not (retry and err.kind is ClientErrorKind.NOT_FOUND):
+                    raise
+
+        await self._retried("remove", attempt)
 
     async def set_category(self, hashes: list[str], category: str | None) -> None:
-        await self._each(hashes, ("d.custom1.set", (_label(category) if category else "",)))
+        value = _label(category) if category else ""
+        await self._retried("set category", lambda: self._each(hashes, ("d.custom1.set", (value,))))
 
     async def close(self) -> None:
         await self._transport.close()
