@@ -32,6 +32,7 @@ import pytest
 from q4d_bridge.bridge import Bridge
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.models import ItemState
+from q4d_bridge.mqtt.codec import MAX_COMMAND_BYTES
 
 from tests.bridge.test_e2e import running_bridge
 from tests.helpers.configs import bridge_config
@@ -462,7 +463,8 @@ class CommandFuzzer:
                 mutated[at] = rng.choice(b'{}[]",:\\0123456789 \x00\xff')
             return CommandCase(kind, bytes(mutated), None)
         if kind == "oversized":
-            padding = "x" * rng.randrange(65536, 90000)
+            # a command may be 12 MiB (an add carrying a .torrent): just over it
+            padding = "x" * (MAX_COMMAND_BYTES + rng.randrange(1, 4096))
             return CommandCase(kind, encode({"id": request_id, "op": op, "pad": padding}), None,
                                "too_large")  # fmt: skip
         if kind == "non_object":
