@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from q4d_bridge.clients import make_client
 from q4d_bridge.clients.base import ClientError, ClientErrorKind, NewTorrent, Torrent
-from q4d_bridge.clients.transmission import TransmissionClient, rpc_url
+from q4d_bridge.clients.transmission import TransmissionClient
+from q4d_bridge.clients.transmission_rpc import rpc_url
 from q4d_bridge.config.model import ClientConfig
 from q4d_bridge.models import ItemState
 
@@ -245,11 +246,11 @@ async def test_session_renewed_after_a_restart_then_unreachable(daemon: Transmis
     client = TransmissionClient(config(daemon), sleep=sleeps)
     try:
         await client.version()
-        before = client._session_id
+        before = client._rpc.session_id
         daemon.stop()
         daemon.start()
         assert (await client.stats()).torrents == 0  # a 409 hands out the new session id
-        assert client._session_id not in ("", before) and sleeps == []
+        assert client._rpc.session_id not in ("", before) and sleeps == []
         daemon.stop()
         # stats are not retried (the monitor's next poll is the retry) ...
         with pytest.raises(ClientError) as err:
@@ -381,7 +382,7 @@ async def test_http_answers(
     )
     try:
         with pytest.raises(ClientError) as err:
-            await client._call("session-stats")
+            await client._rpc.call("session-stats")
     finally:
         await client.close()
     assert err.value.kind is kind and says in str(err.value)

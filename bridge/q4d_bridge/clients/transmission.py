@@ -1,14 +1,8 @@
-"""Transmission RPC: torrents, stats, labels, and adding and steering torrents.
+"""Transmission through its RPC (`POST …/transmission/rpc`, in transmission_rpc.py):
+torrents, stats, labels, and adding and steering torrents.
 
-The JSON-RPC client is the few lines below, on aiohttp, rather than the PyPI
-`transmission-rpc` package: that one is synchronous (requests), so each call would
-block the bridge's event loop or need a thread of its own, and it would bring requests
-along for what is one POST with two headers.
+Mapping onto the bridge's interface:
 
-- **Session id (CSRF).** Every request carries `X-Transmission-Session-Id`. Transmission
-  answers 409 with the id to use when it is missing or stale (the first request, a
-  restarted daemon), and the request is sent again once with the new id.
-- **Login.** HTTP Basic auth when `username` is set (an unset password is empty).
 - **Names.** The classic method and field names (`torrent-get`, `hashString`): they
   serve Transmission 2.80 to 4.x; 4.1 (rpc-version 18) renamed them to snake_case and
   still accepts these.
@@ -34,26 +28,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import errno
-import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from yarl import URL
-
 from ..config.model import ClientConfig
 from .base import ClientError, ClientErrorKind, ClientStats, NewTorrent, Torrent
-from .retry import with_retries
+from .transmission_rpc import TransmissionRpc
 
 if TYPE_CHECKING:
     from .base import ManagedTorrentClient
 
-REQUEST_TIMEOUT = 30.0
-DEFAULT_PATH = "/transmission/rpc"
-SESSION_HEADER = "X-Transmission-Session-Id"
 LABELS_RPC_VERSION = 16  # Transmission 3.00
 # tr_torrent_activity, the `status` field
 STATUS = ("stopped", "check_wait", "checking", "download_wait", "downloading", "seed_wait",
@@ -66,134 +52,41 @@ TORRENT_FIELDS = ["hashString", "name", "status", "percentDone", "labels", "down
 # path comes from its file list.
 _RENAMED_ON_DISK = re.compile(r'[<>:"\\|?*\x00-\x1f]|^\s|\s$|\.$')
 _V1_HASH = re.compile(r"^[0-9a-f]{40}$")
-_TAG = re.compile(r"<[^>]*>")
 
 
 class TransmissionClient:
     def __init__(
         self, config: ClientConfig, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     ) -> None:
-        self.config = config
-        self.url = rpc_url(config.url)
-        parts = URL(self.url)
-        self.where = f"Transmission at {parts.host}:{parts.port}"
-        self._auth = (
-            aiohttp.BasicAuth(config.username, config.password or "")
-            if config.username is not None
-            else None
-        )
-        self._sleep = sleep
-        self._http: aiohttp.ClientSession | None = None
-        self._session_id = ""
-        self._version: tuple[str, int] | None = None  # (version, rpc-version) of this session
-
-    # --- the RPC ----------------------------------------------------------------------
-
-    async def _request(self, method: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        """One call: the session-id exchange included, no retries."""
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
-        body = {"method": method, "arguments": arguments}
-        renewed = resent = False
-        while True:
-            try:
-                async with self._http.post(
-                    self.url,
-                    json=body,
-                    headers={SESSION_HEADER: self._session_id},
-                    auth=self._auth,
-                    ssl=self.config.verify_tls,
-                ) as answer:
-                    if answer.status == 409:
-                        session_id = answer.headers.get(SESSION_HEADER)
-                        if not session_id:
-                            raise ClientError(
-                                f"{self.where}: HTTP 409 without a session id; is "
-                                f"{self.url} Transmission's RPC address?",
-                                ClientErrorKind.REFUSED,
-                            )
-                        if renewed:
-                            raise ClientError(
-                                f"{self.where}: a new session id at every request (HTTP 409)"
-                            )
-                        # A new session: perhaps a restarted, even upgraded, daemon.
-                        self._session_id, self._version, renewed = session_id, None, True
-                        continue
-                    status, text = answer.status, await answer.text(errors="replace")
-            except (aiohttp.ClientError, TimeoutError, OSError) as err:
-                # A kept-alive connection the daemon closed (it restarted, say): every
-                # call here has the same effect sent twice, so send it again at once.
-                if resent or not _closed_connection(err):
-                    raise _unreachable(err) from err
-                resent = True
-                continue
-            return self._answer(method, status, text)
-
-    def _answer(self, method: str, status: int, text: str) -> dict[str, Any]:
-        said = " ".join(_TAG.sub(" ", text).split())[:200]
-        if status == 401:
-            raise ClientError(
-                "Transmission login failed (check username/password)", ClientErrorKind.AUTH
-            )
-        if status in (403, 421):  # rpc-whitelist, too many failed logins; rpc-host-whitelist
-            raise ClientError(
-                f"{self.where} refused access (HTTP {status}): {said}", ClientErrorKind.AUTH
-            )
-        if status >= 500:
-            raise ClientError(f"Transmission unreachable: HTTP {status}: {said}")
-        if status != 200:
-            raise ClientError(
-                f"{self.where}: HTTP {status} from {self.url} (Transmission's RPC address "
-                f"normally ends in {DEFAULT_PATH})",
-                ClientErrorKind.REFUSED,
-            )
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict) or not isinstance(data.get("result"), str):
-            raise ClientError(
-                f"{self.where}: the answer to {method} is not Transmission RPC (is {self.url} "
-                f"its RPC address? it normally ends in {DEFAULT_PATH})",
-                ClientErrorKind.REFUSED,
-            )
-        if data["result"] != "success":
-            raise ClientError(f"Transmission {method}: {data['result']}", ClientErrorKind.REFUSED)
-        arguments = data.get("arguments")
-        return arguments if isinstance(arguments, dict) else {}
-
-    async def _call(
-        self, method: str, arguments: dict[str, Any] | None = None, *, retried: bool = True
-    ) -> dict[str, Any]:
-        async def attempt() -> dict[str, Any]:
-            return await self._request(method, arguments or {})
-
-        if not retried:
-            return await attempt()
-        return await with_retries(attempt, what=f"{self.where} ({method})", sleep=self._sleep)
-
-    # --- what the bridge asks ---------------------------------------------------------
+        self._rpc = TransmissionRpc(config, sleep=sleep)
+        # (session id, version, rpc-version): asked again in a new session, which may be
+        # a restarted, even upgraded, daemon
+        self._version: tuple[str, str, int] | None = None
 
     async def version(self) -> str:
         """Transmission's version, e.g. `4.0.6 (38c164933e)`."""
         return (await self._session_version())[0]
 
     async def _session_version(self) -> tuple[str, int]:
-        if self._version is None:
-            got = await self._call("session-get", {"fields": ["version", "rpc-version"]})
+        if self._version is None or self._version[0] != self._rpc.session_id:
+            got = await self._rpc.call("session-get", {"fields": ["version", "rpc-version"]})
             rpc = got.get("rpc-version")
-            self._version = (str(got.get("version", "")), rpc if isinstance(rpc, int) else 0)
-        return self._version
+            self._version = (
+                self._rpc.session_id,
+                str(got.get("version", "")),
+                rpc if isinstance(rpc, int) else 0,
+            )
+        return self._version[1:]
 
     async def torrents(self) -> list[Torrent]:
-        found = (await self._call("torrent-get", {"fields": TORRENT_FIELDS})).get("torrents")
+        found = (await self._rpc.call("torrent-get", {"fields": TORRENT_FIELDS})).get("torrents")
         listed = [t for t in found or [] if isinstance(t, dict) and t.get("hashString")]
         renamed = [
             t["hashString"] for t in listed if _RENAMED_ON_DISK.search(str(t.get("name") or ""))
         ]
         on_disk: dict[str, str] = {}
         if renamed:
-            files = await self._call(
+            files = await self._rpc.call(
                 "torrent-get", {"ids": renamed, "fields": ["hashString", "files"]}
             )
             for entry in files.get("torrents") or []:
@@ -207,11 +100,11 @@ class TransmissionClient:
     async def stats(self) -> ClientStats:
         # Not retried: the monitor polls every seedbox in turn, and its next poll is the
         # retry; backing off here would hold up the other seedboxes' figures.
-        session = await self._call(
+        session = await self._rpc.call(
             "session-get", {"fields": ["download-dir", "download-dir-free-space"]}, retried=False
         )
-        figures = await self._call("session-stats", retried=False)
-        statuses = (await self._call("torrent-get", {"fields": ["status"]}, retried=False)).get(
+        figures = await self._rpc.call("session-stats", retried=False)
+        statuses = (await self._rpc.call("torrent-get", {"fields": ["status"]}, retried=False)).get(
             "torrents"
         ) or []
         return ClientStats(
@@ -229,7 +122,7 @@ class TransmissionClient:
         directory = session.get("download-dir")
         if isinstance(directory, str) and directory:
             try:
-                answer = await self._call("free-space", {"path": directory}, retried=False)
+                answer = await self._rpc.call("free-space", {"path": directory}, retried=False)
                 size = answer.get("size-bytes")
             except ClientError as err:
                 if err.kind is not ClientErrorKind.REFUSED:
@@ -243,7 +136,7 @@ class TransmissionClient:
         where it is on the seedbox (one quick look-up, without retries)."""
         (wanted,) = _hashes([info_hash])
         try:
-            answer = await self._request(
+            answer = await self._rpc.request(
                 "torrent-get", {"ids": [wanted], "fields": ["torrentFile"]}
             )
         except ClientError as err:
@@ -291,7 +184,7 @@ class TransmissionClient:
             have = [str(label) for label in torrent.get("labels") or []]
             wanted = change(have)
             if wanted != have:
-                await self._call("torrent-set", {"ids": [info_hash], "labels": wanted})
+                await self._rpc.call("torrent-set", {"ids": [info_hash], "labels": wanted})
 
     async def _existing(
         self, hashes: Iterable[str], fields: list[str], *, labels: bool = False
@@ -302,7 +195,7 @@ class TransmissionClient:
             return {}
         if labels:
             await self._need_labels()
-        answer = await self._call("torrent-get", {"ids": wanted, "fields": fields})
+        answer = await self._rpc.call("torrent-get", {"ids": wanted, "fields": fields})
         found = {
             str(t["hashString"]).lower(): t
             for t in answer.get("torrents") or []
@@ -352,7 +245,7 @@ class TransmissionClient:
         if category:
             await self._need_labels()
             arguments["paused"] = True
-        added = await self._call("torrent-add", arguments)
+        added = await self._rpc.call("torrent-add", arguments)
         entry = added.get("torrent-added") or added.get("torrent-duplicate")
         if not isinstance(entry, dict) or not entry.get("hashString"):
             raise ClientError(
@@ -362,7 +255,7 @@ class TransmissionClient:
             info_hash = str(entry["hashString"]).lower()
             await self.set_category([info_hash], category[0])
             if not torrent.paused:
-                await self._call("torrent-start", {"ids": [info_hash]})
+                await self._rpc.call("torrent-start", {"ids": [info_hash]})
 
     async def pause(self, hashes: list[str]) -> None:
         await self._act("torrent-stop", hashes)
@@ -378,28 +271,10 @@ class TransmissionClient:
     ) -> None:
         found = await self._existing(hashes, ["hashString"])
         if found:
-            await self._call(method, {"ids": list(found), **(arguments or {})})
+            await self._rpc.call(method, {"ids": list(found), **(arguments or {})})
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
-
-
-def _closed_connection(err: BaseException) -> bool:
-    if isinstance(err, aiohttp.ServerDisconnectedError):
-        return True
-    return isinstance(err, aiohttp.ClientOSError) and err.errno in (errno.EPIPE, errno.ECONNRESET)
-
-
-def _unreachable(err: BaseException) -> ClientError:
-    return ClientError(f"Transmission unreachable: {type(err).__name__}: {str(err) or 'no answer'}")
-
-
-def rpc_url(url: str) -> str:
-    """The RPC address: a URL without a path gets Transmission's `/transmission/rpc`."""
-    parts = urlsplit(url)
-    return url.rstrip("/") + DEFAULT_PATH if parts.path in ("", "/") else url
+        await self._rpc.close()
 
 
 def _hashes(hashes: Iterable[str]) -> list[str]:
