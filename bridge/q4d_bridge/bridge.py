@@ -13,9 +13,13 @@ import logging
 import time
 from typing import Any
 
+import asyncssh
+
 from .clients import make_client
+from .clients.base import ClientError, ClientErrorKind
 from .clients.monitor import ClientMonitor
 from .clients.reconcile import Reconciler
+from .clients.rtorrent_transport import SshLink
 from .config.model import Config
 from .datadir import DataDirLock
 from .dispatch.dispatcher import Dispatcher
@@ -43,12 +47,29 @@ from .transfer.engines.lftp import LftpEngine
 from .transfer.engines.process import kill_leftover_writers
 from .transfer.engines.rsync import RsyncEngine
 from .transfer.engines.sftp import SftpEngine
+from .transfer.errors import ErrorCode, TransferError
 from .transfer.landing import Modes, process_umask, staging_dir
 from .transfer.pipeline import DiskFree, disk_usage_free
 from .transfer.remote import SeedboxSession
 from .transfer.torrents import TorrentSource
 
 _LOGGER = logging.getLogger(__name__)
+
+
+def client_ssh_link(session: SeedboxSession) -> SshLink:
+    """The seedbox's SSH connection as its torrent client's adapter takes it (rTorrent's
+    `scgi+ssh://`): a failure to connect is the client's, `auth` when retrying cannot
+    help (a login or host key refused), else `unreachable`, retried like any other."""
+
+    async def connection() -> asyncssh.SSHClientConnection:
+        try:
+            return await session.connection()
+        except TransferError as err:
+            login = err.code in (ErrorCode.AUTH_FAILED, ErrorCode.HOST_KEY_MISMATCH)
+            kind = ClientErrorKind.AUTH if login else ClientErrorKind.UNREACHABLE
+            raise ClientError(f"{err.code.value}: {err.message}", kind) from err
+
+    return connection
 
 
 class Bridge:
@@ -89,7 +110,9 @@ class Bridge:
         )
         self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
         self.clients = {
-            sb.id: make_client(sb.client) for sb in config.seedboxes.values() if sb.client
+            sb.id: make_client(sb.client, ssh=client_ssh_link(self.sessions[sb.id]))
+            for sb in config.seedboxes.values()
+            if sb.client
         }
         self.sftp = SftpEngine(transfers.sftp, self.bandwidth)
         engines: dict[str, Engine] = {

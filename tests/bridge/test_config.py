@@ -95,7 +95,7 @@ def test_dispatch_settings(raw: dict[str, Any]) -> None:
         (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://127.0.0.1:nope"}), "seedboxes[0].client.url: invalid port in 'scgi://127.0.0.1:nope'"),
         (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://127.0.0.1:5000/RPC2"}), "seedboxes[0].client.url: expected scgi://host:port (port 5000 if left out), got"),
         (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://me@127.0.0.1:5000"}), "seedboxes[0].client.url: expected scgi://host:port"),
-        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://~/.rtorrent.sock"}), "seedboxes[0].client.url: expected scgi://host:port"),
+        (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi://~/.rtorrent.sock"}), "seedboxes[0].client.url: expected scgi:///absolute/path/to.sock, got 'scgi://~/.rtorrent.sock' (~ is not expanded: write the whole path)"),
         (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi:///"}), "seedboxes[0].client.url: expected scgi:///absolute/path/to.sock, got 'scgi:///'"),
         (lambda r: r["seedboxes"][0].update(client={"type": "rtorrent", "url": "scgi:///home/me/.rtorrent.sock", "username": "me"}), "seedboxes[0].client.username: SCGI has no login: username and password are for an http(s) url"),
         (lambda r: r["seedboxes"][0].update(client={"type": "qbittorrent", "url": "http://x", "password_file": "/nope/pw"}), "seedboxes[0].client.password_file: cannot read /nope/pw"),

@@ -1,7 +1,6 @@
-"""rTorrent over XML-RPC: straight to its SCGI socket (`scgi://127.0.0.1:5000`, rTorrent's
-`network.scgi.open_port`, or `scgi:///home/me/.rtorrent.sock`, its
-`network.scgi.open_local`), or through a web server's XML-RPC endpoint
-(`https://seedbox.example.com/RPC2`, as ruTorrent uses, with HTTP Basic auth).
+"""rTorrent over XML-RPC (rtorrent_transport.py): its SCGI socket, a port or a Unix socket,
+reached from here (`scgi://`) or on the seedbox through its SSH link (`scgi+ssh://`), or
+a web server's XML-RPC endpoint (ruTorrent's `/RPC2`, with HTTP Basic auth).
 
 Conventions, shared with the seedbox side (q4d-hook, q4d-labeld):
 - category = `d.custom1`, ruTorrent's label (also Sonarr's and Radarr's category).
@@ -39,7 +38,7 @@ from ..config.model import ClientConfig
 from .base import ClientError, ClientErrorKind, ClientStats, NewTorrent, Torrent
 from .metainfo import MetainfoError, parse_new_torrent
 from .retry import with_retries
-from .rtorrent_transport import client_error, make_transport
+from .rtorrent_transport import SshLink, client_error, make_transport
 
 LOAD_WAIT = 2.0  # how long a loaded torrent may take to show up in rTorrent's list
 CUSTOM_KEY = "q4d"  # q4d-labeld's key (d.custom=q4d): the torrent's tags
@@ -72,9 +71,10 @@ class RtorrentClient:
         config: ClientConfig,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,  # between retries
+        ssh: SshLink | None = None,  # the seedbox's SSH connection, for scgi+ssh:// urls
     ) -> None:
         self.config = config
-        self._transport = make_transport(config)
+        self._transport = make_transport(config, ssh)
         self._session_path: str | None = None
         self._sleep = sleep
 

@@ -1,15 +1,19 @@
 """How the rTorrent adapter reaches rTorrent's XML-RPC: its SCGI socket (TCP or unix),
-one connection per request, or a web server's HTTP(S) mount of it (ruTorrent's
-`/RPC2`) with HTTP Basic auth. Bytes in, bytes out: marshalling stays in rtorrent.py."""
+one connection per request, from here or on the seedbox through the bridge's SSH
+connection to it (a channel per request); or a web server's HTTP(S) mount of it
+(ruTorrent's `/RPC2`) with HTTP Basic auth. Bytes in, bytes out: marshalling stays in
+rtorrent.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
+import asyncssh
 from yarl import URL
 
 from ..config.model import ClientConfig
@@ -18,6 +22,10 @@ from .base import ClientError, ClientErrorKind
 REQUEST_TIMEOUT = 30.0
 SCGI_DEFAULT_PORT = 5000
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+# The seedbox's SSH connection, (re)connected: a failure to get it raises a ClientError
+# of its kind (the caller knows whether retrying can help), or OSError/asyncssh.Error.
+SshLink = Callable[[], Awaitable[asyncssh.SSHClientConnection]]
 
 
 class Transport(Protocol):
@@ -32,6 +40,20 @@ def client_error(message: str, kind: ClientErrorKind = ClientErrorKind.UNREACHAB
     return ClientError(message, kind)
 
 
+class _Reader(Protocol):  # asyncio's StreamReader, or asyncssh's SSHReader
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class _Writer(Protocol):  # asyncio's StreamWriter, or asyncssh's SSHWriter
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 class ScgiTransport:
     """One XML-RPC request per connection: the netstring of CGI headers, the body, then
     rTorrent's HTTP-like answer (`Status:` line optional, headers, blank line, XML)."""
@@ -40,27 +62,29 @@ class ScgiTransport:
         self.address = address
         self.where = where
 
+    async def _open(self) -> tuple[_Reader, _Writer]:
+        if isinstance(self.address, str):
+            return await asyncio.open_unix_connection(self.address)
+        return await asyncio.open_connection(*self.address)
+
     async def post(self, body: bytes) -> bytes:
         headers = b"CONTENT_LENGTH\x00%d\x00SCGI\x001\x00REQUEST_METHOD\x00POST\x00" % len(body)
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
-                if isinstance(self.address, str):
-                    reader, writer = await asyncio.open_unix_connection(self.address)
-                else:
-                    reader, writer = await asyncio.open_connection(*self.address)
+                reader, writer = await self._open()
                 try:
                     writer.write(b"%d:%s," % (len(headers), headers) + body)
                     await writer.drain()
                     answer = await _read_all(reader, self.where)
                 finally:
                     writer.close()
-                    with contextlib.suppress(OSError):
+                    with contextlib.suppress(OSError, asyncssh.Error):
                         await writer.wait_closed()
         except TimeoutError as err:
             raise client_error(
                 f"rTorrent at {self.where}: no answer within {REQUEST_TIMEOUT:g} s"
             ) from err
-        except OSError as err:
+        except (OSError, asyncssh.Error) as err:  # asyncssh's: the SSH connection dropped
             raise client_error(
                 f"rTorrent unreachable at {self.where}: {type(err).__name__}: {err}"
             ) from err
@@ -70,7 +94,57 @@ class ScgiTransport:
         pass
 
 
-async def _read_all(reader: asyncio.StreamReader, where: str) -> bytes:
+class SshScgiTransport(ScgiTransport):
+    """SCGI to a socket on the seedbox, each request a channel on the bridge's SSH
+    connection to it: direct-streamlocal for a Unix socket, direct-tcpip for a port
+    (sshd connects, on the seedbox). Nothing held here: each request asks the link for
+    the connection, which reconnects when it dropped."""
+
+    def __init__(self, address: str | tuple[str, int], where: str, ssh: SshLink) -> None:
+        super().__init__(address, where)
+        self.ssh = ssh
+
+    async def _open(self) -> tuple[_Reader, _Writer]:
+        try:
+            conn = await self.ssh()
+        except ClientError as err:
+            head = "rTorrent unreachable at" if err.transient else "rTorrent at"
+            raise client_error(
+                f"{head} {self.where}: no SSH link to the seedbox: {err}", err.kind
+            ) from err
+        try:
+            if isinstance(self.address, str):
+                return await conn.open_unix_connection(self.address)
+            return await conn.open_connection(*self.address)
+        except asyncssh.ChannelOpenError as err:
+            if err.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
+                raise client_error(
+                    f"rTorrent at {self.where}: the seedbox's sshd does not forward to it "
+                    f"({err.reason}): see its AllowTcpForwarding, and the key's "
+                    "restrict or no-port-forwarding in authorized_keys",
+                    ClientErrorKind.REFUSED,
+                ) from err
+            # asyncssh's own reason when the connection went while the channel opened
+            if conn.is_closed() or err.reason == "SSH connection closed":
+                raise client_error(
+                    f"rTorrent unreachable at {self.where}: the SSH connection to the "
+                    f"seedbox dropped ({err.reason})"
+                ) from err
+            # OpenSSH says "open failed" for a missing socket and for streamlocal
+            # forwarding turned off alike: the message names both.
+            hint = (
+                "is rTorrent running, with network.scgi.open_local at this path, and does "
+                "sshd allow it (AllowStreamLocalForwarding)?"
+                if isinstance(self.address, str)
+                else "is rTorrent running, with network.scgi.open_port on this port?"
+            )
+            raise client_error(
+                f"rTorrent unreachable at {self.where}: the seedbox's sshd could not connect "
+                f"to it ({err.reason or 'no reason given'}): {hint}"
+            ) from err
+
+
+async def _read_all(reader: _Reader, where: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while chunk := await reader.read(65536):
@@ -188,13 +262,19 @@ async def _read_limited(content: aiohttp.StreamReader, where: str) -> bytes:
     return data
 
 
-def make_transport(config: ClientConfig) -> Transport:
-    """`scgi://host[:port]`, `scgi:///path/to.sock` or `http(s)://…` (config validated it)."""
+def make_transport(config: ClientConfig, ssh: SshLink | None = None) -> Transport:
+    """`scgi://host[:port]`, `scgi:///path/to.sock`, the same as `scgi+ssh://` (on the
+    seedbox, through `ssh`) or `http(s)://…` (config validated it)."""
     parts = urlsplit(config.url)
+    if parts.scheme not in ("scgi", "scgi+ssh"):
+        return HttpTransport(config)
+    address: str | tuple[str, int] = parts.path
+    where = f"{parts.scheme}://{parts.path}"
+    if parts.netloc:
+        address = (parts.hostname or "127.0.0.1", parts.port or SCGI_DEFAULT_PORT)
+        where = f"{parts.scheme}://{parts.netloc}"
     if parts.scheme == "scgi":
-        if parts.netloc:
-            host = parts.hostname or "127.0.0.1"
-            port = parts.port or SCGI_DEFAULT_PORT
-            return ScgiTransport((host, port), f"scgi://{parts.netloc}")
-        return ScgiTransport(parts.path, f"scgi://{parts.path}")
-    return HttpTransport(config)
+        return ScgiTransport(address, where)
+    if ssh is None:
+        raise ValueError(f"{where}: needs the seedbox's SSH link (make_client's ssh)")
+    return SshScgiTransport(address, where, ssh)

@@ -183,7 +183,8 @@ BROKER_SCHEMA = vol.Schema(
 
 def _client_url(client: dict[str, Any]) -> dict[str, Any]:
     """http(s) for every client; rTorrent also takes its SCGI socket: `scgi://host:port`
-    (network.scgi.open_port) or `scgi:///path/to.sock` (network.scgi.open_local)."""
+    (network.scgi.open_port) or `scgi:///path/to.sock` (network.scgi.open_local), and
+    `scgi+ssh://` the same for one on the seedbox, reached through its SSH link."""
     url: str = client["url"]
     if client["type"] != "rtorrent":
         if not re.match(r"^https?://", url):
@@ -191,25 +192,30 @@ def _client_url(client: dict[str, Any]) -> dict[str, Any]:
         return client
     if re.match(r"^https?://", url):
         return client
-    if not url.startswith("scgi://"):
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in ("scgi", "scgi+ssh"):
         raise vol.Invalid(
             "must be an http(s) URL (an XML-RPC endpoint such as https://host/RPC2), or "
-            "scgi://host:port or scgi:///path/to.sock for rTorrent's SCGI socket",
+            "scgi://host:port or scgi:///path/to.sock for rTorrent's SCGI socket, or "
+            "scgi+ssh://… for one on the seedbox, through its SSH link",
             path=["url"],
         )
     parts = urlsplit(url)
-    if parts.netloc:
+    if parts.netloc and not parts.netloc.startswith("~"):
         try:
             parts.port  # noqa: B018 - parsed for its check
         except ValueError as err:
             raise vol.Invalid(f"invalid port in {url!r}: {err}", path=["url"]) from err
         if not parts.hostname or parts.path not in ("", "/") or "@" in parts.netloc:
             raise vol.Invalid(
-                f"expected scgi://host:port (port 5000 if left out), got {url!r}",
+                f"expected {scheme}://host:port (port 5000 if left out), got {url!r}",
                 path=["url"],
             )
-    elif not parts.path.startswith("/") or parts.path.endswith("/"):
-        raise vol.Invalid(f"expected scgi:///absolute/path/to.sock, got {url!r}", path=["url"])
+    elif parts.netloc or not parts.path.startswith("/") or parts.path.endswith("/"):
+        # Neither asyncio nor sshd expands `~`: the socket's path is taken as it is.
+        tilde = " (~ is not expanded: write the whole path)" if "~" in url else ""
+        raise vol.Invalid(f"expected {scheme}:///absolute/path/to.sock, got {url!r}{tilde}",
+                          path=["url"])  # fmt: skip
     for key in ("username", "password"):
         if key in client:
             raise vol.Invalid(

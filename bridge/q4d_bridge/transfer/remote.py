@@ -171,6 +171,12 @@ class SeedboxSession:
                 self._conn = await connect(self.seedbox)
             return self._conn
 
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        """The seedbox's one connection, reconnected if it dropped, for channels opened
+        elsewhere (the torrent client's SCGI socket, `scgi+ssh://`). A failure to connect
+        raises a TransferError."""
+        return await self._connection()
+
     async def _sftp_client(self) -> asyncssh.SFTPClient:
         """One SFTP session per seedbox, reused: a stat costs one round trip."""
         conn = await self._connection()
