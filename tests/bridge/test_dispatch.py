@@ -135,6 +135,11 @@ def scores(decision: dict[str, Any]) -> dict[str, tuple[float | None, str]]:
     return {c["seedbox"]: (c["score"], c["reason_code"]) for c in decision["clients"]}
 
 
+def outcomes(store: Store) -> dict[str, int]:
+    """The adds counted by final outcome (the store's counters behind /metrics)."""
+    return {k: v for k, v in store.counters().items() if k.startswith("decisions.")}
+
+
 async def test_dry_run_decides_like_a_real_add_and_adds_nothing(
     tmp_path: Path, daemons: tuple[QBittorrent, Transmission]
 ) -> None:
@@ -153,8 +158,10 @@ async def test_dry_run_decides_like_a_real_add_and_adds_nothing(
         assert await d.hashes("tr") == set()
         assert d.dispatcher.records.decisions(10) == []
         assert d.dispatcher.records.requests() == []
+        assert outcomes(d.store) == {}
 
         added = await d.add(torrent=b64(raw), category="movies")
+        assert outcomes(d.store) == {"decisions.added": 1}
         decision, request = added["decision"], added["request"]
         assert decision["chosen"] == "tr" and decision["outcome"] == "added"
         assert scores(decision).keys() == scores(preview).keys()
@@ -244,6 +251,7 @@ async def test_a_client_that_cannot_take_it_is_skipped_with_its_reason(
         assert "qbt: below min free space" in refused.value.message
         assert "tr: at max downloads: 1 of 1" in refused.value.message
         assert {r.info_hash for r in d.dispatcher.records.requests()} == {"a" * 40}
+        assert outcomes(d.store) == {"decisions.added": 1, "decisions.no_eligible_client": 1}
 
 
 async def test_ten_adds_land_where_the_scores_say(
@@ -359,6 +367,7 @@ async def test_requests_a_crash_caught_before_the_answer_are_added_on_the_next_s
         }
         await after.listed("tr", "7" * 40)
         assert await after.hashes("qbt") == {"8" * 40}  # not added twice
+        assert outcomes(after.store) == {"decisions.added": 2}  # once each, at the outcome
         assert await after.hashes("tr") == {"7" * 40}
 
 
@@ -377,6 +386,7 @@ async def test_a_client_refusing_the_add_fails_the_request_and_adds_nothing(
         assert request.torrent_file is None
         (decision,) = d.dispatcher.records.decisions(10)
         assert decision["outcome"] == "failed" and decision["error"]["code"] == "client_error"
+        assert outcomes(d.store) == {"decisions.failed": 1}  # the "added" first recorded is not
         assert await d.hashes("tr") == set()
         assert request.id not in d.tracker.active
         # not a duplicate of itself: the same torrent may go elsewhere

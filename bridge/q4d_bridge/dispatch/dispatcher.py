@@ -196,7 +196,7 @@ class Dispatcher:
             decision["outcome"] = refusal.code
             decision["error"] = {"code": refusal.code, "message": refusal.message}
             if not dry_run:
-                self.records.record(decision, keep=self.settings.history)
+                self.records.record(decision, keep=self.settings.history, outcome=refusal.code)
                 _LOGGER.info("add %r refused: %s", meta.name, refusal.message)
             raise refusal
         assert chosen is not None
@@ -252,14 +252,14 @@ class Dispatcher:
             request.magnet = request.torrent_file = None  # a new add brings its own
             decision["outcome"] = "failed"
             decision["error"] = {"code": "client_error", "message": request.error_message}
-            self.records.record(decision, request, keep=self.settings.history)
+            self.records.record(decision, request, keep=self.settings.history, outcome="failed")
             self.tracker.track(request)
             raise DispatchError("client_error", request.error_message or str(err)) from err
         finally:
             self._adding.discard(request.id)
         request.state, request.updated_at = RequestState.ADDED, time.time()
         request.magnet = request.torrent_file = None  # the client has it now
-        self.records.save(request)
+        self.records.save(request, outcome="added")
         self.tracker.track(request)
         self.tracker.nudge()
         _LOGGER.info("added %r to %s (request %s)", request.name, request.seedbox, request.id)

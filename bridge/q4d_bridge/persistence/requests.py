@@ -16,6 +16,8 @@ REQUEST_COLUMNS = (
     "state, decision_id, paused, progress, bytes_done, error_code, error_message, item_id, "
     "local_path, magnet, torrent_file, retracted, name_key"
 )
+# adds are counted by final outcome in the store's counters, as "decisions.<outcome>"
+OUTCOME_COUNTER = "decisions."
 
 
 def _row(request: Request) -> tuple[Any, ...]:
@@ -86,9 +88,11 @@ class DispatchRecords:
         *,
         keep: int,
         messages: Iterable[Message] = (),
+        outcome: str | None = None,
     ) -> None:
         """A decision (and the request it made) in one transaction, keeping the last
-        `keep` decisions; a decision already recorded is replaced (its outcome known)."""
+        `keep` decisions; a decision already recorded is replaced (its outcome known).
+        `outcome`: the add's final outcome, counted (see _count)."""
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO decisions (id, at, body) VALUES (?, ?, ?) "
@@ -101,11 +105,30 @@ class DispatchRecords:
             if request is not None:
                 self._save(db, request)
             self.store.enqueue_in(db, list(messages), decision["at"])
+            self._count(db, outcome)
 
-    def save(self, request: Request, messages: Iterable[Message] = ()) -> None:
+    def save(
+        self, request: Request, messages: Iterable[Message] = (), outcome: str | None = None
+    ) -> None:
         with self.store.transaction() as db:
             self._save(db, request)
             self.store.enqueue_in(db, list(messages), request.updated_at)
+            self._count(db, outcome)
+
+    def _count(self, db: sqlite3.Connection, outcome: str | None) -> None:
+        """Each add is counted once, at its final outcome, with what records it: the
+        kept decisions are only the last few, and an `added` decision is recorded before
+        the client answers (it may still turn `failed`)."""
+        if outcome is not None:
+            self.store.incr_in(db, f"{OUTCOME_COUNTER}{outcome}")
+
+    def counts(self) -> dict[str, int]:
+        """Every request by state (requests are kept; only their queue entry retracts)."""
+        found = dict.fromkeys((s.value for s in RequestState), 0)
+        with self.store.transaction() as db:
+            for row in db.execute("SELECT state, count(*) AS n FROM requests GROUP BY state"):
+                found[row["state"]] = row["n"]
+        return found
 
     @staticmethod
     def _save(db: sqlite3.Connection, request: Request) -> None:

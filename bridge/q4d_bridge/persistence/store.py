@@ -331,6 +331,11 @@ class Store:
             (name, by),
         )
 
+    @staticmethod
+    def incr_in(db: sqlite3.Connection, name: str, by: int = 1) -> None:
+        """Count inside a transaction of the caller's (see transaction())."""
+        Store._incr(db, name, by)
+
     def incr(self, name: str, by: int = 1) -> None:
         self._incr(self._db, name, by)
 
