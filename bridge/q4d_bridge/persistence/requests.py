@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..dispatch.duplicates import normalise_name
@@ -78,6 +78,8 @@ def _request(row: sqlite3.Row) -> Request:
 class DispatchRecords:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # told of every request committed (the HTTP API lists them as torrents)
+        self.observers: list[Callable[[Request], None]] = []
 
     def record(
         self,
@@ -101,11 +103,18 @@ class DispatchRecords:
             if request is not None:
                 self._save(db, request)
             self.store.enqueue_in(db, list(messages), decision["at"])
+        if request is not None:
+            self._observed(request)
 
     def save(self, request: Request, messages: Iterable[Message] = ()) -> None:
         with self.store.transaction() as db:
             self._save(db, request)
             self.store.enqueue_in(db, list(messages), request.updated_at)
+        self._observed(request)
+
+    def _observed(self, request: Request) -> None:
+        for observer in self.observers:
+            observer(request)
 
     @staticmethod
     def _save(db: sqlite3.Connection, request: Request) -> None:
