@@ -86,7 +86,8 @@ def test_never_complete_before_it_landed(
     assert (t.state, t.progress) == (state, progress)
     assert t.state not in ARR_COMPLETED
     row = states.info(t)
-    assert row["progress"] < 1 and row["amount_left"] > 0 or row["size"] == 0
+    assert row["progress"] < 1
+    assert row["amount_left"] > 0 or row["size"] == 0
     assert row["eta"] == states.ETA_UNKNOWN or 0 < row["eta"] < states.ETA_UNKNOWN
 
 
