@@ -47,6 +47,7 @@ class ApiServer:
         self.routes: list[web.AbstractRouteDef] = list(routes)
         # Run around every request, outermost first (e.g. counting requests by status).
         self.middlewares: list[Middleware] = []
+        self.listening = asyncio.Event()  # set once bound (tests wait for it)
         self._runner: web.AppRunner | None = None
 
     def add_routes(self, routes: Iterable[web.AbstractRouteDef]) -> None:
@@ -79,10 +80,12 @@ class ApiServer:
             raise
         self._runner = runner
         self.port = runner.addresses[0][1]
+        self.listening.set()
         _LOGGER.info("HTTP API listening on %s port %d", self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
+            self.listening.clear()
             await self._runner.cleanup()
             self._runner = None
 
