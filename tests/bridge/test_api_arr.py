@@ -279,8 +279,9 @@ async def test_an_expired_session_is_403_and_the_apps_log_in_again(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 ) -> None:
     async with arr_bridge(tmp_path, mosquitto, sshd, api={"session_lifetime": 1}) as (env, _):
+        # the cookie alone (Sonarr and Radarr before they sent Basic, qbittorrent-api)
         for app in ("sonarr", "radarr"):
-            client = arr(app, env, category="tv")
+            client = arr(app, env, category="tv", basic=False)
             await poll(client)
             assert client.logins == 1
             await asyncio.sleep(1.3)  # idle past the session's lifetime
@@ -296,3 +297,12 @@ async def test_an_expired_session_is_403_and_the_apps_log_in_again(
                 await asyncio.sleep(0.5)
                 await poll(client)
             assert client.logins == 2
+
+        # Basic on every call, as the apps send it now: an expired session goes unnoticed
+        for app in ("sonarr", "radarr"):
+            client = arr(app, env, category="tv")
+            await poll(client)
+            await asyncio.sleep(1.3)
+            await poll(client)
+            assert client.logins == 1
+            assert all(c.status == 200 for c in client.calls[1:])

@@ -70,6 +70,9 @@ class Settings:
     sequential: bool = False
     first_and_last: bool = False
     content_layout: Literal["default", "original", "subfolder"] = "default"
+    # False: releases before Sonarr's 30b35764c "Fixed: Basic auth for qBittorrent",
+    # which send the session cookie alone
+    basic: bool = True
 
 
 @dataclass
@@ -245,7 +248,7 @@ class ArrClient:
         }
         if self.app == "sonarr" and s.api_key:
             headers["Authorization"] = f"Bearer {s.api_key}"
-        elif self.app != "sonarr" or s.username.strip() or s.password.strip():
+        elif s.basic and (self.app != "sonarr" or s.username.strip() or s.password.strip()):
             token = base64.b64encode(f"{s.username}:{s.password}".encode()).decode()
             headers["Authorization"] = f"Basic {token}"
         return headers
