@@ -125,10 +125,15 @@ async def test_sonarr(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> 
 
         # Test: "tv" is a rule's category, "tv-imported" is created
         assert await press_test(sonarr) == []
-        assert [c.status for c in sonarr.calls[:3]] == [403, 200, 200]  # the probe: v2
-        assert not sonarr.calls[0].cookie_sent and sonarr.calls[0].authorization.startswith(
-            "Basic "
-        )  # type: ignore[union-attr]
+        # the probe, without the cookie: its Basic credentials are good (200); without
+        # them, 403 says "qBittorrent v2" all the same
+        probe = sonarr.calls[0]
+        assert (probe.path, probe.status, probe.cookie_sent) == (
+            "/api/v2/app/webapiVersion", 200, False
+        )  # fmt: skip
+        assert probe.authorization is not None and probe.authorization.startswith("Basic ")
+        older = arr("sonarr", env, category="tv", basic=False)
+        assert await older.is_api_supported() and older.calls[0].status == 403
         labels = await sonarr.get_labels()
         assert labels.keys() == {"tv", "movies", "tv-imported"}
         assert labels["tv"]["savePath"] == str(env.library / "tv")
@@ -222,12 +227,12 @@ async def test_radarr_keeps_seeding_and_deletes_the_home_copy(
     async with arr_bridge(tmp_path, mosquitto, sshd, api=policy) as (env, _):
         radarr = arr("radarr", env, category="radarr", imported_category="radarr-imported")
         assert await press_test(radarr) == []
-        # Basic on every call, and the cookie store on every call once logged in: the
-        # probe too, which then answers 200
+        # Basic on every call, and the cookie store on every call once logged in, the
+        # probe included
         assert all(c.authorization and c.authorization.startswith("Basic ") for c in radarr.calls)
+        assert all(c.status == 200 for c in radarr.calls)
         probes = [c for c in radarr.calls if c.path.endswith("webapiVersion")]
-        assert (probes[0].status, probes[0].cookie_sent) == (403, False)
-        assert all(c.status == 200 and c.cookie_sent for c in probes[1:])
+        assert not probes[0].cookie_sent and all(c.cookie_sent for c in probes[1:])
         assert {"radarr", "radarr-imported"} <= (await radarr.get_labels()).keys()
 
         assert await grab_torrent_file(radarr, "Film.2024.2160p.torrent", data, download_id)
