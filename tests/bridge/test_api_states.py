@@ -5,7 +5,6 @@ the seedbox into the transfer home, and it is complete only with the home paths.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from q4d_bridge.models import Item, ItemState
 
 V1 = "a" * 40
 V2 = "b" * 64
-ROOT = Path("/library/tv")
+ROOT = "/library/tv"
 # Every state Sonarr and Radarr read as Completed: importing starts at once.
 ARR_COMPLETED = {"pausedUP", "stoppedUP", "uploading", "stalledUP", "queuedUP", "forcedUP"}
 

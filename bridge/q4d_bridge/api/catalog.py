@@ -39,6 +39,7 @@ class Catalog:
         self._requests: dict[str, Request] = {}  # by key: the newest request for it
         self._aliases: dict[str, str] = {}  # every hash a request is known by → its key
         self._items: dict[str, str] = {}  # key → id of an item with no request
+        self._roots: dict[str | None, str] = {}  # category → its home folder
         for request in reversed(records.requests()):  # oldest first: the newest stays
             self.request_saved(request)
         for item in items.values():
@@ -87,17 +88,22 @@ class Catalog:
         item = self._item_only(key)
         return None if item is None else self._view(key, None, item)
 
-    def torrents(self) -> list[TorrentView]:
-        listed = [
-            self._view(key, r, self.items.get(r.item_id) if r.item_id else None)
+    def torrents(self, category: str | None = None) -> list[TorrentView]:
+        """Every listed torrent, or those of one category ("": those without one)."""
+        found: list[tuple[str, Request | None, Item | None]] = [
+            (key, r, self.items.get(r.item_id) if r.item_id else None)
             for key, r in self._requests.items()
             if not self._removed(key, r.created_at)
         ]
         for key in list(self._items):
             item = self._item_only(key)
             if item is not None:
-                listed.append(self._view(key, None, item))
-        return listed
+                found.append((key, None, item))
+        return [
+            self._view(key, request, item)
+            for key, request, item in found
+            if category is None or self._category(key, request, item) == category
+        ]
 
     def category_root(self, category: str | None) -> Path:
         """The home folder torrents of this category land under."""
@@ -166,16 +172,27 @@ class Catalog:
             return None
         return item
 
+    def _category(self, key: str, request: Request | None, item: Item | None) -> str:
+        mark = self.marks.get(key)
+        if mark is not None and mark.category is not None:
+            return mark.category
+        return (request.category if request else item.category if item else None) or ""
+
+    def _root(self, category: str | None) -> str:
+        # a string, not a Path: joined once per torrent on every list (pathlib is slow)
+        root = self._roots.get(category)
+        if root is None:
+            root = self._roots[category] = str(self.category_root(category))
+        return root
+
     def _view(self, key: str, request: Request | None, item: Item | None) -> TorrentView:
         mark = self.marks.get(key)
-        own = request.category if request is not None else item.category if item else None
-        category = mark.category if mark is not None and mark.category is not None else own
         tags = (item.tags if item else ()) + (mark.tags if mark is not None else ())
         return view(
             key,
             request,
             item,
-            category=category or "",
+            category=self._category(key, request, item),
             tags=tuple(dict.fromkeys(tags)),
-            root=self.category_root(own),
+            root=self._root(request.category if request else item.category if item else None),
         )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..dispatch.requests import Request, RequestState
@@ -67,7 +66,7 @@ def view(
     *,
     category: str,
     tags: tuple[str, ...],
-    root: Path,
+    root: str,
 ) -> TorrentView:
     """The torrent `key` from its request (None: the seedbox reported it on its own)
     and the queue item bringing it home (None: not there yet, or pruned from history).
@@ -79,7 +78,7 @@ def view(
     local = (item.local_path if item else None) or (request.local_path if request else None)
     # content_path differs from save_path: the torrent's own file or folder inside it
     save_path, content_path = (
-        (posixpath.dirname(local), local) if local else (str(root), str(root / name))
+        (posixpath.dirname(local), local) if local else (root, posixpath.join(root, name))
     )
     if request is not None:
         v1, v2 = request.v1 or "", request.v2 or ""

@@ -70,10 +70,7 @@ class TorrentRoutes:
 
     async def info(self, request: web.Request) -> web.Response:
         form = await read_form(request)
-        torrents = self.catalog.torrents()
-        category = form.get("category")
-        if category is not None:  # "" asks for the torrents without one
-            torrents = [t for t in torrents if t.category == category]
+        torrents = self.catalog.torrents(form.get("category"))  # "": those without one
         tag = form.get("tag")
         if tag is not None:
             torrents = [t for t in torrents if (tag in t.tags if tag else not t.tags)]
