@@ -171,6 +171,13 @@ async def test_bodies_hashes_and_categories(
             assert env.bridge.dispatcher.records.requests() == []
             async with session.post(url + "torrents/add", data=b"", headers=headers) as r:
                 assert r.status == 400
+            # a form without a Content-Type is read as one (curl --data-binary, say)
+            async with session.post(
+                url + "torrents/setShareLimits",
+                data=b"hashes=all",
+                skip_auto_headers=["Content-Type"],
+            ) as r:
+                assert r.status == 200
             async with session.get(url + "torrents/info?limit=x") as r:
                 assert r.status == 400
 

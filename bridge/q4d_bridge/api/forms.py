@@ -65,7 +65,9 @@ async def read_form(request: web.Request) -> Form:
         await _read_multipart(request, form)
     elif request.can_read_body:
         body = await request.read()  # bounded by the app's client_max_size (413)
-        if body and request.content_type not in ("application/x-www-form-urlencoded", ""):
+        # no Content-Type at all is read as a form too (aiohttp calls it octet-stream)
+        declared = "Content-Type" in request.headers
+        if body and declared and request.content_type != "application/x-www-form-urlencoded":
             raise web.HTTPUnsupportedMediaType(
                 text="send application/x-www-form-urlencoded or multipart/form-data"
             )
