@@ -19,7 +19,6 @@ MAX_FIELD = 1024 * 1024  # a plain value: a magnet with a few hundred trackers f
 
 @dataclass(frozen=True, slots=True)
 class Upload:
-    field: str
     filename: str
     data: bytes
 
@@ -98,7 +97,7 @@ async def _read_multipart(request: web.Request, form: Form) -> None:
                 if len(data) > limit or total > MAX_BODY:
                     raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=total)
             if part.filename is not None:
-                form.files.append(Upload(part.name, part.filename, bytes(data)))
+                form.files.append(Upload(part.filename, bytes(data)))
             else:
                 form.add(part.name, data.decode())
     except (ValueError, AssertionError, UnicodeDecodeError) as err:

@@ -103,8 +103,11 @@ class TorrentRoutes:
     async def add(self, request: web.Request) -> web.Response:
         form = await read_form(request)
         urls = [line.strip() for value in form.all("urls") for line in value.splitlines()]
-        sources: list[tuple[str | None, bytes | None]] = [(u, None) for u in urls if u]
-        sources += [(None, upload.data) for upload in form.files]
+        # (what the log calls it, the URL or magnet, the .torrent's bytes)
+        sources: list[tuple[str, str | None, bytes | None]] = [
+            (u[:100], u, None) for u in urls if u
+        ]
+        sources += [(f"{u.filename!r}", None, u.data) for u in form.files]
         if not sources:
             raise web.HTTPBadRequest(text="give urls or torrents")
         category = form.get("category") or None
@@ -118,12 +121,12 @@ class TorrentRoutes:
         paused = form.flag("paused") if stopped is None else stopped
         added: list[str] = []
         invalid = 0
-        for url, data in sources:
+        for label, url, data in sources:
             try:
                 added.append(await self._add(url, data, category, paused is True))
             except DispatchError as err:
                 invalid += err.code == "invalid_torrent"
-                _LOGGER.info("torrents/add refused: %s (%s)", err.message, err.code)
+                _LOGGER.info("torrents/add %s refused: %s (%s)", label, err.message, err.code)
         tags = _list(form.get("tags"))
         if added and tags:
             self.catalog.add_tags(added, tags)
