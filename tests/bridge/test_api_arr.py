@@ -145,7 +145,8 @@ async def test_sonarr(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> 
         long_magnet, long_id = magnet_of(torrent_of(long), trackers=40)
         assert len(short_magnet) < 1024 < len(long_magnet)
         assert await grab_magnet(sonarr, short_magnet, short_id, ["sonarr-tag"])
-        assert await grab_magnet(sonarr, long_magnet, long_id)
+        seed = {"ratioLimit": 1.5, "seedingTimeLimit": 4320}  # the indexer's, accepted
+        assert await grab_magnet(sonarr, long_magnet, long_id, seed=seed)
         file_id = parse_torrent_file(file_torrent).v1.upper()  # type: ignore[union-attr]
         assert await grab_torrent_file(sonarr, "Show.S01E03.1080p.torrent", file_torrent, file_id)
         adds = [c for c in sonarr.calls if c.path.endswith("/torrents/add")]
@@ -256,7 +257,10 @@ async def test_sonarr_with_an_api_key_and_prowlarr(
 ) -> None:
     remote = tmp_path / "seedbox"
     payload = random_file(remote / "Album.2023.FLAC" / "01.flac", 100_000, 6)
-    magnet, download_id = magnet_of(torrent_of(payload.parent))
+    magnet, magnet_id = magnet_of(torrent_of(payload.parent))
+    single = random_file(remote / "Single.2024.FLAC.flac", 100_000, 7)
+    single_torrent = torrent_of(single)
+    single_id = parse_torrent_file(single_torrent).v1.upper()  # type: ignore[union-attr]
     async with arr_bridge(tmp_path, mosquitto, sshd, api={"api_key": API_KEY}) as (env, _):
         sonarr = arr("sonarr", env, api_key=API_KEY, category="tv")
         assert await press_test(sonarr) == []
@@ -268,16 +272,32 @@ async def test_sonarr_with_an_api_key_and_prowlarr(
             await wrong.get_api_version()
         assert (refused.value.kind, refused.value.status) == ("auth", 403)
 
-        # Prowlarr adds through Radarr's proxy code: Basic always, one cookie store
-        prowlarr = arr("prowlarr", env, category="prowlarr")
+        # Prowlarr adds through Radarr's proxy code: Basic always, one cookie store;
+        # Force Start sends no `stopped` and calls setForceStart once the torrent is in
+        prowlarr = arr("prowlarr", env, category="prowlarr", initial_state="force_start")
         assert await press_test(prowlarr) == []
-        assert await grab_magnet(prowlarr, magnet, download_id)
-        (listed,) = (await poll(prowlarr)).values()
-        assert (listed.download_id, listed.category, listed.status) == (
-            download_id, "prowlarr", "Queued"
-        )  # fmt: skip
+        assert await grab_magnet(prowlarr, magnet, magnet_id)
+        assert await grab_torrent_file(prowlarr, "Single.torrent", single_torrent, single_id)
+        forced = [c.status for c in prowlarr.calls if c.path.endswith("/setForceStart")]
+        assert forced == [200, 200]
+        listed = await poll(prowlarr)
+        assert listed.keys() == {magnet_id, single_id}
+        assert {i.category for i in listed.values()} == {"prowlarr"}
+        assert listed[magnet_id].status == "Queued"  # a magnet fetching its metadata
         # Sonarr's own list holds only its category
-        assert download_id not in await poll(sonarr)
+        assert not (await poll(sonarr)).keys() & {magnet_id, single_id}
+
+        # a removal without deleteFiles (Sonarr leaves it out) keeps the data
+        await wait_until(lambda: _progress(prowlarr, single_id, 0.5), "the seedbox's copy")
+        await sonarr.remove_torrent(single_id.lower(), False)
+        assert single_id not in await poll(prowlarr)
+        await wait_until(lambda: _listed_on_seedbox(env, {magnet_id.lower()}), "the removal")
+        assert single.exists()
+
+
+async def _listed_on_seedbox(env: Env, hashes: set[str]) -> bool:
+    client = env.bridge.clients["sb1"]
+    return {t.hash for t in await client.torrents()} == hashes  # type: ignore[attr-defined]
 
 
 async def test_an_expired_session_is_403_and_the_apps_log_in_again(

@@ -185,10 +185,18 @@ async def test_bodies_hashes_and_categories(
 async def test_listens_only_where_configured(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 ) -> None:
-    async with arr_bridge(tmp_path, mosquitto, sshd) as (env, _):
+    async with arr_bridge(tmp_path, mosquitto, sshd, rules=[]) as (env, _):
         assert env.bridge.api is not None
         port = env.bridge.api.port
         assert port != 0
+        # no rule names a category: an empty object, as qBittorrent answers
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                base(env) + "torrents/categories", auth=aiohttp.BasicAuth(USER, PASSWORD)
+            ) as r,
+        ):
+            assert await r.text() == "{}"
         # 127.0.0.2 is this machine too, and nothing listens there
         with socket.socket() as probe:
             probe.settimeout(2)

@@ -468,11 +468,18 @@ async def _after_add(arr: ArrClient, info_hash: str, tags: list[str]) -> bool:
     return at_once
 
 
-async def grab_magnet(arr: ArrClient, magnet: str, info_hash: str, tags: list[str] = []) -> bool:  # noqa: B006
-    """AddFromMagnetLink: the preferences (DHT), the add, the post-add steps."""
+async def grab_magnet(
+    arr: ArrClient,
+    magnet: str,
+    info_hash: str,
+    tags: list[str] = [],  # noqa: B006
+    seed: dict[str, FormValue] | None = None,
+) -> bool:
+    """AddFromMagnetLink: the preferences (DHT), the add (with the indexer's seed limits
+    on API ≥ 2.8.1), the post-add steps."""
     if not (await arr.get_config())["dht"] and "&tr=" not in magnet:
         raise DownloadClientError("client", None, "Magnet Links without trackers not supported")
-    await arr.add_torrent_from_url(magnet)
+    await arr.add_torrent_from_url(magnet, seed)
     return await _after_add(arr, info_hash, tags)
 
 
