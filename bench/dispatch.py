@@ -171,7 +171,9 @@ async def add_to_downloading(tmp: Path, adds: int, interval: float) -> list[floa
     with QBittorrent(tmp / f"qbt-{interval:g}") as qbt:
         client = {"type": "qbittorrent", "url": qbt.url, "username": qbt.username,
                   "password": qbt.password, "min_free": 0}  # fmt: skip
-        config = config_for(tmp / f"c{interval:g}", [client], watch_interval=interval)
+        config = config_for(
+            tmp / f"c{interval:g}", [client], watch_interval=interval, size_estimate="1GiB"
+        )
         clients = {"sb0": make_client(config.seedboxes["sb0"].client)}  # type: ignore[arg-type]
         store = Store(tmp / f"c{interval:g}" / "data" / "q4d.sqlite3")
         dispatcher, tracker = desk(config, clients, store, {})

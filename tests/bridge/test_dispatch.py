@@ -21,6 +21,7 @@ from q4d_bridge.clients.monitor import ClientMonitor
 from q4d_bridge.clients.qbittorrent import torrent_id
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config
+from q4d_bridge.dispatch import tracker as tracker_module
 from q4d_bridge.dispatch.dispatcher import AddRequest, Dispatcher, DispatchError
 from q4d_bridge.dispatch.requests import Request, RequestState
 from q4d_bridge.dispatch.tracker import RequestTracker
@@ -200,8 +201,9 @@ async def test_duplicates_by_every_hash_across_clients(
 
 
 async def test_duplicates_by_name_and_by_request(
-    tmp_path: Path, daemons: tuple[QBittorrent, Transmission]
+    tmp_path: Path, daemons: tuple[QBittorrent, Transmission], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(tracker_module, "LISTING_GRACE", 0.0)
     async with desk(tmp_path, daemons) as d:
         first = await d.add(magnet=magnet("1" * 40, "Movie.Title.2024.2160p"), seedbox="qbt")
         assert first["request"]["seedbox"] == "qbt"

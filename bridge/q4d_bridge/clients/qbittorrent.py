@@ -234,7 +234,9 @@ class QbittorrentClient:
         server = data.server_state
         torrents = data.torrents.values()
         return ClientStats(
-            free_space=server.get("free_space_on_disk"),
+            # 0 until qBittorrent first measured its disk, seconds after it started: not
+            # known yet (dispatch would otherwise take a full disk for it)
+            free_space=server.get("free_space_on_disk") or None,
             active_downloads=sum(
                 1 for t in torrents if str(getattr(t, "state", "")) in DOWNLOADING_STATES
             ),

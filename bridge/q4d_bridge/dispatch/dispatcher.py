@@ -265,6 +265,7 @@ class Dispatcher:
         request.magnet = request.torrent_file = None  # the client has it now
         self.records.save(request)
         self.tracker.track(request)
+        self.tracker.nudge()
         _LOGGER.info("added %r to %s (request %s)", request.name, request.seedbox, request.id)
 
     async def recover(self) -> None:

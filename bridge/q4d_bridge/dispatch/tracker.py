@@ -5,6 +5,7 @@ by info-hash, persistence/store.py), until it landed or failed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -20,6 +21,8 @@ from .requests import OPEN_STATES, Request, RequestState
 _LOGGER = logging.getLogger(__name__)
 GONE_AFTER = 2  # polls without the torrent on its client before the request fails
 PRUNE_INTERVAL = 600.0
+NUDGE_DELAY = 0.5
+LISTING_GRACE = 10.0  # a request added this recently and not listed yet is not gone
 TERMINAL = frozenset({RequestState.LANDED, RequestState.FAILED})
 
 
@@ -48,6 +51,7 @@ class RequestTracker:
         self.interval = interval
         self.retention = retention
         self.busy = busy  # an add still in flight: its client may not list it yet
+        self._soon = asyncio.Event()
         self.active: dict[str, Request] = {
             r.id: r for r in records.requests([*OPEN_STATES, RequestState.COMPLETED])
         }
@@ -108,10 +112,18 @@ class RequestTracker:
 
     # --- the seedbox client ------------------------------------------------------------
 
+    def nudge(self) -> None:
+        """A torrent was just added: look at its client soon, not a whole interval later."""
+        self._soon.set()
+
     async def run(self) -> None:
         pruned = time.monotonic()
         while True:
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._soon.wait()
+                    await asyncio.sleep(NUDGE_DELAY)  # the client lists what it was given
+            self._soon.clear()
             await self.poll()
             if time.monotonic() - pruned > PRUNE_INTERVAL:
                 pruned = time.monotonic()
@@ -136,6 +148,8 @@ class RequestTracker:
         if torrent is None:
             if request.state is RequestState.REQUESTED:
                 return False  # recovery re-adds it (Dispatcher.recover)
+            if now - request.updated_at < LISTING_GRACE:
+                return False  # qBittorrent lists an add a moment after it answered
             request.missing_polls += 1
             if request.missing_polls < GONE_AFTER:
                 return False

@@ -65,7 +65,6 @@ async def test_add_torrent_from_home_assistant_to_the_library(
             },
             reconcile={"interval": 0},
         )
-        config["dispatch"] = {"watch_interval": 1}
         bridge = BridgeProcess(tmp_path / "bridge", config)
         bridge.start()
         seen: dict[str, list[tuple[float, dict[str, Any] | None]]] = {}
@@ -109,7 +108,7 @@ async def test_add_torrent_from_home_assistant_to_the_library(
             print(
                 f"\nq4d.add_torrent answered in {answered - asked:.2f} s; "
                 f"'downloading on seedbox' after {downloading - asked:.2f} s "
-                f"(dispatch.watch_interval 1 s)"
+                "(default dispatch.watch_interval, 5 s)"
             )
 
             def landed() -> dict[str, Any] | None:
