@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncssh
 
+from .api.server import ApiServer, qbittorrent_server
 from .clients import make_client
 from .clients.base import ClientError, ClientErrorKind
 from .clients.monitor import ClientMonitor
@@ -192,6 +193,18 @@ class Bridge:
             rescan=self.reconciler.rescan,
         )
         self.commands = CommandDesk(self.controller, self.publisher.result, self.dispatcher)
+        # The HTTP API, only when asked for (it opens a port). Other routes (metrics,
+        # health, management) join it through self.api.add_routes before run().
+        self.api: ApiServer | None = None
+        if config.api.enabled:
+            self.api = qbittorrent_server(
+                config,
+                store=self.store,
+                records=self.records,
+                lifecycle=self.lifecycle,
+                dispatcher=self.dispatcher,
+                controller=self.controller,
+            )
         subscriptions = [
             self.topics.completed_filter,
             self.topics.command,
@@ -297,6 +310,8 @@ class Bridge:
         if self.clients:
             jobs["clients"] = self.monitor.run(self.reconciler.reconcile)
             jobs["requests"] = self._follow_requests()
+        if self.api is not None:
+            jobs["api"] = self.api.run()
         broker = (self.config.broker.host, self.config.broker.port)
         for sb_id, session in self.sessions.items():
             if session.seedbox.hook_flush or session.seedbox.broker_forward_port:

@@ -225,6 +225,17 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
     return Resolution(type_code, destination, root, safe_join(parent, name), engine)
 
 
+def category_destination(routing: Routing, category: str | None) -> str:
+    """The destination a torrent of this category lands in, as far as the category alone
+    tells: the first rule naming it (`category is ...`), else the default destination."""
+    for rule in routing.rules:
+        if category is not None and any(
+            c.field == "category" and c.op == "is" and c.value == category for c in rule.conditions
+        ):
+            return rule.destination
+    return routing.default_destination
+
+
 SUBDIR_PLACEHOLDERS = ("category", "type", "seedbox")
 
 

@@ -1,3 +1,4 @@
-"""The HTTP API (next): the qBittorrent-compatible download-client API Sonarr, Radarr and
-Prowlarr use, /metrics and /health, on aiohttp. It reads and commands the queue through
-lifecycle/ like the MQTT commands do. See docs/architecture.md."""
+"""The HTTP API, on aiohttp and only when enabled: the qBittorrent-compatible download
+client Sonarr, Radarr and Prowlarr use (docs/arr.md), on a server other routes join
+(`server.ApiServer.add_routes`). Adds go through dispatch/, the queue is read through
+lifecycle/; it knows nothing of MQTT. See docs/architecture.md."""

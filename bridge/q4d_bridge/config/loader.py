@@ -15,6 +15,7 @@ import yaml
 
 from ..rules import Condition, Routing, Rule, TypeRule, TypesConfigError, load_types_config
 from .model import (
+    ApiConfig,
     BrokerConfig,
     ClassicConfig,
     ClientConfig,
@@ -69,23 +70,29 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
 
 def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
     """`password_file: /run/secrets/x` fills `password` from the file (container secrets),
-    for the broker and for each seedbox's torrent client."""
-    sections: list[tuple[str, Any]] = [("broker", raw.get("broker"))]
+    for the broker, each seedbox's torrent client and the API (also its keys)."""
+    sections: list[tuple[str, Any, tuple[str, ...]]] = [
+        ("broker", raw.get("broker"), ("password",)),
+        ("api", raw.get("api"), ("password", "api_key", "admin_key")),
+    ]
     seedboxes = raw.get("seedboxes")
     if isinstance(seedboxes, list):
         sections += [
-            (f"seedboxes[{i}].client", sb.get("client"))
+            (f"seedboxes[{i}].client", sb.get("client"), ("password",))
             for i, sb in enumerate(seedboxes)
             if isinstance(sb, dict)
         ]
-    for where, section in sections:
-        if not isinstance(section, dict) or "password_file" not in section:
+    for where, section, keys in sections:
+        if not isinstance(section, dict):
             continue
-        path = section.pop("password_file")
-        try:
-            section["password"] = Path(str(path)).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            errors.append(f"{where}.password_file: cannot read {path}: {err.strerror}")
+        for key in keys:
+            if f"{key}_file" not in section:
+                continue
+            path = section.pop(f"{key}_file")
+            try:
+                section[key] = Path(str(path)).read_text(encoding="utf-8").strip()
+            except OSError as err:
+                errors.append(f"{where}.{key}_file: cannot read {path}: {err.strerror}")
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
@@ -209,6 +216,15 @@ def _build(data: dict[str, Any]) -> Config:
         except (OSError, TypesConfigError) as err:
             errors.append(f"types_config: {err}")
 
+    api = data["api"]
+    if ("username" in api) != ("password" in api):
+        given, missing = ("username", "password") if "username" in api else ("password", "username")
+        errors.append(f"api.{missing}: required with api.{given}")
+    elif api["enabled"] and "password" not in api and "api_key" not in api:
+        errors.append(
+            "api: set username and password (the *arr apps' login), or api_key, to enable it"
+        )
+
     classic_raw = data["classic"]
     classic_seedbox = classic_raw.get("seedbox") or data["seedboxes"][0]["id"]
     if classic_raw["enabled"] and classic_seedbox not in seedboxes:
@@ -291,4 +307,5 @@ def _build(data: dict[str, Any]) -> Config:
         dispatch=DispatchConfig(
             **{**data["dispatch"], "categories": tuple(data["dispatch"]["categories"])}
         ),
+        api=ApiConfig(**api),
     )

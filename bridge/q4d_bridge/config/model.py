@@ -155,6 +155,34 @@ class TransfersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """The HTTP API: the qBittorrent-compatible download client for the *arr apps."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8090
+    username: str | None = None
+    password: str | None = None
+    api_key: str | None = None
+    admin_key: str | None = None
+    session_lifetime: float = 3600.0
+    on_delete: str = "remove"  # or "keep_seeding"
+    delete_seedbox_data: bool = True
+    delete_home_copy: bool = False
+
+    def __repr__(self) -> str:  # keeps the secrets out of logs and tracebacks
+        def hidden(secret: str | None) -> str | None:
+            return "***" if secret else None
+
+        return (
+            f"ApiConfig(enabled={self.enabled}, host={self.host!r}, port={self.port}, "
+            f"username={self.username!r}, password={hidden(self.password)}, "
+            f"api_key={hidden(self.api_key)}, admin_key={hidden(self.admin_key)}, "
+            f"on_delete={self.on_delete!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ClassicConfig:
     enabled: bool
     down_topic: str
@@ -175,3 +203,4 @@ class Config:
     history_retention: float
     log_level: str
     dispatch: DispatchConfig = DispatchConfig()
+    api: ApiConfig = ApiConfig()

@@ -4,6 +4,7 @@ print the same actionable message."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -367,6 +368,50 @@ DISPATCH_SCHEMA = vol.Schema(
     }
 )
 
+
+def _ip_address(value: Any) -> str:
+    """An address to listen on, as a literal: binding to a host name would need a lookup."""
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise vol.Invalid(
+            f"must be an IP address such as 127.0.0.1, 192.168.1.10 or 0.0.0.0, got {value!r}"
+        ) from None
+
+
+def _secret(min_length: int) -> Any:
+    return vol.All(
+        _text, vol.Length(min=min_length, msg=f"must be at least {min_length} characters")
+    )
+
+
+API_ON_DELETE = ("remove", "keep_seeding")
+
+API_SCHEMA = vol.Schema(
+    {
+        # Off unless asked: the bridge opens no port by default (docs/arr.md).
+        vol.Optional("enabled", default=False): bool,
+        vol.Optional("host", default="127.0.0.1"): _ip_address,
+        # qBittorrent's own default is 8080; another port lets both run on one host.
+        # 0 takes any free port (tests).
+        vol.Optional("port", default=8090): vol.All(int, vol.Range(min=0, max=65535)),
+        # the *arr apps' login (qBittorrent's WebUI user and password)
+        vol.Optional("username"): vol.All(_text, vol.Length(min=1, max=200)),
+        vol.Optional("password"): _secret(6),
+        # Authorization: Bearer <api_key> (qBittorrent 5.2's API keys; Sonarr's "API key")
+        vol.Optional("api_key"): _secret(16),
+        # the bridge's management routes, which the *arr credentials do not open
+        vol.Optional("admin_key"): _secret(16),
+        # an idle session ends after this; the client then logs in again
+        vol.Optional("session_lifetime", default="1h"): vol.All(_duration, vol.Range(min=1)),
+        # what torrents/delete does to the seedbox's torrent (docs/arr.md#removal)
+        vol.Optional("on_delete", default="remove"): vol.In(API_ON_DELETE),
+        # with deleteFiles=true: the seedbox's data too / the copy landed at home too
+        vol.Optional("delete_seedbox_data", default=True): bool,
+        vol.Optional("delete_home_copy", default=False): bool,
+    }
+)
+
 CLASSIC_SCHEMA = vol.Schema(
     {
         vol.Optional("enabled", default=False): bool,
@@ -395,6 +440,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("transfers", default=dict): TRANSFERS_SCHEMA,
         vol.Optional("classic", default=dict): CLASSIC_SCHEMA,
         vol.Optional("dispatch", default=dict): DISPATCH_SCHEMA,
+        vol.Optional("api", default=dict): API_SCHEMA,
         vol.Optional("history_retention", default="7d"): _duration,
         vol.Optional("log_level", default="INFO"): vol.All(
             vol.Upper, vol.In(["DEBUG", "INFO", "WARNING", "ERROR"])

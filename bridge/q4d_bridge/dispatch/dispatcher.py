@@ -27,7 +27,7 @@ from ..persistence.requests import DispatchRecords
 from .duplicates import Known, find_duplicate, normalise_name
 from .requests import Request, RequestState, new_request_id
 from .scoring import ClientSnapshot, Reason, Score, choose, score_client
-from .sources import Source, from_base64, from_magnet, from_url
+from .sources import Source, from_base64, from_magnet, from_torrent_file, from_url
 from .tracker import RequestTracker
 
 _LOGGER = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class AddRequest:
     magnet: str | None = None
     url: str | None = None
     torrent: str | None = None  # base64 of the .torrent file
+    torrent_file: bytes | None = None  # the .torrent file itself (the HTTP API's uploads)
     category: str | None = None
     seedbox: str | None = None
     paused: bool = False
@@ -75,6 +76,9 @@ class Dispatcher:
         self.items = items
         self._lock = asyncio.Lock()
         self._adding: set[str] = set()  # request ids whose add is in flight
+        # categories created through the HTTP API (torrents/createCategory), accepted
+        # besides those the configuration names
+        self.extra_categories: set[str] = set()
 
     def busy(self, request_id: str) -> bool:
         return request_id in self._adding
@@ -288,7 +292,11 @@ class Dispatcher:
     # --- reading the input -------------------------------------------------------------
 
     async def _read(self, wanted: AddRequest) -> Source:
-        given = [x for x in (wanted.magnet, wanted.url, wanted.torrent) if x is not None]
+        given = [
+            x
+            for x in (wanted.magnet, wanted.url, wanted.torrent, wanted.torrent_file)
+            if x is not None
+        ]
         if len(given) != 1:
             raise DispatchError(
                 "invalid_torrent", "give exactly one of magnet, url or torrent (base64)"
@@ -298,6 +306,8 @@ class Dispatcher:
                 return from_magnet(wanted.magnet)
             if wanted.torrent is not None:
                 return from_base64(wanted.torrent)
+            if wanted.torrent_file is not None:
+                return from_torrent_file(wanted.torrent_file)
             assert wanted.url is not None
             return await from_url(wanted.url, within=self.settings.fetch_timeout)
         except MetainfoError as err:
@@ -306,6 +316,8 @@ class Dispatcher:
     def _check_category(self, category: str | None) -> None:
         known = self.known_categories()
         if category is None or known is None or category in known:
+            return
+        if category in self.extra_categories:
             return
         raise DispatchError(
             "unknown_category",

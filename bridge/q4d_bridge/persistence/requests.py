@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..dispatch.duplicates import normalise_name
@@ -80,6 +80,8 @@ def _request(row: sqlite3.Row) -> Request:
 class DispatchRecords:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # told of every request committed (the HTTP API lists them as torrents)
+        self.observers: list[Callable[[Request], None]] = []
 
     def record(
         self,
@@ -106,6 +108,8 @@ class DispatchRecords:
                 self._save(db, request)
             self.store.enqueue_in(db, list(messages), decision["at"])
             self._count(db, outcome)
+        if request is not None:
+            self._observed(request)
 
     def save(
         self, request: Request, messages: Iterable[Message] = (), outcome: str | None = None
@@ -114,6 +118,11 @@ class DispatchRecords:
             self._save(db, request)
             self.store.enqueue_in(db, list(messages), request.updated_at)
             self._count(db, outcome)
+        self._observed(request)
+
+    def _observed(self, request: Request) -> None:
+        for observer in self.observers:
+            observer(request)
 
     def _count(self, db: sqlite3.Connection, outcome: str | None) -> None:
         """Each add is counted once, at its final outcome, with what records it: the

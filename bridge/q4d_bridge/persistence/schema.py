@@ -108,6 +108,14 @@ CREATE TABLE IF NOT EXISTS decisions (
     at REAL NOT NULL,
     body TEXT NOT NULL
 );
+-- what the HTTP API changed about a torrent (persistence/api_marks.py), by the hash the
+-- *arr apps know it by: its category and tags there, and when it was deleted there
+CREATE TABLE IF NOT EXISTS api_marks (
+    hash TEXT PRIMARY KEY,
+    category TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    removed_at REAL
+);
 -- the seedboxes' event numbers (intake/sequence.py)
 CREATE TABLE IF NOT EXISTS sequence_streams (
     seedbox TEXT NOT NULL,

@@ -1,0 +1,118 @@
+"""Who may use the qBittorrent API, the way qBittorrent decides it: a session cookie
+from `auth/login` (an idle session expires: the next call gets 403, which Sonarr and
+Radarr answer by logging in again), or the credentials on every request, HTTP Basic
+(Radarr and Prowlarr always send it) or `Authorization: Bearer <api_key>`. Anything
+else gets 403, never 401: a 401 is an error Sonarr does not retry. Wrong passwords are
+answered `Fails.`, and an address that keeps sending them is refused for a while."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..config.model import ApiConfig
+
+SESSION_COOKIE = "SID"  # qBittorrent's name up to 5.1 (the apps keep whatever they get)
+MAX_SESSIONS = 1000  # the oldest goes first: a login flood cannot grow memory
+MAX_FAILURES = 5  # wrong logins from one address in a row before it is refused
+BAN = 300.0  # seconds an address is refused after that
+MAX_BANNED = 10000
+
+
+def _same(given: str, expected: str | None) -> bool:
+    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def admin_allowed(request: web.Request, admin_key: str | None) -> bool:
+    """For the management routes: `Authorization: Bearer <admin_key>` (or `X-Api-Key`),
+    or any caller when no admin key is set."""
+    if admin_key is None:
+        return True
+    header = request.headers.get("Authorization", "")
+    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    return _same(given or request.headers.get("X-Api-Key", ""), admin_key)
+
+
+class Auth:
+    def __init__(self, settings: ApiConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._sessions: OrderedDict[str, float] = OrderedDict()  # id → expires at
+        self._failures: dict[str, tuple[int, float]] = {}  # address → (count, last at)
+
+    # --- the credentials -------------------------------------------------------------
+
+    def valid_login(self, username: str, password: str) -> bool:
+        # Both compared, whatever the first gives: the time taken tells nothing.
+        user_ok = _same(username, self.settings.username)
+        return _same(password, self.settings.password) and user_ok
+
+    def allowed(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and _same(value.strip(), self.settings.api_key):
+            return True
+        if scheme.lower() == "basic" and self._basic(value.strip()):
+            return True
+        # Wrong Basic credentials are not an answer of their own: qBittorrent before
+        # 5.2 ignores the header, and a session cookie may still be good.
+        session = request.cookies.get(SESSION_COOKIE)
+        return session is not None and self._touch(session)
+
+    def _basic(self, value: str) -> bool:
+        try:
+            user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return bool(sep) and self.settings.password is not None and self.valid_login(user, password)
+
+    # --- sessions ----------------------------------------------------------------------
+
+    def open_session(self) -> str:
+        session = secrets.token_urlsafe(24)
+        self._sessions[session] = self.clock() + self.settings.session_lifetime
+        while len(self._sessions) > MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+        return session
+
+    def close_session(self, session: str | None) -> None:
+        if session is not None:
+            self._sessions.pop(session, None)
+
+    def _touch(self, session: str) -> bool:
+        """A live session is good for another lifetime from now (it ends when idle)."""
+        expires = self._sessions.get(session)
+        now = self.clock()
+        if expires is None or expires <= now:
+            self._sessions.pop(session, None)
+            return False
+        self._sessions[session] = now + self.settings.session_lifetime
+        self._sessions.move_to_end(session)
+        return True
+
+    # --- wrong passwords ----------------------------------------------------------------
+
+    def banned(self, address: str) -> bool:
+        count, last = self._failures.get(address, (0, 0.0))
+        if count < MAX_FAILURES:
+            return False
+        if self.clock() - last < BAN:
+            return True
+        del self._failures[address]
+        return False
+
+    def failed(self, address: str) -> None:
+        count, _ = self._failures.get(address, (0, 0.0))
+        if len(self._failures) >= MAX_BANNED and address not in self._failures:
+            self._failures.clear()  # a flood from many addresses: start counting again
+        self._failures[address] = (count + 1, self.clock())
+
+    def succeeded(self, address: str) -> None:
+        self._failures.pop(address, None)

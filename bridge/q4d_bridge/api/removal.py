@@ -1,0 +1,101 @@
+"""What `torrents/delete` does, by the configured policy (docs/arr.md#removal).
+
+The torrent leaves the API's list at once. Its transfer home stops if it is still
+coming. On the seedbox, `on_delete: remove` removes the torrent from its client (with
+its data when the app asked for `deleteFiles=true` and `delete_seedbox_data` allows
+it); `keep_seeding` leaves a finished torrent seeding there (an unfinished download is
+removed either way: nothing of it is worth keeping). The copy landed at home is deleted
+only when the app asked for `deleteFiles=true` and `delete_home_copy` is on; after an
+import that moved the files there is nothing left to delete anyway."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..config.model import ApiConfig
+from ..dispatch.dispatcher import Dispatcher, DispatchError
+from ..dispatch.requests import Request, RequestState
+from ..lifecycle.controller import Controller
+from ..models import FINISHED_STATES, Item, ItemState
+from ..rules import UnsafePathError, ensure_inside
+from .catalog import Catalog
+
+_LOGGER = logging.getLogger(__name__)
+FINISHED_THERE = frozenset({RequestState.COMPLETED, RequestState.LANDED})
+
+
+class Removal:
+    def __init__(
+        self,
+        settings: ApiConfig,
+        catalog: Catalog,
+        dispatcher: Dispatcher,
+        controller: Controller,
+        destinations: Iterable[Path],
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.dispatcher = dispatcher
+        self.controller = controller
+        self.destinations = tuple(destinations)
+
+    async def delete(self, keys: list[str], *, delete_files: bool) -> None:
+        found = [(key, self.catalog.request_of(key), self.catalog.item_of(key)) for key in keys]
+        self.catalog.removed(keys)
+        for key, request, item in found:
+            await self._delete(key, request, item, delete_files)
+
+    async def _delete(
+        self, key: str, request: Request | None, item: Item | None, delete_files: bool
+    ) -> None:
+        # A verifying payload is being moved into place and lands in a moment.
+        if item is not None and item.state not in FINISHED_STATES | {ItemState.VERIFYING}:
+            self.controller.cancel(item.id)
+        finished = item is not None or (request is not None and request.state in FINISHED_THERE)
+        if self.settings.on_delete == "remove" or not finished:
+            if request is not None:
+                await self._from_seedbox(key, request.seedbox, request.info_hash, delete_files)
+            elif item is not None and item.hash:
+                await self._from_seedbox(key, item.seedbox, item.hash, delete_files)
+        landed = (item.local_path if item and item.state is ItemState.DONE else None) or (
+            request.local_path if request is not None else None
+        )
+        if not (delete_files and self.settings.delete_home_copy and landed):
+            return
+        if await asyncio.to_thread(delete_landed, Path(landed), self.destinations):
+            _LOGGER.info("deleted the home copy of %s: %s", key, landed)
+
+    async def _from_seedbox(
+        self, key: str, seedbox: str, info_hash: str, delete_files: bool
+    ) -> None:
+        with_data = delete_files and self.settings.delete_seedbox_data
+        try:
+            await self.dispatcher.steer("remove", seedbox, info_hash, delete_data=with_data)
+        except DispatchError as err:
+            if err.code == "client_error":
+                _LOGGER.warning("%s stays on %s: %s", key, seedbox, err.message)
+            return  # not there any more, or a seedbox q4d has no client for
+        _LOGGER.info("removed %s from %s%s", key, seedbox, " with its data" if with_data else "")
+
+
+def delete_landed(path: Path, roots: Iterable[Path]) -> bool:
+    """Delete a landed payload, a file or a folder inside one of the destinations (never
+    a destination itself, nor what a symlink planted there points to)."""
+    for root in roots:
+        try:
+            ensure_inside(root, path)
+        except UnsafePathError:
+            continue
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        elif path.is_dir():
+            shutil.rmtree(path)
+        else:
+            return False
+        return True
+    _LOGGER.warning("not deleting %s: it is outside every destination", path)
+    return False

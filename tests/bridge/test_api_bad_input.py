@@ -1,0 +1,217 @@
+"""The qBittorrent API refusing what it should: calls without credentials, wrong
+passwords (then the address refused for a while), oversized and malformed bodies,
+unknown hashes, path-like category names; and listening only where configured."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.bridge.test_api_arr import PASSWORD, USER, arr_bridge
+from tests.bridge.test_e2e import Env
+from tests.helpers.services import Mosquitto, SshServer
+
+pytestmark = pytest.mark.timeout(120)
+ENDPOINTS = [
+    ("GET", "app/webapiVersion"), ("GET", "app/version"), ("GET", "app/preferences"),
+    ("GET", "torrents/info"), ("GET", "torrents/properties?hash=" + "a" * 40),
+    ("GET", "torrents/files?hash=" + "a" * 40), ("GET", "torrents/categories"),
+    ("POST", "torrents/add"), ("POST", "torrents/delete"), ("POST", "torrents/setCategory"),
+    ("POST", "torrents/createCategory"), ("POST", "torrents/topPrio"),
+    ("POST", "torrents/setForceStart"), ("POST", "torrents/addTags"),
+    ("POST", "torrents/setShareLimits"), ("GET", "no/such/endpoint"),
+]  # fmt: skip
+
+
+def base(env: Env) -> str:
+    assert env.bridge.api is not None
+    return f"http://127.0.0.1:{env.bridge.api.port}/api/v2/"
+
+
+async def logged_in(env: Env) -> aiohttp.ClientSession:
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with session.post(
+        base(env) + "auth/login", data={"username": USER, "password": PASSWORD}
+    ) as response:
+        assert await response.text() == "Ok."
+    return session
+
+
+async def test_credentials(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -> None:
+    api = {"api_key": "k" * 32}
+    async with arr_bridge(tmp_path, mosquitto, sshd, api=api) as (env, _), aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar()
+    ) as http:  # fmt: skip
+        url = base(env)
+        wrong_basic = aiohttp.BasicAuth(USER, "wrong")
+        for method, path in ENDPOINTS:
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Cookie": "SID=forged"}):
+                async with http.request(method, url + path, headers=headers) as response:
+                    assert response.status == 403, (method, path, headers)
+            async with http.request(method, url + path, auth=wrong_basic) as response:
+                assert response.status == 403, (method, path)
+        async with http.get(url + "auth/login") as response:
+            assert response.status == 405  # a login is a POST
+        async with http.get(url + "app/webapiVersion", auth=aiohttp.BasicAuth(USER, PASSWORD)) as r:
+            assert (r.status, await r.text()) == (200, "2.11.2")
+
+        # wrong passwords: Fails., then the address is refused, the right password too
+        for _ in range(5):
+            async with http.post(
+                url + "auth/login", data={"username": USER, "password": "nope"}
+            ) as r:
+                assert (r.status, await r.text(), r.cookies.get("SID")) == (200, "Fails.", None)
+        async with http.post(
+            url + "auth/login", data={"username": USER, "password": PASSWORD}
+        ) as r:
+            assert r.status == 403 and "banned" in await r.text()
+        # the API key does not go through the login: still good
+        bearer = {"Authorization": "Bearer " + "k" * 32}
+        async with http.get(url + "torrents/info", headers=bearer) as response:
+            assert (response.status, await response.json()) == (200, [])
+
+        # a logged-out session is over
+        assert env.bridge.api is not None
+        env.bridge.api.auth.succeeded("127.0.0.1")  # lift the ban for the next steps
+        session = await logged_in(env)
+        async with session:
+            async with session.get(url + "app/version") as response:
+                assert response.status == 200
+            async with session.post(url + "auth/logout") as response:
+                assert response.status == 200
+            async with session.get(url + "app/version") as response:
+                assert response.status == 403
+
+
+async def test_bodies_hashes_and_categories(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with arr_bridge(tmp_path, mosquitto, sshd) as (env, _):
+        url = base(env)
+        session = await logged_in(env)
+        async with session:
+            # too big: said up front, or found while reading
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            big = b"urls=" + b"x" * (17 * 2**20)
+            async with session.post(url + "torrents/add", data=big, headers=headers) as r:
+                assert r.status == 413
+            form = aiohttp.FormData()
+            form.add_field("torrents", b"d" * (9 * 2**20), filename="big.torrent")
+            async with session.post(url + "torrents/add", data=form) as r:
+                assert r.status == 413
+
+            # malformed multipart, truncated multipart, not a .torrent
+            for body, content_type in (
+                (b"garbage", "multipart/form-data; boundary=xyz"),
+                (b"--xyz\r\nContent-Disposition: form-data\r\n\r\nv\r\n--xyz--\r\n",
+                 "multipart/form-data; boundary=xyz"),
+                (b"--xyz\r\nContent-Disposition: form-data; name=\"urls\"\r\n\r\nmagn",
+                 "multipart/form-data; boundary=xyz"),
+                (b"\xff\xfe=\xff", "application/x-www-form-urlencoded"),
+                (b"{}", "application/json"),
+            ):  # fmt: skip
+                async with session.post(
+                    url + "torrents/add", data=body, headers={"Content-Type": content_type}
+                ) as r:
+                    assert r.status in (400, 415), (body, r.status, await r.text())
+            form = aiohttp.FormData()
+            form.add_field("torrents", b"<html>login</html>", filename="x.torrent")
+            async with session.post(url + "torrents/add", data=form) as r:
+                assert r.status == 415
+            for bad in ("magnet:?xt=urn:btih:nothex", "magnet:?dn=nothing"):
+                async with session.post(url + "torrents/add", data={"urls": bad}) as r:
+                    assert (r.status, await r.text()) == (200, "Fails.")
+            async with session.post(url + "torrents/add", data={"category": "tv"}) as r:
+                assert r.status == 400  # nothing to add
+
+            # unknown hashes: 404 for one torrent, skipped by the calls taking several
+            unknown = "f" * 40
+            for path in ("properties", "files"):
+                async with session.get(url + f"torrents/{path}?hash={unknown}") as r:
+                    assert r.status == 404
+            async with session.get(url + "torrents/properties") as r:
+                assert r.status == 400  # no hash at all
+            for path, data in (
+                ("delete", {"hashes": unknown, "deleteFiles": "true"}),
+                ("setCategory", {"hashes": unknown, "category": "tv"}),
+                ("addTags", {"hashes": unknown, "tags": "x"}),
+                ("topPrio", {"hashes": unknown}),
+            ):
+                async with session.post(url + f"torrents/{path}", data=data) as r:
+                    assert r.status == 200, path
+            async with session.get(url + f"torrents/info?hashes={unknown}") as r:
+                assert await r.json() == []
+
+            # path-like categories are refused, nothing is created
+            for name in ("../x", "a/b", "..", ".", "x\\y", " padded", "tab\there", ""):
+                async with session.post(
+                    url + "torrents/createCategory", data={"category": name}
+                ) as r:
+                    assert r.status == 409, name
+                if name:
+                    async with session.post(
+                        url + "torrents/setCategory", data={"hashes": "all", "category": name}
+                    ) as r:
+                        assert r.status == 409, name
+            async with session.post(
+                url + "torrents/add",
+                data={"urls": "magnet:?xt=urn:btih:" + "1" * 40, "category": "../x"},
+            ) as r:
+                assert await r.text() == "Fails."
+            async with session.post(
+                url + "torrents/setCategory", data={"hashes": "all", "category": "nope"}
+            ) as r:
+                assert r.status == 409  # not a category
+            async with session.get(url + "torrents/categories") as r:
+                assert (await r.json()).keys() == {"tv", "movies"}
+            assert env.bridge.dispatcher.records.requests() == []
+            async with session.post(url + "torrents/add", data=b"", headers=headers) as r:
+                assert r.status == 400
+            # a form without a Content-Type is read as one (curl --data-binary, say)
+            async with session.post(
+                url + "torrents/setShareLimits",
+                data=b"hashes=all",
+                skip_auto_headers=["Content-Type"],
+            ) as r:
+                assert r.status == 200
+            async with session.get(url + "torrents/info?limit=x") as r:
+                assert r.status == 400
+
+
+async def test_listens_only_where_configured(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with arr_bridge(tmp_path, mosquitto, sshd, rules=[]) as (env, _):
+        assert env.bridge.api is not None
+        port = env.bridge.api.port
+        assert port != 0
+        # no rule names a category: an empty object, as qBittorrent answers
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                base(env) + "torrents/categories", auth=aiohttp.BasicAuth(USER, PASSWORD)
+            ) as r,
+        ):
+            assert await r.text() == "{}"
+        # 127.0.0.2 is this machine too, and nothing listens there
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            assert probe.connect_ex(("127.0.0.2", port)) != 0
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+    assert env.bridge.api.listening.is_set() is False  # stopped with the bridge
+
+
+async def test_off_by_default_opens_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    from tests.bridge.test_e2e import running_bridge
+
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp") as env:
+        assert env.bridge.api is None
+        assert "api" not in {t.get_name() for t in asyncio.all_tasks()}
