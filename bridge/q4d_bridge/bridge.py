@@ -15,6 +15,11 @@ from typing import Any
 
 import asyncssh
 
+from .api.health import routes as health_routes
+from .api.health import store_write_check
+from .api.management import routes as management_routes
+from .api.metrics import Metrics
+from .api.metrics import routes as metrics_routes
 from .api.server import ApiServer, qbittorrent_server
 from .clients import make_client
 from .clients.base import ClientError, ClientErrorKind
@@ -193,8 +198,8 @@ class Bridge:
             rescan=self.reconciler.rescan,
         )
         self.commands = CommandDesk(self.controller, self.publisher.result, self.dispatcher)
-        # The HTTP API, only when asked for (it opens a port). Other routes (metrics,
-        # health, management) join it through self.api.add_routes before run().
+        # The HTTP API, only when asked for (it opens a port); metrics, health and the
+        # management routes join it at the end (_mount_observability).
         self.api: ApiServer | None = None
         if config.api.enabled:
             self.api = qbittorrent_server(
@@ -231,6 +236,29 @@ class Bridge:
         self.failed = False
         self._lock = DataDirLock(config.data_dir)
         self._stopping = asyncio.Event()
+        if self.api is not None:
+            self._mount_observability(self.api)
+
+    def _mount_observability(self, api: ApiServer) -> None:
+        """/metrics, /health, /ready and the management routes on the HTTP API; made last,
+        since the metrics read every part once when they are registered."""
+        metrics = Metrics(
+            state=self.state,
+            counters=self.store.counters,
+            requests=self.records.counts,
+            mqtt_connected=self.connected.is_set,
+            seedboxes=self.config.seedboxes,
+        )
+        self.lifecycle.observers.append(metrics.item_changed)
+        api.middlewares.append(metrics.middleware)
+        api.add_routes(metrics_routes(metrics))
+        api.add_routes(
+            health_routes(
+                mqtt_connected=self.connected.is_set,
+                store_writable=store_write_check(self.store),
+            )
+        )
+        api.add_routes(management_routes(self.dispatcher, admin_key=self.config.api.admin_key))
 
     def state(self) -> BridgeState:
         breakers = self.scheduler.breakers

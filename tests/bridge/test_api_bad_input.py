@@ -215,3 +215,36 @@ async def test_off_by_default_opens_nothing(
     async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp") as env:
         assert env.bridge.api is None
         assert "api" not in {t.get_name() for t in asyncio.all_tasks()}
+
+
+async def test_metrics_health_and_management_are_served_beside_it(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    """The bridge mounts /metrics, /health, /ready and the management routes on the
+    same server; the management routes want the admin key, the *arr login is no key."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    api = {"admin_key": "a" * 32}
+    async with arr_bridge(tmp_path, mosquitto, sshd, api=api) as (env, _):
+        assert env.bridge.api is not None
+        root = f"http://127.0.0.1:{env.bridge.api.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(root + "/health") as r:
+                assert r.status == 200
+            async with http.get(root + "/ready") as r:
+                assert r.status == 200, await r.text()
+            async with http.get(
+                root + "/api/v2/app/version", auth=aiohttp.BasicAuth(USER, PASSWORD)
+            ) as r:
+                assert r.status == 200  # counted by the metrics middleware below
+            async with http.get(root + "/metrics") as r:
+                families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+            assert families["q4d_mqtt_connected"].samples[0].value == 1
+            assert any(
+                s.labels.get("status") == "200" for s in families["q4d_api_requests"].samples
+            ), families["q4d_api_requests"].samples
+            clients = root + "/q4d/dispatch/clients"
+            async with http.get(clients, auth=aiohttp.BasicAuth(USER, PASSWORD)) as r:
+                assert r.status == 401
+            async with http.get(clients, headers={"X-API-Key": "a" * 32}) as r:
+                assert r.status == 200 and "clients" in await r.json()
