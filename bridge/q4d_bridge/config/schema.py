@@ -1,168 +1,31 @@
-"""What a valid bridge configuration is: validators and voluptuous schemas. Errors name
+"""What a valid bridge configuration is: the voluptuous schemas (their values are checked
+in values.py). Errors name
 the key path (`seedboxes[0].port`) and the reason, so `check-config` and a failing `run`
 print the same actionable message."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import voluptuous as vol
 
-from ..rules import RULE_FIELDS, SIZE_OPS, STRING_OPS, check_subdir_template
+from . import values as v
+from .values import TOPIC_PREFIX_PATTERN
 
 ENV_PREFIX = "Q4D_"
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-TOPIC_PREFIX_PATTERN = r"^[^#+\x00]+$"
 TRANSFER_ENGINES = ("lftp", "sftp", "rsync")
 ENGINES = ("auto", *TRANSFER_ENGINES)
 CLIENT_TYPES = ("qbittorrent", "transmission", "deluge", "rtorrent")
 DEFAULT_HOOK_FLUSH = "~/.local/bin/q4d-hook flush"
 
 
-def _identifier(value: Any) -> str:
-    if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value):
-        raise vol.Invalid("must be lowercase letters, digits, '-' or '_' (max 63), e.g. 'seedbox1'")
-    return value
-
-
-def _absolute_path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/"):
-        raise vol.Invalid(f"must be an absolute path, got {value!r}")
-    return value
-
-
-def _existing_file(value: Any) -> str:
-    path = _absolute_path(value)
-    if not Path(path).is_file():
-        raise vol.Invalid(f"file not found: {path}")
-    return path
-
-
-def _torrent_file_template(value: Any) -> str:
-    """Where the seedbox keeps a torrent's .torrent: `{hash}` (lowercase) or `{HASH}`."""
-    path = _absolute_path(value)
-    if "{hash}" not in path and "{HASH}" not in path:
-        raise vol.Invalid("must contain {hash} or {HASH}, e.g. /home/me/.session/{HASH}.torrent")
-    try:
-        path.format(hash="0", HASH="0")
-    except (KeyError, IndexError, ValueError) as err:
-        raise vol.Invalid(f"only {{hash}} and {{HASH}} may appear in braces: {err}") from err
-    return path
-
-
-def _duration(value: Any) -> float:
-    """Seconds as a number, or a string like `90s`, `15m`, `6h`, `7d`."""
-    if isinstance(value, bool):
-        raise vol.Invalid("expected a duration like 30s, 15m, 6h or 7d")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise vol.Invalid("duration must not be negative")
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
-    if not match:
-        raise vol.Invalid(f"expected a duration like 30s, 15m, 6h or 7d, got {value!r}")
-    factor = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    return float(match.group(1)) * factor
-
-
-def _size(value: Any) -> int:
-    """Bytes as an integer, or a string like `512KiB`, `8MiB`, `1GiB`."""
-    if isinstance(value, bool):
-        raise vol.Invalid("expected a size like 256KiB or 8MiB")
-    if isinstance(value, int):
-        if value < 0:
-            raise vol.Invalid("size must not be negative")
-        return value
-    match = re.fullmatch(r"\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*", str(value))
-    if not match:
-        raise vol.Invalid(f"expected a size like 256KiB or 8MiB, got {value!r}")
-    factor = {None: 1, "B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}[
-        match.group(2)
-    ]
-    return int(match.group(1)) * factor
-
-
-def _topic_prefix(value: str) -> str:
-    """The first topic level(s), without leading or trailing `/` (removed) or spaces:
-    Home Assistant's config flow strips those, and must find the same topics."""
-    prefix = value.strip("/")
-    if not prefix or not re.match(TOPIC_PREFIX_PATTERN, prefix):
-        raise vol.Invalid("must name at least one topic level, without +, # or NUL")
-    if prefix != prefix.strip():
-        raise vol.Invalid("must not start or end with a space")
-    return prefix
-
-
-def _mode(owner: int) -> Any:
-    """Permission bits as octal (`"0644"`, or YAML's 0644), at most 0777, that keep the
-    `owner` bits the bridge needs to replace and repair what it landed."""
-
-    def validate(value: Any) -> int:
-        if isinstance(value, bool):
-            raise vol.Invalid("expected permission bits like 0644")
-        if isinstance(value, str) and re.fullmatch(r"0?[0-7]{3}", value.strip()):
-            value = int(value.strip(), 8)
-        if not isinstance(value, int) or not 0 <= value <= 0o777:
-            raise vol.Invalid(f"expected permission bits like 0644 (at most 0777), got {value!r}")
-        if value & owner != owner:
-            raise vol.Invalid(f"must keep the owner's bits {owner:04o}, got {value:04o}")
-        return value
-
-    return validate
-
-
-def _text(value: Any) -> str:
-    """A string; a bare number also counts, since Q4D_BROKER__PASSWORD=123456 reads as one."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    raise vol.Invalid("expected a string")
-
-
-def _regex(value: Any) -> str:
-    try:
-        re.compile(str(value))
-    except re.error as err:
-        raise vol.Invalid(f"invalid regular expression: {err}") from err
-    return str(value)
-
-
-def _subdir(value: str) -> str:
-    try:
-        return check_subdir_template(value)
-    except ValueError as err:
-        raise vol.Invalid(str(err)) from err
-
-
-def _condition(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise vol.Invalid("a condition is a mapping like {field: category, is: tv}")
-    field_ = value.get("field")
-    if field_ not in RULE_FIELDS:
-        raise vol.Invalid(f"field must be one of {', '.join(RULE_FIELDS)}, got {field_!r}")
-    ops = [k for k in value if k != "field"]
-    allowed = SIZE_OPS if field_ == "size" else STRING_OPS
-    if len(ops) != 1 or ops[0] not in allowed:
-        raise vol.Invalid(f"a {field_} condition needs exactly one of {', '.join(allowed)}")
-    op = ops[0]
-    if field_ == "size":
-        return {"field": field_, "op": op, "value": vol.Coerce(int)(value[op])}
-    operand = str(value[op])
-    if op == "regex":
-        _regex(operand)
-    return {"field": field_, "op": op, "value": operand}
-
-
 TLS_SCHEMA = vol.Schema(
     {
-        vol.Optional("ca_certs"): _existing_file,
-        vol.Optional("certfile"): _existing_file,
-        vol.Optional("keyfile"): _existing_file,
+        vol.Optional("ca_certs"): v.existing_file,
+        vol.Optional("certfile"): v.existing_file,
+        vol.Optional("keyfile"): v.existing_file,
         vol.Optional("insecure", default=False): bool,
     }
 )
@@ -171,13 +34,13 @@ BROKER_SCHEMA = vol.Schema(
     {
         vol.Optional("host", default="localhost"): str,
         vol.Optional("port", default=1883): vol.All(int, vol.Range(min=1, max=65535)),
-        vol.Optional("username"): _text,
-        vol.Optional("password"): _text,
+        vol.Optional("username"): v.text,
+        vol.Optional("password"): v.text,
         vol.Optional("tls", default=False): vol.Any(bool, TLS_SCHEMA),
         vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=64)),
-        vol.Optional("topic_prefix", default="q4d"): vol.All(str, _topic_prefix),
+        vol.Optional("topic_prefix", default="q4d"): vol.All(str, v.topic_prefix),
         vol.Optional("keepalive", default=30): vol.All(int, vol.Range(min=5, max=3600)),
-        vol.Optional("session_expiry", default="7d"): _duration,
+        vol.Optional("session_expiry", default="7d"): v.duration,
     }
 )
 
@@ -229,19 +92,19 @@ CLIENT_KEYS_SCHEMA = vol.Schema(
     {
         vol.Required("type"): vol.In(CLIENT_TYPES),
         vol.Required("url"): str,
-        vol.Optional("username"): _text,
-        vol.Optional("password"): _text,
+        vol.Optional("username"): v.text,
+        vol.Optional("password"): v.text,
         vol.Optional("verify_tls", default=True): bool,
         # how often free space, rates and active downloads are read for the state
-        vol.Optional("poll_interval", default="30s"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("poll_interval", default="30s"): vol.All(v.duration, vol.Range(min=1)),
         # dispatch: whether and how this client takes new torrents (docs/dispatch.md)
         vol.Optional("dispatch", default=True): bool,
         vol.Optional("weight", default=1.0): vol.All(
             vol.Coerce(float), vol.Range(min=0, max=100, msg="must be between 0 and 100")
         ),
-        vol.Optional("min_free", default="50GiB"): _size,
+        vol.Optional("min_free", default="50GiB"): v.size,
         vol.Optional("max_downloads", default=50): vol.All(int, vol.Range(min=1, max=10000)),
-        vol.Optional("save_path"): _absolute_path,
+        vol.Optional("save_path"): v.absolute_path,
     }
 )
 CLIENT_SCHEMA = vol.All(CLIENT_KEYS_SCHEMA, _client_url)
@@ -249,9 +112,9 @@ CLIENT_SCHEMA = vol.All(CLIENT_KEYS_SCHEMA, _client_url)
 RECONCILE_SCHEMA = vol.Schema(
     {
         # 0 turns the periodic pass off; the rescan command still runs one
-        vol.Optional("interval", default="15m"): _duration,
+        vol.Optional("interval", default="15m"): v.duration,
         # only torrents completed this recently: older ones may have had items pruned
-        vol.Optional("max_age", default="3d"): vol.All(_duration, vol.Range(min=60)),
+        vol.Optional("max_age", default="3d"): vol.All(v.duration, vol.Range(min=60)),
         vol.Optional("categories", default=list): [str],
         vol.Optional("tags", default=list): [str],
     }
@@ -259,19 +122,19 @@ RECONCILE_SCHEMA = vol.Schema(
 
 SEEDBOX_SCHEMA = vol.Schema(
     {
-        vol.Required("id"): _identifier,
+        vol.Required("id"): v.identifier,
         vol.Optional("name"): str,
         vol.Required("host"): vol.All(str, vol.Length(min=1)),
         vol.Optional("port", default=22): vol.All(int, vol.Range(min=1, max=65535)),
         vol.Required("user"): vol.All(str, vol.Match(r"^[A-Za-z0-9._][A-Za-z0-9._-]*\Z")),
-        vol.Required("key"): _existing_file,
+        vol.Required("key"): v.existing_file,
         # Not required with trust_on_first_use: the first key seen is pinned there.
-        vol.Optional("known_hosts"): _absolute_path,
+        vol.Optional("known_hosts"): v.absolute_path,
         vol.Optional("trust_on_first_use", default=False): bool,
-        vol.Optional("remote_roots", default=list): [_absolute_path],
+        vol.Optional("remote_roots", default=list): [v.absolute_path],
         vol.Optional("max_concurrent", default=2): vol.All(int, vol.Range(min=1, max=64)),
         vol.Optional("engine", default="auto"): vol.In(ENGINES),
-        vol.Optional("torrent_file"): _torrent_file_template,
+        vol.Optional("torrent_file"): v.torrent_file_template,
         vol.Optional("client"): CLIENT_SCHEMA,
         vol.Optional("reconcile", default=dict): RECONCILE_SCHEMA,
         # run on the seedbox each time the bridge connects: resends the hook's outbox
@@ -286,8 +149,8 @@ SEEDBOX_SCHEMA = vol.Schema(
 RULE_SCHEMA = vol.Schema(
     {
         vol.Required("destination"): str,
-        vol.Optional("match", default=list): [_condition],
-        vol.Optional("subdir"): vol.All(str, vol.Length(min=1), _subdir),
+        vol.Optional("match", default=list): [v.condition],
+        vol.Optional("subdir"): vol.All(str, vol.Length(min=1), v.subdir),
         vol.Optional("engine"): vol.In(TRANSFER_ENGINES),
     }
 )
@@ -309,15 +172,15 @@ SFTP_SCHEMA = vol.Schema(
         vol.Optional("connections", default=6): vol.All(int, vol.Range(min=1, max=32)),
         # the unit of resume: a kill -9 re-fetches the chunks a connection was reading
         vol.Optional("chunk_size", default="1MiB"): vol.All(
-            _size, vol.Range(min=64 * 1024, msg="must be at least 64KiB")
+            v.size, vol.Range(min=64 * 1024, msg="must be at least 64KiB")
         ),
         vol.Optional("window", default="16MiB"): vol.All(
-            _size, vol.Range(min=64 * 1024, max=1024**3, msg="must be between 64KiB and 1GiB")
+            v.size, vol.Range(min=64 * 1024, max=1024**3, msg="must be between 64KiB and 1GiB")
         ),
         # read requests in flight per connection, across chunk and file boundaries
         vol.Optional("max_requests", default=12): vol.All(int, vol.Range(min=1, max=1024)),
         # 0: the server's own limit (OpenSSH advertises 255 KiB).
-        vol.Optional("block_size", default=0): vol.All(_size, vol.Range(max=4 * 1024**2)),
+        vol.Optional("block_size", default=0): vol.All(v.size, vol.Range(max=4 * 1024**2)),
     }
 )
 
@@ -325,16 +188,16 @@ TRANSFERS_SCHEMA = vol.Schema(
     {
         vol.Optional("max_concurrent", default=2): vol.All(int, vol.Range(min=1, max=256)),
         vol.Optional("max_attempts", default=5): vol.All(int, vol.Range(min=1, max=100)),
-        vol.Optional("retry_initial", default="1s"): _duration,
-        vol.Optional("retry_max", default="15m"): _duration,
+        vol.Optional("retry_initial", default="1s"): v.duration,
+        vol.Optional("retry_max", default="15m"): v.duration,
         vol.Optional("nice", default=10): vol.All(int, vol.Range(min=0, max=19)),
         # bytes per second over all transfers; 0 = unlimited (changeable at runtime)
-        vol.Optional("bandwidth_limit", default=0): _size,
-        vol.Optional("stall_timeout", default="2m"): vol.All(_duration, vol.Range(min=1)),
-        vol.Optional("min_free_space", default="1GiB"): _size,
-        vol.Optional("space_recheck", default="1m"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("bandwidth_limit", default=0): v.size,
+        vol.Optional("stall_timeout", default="2m"): vol.All(v.duration, vol.Range(min=1)),
+        vol.Optional("min_free_space", default="1GiB"): v.size,
+        vol.Optional("space_recheck", default="1m"): vol.All(v.duration, vol.Range(min=1)),
         vol.Optional("breaker_failures", default=5): vol.All(int, vol.Range(min=1, max=1000)),
-        vol.Optional("breaker_cooldown", default="5m"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("breaker_cooldown", default="5m"): vol.All(v.duration, vol.Range(min=1)),
         vol.Optional("lftp", default=dict): LFTP_SCHEMA,
         vol.Optional("sftp", default=dict): SFTP_SCHEMA,
         vol.Optional("rsync", default=dict): RSYNC_SCHEMA,
@@ -344,8 +207,8 @@ TRANSFERS_SCHEMA = vol.Schema(
         vol.Optional("max_repairs", default=2): vol.All(int, vol.Range(min=0, max=20)),
         # What landed files and folders get (minus the process umask); never the
         # seedbox's modes, which could make a private file world-readable at home.
-        vol.Optional("file_mode", default="0644"): _mode(0o600),
-        vol.Optional("dir_mode", default="0755"): _mode(0o700),
+        vol.Optional("file_mode", default="0644"): v.mode(0o600),
+        vol.Optional("dir_mode", default="0755"): v.mode(0o700),
     }
 )
 
@@ -356,33 +219,17 @@ DISPATCH_SCHEMA = vol.Schema(
         vol.Optional("download_weight", default=2.0): vol.All(vol.Coerce(float), vol.Range(min=0)),
         vol.Optional("bandwidth_weight", default=0.1): vol.All(vol.Coerce(float), vol.Range(min=0)),
         vol.Optional("min_score", default=-1.0): vol.Coerce(float),
-        # what a magnet counts as until its size is known
-        vol.Optional("size_estimate", default="10GiB"): _size,
+        # what a magnet counts as until its v.size is known
+        vol.Optional("size_estimate", default="10GiB"): v.size,
         vol.Optional("history", default=200): vol.All(int, vol.Range(min=1, max=100000)),
         # categories accepted besides those the rules route
         vol.Optional("categories", default=list): [vol.All(str, vol.Length(min=1, max=200))],
         # how often clients are asked about torrents still downloading for a request
-        vol.Optional("watch_interval", default="5s"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("watch_interval", default="5s"): vol.All(v.duration, vol.Range(min=1)),
         # fetching the .torrent behind an `add` command's url gives up after this
-        vol.Optional("fetch_timeout", default="30s"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("fetch_timeout", default="30s"): vol.All(v.duration, vol.Range(min=1)),
     }
 )
-
-
-def _ip_address(value: Any) -> str:
-    """An address to listen on, as a literal: binding to a host name would need a lookup."""
-    try:
-        return str(ipaddress.ip_address(str(value)))
-    except ValueError:
-        raise vol.Invalid(
-            f"must be an IP address such as 127.0.0.1, 192.168.1.10 or 0.0.0.0, got {value!r}"
-        ) from None
-
-
-def _secret(min_length: int) -> Any:
-    return vol.All(
-        _text, vol.Length(min=min_length, msg=f"must be at least {min_length} characters")
-    )
 
 
 API_ON_DELETE = ("remove", "keep_seeding")
@@ -391,19 +238,19 @@ API_SCHEMA = vol.Schema(
     {
         # Off unless asked: the bridge opens no port by default (docs/arr.md).
         vol.Optional("enabled", default=False): bool,
-        vol.Optional("host", default="127.0.0.1"): _ip_address,
+        vol.Optional("host", default="127.0.0.1"): v.ip_address,
         # qBittorrent's own default is 8080; another port lets both run on one host.
         # 0 takes any free port (tests).
         vol.Optional("port", default=8090): vol.All(int, vol.Range(min=0, max=65535)),
         # the *arr apps' login (qBittorrent's WebUI user and password)
-        vol.Optional("username"): vol.All(_text, vol.Length(min=1, max=200)),
-        vol.Optional("password"): _secret(6),
+        vol.Optional("username"): vol.All(v.text, vol.Length(min=1, max=200)),
+        vol.Optional("password"): v.secret(6),
         # Authorization: Bearer <api_key> (qBittorrent 5.2's API keys; Sonarr's "API key")
-        vol.Optional("api_key"): _secret(16),
+        vol.Optional("api_key"): v.secret(16),
         # the bridge's management routes, which the *arr credentials do not open
-        vol.Optional("admin_key"): _secret(16),
+        vol.Optional("admin_key"): v.secret(16),
         # an idle session ends after this; the client then logs in again
-        vol.Optional("session_lifetime", default="1h"): vol.All(_duration, vol.Range(min=1)),
+        vol.Optional("session_lifetime", default="1h"): vol.All(v.duration, vol.Range(min=1)),
         # what torrents/delete does to the seedbox's torrent (docs/arr.md#removal)
         vol.Optional("on_delete", default="remove"): vol.In(API_ON_DELETE),
         # with deleteFiles=true: the seedbox's data too / the copy landed at home too
@@ -417,31 +264,31 @@ CLASSIC_SCHEMA = vol.Schema(
         vol.Optional("enabled", default=False): bool,
         vol.Optional("down_topic", default="Down"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
         vol.Optional("label_topic", default="Label"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
-        vol.Optional("seedbox"): _identifier,
+        vol.Optional("seedbox"): v.identifier,
     }
 )
 
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Required("bridge"): vol.Schema(
-            {vol.Required("id"): _identifier, vol.Optional("name"): str}
+            {vol.Required("id"): v.identifier, vol.Optional("name"): str}
         ),
-        vol.Required("data_dir"): _absolute_path,
+        vol.Required("data_dir"): v.absolute_path,
         vol.Optional("broker", default=dict): BROKER_SCHEMA,
         vol.Required("seedboxes"): vol.All([SEEDBOX_SCHEMA], vol.Length(min=1)),
         vol.Required("destinations"): vol.All(
-            vol.Schema({_identifier: _absolute_path}), vol.Length(min=1)
+            vol.Schema({v.identifier: v.absolute_path}), vol.Length(min=1)
         ),
-        vol.Optional("default_destination"): _identifier,
+        vol.Optional("default_destination"): v.identifier,
         vol.Optional("rules", default=list): [RULE_SCHEMA],
-        vol.Optional("types_config"): _existing_file,
+        vol.Optional("types_config"): v.existing_file,
         vol.Optional("default_type"): str,
-        vol.Optional("type_codes", default=dict): vol.Schema({str: _identifier}),
+        vol.Optional("type_codes", default=dict): vol.Schema({str: v.identifier}),
         vol.Optional("transfers", default=dict): TRANSFERS_SCHEMA,
         vol.Optional("classic", default=dict): CLASSIC_SCHEMA,
         vol.Optional("dispatch", default=dict): DISPATCH_SCHEMA,
         vol.Optional("api", default=dict): API_SCHEMA,
-        vol.Optional("history_retention", default="7d"): _duration,
+        vol.Optional("history_retention", default="7d"): v.duration,
         vol.Optional("log_level", default="INFO"): vol.All(
             vol.Upper, vol.In(["DEBUG", "INFO", "WARNING", "ERROR"])
         ),
