@@ -45,7 +45,7 @@ from q4d_bridge.bridge import Bridge
 from q4d_bridge.clients.base import ClientStats as BridgeClientStats
 from q4d_bridge.clients.base import Torrent
 from q4d_bridge.config.loader import ConfigError, parse_config
-from q4d_bridge.config.schema import ID_PATTERN, TOPIC_PREFIX_PATTERN
+from q4d_bridge.config.values import ID_PATTERN, TOPIC_PREFIX_PATTERN
 from q4d_bridge.models import ACTIVE_STATES as BRIDGE_ACTIVE_STATES
 from q4d_bridge.models import FINISHED_STATES as BRIDGE_FINISHED_STATES
 from q4d_bridge.models import Item as BridgeItem
