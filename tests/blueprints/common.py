@@ -182,18 +182,18 @@ class _DocsLoader(yaml.SafeLoader):
 _DocsLoader.add_constructor("!secret", lambda loader, node: f"<secret {node.value}>")
 
 
-def docs_yaml_blocks() -> list[Any]:
-    """The YAML examples of docs/automations.md, parsed."""
-    text = DOCS.read_text(encoding="utf-8")
+def docs_yaml_blocks(docs: Path = DOCS) -> list[Any]:
+    """The YAML examples of docs/automations.md (or of `docs`), parsed."""
+    text = docs.read_text(encoding="utf-8")
     return [
         yaml.load(block, Loader=_DocsLoader)
         for block in re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
     ]
 
 
-def docs_yaml_block(top_key: str, contains: str) -> dict[str, Any]:
+def docs_yaml_block(top_key: str, contains: str, docs: Path = DOCS) -> dict[str, Any]:
     """The docs' YAML example with this top-level key that mentions `contains`."""
-    for block in docs_yaml_blocks():
+    for block in docs_yaml_blocks(docs):
         if isinstance(block, dict) and top_key in block and contains in repr(block):
             return block
-    raise AssertionError(f"no {top_key} example with {contains} in {DOCS.name}")
+    raise AssertionError(f"no {top_key} example with {contains} in {docs.name}")
