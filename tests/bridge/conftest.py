@@ -8,9 +8,13 @@ which keeps these tests inside the network rules by construction.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_socket
+
+from tests.helpers.configs import bridge_config
 
 LOOPBACK = ["127.0.0.1", "::1", "localhost"]
 
@@ -29,3 +33,12 @@ def _loopback_sockets_for_session_fixtures() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _loopback_sockets() -> None:
     _allow_loopback()
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> dict[str, Any]:
+    """A valid bridge config as YAML would give it, its key files written."""
+    key, known = tmp_path / "key", tmp_path / "known_hosts"
+    key.write_text("k")
+    known.write_text("h")
+    return bridge_config(tmp_path / "data", tmp_path / "lib", key=key, known_hosts=known)

@@ -12,21 +12,7 @@ import pytest
 import yaml
 from q4d_bridge.config.loader import ConfigError, load_config, parse_config
 
-from tests.helpers.configs import bridge_config
-
-
-@pytest.fixture
-def raw(tmp_path: Path) -> dict[str, Any]:
-    key, known = tmp_path / "key", tmp_path / "known_hosts"
-    key.write_text("k")
-    known.write_text("h")
-    return bridge_config(tmp_path / "data", tmp_path / "lib", key=key, known_hosts=known)
-
-
-def errors_of(raw: dict[str, Any], environ: dict[str, str] | None = None) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(copy.deepcopy(raw), environ)
-    return info.value.errors
+from tests.helpers.configs import errors_of
 
 
 def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:

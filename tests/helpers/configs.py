@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
+
+import pytest
+from q4d_bridge.config.loader import ConfigError, parse_config
 
 
 def bridge_config(
@@ -51,3 +55,10 @@ def bridge_config(
     }
     config.update(overrides)
     return config
+
+
+def errors_of(raw: dict[str, Any], environ: dict[str, str] | None = None) -> list[str]:
+    """The key-path errors a config is refused with (the config itself is left as it is)."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(copy.deepcopy(raw), environ)
+    return info.value.errors
