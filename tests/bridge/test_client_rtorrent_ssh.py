@@ -29,6 +29,7 @@ from q4d_bridge.models import ItemState
 from q4d_bridge.transfer.remote import SeedboxSession
 
 from tests.bridge.test_client_rtorrent import Sleeps, _state, eventually, one, raises, single_file
+from tests.bridge.test_client_rtorrent import daemon as rtorrent_daemon
 from tests.bridge.test_e2e import digest_tree, make_file, running_bridge
 from tests.bridge.test_nodes import command
 from tests.helpers.configs import bridge_config
@@ -85,15 +86,8 @@ async def over_ssh(
         await session.close()
 
 
-@pytest.fixture(params=["tcp", "unix"])
-def daemon(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RTorrent]:
-    need("rtorrent")
-    rt = RTorrent(tmp_path / "rt", unix=request.param == "unix")
-    rt.start()
-    try:
-        yield rt
-    finally:
-        rt.stop()
+# rtorrent over TCP and over a Unix socket, as the direct adapter's tests run it
+daemon = rtorrent_daemon
 
 
 @pytest.fixture
