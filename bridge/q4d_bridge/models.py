@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .postprocess.plan import PostPlan
 
 
 class ItemState(enum.StrEnum):
@@ -85,6 +87,8 @@ class Item:
     updated_at: float = 0.0
     engine: str | None = None  # chosen at intake (rule, else seedbox); None in old rows
     request_id: str | None = None  # the add request it fulfils (dispatch/requests.py)
+    plan: PostPlan = field(default_factory=PostPlan)  # fixed at intake from its rule
+    step: str | None = None  # the post-processing step it is in, or failed at
 
     @property
     def progress(self) -> float:

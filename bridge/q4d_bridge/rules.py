@@ -11,10 +11,11 @@ import re
 import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .models import CompletionEvent
+from .postprocess.plan import PostPlan
 
 RULE_FIELDS = ("category", "tags", "tracker", "name", "path", "type", "size", "seedbox")
 STRING_OPS = ("is", "contains", "not", "regex", "glob")
@@ -55,6 +56,10 @@ class Rule:
     conditions: tuple[Condition, ...]
     subdir: str | None = None
     engine: str | None = None  # overrides the seedbox's engine for what this rule matches
+    ignore: bool = False  # what matches stays on the seedbox
+    post: PostPlan = field(
+        default_factory=PostPlan
+    )  # its destination's plan with the rule's keys over it
 
     def matches(self, event: CompletionEvent, type_code: str | None) -> bool:
         return all(c.matches(event, type_code) for c in self.conditions)
@@ -191,6 +196,7 @@ class Routing:
     default_destination: str
     types_rules: tuple[TypeRule, ...] = ()
     default_type: str | None = None
+    plans: Mapping[str, PostPlan] = field(default_factory=dict)  # by destination
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +206,8 @@ class Resolution:
     root: Path
     local_path: Path
     engine: str | None = None
+    post: PostPlan = field(default_factory=PostPlan)
+    ignore: bool = False  # an ignore rule matched: leave it on the seedbox
 
 
 def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
@@ -210,8 +218,10 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
     destination = routing.default_destination
     subdir: str | None = None
     engine: str | None = None
+    matched: Rule | None = None
     for rule in routing.rules:
         if rule.matches(event, type_code):
+            matched = rule
             destination, subdir, engine = rule.destination, rule.subdir, rule.engine
             break
     else:
@@ -222,7 +232,9 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
     if subdir:
         parent = safe_join(root, *subdir_parts(subdir, event, type_code))
     name = payload_name(event.path)
-    return Resolution(type_code, destination, root, safe_join(parent, name), engine)
+    post = matched.post if matched else routing.plans.get(destination, PostPlan())
+    ignore = matched.ignore if matched else False
+    return Resolution(type_code, destination, root, safe_join(parent, name), engine, post, ignore)
 
 
 def category_destination(routing: Routing, category: str | None) -> str:

@@ -13,15 +13,18 @@ from typing import Any
 import voluptuous as vol
 import yaml
 
+from ..postprocess.plan import PostPlan
 from ..rules import Condition, Routing, Rule, TypeRule, TypesConfigError, load_types_config
 from .model import (
     ApiConfig,
+    ArrConfig,
     BrokerConfig,
     ClassicConfig,
     ClientConfig,
     ClientDispatch,
     Config,
     DispatchConfig,
+    HomeClientConfig,
     LftpConfig,
     ReconcileConfig,
     RsyncConfig,
@@ -30,6 +33,7 @@ from .model import (
     TlsConfig,
     TransfersConfig,
 )
+from .post import overrides, plan_problems
 from .schema import CONFIG_SCHEMA, ENV_PREFIX
 
 
@@ -75,6 +79,11 @@ def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
         ("broker", raw.get("broker"), ("password",)),
         ("api", raw.get("api"), ("password", "api_key", "admin_key")),
     ]
+    instance_keys: dict[str, tuple[str, ...]] = {"arr": ("api_key",), "home_clients": ("password",)}
+    for name, keys in instance_keys.items():
+        instances = raw.get(name)
+        if isinstance(instances, dict):
+            sections += [(f"{name}.{key}", section, keys) for key, section in instances.items()]
     seedboxes = raw.get("seedboxes")
     if isinstance(seedboxes, list):
         sections += [
@@ -127,15 +136,26 @@ def parse_config(raw: dict[str, Any], environ: Mapping[str, str] | None = None) 
 
 def _build(data: dict[str, Any]) -> Config:
     errors: list[str] = []
-    destinations = {name: Path(p) for name, p in data["destinations"].items()}
+    destinations = {name: Path(d["path"]) for name, d in data["destinations"].items()}
     default_destination = data.get("default_destination") or (
         "default" if "default" in destinations else next(iter(destinations))
     )
     if default_destination not in destinations:
         errors.append(f"default_destination: {default_destination!r} is not in destinations")
+    plans = {name: PostPlan().merged(overrides(d)) for name, d in data["destinations"].items()}
+    arr, home = set(data["arr"]), set(data["home_clients"])
+    for name, plan in plans.items():
+        errors += plan_problems(f"destinations.{name}", plan, arr, home)
+    rule_plans: list[PostPlan] = []
     for i, rule in enumerate(data["rules"]):
-        if rule["destination"] not in destinations:
+        rule.setdefault("destination", default_destination if rule["ignore"] else None)
+        if rule["destination"] is None:
+            errors.append(f"rules[{i}].destination: required (or ignore: true)")
+        elif rule["destination"] not in destinations:
             errors.append(f"rules[{i}].destination: {rule['destination']!r} is not in destinations")
+        plan = plans.get(rule["destination"], PostPlan()).merged(overrides(rule))
+        errors += plan_problems(f"rules[{i}]", plan, arr, home)
+        rule_plans.append(plan)
     for code, dest in data["type_codes"].items():
         if dest not in destinations:
             errors.append(f"type_codes.{code}: {dest!r} is not in destinations")
@@ -267,9 +287,12 @@ def _build(data: dict[str, Any]) -> Config:
                     conditions=tuple(Condition(**c) for c in r["match"]),
                     subdir=r.get("subdir"),
                     engine=r.get("engine"),
+                    ignore=r["ignore"],
+                    post=plan,
                 )
-                for r in data["rules"]
+                for r, plan in zip(data["rules"], rule_plans, strict=True)
             ),
+            plans=plans,
             destinations=destinations,
             type_codes=dict(data["type_codes"]),
             default_destination=default_destination,
@@ -308,4 +331,6 @@ def _build(data: dict[str, Any]) -> Config:
             **{**data["dispatch"], "categories": tuple(data["dispatch"]["categories"])}
         ),
         api=ApiConfig(**api),
+        arr={name: ArrConfig(**a) for name, a in data["arr"].items()},
+        home_clients={name: HomeClientConfig(**h) for name, h in data["home_clients"].items()},
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..rules import Routing
@@ -183,6 +183,37 @@ class ApiConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ArrConfig:
+    """A Sonarr or Radarr instance the arr_import step calls."""
+
+    type: str
+    url: str
+    api_key: str
+    timeout: float = 30.0
+
+    def __repr__(self) -> str:  # keeps the key out of logs and tracebacks
+        return f"ArrConfig(type={self.type!r}, url={self.url!r}, api_key='***')"
+
+
+@dataclass(frozen=True, slots=True)
+class HomeClientConfig:
+    """A torrent client at home that a hand-off gives landed payloads to."""
+
+    type: str
+    url: str
+    username: str | None = None
+    password: str | None = None
+    verify_tls: bool = True
+    recheck_timeout: float = 6 * 3600.0
+
+    def __repr__(self) -> str:  # keeps the password out of logs and tracebacks
+        return (
+            f"HomeClientConfig(type={self.type!r}, url={self.url!r}, "
+            f"username={self.username!r}, password={'***' if self.password else None})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ClassicConfig:
     enabled: bool
     down_topic: str
@@ -204,3 +235,5 @@ class Config:
     log_level: str
     dispatch: DispatchConfig = DispatchConfig()
     api: ApiConfig = ApiConfig()
+    arr: Mapping[str, ArrConfig] = field(default_factory=dict)
+    home_clients: Mapping[str, HomeClientConfig] = field(default_factory=dict)

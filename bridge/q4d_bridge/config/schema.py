@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import voluptuous as vol
 
 from . import values as v
+from .post import ARR_SCHEMA, HOME_CLIENT_SCHEMA, POST_KEYS, destination
 from .values import TOPIC_PREFIX_PATTERN
 
 ENV_PREFIX = "Q4D_"
@@ -148,10 +149,14 @@ SEEDBOX_SCHEMA = vol.Schema(
 
 RULE_SCHEMA = vol.Schema(
     {
-        vol.Required("destination"): str,
+        # required unless the rule ignores what it matches
+        vol.Optional("destination"): str,
         vol.Optional("match", default=list): [v.condition],
         vol.Optional("subdir"): vol.All(str, vol.Length(min=1), v.subdir),
         vol.Optional("engine"): vol.In(TRANSFER_ENGINES),
+        # leave what matches on the seedbox: never fetched, no label, counted
+        vol.Optional("ignore", default=False): bool,
+        **POST_KEYS,
     }
 )
 
@@ -277,7 +282,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("broker", default=dict): BROKER_SCHEMA,
         vol.Required("seedboxes"): vol.All([SEEDBOX_SCHEMA], vol.Length(min=1)),
         vol.Required("destinations"): vol.All(
-            vol.Schema({v.identifier: v.absolute_path}), vol.Length(min=1)
+            vol.Schema({v.identifier: destination}), vol.Length(min=1)
         ),
         vol.Optional("default_destination"): v.identifier,
         vol.Optional("rules", default=list): [RULE_SCHEMA],
@@ -288,6 +293,10 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("classic", default=dict): CLASSIC_SCHEMA,
         vol.Optional("dispatch", default=dict): DISPATCH_SCHEMA,
         vol.Optional("api", default=dict): API_SCHEMA,
+        # Sonarr/Radarr instances the arr_import step calls, by name
+        vol.Optional("arr", default=dict): vol.Schema({v.identifier: ARR_SCHEMA}),
+        # torrent clients at home a hand-off gives landed payloads to, by name
+        vol.Optional("home_clients", default=dict): vol.Schema({v.identifier: HOME_CLIENT_SCHEMA}),
         vol.Optional("history_retention", default="7d"): v.duration,
         vol.Optional("log_level", default="INFO"): vol.All(
             vol.Upper, vol.In(["DEBUG", "INFO", "WARNING", "ERROR"])

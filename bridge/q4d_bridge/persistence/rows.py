@@ -8,12 +8,13 @@ import sqlite3
 from typing import Any
 
 from ..models import Item, ItemState
+from ..postprocess.plan import PostPlan
 
 ITEM_COLUMNS = (
     "id, event_id, seedbox, hash, name, remote_path, destination, local_path, category, tags, "
     "type_code, size, state, classic, priority, paused, bytes_done, attempts, last_error, "
     "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at, engine, "
-    "request_id"
+    "request_id, plan, step"
 )
 
 
@@ -52,6 +53,8 @@ def item_to_row(item: Item) -> tuple[Any, ...]:
         item.updated_at,
         item.engine,
         item.request_id,
+        item.plan.to_json() if item.plan != PostPlan() else None,
+        item.step,
     )
 
 
@@ -84,4 +87,6 @@ def row_to_item(row: sqlite3.Row) -> Item:
         updated_at=row["updated_at"],
         engine=row["engine"],
         request_id=row["request_id"],
+        plan=PostPlan.from_json(row["plan"]),
+        step=row["step"],
     )

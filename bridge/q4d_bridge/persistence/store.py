@@ -144,6 +144,7 @@ class Store:
             updated_at=now,
             engine=resolution.engine,
             request_id=_request_for(db, event.hash),
+            plan=resolution.post,
         )
         self._insert(db, item)
         db.execute(
@@ -182,7 +183,7 @@ class Store:
 
     def _insert(self, db: sqlite3.Connection, item: Item) -> None:
         db.execute(
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 27)})",
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 29)})",
             item_to_row(item),
         )
 
@@ -222,7 +223,7 @@ class Store:
             db.execute(
                 "UPDATE items SET state=?, size=?, priority=?, paused=?, bytes_done=?, attempts=?, "
                 "last_error=?, error_code=?, started_at=?, finished_at=?, next_attempt_at=?, "
-                "updated_at=?, local_path=?, destination=? WHERE id=?",
+                "updated_at=?, local_path=?, destination=?, step=? WHERE id=?",
                 (
                     item.state.value,
                     item.size,
@@ -238,6 +239,7 @@ class Store:
                     item.updated_at,
                     item.local_path,
                     item.destination,
+                    item.step,
                     item.id,
                 ),
             )

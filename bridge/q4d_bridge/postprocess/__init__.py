@@ -1,3 +1,4 @@
-"""Post-processing (next): the steps after a payload landed (permissions and owner,
-extraction, excludes, *arr import, hand-off, seedbox clean-up), each recorded on the
-item through lifecycle/. See docs/architecture.md."""
+"""Post-processing: the steps after a payload landed (extraction, the *arr import
+trigger, the hand-off to a home torrent client, the seedbox clean-up), per rule and
+destination (`plan`), each recorded on the item through lifecycle/. Ownership, modes and
+excludes apply earlier, in transfer/. See docs/post-processing.md."""
