@@ -35,9 +35,10 @@ from .intake.intake import Intake
 from .lifecycle.controller import Controller
 from .lifecycle.machine import Lifecycle
 from .lifecycle.policy import Breaker, Limits
+from .lifecycle.post import PostRunner
 from .lifecycle.runner import Runner
 from .lifecycle.scheduler import Scheduler
-from .models import ACTIVE_STATES, FINISHED_STATES
+from .models import ACTIVE_STATES, FINISHED_STATES, ItemState
 from .mqtt.commands import CommandDesk
 from .mqtt.link import MqttLink
 from .mqtt.noise import quiet_closed_sockets
@@ -46,6 +47,7 @@ from .mqtt.router import Router
 from .mqtt.topics import Topics
 from .persistence.requests import DispatchRecords
 from .persistence.store import Store
+from .postprocess.steps import post_steps
 from .state import BridgeState, SeedboxFacts, build_state
 from .transfer.bandwidth import Bandwidth
 from .transfer.engines.base import Engine
@@ -155,6 +157,7 @@ class Bridge:
             disk_free=disk_free,
             state_changed=self.publisher.state_changed,
         )
+        self.post = PostRunner(config, self.lifecycle, post_steps(config))
         self.runner = Runner(
             config,
             self.lifecycle,
@@ -168,6 +171,7 @@ class Bridge:
             modes=Modes(transfers.file_mode, transfers.dir_mode).without(process_umask()),
             disk_free=disk_free,
             landed=self.housekeeping.space_used,
+            post=self.post,
         )
         self.monitor = ClientMonitor(
             config.seedboxes, self.clients, on_change=self.publisher.state_changed
@@ -194,6 +198,7 @@ class Bridge:
             self.scheduler,
             self.runner,
             self.bandwidth,
+            self.post,
             state_changed=self.publisher.state_changed,
             rescan=self.reconciler.rescan,
         )
@@ -313,6 +318,8 @@ class Bridge:
                 self.lifecycle.unconfigured(item)
             elif item.state in ACTIVE_STATES:
                 self.lifecycle.recovered(item)
+            elif item.state is ItemState.PROCESSING:
+                self.post.launch(item)  # at the step it was in
 
     async def run(self) -> None:
         self._lock.acquire()  # DataDirBusy: another bridge runs on this data_dir
@@ -358,6 +365,7 @@ class Bridge:
                 task.remove_done_callback(self._background_done)
                 task.cancel()
             await self.runner.stop()
+            await self.post.stop()
             await asyncio.gather(*background, return_exceptions=True)
             await self.publisher.detach(graceful=True)
             mqtt_task.remove_done_callback(self._background_done)

@@ -12,6 +12,7 @@ class ItemState(enum.StrEnum):
     QUEUED = "queued"
     TRANSFERRING = "transferring"
     VERIFYING = "verifying"
+    PROCESSING = "processing"  # landed; its post-processing steps run
     DONE = "done"
     WAITING = "waiting"
     FAILED = "failed"
@@ -20,6 +21,25 @@ class ItemState(enum.StrEnum):
 
 FINISHED_STATES = frozenset({ItemState.DONE, ItemState.FAILED, ItemState.CANCELLED})
 ACTIVE_STATES = frozenset({ItemState.TRANSFERRING, ItemState.VERIFYING})
+
+
+class StepState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"  # a transient error: tried again later
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class StepStatus:
+    """One post-processing step of a landed item."""
+
+    name: str
+    state: StepState = StepState.PENDING
+    attempts: int = 0
+    detail: str | None = None  # what it did, or why it failed or waits
+    at: float | None = None  # when its state last changed
 
 
 class Label(enum.StrEnum):
@@ -88,7 +108,14 @@ class Item:
     engine: str | None = None  # chosen at intake (rule, else seedbox); None in old rows
     request_id: str | None = None  # the add request it fulfils (dispatch/requests.py)
     plan: PostPlan = field(default_factory=PostPlan)  # fixed at intake from its rule
-    step: str | None = None  # the post-processing step it is in, or failed at
+    steps: tuple[StepStatus, ...] = ()  # its post-processing once landed
+    refetch: bool = False  # a done item fetched again on request: its library copy stays
+
+    @property
+    def step(self) -> StepStatus | None:
+        """The step it is in, waits for, or failed at; None before landing or when all
+        are done."""
+        return next((s for s in self.steps if s.state != StepState.DONE), None)
 
     @property
     def progress(self) -> float:

@@ -58,7 +58,16 @@ async def test_refusals_name_the_torrent_and_keep_their_codes(
                 "code": "invalid_state",
                 "message": f'"Ubuntu 24.04 ({s.value})" is {s.value}; nothing to retry',
             }
-            for s in (ItemState.QUEUED, ItemState.TRANSFERRING)
+            for s in (ItemState.QUEUED, ItemState.TRANSFERRING, ItemState.PROCESSING)
+        },
+        (ItemState.DONE, "retry"): {
+            "code": "invalid_state",
+            "message": '"Ubuntu 24.04 (done)" is done and in the library; to fetch it again, '
+            "retry with force (the library copy is replaced once the new one is verified)",
+        },
+        (ItemState.PROCESSING, "pause"): {
+            "code": "invalid_state",
+            "message": '"Ubuntu 24.04 (processing)" is home; its post-processing cannot pause',
         },
         (ItemState.VERIFYING, "cancel"): {"code": "invalid_state", "message": verifying},
         (ItemState.VERIFYING, "pause"): {"code": "invalid_state", "message": verifying},
@@ -91,7 +100,7 @@ async def test_retry_answers_how_many_it_requeued_and_their_names(
     }  # fmt: skip
     assert ask(b, "retry")["result"] == {"items": [], "count": 0, "names": []}
     (done,) = queue(b, 1, state=ItemState.DONE, name="Film")
-    assert ask(b, "retry", item_id=done.id)["result"] == {
+    assert ask(b, "retry", item_id=done.id, force=True)["result"] == {
         "items": [done.id], "count": 1, "names": ["Film"],
     }  # fmt: skip
 

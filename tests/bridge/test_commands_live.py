@@ -81,8 +81,8 @@ async def queue_payload(
     return found
 
 
-async def command(env: Env, op: str, **args: Any) -> Any:
-    """Send a command; return its result, failing on an error answer."""
+async def answer(env: Env, op: str, **args: Any) -> dict[str, Any]:
+    """Send a command; return the bridge's answer to it, an error or not."""
     request_id = f"{op}-{time.monotonic_ns()}"
     payload = json.dumps({"id": request_id, "op": op, "args": args}).encode()
     await publish(env.port, [(f"{PREFIX}/command", payload)])
@@ -95,9 +95,15 @@ async def command(env: Env, op: str, **args: Any) -> Any:
         10,
         f"result of {op}",
     )
-    (answer,) = answers
-    assert answer["ok"], answer
-    return answer["result"]
+    (only,) = answers
+    return dict(only)
+
+
+async def command(env: Env, op: str, **args: Any) -> Any:
+    """Send a command; return its result, failing on an error answer."""
+    result = await answer(env, op, **args)
+    assert result["ok"], result
+    return result["result"]
 
 
 async def wait_completed(env: Env, item_ids: list[str], timeout: float = 30) -> None:

@@ -95,8 +95,10 @@ async def running_bridge(
     sshd: SshServer,
     engine: str = "lftp",
     disk_free: Callable[[Path], int] | None = None,
+    prepare: Callable[[Bridge], None] | None = None,
     **config_kw: Any,
 ) -> AsyncIterator[Env]:
+    """A bridge running on the test's broker and sshd; `prepare` sees it before it runs."""
     remote = tmp_path / "seedbox"
     library = tmp_path / "library"
     remote.mkdir(exist_ok=True)
@@ -120,6 +122,8 @@ async def running_bridge(
     finished_before = frozenset(
         i.id for i in bridge.lifecycle.items.values() if i.state in FINISHED_STATES
     )
+    if prepare is not None:
+        prepare(bridge)
     async with recording(mosquitto.port) as recorder:
         task = asyncio.create_task(bridge.run())
         try:
@@ -286,8 +290,12 @@ async def test_commands(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -
         assert (await command("resume"))["ok"]
         await env.wait_settled(1)
         assert env.items_in(ItemState.DONE) == [item_id]
-        # a done item can be fetched again on request
-        assert (await command("retry", item_id=item_id))["result"]["items"] == [item_id]
+        # a done item is fetched again only when asked explicitly
+        refused = (await command("retry", item_id=item_id))["error"]
+        assert refused["code"] == "invalid_state" and "retry with force" in refused["message"]
+        assert (await command("retry", force=True))["error"]["code"] == "invalid_args"
+        again = await command("retry", item_id=item_id, force=True)
+        assert again["result"]["items"] == [item_id]
         await rec.wait_for(lambda: len(rec.events("completed")) == 2, what="second completion")
 
         bad = await command("cancel", item_id=item_id)

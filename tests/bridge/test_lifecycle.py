@@ -410,7 +410,9 @@ async def test_commands_from_every_state(bridge: tuple[Bridge, Script]) -> None:
     for state in ALL:
         (item,) = queue(b, 1, state=state)
         if state in FINISHED_STATES:
-            assert b.controller.retry(item.id) == [item] and item.state is ItemState.QUEUED
+            force = state is ItemState.DONE  # a done item is fetched again only on request
+            assert b.controller.retry(item.id, force=force) == [item]
+            assert item.state is ItemState.QUEUED and item.refetch is force
             continue
         if state is ItemState.VERIFYING:
             for refused in (b.controller.cancel, b.controller.pause):

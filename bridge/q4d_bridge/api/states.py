@@ -10,6 +10,7 @@ payload has landed at home and passed verification. Until then it is a download:
 | downloading on the seedbox | `downloading` (`metaDL`, `pausedDL`) | seedbox ÷ 2 |
 | finished there, its completion event not in yet; in q4d's queue | `queuedDL` | ½ |
 | transferring home, verifying | `downloading` | ½ + transferred ÷ 2, below 1 |
+| landed, its post-processing steps running (extraction, …) | `downloading` | just below 1 |
 | a transfer attempt failed, retried later | `stalledDL` | as far as it got |
 | landed and verified | `pausedUP` | 1 |
 | failed for good, cancelled | `error` (the message in `q4d_error`) | as far as it got |

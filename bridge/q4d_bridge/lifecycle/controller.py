@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..config.model import Config
-from ..models import FINISHED_STATES, Item, ItemState
+from ..models import FINISHED_STATES, Item, ItemState, StepState
 from ..mqtt.commands import CommandError
 from ..mqtt.payloads import item_payload
 from ..transfer.bandwidth import Bandwidth
 from .machine import Lifecycle, TransitionError
+from .post import PostRunner
 from .runner import REQUEUE, Runner
 from .scheduler import Scheduler
 
@@ -31,6 +32,7 @@ class Controller:
         scheduler: Scheduler,
         runner: Runner,
         bandwidth: Bandwidth,
+        post: PostRunner,
         *,
         state_changed: Callable[[], None],
         rescan: Callable[[str | None], Awaitable[dict[str, Any]]],
@@ -40,10 +42,13 @@ class Controller:
         self.scheduler = scheduler
         self.runner = runner
         self.bandwidth = bandwidth
+        self.post = post
         self.state_changed = state_changed
         self._rescan = rescan
 
-    def retry(self, item_id: str | None) -> list[Item]:
+    def retry(self, item_id: str | None, *, force: bool = False) -> list[Item]:
+        """Failed items again: from their transfer, or from the post-processing step that
+        failed (the payload is home). A done item is fetched again only with `force`."""
         if item_id is None:
             items = self.lifecycle.items.values()
             targets = [i for i in items if i.state is ItemState.FAILED and self.configured(i)]
@@ -55,18 +60,33 @@ class Controller:
                     f"{_named(item)}: its seedbox {item.seedbox} or destination "
                     f"{item.destination} is no longer configured",
                 )
+            if item.state is ItemState.DONE and not force:
+                raise CommandError(
+                    "invalid_state",
+                    f"{_named(item)} is done and in the library; to fetch it again, retry "
+                    "with force (the library copy is replaced once the new one is verified)",
+                )
             targets = [item]
         for item in targets:
             with _refused(item, "retry"):
-                self.lifecycle.retried(item)
+                if item.step is not None and item.step.state is StepState.FAILED:
+                    self.lifecycle.steps_retried(item)
+                    self.post.launch(item)
+                else:
+                    self.lifecycle.retried(item)
         self.scheduler.wake()
         return targets
 
     def cancel(self, item_id: str) -> str:
+        """Stop an item. One in post-processing stops its steps; what landed stays."""
         item = self._item(item_id)
         self._not_verifying(item, "cancel")
         with _refused(item, "cancel"):
-            self.runner.cancel(item)
+            if item.state is ItemState.PROCESSING:
+                self.post.cancel(item_id)
+                self.lifecycle.cancelled(item)
+            else:
+                self.runner.cancel(item)
         return item_id
 
     def pause(self, item_id: str | None) -> list[str]:
@@ -81,6 +101,10 @@ class Controller:
             ]
         item = self._item(item_id)
         self._not_verifying(item, "pause")
+        if item.state is ItemState.PROCESSING:
+            raise CommandError(
+                "invalid_state", f"{_named(item)} is home; its post-processing cannot pause"
+            )
         with _refused(item, "pause"):
             # A running attempt is stopped: going back to the queue records the pause.
             self.lifecycle.paused(item, recorded=not self.runner.interrupt(item_id, REQUEUE))

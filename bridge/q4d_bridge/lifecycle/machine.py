@@ -7,10 +7,15 @@ seedbox labels go through the store's outbox), then publishes the item. What is
 recorded is always announced, and counted exactly once.
 
     queued ──start──▶ transferring ──(looked at)──▶ transferring ──▶ verifying ──▶ done
-      ▲                  │  │                                          │
-      │     stopped ◀────┘  └──── failed: waiting (retry, space) ◀─────┤
-      │     (requeue)                  or failed (permanent, out of attempts)
-      └── retry ◀── failed / waiting / done / cancelled      cancel ──▶ cancelled
+      ▲                  │  │                                          │        ▲
+      │     stopped ◀────┘  └──── failed: waiting (retry, space) ◀─────┤  landed│(steps)
+      │     (requeue)                  or failed (permanent, out of attempts) processing
+      └── retry ◀── failed / waiting / done (force) / cancelled   cancel ──▶ cancelled
+
+A payload whose plan has post-processing steps lands into `processing`: its steps run
+in order (lifecycle/post.py), and it is done when the last one is. A step that fails for
+good fails the item with the payload in place, and a retry runs the steps again from the
+one that failed.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from ..models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState, Label
+from ..models import (
+    ACTIVE_STATES,
+    FINISHED_STATES,
+    Item,
+    ItemState,
+    Label,
+    StepState,
+    StepStatus,
+)
 from ..persistence.store import Message, Store
 from ..transfer.errors import ErrorCode, TransferError
 
@@ -131,6 +144,90 @@ class Lifecycle:
         )  # fmt: skip
         _LOGGER.info("completed %s %r (%d bytes)", item.id, item.name, size)
 
+    def landed(self, item: Item, size: int, detail: dict[str, Any], **extra: Any) -> None:
+        """Verified and in the library, with post-processing steps to run: the seedbox
+        gets its DONE label now (the payload is home), `completed` waits for the steps."""
+        _check(item, "landed", ACTIVE_STATES)
+        now = time.time()
+        item.state = ItemState.PROCESSING
+        item.bytes_done = item.size = size
+        item.rate = 0.0
+        item.eta = None
+        item.last_error = item.error_code = None
+        item.refetch = False
+        item.updated_at = now
+        item.steps = tuple(StepStatus(name, at=now) for name in item.plan.steps())
+        self._record(
+            item, "landed", {**detail, "seconds": now - (item.started_at or now)},
+            event="landed", label=Label.DONE, counters={"bytes_transferred": size},
+            steps=[s.name for s in item.steps], **extra,
+        )  # fmt: skip
+        _LOGGER.info("landed %s %r; steps: %s", item.id, item.name, ", ".join(item.plan.steps()))
+
+    def step_started(self, item: Item, name: str) -> None:
+        _check(item, f"start {name}", frozenset({ItemState.PROCESSING}))
+        status = self.step_of(item, name)
+        self._set_step(item, status, StepState.RUNNING, status.detail, attempts=status.attempts + 1)
+        self._record(item, "step_started", {"step": name, "attempt": status.attempts + 1})
+
+    def step_retry(self, item: Item, name: str, message: str, until: float) -> None:
+        """A transient error: the step runs again at `until`."""
+        _check(item, f"retry {name}", frozenset({ItemState.PROCESSING}))
+        self._set_step(item, self.step_of(item, name), StepState.RETRYING, message)
+        item.last_error = f"{name}: {message}"
+        item.next_attempt_at = until
+        self._record(item, "step_retry", {"step": name, "message": message, "at": until})
+        _LOGGER.warning("%s: %s failed (%s); again in %.0fs", item.id, name, message,
+                        until - item.updated_at)  # fmt: skip
+
+    def step_done(self, item: Item, name: str, detail: str) -> None:
+        _check(item, f"finish {name}", frozenset({ItemState.PROCESSING}))
+        self._set_step(item, self.step_of(item, name), StepState.DONE, detail)
+        item.last_error = None
+        item.next_attempt_at = None
+        self._record(item, "step_done", {"step": name, "detail": detail}, event="step_done",
+                     step=name, result=detail)  # fmt: skip
+        _LOGGER.info("%s: %s done: %s", item.id, name, detail)
+
+    def step_failed(self, item: Item, name: str, message: str) -> None:
+        """A step failed for good: so does the item, its payload left where it landed."""
+        _check(item, f"fail {name}", frozenset({ItemState.PROCESSING}))
+        self._set_step(item, self.step_of(item, name), StepState.FAILED, message)
+        item.state = ItemState.FAILED
+        item.error_code = ErrorCode.POST_PROCESSING.value
+        item.last_error = f"{name}: {message}"
+        item.next_attempt_at = None
+        item.finished_at = item.updated_at
+        self._record(
+            item, "failed", {"code": item.error_code, "step": name, "message": message},
+            event="failed", counters={"failed": 1}, step=name,
+        )  # fmt: skip
+        _LOGGER.error("failed %s %r at %s: %s", item.id, item.name, name, message)
+
+    def processed(self, item: Item) -> None:
+        """Every step done: the item is."""
+        _check(item, "done", frozenset({ItemState.PROCESSING}))
+        item.state = ItemState.DONE
+        item.last_error = item.error_code = None
+        item.finished_at = item.updated_at = time.time()
+        steps = {s.name: s.detail for s in item.steps}
+        self._record(item, "completed", {"steps": steps}, event="completed",
+                     counters={"completed": 1}, steps=steps)  # fmt: skip
+        _LOGGER.info("completed %s %r after %s", item.id, item.name, ", ".join(steps))
+
+    def refetch_failed(self, item: Item, err: TransferError) -> None:
+        """A done item fetched again on request could not be: it stays done, with the
+        library copy it had."""
+        _check(item, "done", ACTIVE_STATES)
+        self._failed_attempt(item, err)
+        item.state = ItemState.DONE
+        item.refetch = False
+        item.last_error = f"fetching it again failed ({err.message}); the library copy stays"
+        item.finished_at = item.updated_at
+        self._record(item, "refetch_failed", {"code": err.code.value, "message": err.message},
+                     event="refetch_failed")  # fmt: skip
+        _LOGGER.warning("%s: %s", item.id, item.last_error)
+
     def waiting(self, item: Item, err: TransferError, until: float, *, attempt_spent: bool) -> None:
         """The attempt failed and the item tries again at `until` (a retry, or more free
         space: then the attempt is not counted)."""
@@ -203,16 +300,38 @@ class Lifecycle:
         _LOGGER.info("cancelled %s %r", item.id, item.name)
 
     def retried(self, item: Item) -> None:
-        """Back in the queue with fresh attempts, its old error and figures cleared."""
+        """Back in the queue with fresh attempts, its old error and figures cleared. A
+        done item comes back only to be fetched again (`refetch`): the controller asks
+        for that explicitly."""
         _check(item, "retry", FINISHED_STATES | {ItemState.WAITING})
+        item.refetch = item.state is ItemState.DONE
         item.state = ItemState.QUEUED
         item.attempts = 0
         item.bytes_done = 0
+        item.steps = ()
         item.last_error = item.error_code = None
         item.next_attempt_at = item.finished_at = None
         item.updated_at = time.time()
-        self._record(item, "retry", event="queued", retry=True)
+        refetch = {"refetch": True} if item.refetch else {}
+        self._record(item, "retry", event="queued", retry=True, **refetch)
         _LOGGER.info("retry %s %r", item.id, item.name)
+
+    def steps_retried(self, item: Item) -> None:
+        """An item whose post-processing failed runs its steps again from the one that
+        failed; its payload is in the library, so nothing is fetched."""
+        _check(item, "retry", frozenset({ItemState.FAILED}))
+        item.state = ItemState.PROCESSING
+        item.steps = tuple(
+            s if s.state is StepState.DONE else StepStatus(s.name, at=time.time())
+            for s in item.steps
+        )
+        item.last_error = item.error_code = None
+        item.finished_at = None
+        item.updated_at = time.time()
+        self._record(
+            item, "retry_steps", [s.name for s in item.steps if s.state is not StepState.DONE]
+        )
+        _LOGGER.info("retry %s %r from step %s", item.id, item.name, item.step)
 
     def paused(self, item: Item, *, recorded: bool = True) -> None:
         """The item's own pause flag. For a running item (recorded=False) the caller stops
@@ -243,6 +362,21 @@ class Lifecycle:
             self._progress_saved.pop(item_id, None)
 
     # --- recording -----------------------------------------------------------------------
+
+    @staticmethod
+    def step_of(item: Item, name: str) -> StepStatus:
+        for status in item.steps:
+            if status.name == name:
+                return status
+        raise TransitionError(f"item {item.id} has no step {name}")
+
+    @staticmethod
+    def _set_step(
+        item: Item, old: StepStatus, state: StepState, detail: str | None, *, attempts: int = -1
+    ) -> None:
+        item.updated_at = now = time.time()
+        new = StepStatus(old.name, state, old.attempts if attempts < 0 else attempts, detail, now)
+        item.steps = tuple(new if s is old else s for s in item.steps)
 
     def _failed_attempt(self, item: Item, err: TransferError) -> None:
         item.rate = 0.0

@@ -23,6 +23,7 @@ from ..transfer.torrents import TorrentSource
 from ..transfer.watchdog import with_watchdog
 from .machine import Lifecycle
 from .policy import after_failure
+from .post import PostRunner
 from .scheduler import Scheduler
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Runner:
         modes: Modes,
         disk_free: DiskFree,
         landed: Callable[[], None],
+        post: PostRunner,
     ) -> None:
         self.config = config
         self.lifecycle = lifecycle
@@ -79,6 +81,7 @@ class Runner:
         self.modes = modes
         self.disk_free = disk_free
         self.landed = landed  # a payload landed: free space changed
+        self.post = post
         self.running: dict[str, asyncio.Task[None]] = {}
         self._stop_reason: dict[str, str] = {}
         self._rng = random.Random()  # noqa: S311 - retry jitter, not cryptography
@@ -177,16 +180,22 @@ class Runner:
             "repaired_pieces": landed.repaired_pieces,
             "skipped": list(landed.skipped),
         }
-        self.lifecycle.done(
-            item, landed.size, detail, verified=landed.verified,
-            repaired_pieces=landed.repaired_pieces, skipped=list(landed.skipped),
-        )  # fmt: skip
+        figures = {"verified": landed.verified, "repaired_pieces": landed.repaired_pieces,
+                   "skipped": list(landed.skipped)}  # fmt: skip
+        if not item.plan.steps():
+            self.lifecycle.done(item, landed.size, detail, **figures)
+            return
+        self.lifecycle.landed(item, landed.size, detail, **figures)
+        self.post.launch(item)
 
     def _failed(self, item: Item, err: TransferError) -> None:
         now = time.time()
         outcome = after_failure(item, err, self.config.transfers, now, self._rng)
         if outcome.counts_for_breaker:
             self.scheduler.failed(item.seedbox, now)
+        if outcome.retry_at is None and item.refetch and Path(item.local_path).exists():
+            self.lifecycle.refetch_failed(item, err)
+            return
         if outcome.retry_at is None:
             self.lifecycle.failed(item, err)
             return

@@ -54,7 +54,7 @@ class CommandError(Exception):
 
 
 class Controller(Protocol):
-    def retry(self, item_id: str | None) -> list[Item]: ...
+    def retry(self, item_id: str | None, *, force: bool = False) -> list[Item]: ...
     def cancel(self, item_id: str) -> str: ...
     def pause(self, item_id: str | None) -> list[str]: ...
     def resume(self, item_id: str | None) -> list[str]: ...
@@ -76,12 +76,22 @@ def _int(value: Any) -> int:
     return value
 
 
+def _force_needs_item(args: dict[str, Any]) -> dict[str, Any]:
+    # Fetching every done item again is never what anyone means.
+    if args["force"] and "item_id" not in args:
+        raise vol.Invalid("force needs an item_id", path=["force"])
+    return args
+
+
 ITEM_ID = vol.All(str, vol.Match(r"^[0-9a-f]{16}\Z", msg="item_id must be a 16-character item id"))
 STATE = vol.All(str, vol.In([s.value for s in ItemState]), vol.Coerce(ItemState))
 
 # the queue's commands; the dispatch commands are in dispatch_commands.py
 SCHEMAS: dict[str, vol.Schema | vol.All] = {
-    "retry": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
+    "retry": vol.All(
+        vol.Schema({vol.Optional("item_id"): ITEM_ID, vol.Optional("force", default=False): bool}),
+        _force_needs_item,
+    ),
     "cancel": vol.Schema({vol.Required("item_id"): ITEM_ID}),
     "pause": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
     "resume": vol.Schema({vol.Optional("item_id"): ITEM_ID}),
@@ -119,7 +129,7 @@ def execute(
     if dispatcher is not None and op in dispatch_commands.SCHEMAS:
         return dispatch_commands.handlers(dispatcher, valid)[op]()
     handlers: dict[str, Callable[[], Any]] = {
-        "retry": lambda: requeued(controller.retry(valid.get("item_id"))),
+        "retry": lambda: requeued(controller.retry(valid.get("item_id"), force=valid["force"])),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
         "pause": lambda: {"items": controller.pause(valid.get("item_id"))},
         "resume": lambda: {"items": controller.resume(valid.get("item_id"))},

@@ -61,6 +61,18 @@ def item_payload(item: Item, *, queue_paused: bool = False) -> dict[str, Any]:
         "next_attempt_at": item.next_attempt_at,
         "updated_at": item.updated_at,
         "request_id": item.request_id,
+        # the step it is in, waits for or failed at; and every step once landed
+        "step": None if item.step is None else item.step.name,
+        "steps": [
+            {
+                "name": s.name,
+                "state": s.state.value,
+                "attempts": s.attempts,
+                "detail": s.detail,
+                "at": s.at,
+            }
+            for s in item.steps
+        ],
     }
 
 

@@ -7,14 +7,14 @@ import json
 import sqlite3
 from typing import Any
 
-from ..models import Item, ItemState
+from ..models import Item, ItemState, StepState, StepStatus
 from ..postprocess.plan import PostPlan
 
 ITEM_COLUMNS = (
     "id, event_id, seedbox, hash, name, remote_path, destination, local_path, category, tags, "
     "type_code, size, state, classic, priority, paused, bytes_done, attempts, last_error, "
     "error_code, received_at, started_at, finished_at, next_attempt_at, updated_at, engine, "
-    "request_id, plan, step"
+    "request_id, plan, steps, refetch"
 )
 
 
@@ -54,7 +54,8 @@ def item_to_row(item: Item) -> tuple[Any, ...]:
         item.engine,
         item.request_id,
         item.plan.to_json() if item.plan != PostPlan() else None,
-        item.step,
+        steps_json(item.steps),
+        int(item.refetch),
     )
 
 
@@ -88,5 +89,16 @@ def row_to_item(row: sqlite3.Row) -> Item:
         engine=row["engine"],
         request_id=row["request_id"],
         plan=PostPlan.from_json(row["plan"]),
-        step=row["step"],
+        steps=tuple(
+            StepStatus(s["name"], StepState(s["state"]), s["attempts"], s["detail"], s["at"])
+            for s in json.loads(row["steps"])
+        ),
+        refetch=bool(row["refetch"]),
     )
+
+
+def steps_json(steps: tuple[StepStatus, ...]) -> str:
+    return json.dumps(
+        [{"name": s.name, "state": s.state.value, "attempts": s.attempts, "detail": s.detail,
+          "at": s.at} for s in steps]
+    )  # fmt: skip

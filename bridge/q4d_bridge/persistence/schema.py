@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS items (
     engine TEXT,
     request_id TEXT,
     plan TEXT,  -- its post-processing plan (postprocess/plan.py), fixed at intake
-    step TEXT  -- the post-processing step it is in or stopped at
+    steps TEXT NOT NULL DEFAULT '[]',  -- each post-processing step's state (lifecycle/post.py)
+    refetch INTEGER NOT NULL DEFAULT 0  -- a done item fetched again on request
 );
 CREATE UNIQUE INDEX IF NOT EXISTS items_identity ON items (seedbox, ifnull(hash, ''), remote_path);
 CREATE INDEX IF NOT EXISTS items_hash ON items (seedbox, hash);
@@ -118,17 +119,6 @@ CREATE TABLE IF NOT EXISTS api_marks (
     tags TEXT NOT NULL DEFAULT '[]',
     removed_at REAL
 );
--- each post-processing step of an item after it landed (lifecycle/post.py)
-CREATE TABLE IF NOT EXISTS post_steps (
-    item_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    state TEXT NOT NULL,  -- pending, running, done, failed
-    attempts INTEGER NOT NULL DEFAULT 0,
-    detail TEXT,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (item_id, name)
-);
 -- the seedboxes' event numbers (intake/sequence.py)
 CREATE TABLE IF NOT EXISTS sequence_streams (
     seedbox TEXT NOT NULL,
@@ -157,6 +147,7 @@ def migrate(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE items ADD COLUMN request_id TEXT")
     if 1 <= version < 4:  # before post-processing
         db.execute("ALTER TABLE items ADD COLUMN plan TEXT")
-        db.execute("ALTER TABLE items ADD COLUMN step TEXT")
+        db.execute("ALTER TABLE items ADD COLUMN steps TEXT NOT NULL DEFAULT '[]'")
+        db.execute("ALTER TABLE items ADD COLUMN refetch INTEGER NOT NULL DEFAULT 0")
     db.executescript(SCHEMA)
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from ..models import FINISHED_STATES, CompletionEvent, Item, ItemState
 from ..rules import Resolution
-from .rows import ITEM_COLUMNS, item_id_for, item_to_row, row_to_item
+from .rows import ITEM_COLUMNS, item_id_for, item_to_row, row_to_item, steps_json
 from .schema import migrate
 
 REJECTED_PAYLOAD_LIMIT = 64 * 1024
@@ -183,7 +183,7 @@ class Store:
 
     def _insert(self, db: sqlite3.Connection, item: Item) -> None:
         db.execute(
-            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 29)})",
+            f"INSERT INTO items ({ITEM_COLUMNS}) VALUES ({', '.join('?' * 30)})",
             item_to_row(item),
         )
 
@@ -223,7 +223,7 @@ class Store:
             db.execute(
                 "UPDATE items SET state=?, size=?, priority=?, paused=?, bytes_done=?, attempts=?, "
                 "last_error=?, error_code=?, started_at=?, finished_at=?, next_attempt_at=?, "
-                "updated_at=?, local_path=?, destination=?, step=? WHERE id=?",
+                "updated_at=?, local_path=?, destination=?, steps=?, refetch=? WHERE id=?",
                 (
                     item.state.value,
                     item.size,
@@ -239,7 +239,8 @@ class Store:
                     item.updated_at,
                     item.local_path,
                     item.destination,
-                    item.step,
+                    steps_json(item.steps),
+                    int(item.refetch),
                     item.id,
                 ),
             )

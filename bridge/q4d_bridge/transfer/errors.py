@@ -24,6 +24,7 @@ class ErrorCode(enum.StrEnum):
     NOT_CONFIGURED = "not_configured"
     INSUFFICIENT_SPACE = "insufficient_space"
     VERIFY_FAILED = "verify_failed"
+    POST_PROCESSING = "post_processing"  # a step after landing failed; the payload stays
 
 
 # Retrying these cannot help until someone changes configuration or the seedbox.
