@@ -312,7 +312,7 @@ class Lifecycle:
         item.last_error = item.error_code = None
         item.next_attempt_at = item.finished_at = None
         item.updated_at = time.time()
-        refetch = {"refetch": True} if item.refetch else {}
+        refetch: dict[str, Any] = {"refetch": True} if item.refetch else {}
         self._record(item, "retry", event="queued", retry=True, **refetch)
         _LOGGER.info("retry %s %r", item.id, item.name)
 
