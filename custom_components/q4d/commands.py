@@ -62,7 +62,8 @@ async def async_item_command(
             translation_placeholders={"item_id": item_id, "bridge": coordinator.name},
         )
     name = item_id if item is None else item.name
-    if item is not None and (refusal := item.refusal(op)) is not None:
+    force = bool((args or {}).get("force"))
+    if item is not None and (refusal := item.refusal(op, force=force)) is not None:
         raise ServiceValidationError(
             translation_domain=DOMAIN,
             translation_key=refusal,

@@ -42,6 +42,7 @@ ITEM_STATES: Final = (
     "queued",
     "transferring",
     "verifying",
+    "processing",
     "waiting",
     "done",
     "failed",
@@ -81,6 +82,7 @@ ATTR_ITEM_ID: Final = "item_id"
 ATTR_MAGNET: Final = "magnet"
 ATTR_PAUSED: Final = "paused"
 ATTR_PRIORITY: Final = "priority"
+ATTR_FORCE: Final = "force"
 ATTR_SEEDBOX: Final = "seedbox"
 ATTR_STATES: Final = "states"
 ATTR_URL: Final = "url"

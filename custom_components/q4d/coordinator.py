@@ -404,4 +404,8 @@ class Q4dCoordinator(Q4dListeners):
         if kind == "completed":
             event_data["verified"] = data.get("verified")
             event_data["repaired_pieces"] = data.get("repaired_pieces")
+            # after post-processing: what each step did
+            event_data["steps"] = data.get("steps")
+        if kind == "failed":
+            event_data["step"] = data.get("step")  # failed in post-processing, payload home
         return event_data

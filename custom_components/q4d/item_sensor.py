@@ -84,8 +84,14 @@ def status_attributes(coordinator: Q4dCoordinator, item: Item) -> dict[str, Any]
         if item.finished and item.finished_at is not None
         else None,
     }
+    if item.steps:  # post-processing: where it is and what each step did
+        attributes["step"] = item.step
+        attributes["steps"] = {
+            str(s.get("name")): {"state": s.get("state"), "detail": s.get("detail")}
+            for s in item.steps
+        }
     # Only why it waits or failed: a cancelled item keeps its last attempt's error.
-    if item.state in ("waiting", "failed"):
+    if item.state in ("waiting", "failed", "processing"):
         attributes["error_code"] = item.error_code
         attributes["error"] = item.error_message
     return {key: value for key, value in attributes.items() if value is not None}

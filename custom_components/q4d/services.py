@@ -26,6 +26,7 @@ from .commands import (
 from .const import (
     ATTR_CATEGORY,
     ATTR_CONFIG_ENTRY_ID,
+    ATTR_FORCE,
     ATTR_ITEM_ID,
     ATTR_MAGNET,
     ATTR_PAUSED,
@@ -55,6 +56,13 @@ SERVICE_PREVIEW_DISPATCH = "preview_dispatch"
 ITEM_ID = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{16}$"))
 
 
+def _force_needs_item(data: dict[str, Any]) -> dict[str, Any]:
+    """Fetching every done item again is never what anyone means."""
+    if data.get(ATTR_FORCE) and ATTR_ITEM_ID not in data:
+        raise vol.Invalid("force needs an item_id", path=[ATTR_FORCE])
+    return data
+
+
 def strict_int(value: Any) -> int:
     """An integer: whole numbers (5, 5.0, "5") pass, fractions ("2.7") and booleans do not."""
     if isinstance(value, bool):
@@ -81,8 +89,14 @@ TORRENT: dict[vol.Marker, Any] = {
     vol.Optional(ATTR_SEEDBOX): cv.string,
 }
 
-SCHEMAS: dict[str, vol.Schema] = {
-    SERVICE_RETRY: vol.Schema({**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID}),
+SCHEMAS: dict[str, vol.Schema | vol.All] = {
+    # force: fetch a done item again (its library copy is replaced once verified)
+    SERVICE_RETRY: vol.All(
+        vol.Schema(
+            {**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID, vol.Optional(ATTR_FORCE): cv.boolean}
+        ),
+        _force_needs_item,
+    ),
     SERVICE_CANCEL: vol.Schema({**BASE, vol.Required(ATTR_ITEM_ID): ITEM_ID}),
     SERVICE_SET_PRIORITY: vol.Schema(
         {
@@ -146,7 +160,7 @@ async def _async_queue_or_item(
 
 async def _async_retry(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
     if ATTR_ITEM_ID in call.data:
-        return await _async_queue_or_item(hass, call, "retry")
+        return await _async_queue_or_item(hass, call, "retry", ATTR_FORCE)
     return await async_retry_failed(hass, _coordinator(hass, call), notify=not call.return_response)
 
 

@@ -241,4 +241,5 @@ def item_summary(item: Item) -> dict[str, Any]:
         "duration": item.duration,
         "request_id": item.request_id,
         "request": item.is_request,
+        "step": item.step,
     }

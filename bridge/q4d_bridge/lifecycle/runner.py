@@ -180,12 +180,16 @@ class Runner:
             "repaired_pieces": landed.repaired_pieces,
             "skipped": list(landed.skipped),
         }
-        figures = {"verified": landed.verified, "repaired_pieces": landed.repaired_pieces,
-                   "skipped": list(landed.skipped)}  # fmt: skip
         if not item.plan.steps():
-            self.lifecycle.done(item, landed.size, detail, **figures)
+            self.lifecycle.done(
+                item, landed.size, detail, verified=landed.verified,
+                repaired_pieces=landed.repaired_pieces, skipped=list(landed.skipped),
+            )  # fmt: skip
             return
-        self.lifecycle.landed(item, landed.size, detail, **figures)
+        self.lifecycle.landed(
+            item, landed.size, detail, verified=landed.verified,
+            repaired_pieces=landed.repaired_pieces, skipped=list(landed.skipped),
+        )  # fmt: skip
         self.post.launch(item)
 
     def _failed(self, item: Item, err: TransferError) -> None:

@@ -13,10 +13,18 @@ const SPACE_ERRORS = new Set(["insufficient_space", "no_space"]);
 const ORDER = {
   transferring: 0,
   verifying: 1,
+  processing: 1,
   waiting: 2,
   queued: 3,
   downloading: 4,
   requested: 5,
+};
+// What the card says an item is doing while its post-processing steps run.
+const STEP_NAMES = {
+  extract: "Extracting",
+  handoff: "Handing off to the home client",
+  arr_import: "Importing",
+  cleanup: "Removing from the seedbox",
 };
 const KEPT_FINISHED = 50; // finished items kept in memory (the history shows `history`)
 const SPARK_SECONDS = 120;
@@ -80,6 +88,8 @@ function actions(item) {
       return [pauseOrResume, "retry", "up", "down", "cancel"];
     case "transferring":
       return ["pause", "cancel"];
+    case "processing":
+      return ["cancel"]; // stops its steps; what landed stays
     case "failed":
     case "cancelled":
       return ["retry"];
@@ -381,7 +391,7 @@ class Q4dTransfersCard extends HTMLElement {
   _summary(bridge) {
     const counts = bridge.counts;
     const chips = [
-      ["active", (counts.transferring || 0) + (counts.verifying || 0)],
+      ["active", (counts.transferring || 0) + (counts.verifying || 0) + (counts.processing || 0)],
       ["queued", counts.queued || 0],
       ["waiting", counts.waiting || 0],
       ["failed", counts.failed || 0],
@@ -427,6 +437,10 @@ class Q4dTransfersCard extends HTMLElement {
         return ["Transferring", "busy"];
       case "verifying":
         return ["Verifying", "busy"];
+      case "processing": {
+        const step = STEP_NAMES[item.step] || item.step || "post-processing";
+        return item.error ? [`${step}: retrying (${item.error})`, "warn"] : [`${step}…`, "busy"];
+      }
       case "waiting":
         if (item.paused) return ["Paused", "paused"];
         if (SPACE_ERRORS.has(item.error_code)) return ["Waiting for space", "warn"];
@@ -437,7 +451,7 @@ class Q4dTransfersCard extends HTMLElement {
       case "downloading":
         return item.paused ? ["Paused on seedbox", "paused"] : ["Downloading on seedbox", "busy"];
       case "failed": {
-        const failed = item.request ? "Request failed" : "Failed";
+        const failed = item.request ? "Request failed" : item.step ? "Home; failed" : "Failed";
         return [`${failed}${item.error ? `: ${item.error}` : ""}`, "bad"];
       }
       case "done":

@@ -26,6 +26,7 @@ ITEM_STATUSES: Final = (
     "on_hold",
     "transferring",
     "verifying",
+    "processing",
     "waiting",
     "waiting_for_space",
     "done",
@@ -70,6 +71,10 @@ class Item:
     next_attempt_at: float | None
     updated_at: float | None
     request_id: str | None
+    # Post-processing once landed (newer bridges): the step it is in, waits for or
+    # failed at, and each step's state and what it did.
+    step: str | None
+    steps: list[dict[str, Any]]
     raw: dict[str, Any] = field(repr=False)
 
     @classmethod
@@ -80,6 +85,7 @@ class Item:
             raise PayloadError(f"unknown item state {state!r}")
         error = data.get("error")
         tags = data.get("tags")
+        steps = data.get("steps")
         return cls(
             id=req_str(data, "id"),
             seedbox=req_str(data, "seedbox"),
@@ -107,6 +113,8 @@ class Item:
             next_attempt_at=opt_float(data, "next_attempt_at"),
             updated_at=opt_float(data, "updated_at"),
             request_id=opt_str(data, "request_id"),  # newer bridges only
+            step=opt_str(data, "step"),
+            steps=[s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else [],
             raw=data,
         )
 
@@ -152,15 +160,19 @@ class Item:
             return "on_hold"
         return self.state
 
-    def refusal(self, op: str) -> str | None:
+    def refusal(self, op: str, *, force: bool = False) -> str | None:
         """Why the bridge would refuse command `op` for this item (the key of the
         translated error), or None when it applies."""
         if self.is_request:
             return "not_queued"
         if op == "retry" and self.state not in RETRY_STATES:
             return "retry_unfinished"
+        if op == "retry" and self.state == "done" and not force:
+            return "retry_done"
         if op in ("cancel", "pause") and self.state == "verifying":
             return f"{op}_verifying"
+        if op == "pause" and self.state == "processing":
+            return "pause_processing"
         if op in ("cancel", "pause", "resume") and self.finished:
             return f"{op}_finished"
         return None
@@ -188,4 +200,5 @@ class Item:
             "received_at": self.received_at,
             "finished_at": self.finished_at,
             "request_id": self.request_id,
+            "step": self.step,
         }

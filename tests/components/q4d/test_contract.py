@@ -54,6 +54,7 @@ from q4d_bridge.mqtt.codec import PROTOCOL_VERSION as BRIDGE_PROTOCOL_VERSION
 from q4d_bridge.mqtt.codec import dumps
 from q4d_bridge.mqtt.payloads import command_result, item_payload
 from q4d_bridge.mqtt.topics import Topics
+from q4d_bridge.postprocess.plan import CleanupPlan, ExtractPlan, PostPlan
 from q4d_bridge.transfer import remote as bridge_remote
 from q4d_bridge.transfer.errors import PERMANENT, ErrorCode, TransferError
 
@@ -105,7 +106,9 @@ LAYOUT_IDS = ["q4d", "home-q4d"]
 
 # Item event kinds the bridge sends and Home Assistant deliberately fires no bus event
 # for (docs/home-assistant.md: "For every queued, started, completed and failed event").
-NOT_FIRED = frozenset({"waiting", "cancelled", "duplicate"})
+NOT_FIRED = frozenset(
+    {"waiting", "cancelled", "duplicate", "landed", "step_done", "refetch_failed"}
+)
 
 
 # --- the bridge ---------------------------------------------------------------------------
@@ -154,6 +157,8 @@ COMPLETIONS: list[tuple[str, dict[str, Any]]] = [
              "size": 8 * GIB}),
     ("sb2", {"event_id": "c6", "path": "/data/Album", "name": "Album (2020)"}),
     ("sb2", {"event_id": "c7", "path": "/data/Gone.mkv"}),
+    ("sb1", {"event_id": "c8", "path": "/home/me/downloads/Show.S02.Pack", "category": "tv",
+             "size": 4 * GIB}),
 ]  # fmt: skip
 
 # Free space of the destinations' folders (tests/helpers/configs.py: library/tv,
@@ -243,6 +248,14 @@ async def populate(bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
     lifecycle.phase(done, ItemState.VERIFYING, 1_400_000_000, ())
     verified = {"verified": "size", "repaired_pieces": 0, "skipped": []}
     lifecycle.done(done, 1_400_000_000, {"bytes": 1_400_000_000, **verified}, **verified)
+    pack = items["Show.S02.Pack"]  # landed, its archives being extracted
+    pack.plan = PostPlan(extract=ExtractPlan(), cleanup=CleanupPlan(at_once=True))
+    lifecycle.start(pack, now - 200)
+    lifecycle.phase(pack, ItemState.TRANSFERRING, 4 * GIB, ())
+    lifecycle.phase(pack, ItemState.VERIFYING, 4 * GIB, ())
+    verified_pack = {"verified": "pieces", "repaired_pieces": 0, "skipped": []}
+    lifecycle.landed(pack, 4 * GIB, {"bytes": 4 * GIB, **verified_pack}, **verified_pack)
+    lifecycle.step_started(pack, "extract")
     failed = items["Broken.iso"]
     lifecycle.start(failed, now - 30)
     lifecycle.failed(failed, TransferError(ErrorCode.HOST_KEY_MISMATCH, "Host key is not trusted"))
@@ -396,16 +409,19 @@ def assert_item(what: str, parsed: HaItem, sent: Mapping[str, Any]) -> None:
     error = sent["error"]
     assert error is None or isinstance(error, dict), f"{what}: error {error!r}"
     request_id = {"request_id": "request_id"} if "request_id" in sent else {}
+    # post-processing: bridges from before it, and requests, send no steps
+    steps = {"step": "step", "steps": "steps"} if "steps" in sent else {}
     assert_parsed(
         what,
         parsed,
         sent,
-        same=ITEM_SAME | request_id,
+        same=ITEM_SAME | request_id | steps,
         derived={
             "error_code": None if error is None else error["code"],
             "error_message": None if error is None else error["message"],
             "raw": dict(sent),
             **({} if request_id else {"request_id": None}),
+            **({} if steps else {"step": None, "steps": []}),
         },
         derived_from=frozenset({"error"}),
         unused=ITEM_UNUSED,
@@ -699,6 +715,16 @@ EVENTS = [
         "completed", ItemState.DONE, {"verified": "size", "repaired_pieces": 0, "skipped": []}
     ),
     EventCase("failed", ItemState.FAILED, {}),
+    # post-processing: landed (the DONE label), each step, then completed
+    EventCase(
+        "landed",
+        ItemState.PROCESSING,
+        {"verified": "pieces", "repaired_pieces": 0, "skipped": [], "steps": ["extract"]},
+    ),
+    EventCase("step_done", ItemState.PROCESSING, {"step": "extract", "result": "3 files"}),
+    EventCase("completed", ItemState.DONE, {"steps": {"extract": "3 files from 1 archive"}}),
+    EventCase("failed", ItemState.FAILED, {"step": "extract"}),
+    EventCase("refetch_failed", ItemState.DONE, {}),
     EventCase("cancelled", ItemState.CANCELLED, {}),
     EventCase("duplicate", ItemState.QUEUED, {"reason": "hash"}),
     EventCase(
@@ -1104,8 +1130,11 @@ async def test_transfer_events_fire(
         if case.kind == "queued":
             checks["retry"] = sent.get("retry", False)
         if case.kind == "completed":
-            checks["verified"] = sent["verified"]
-            checks["repaired_pieces"] = sent["repaired_pieces"]
+            checks["verified"] = sent.get("verified")
+            checks["repaired_pieces"] = sent.get("repaired_pieces")
+            checks["steps"] = sent.get("steps")
+        if case.kind == "failed":
+            checks["step"] = sent.get("step")
         if case.kind in ("completed", "failed"):
             checks["duration"] = round(item["finished_at"] - item["started_at"], 1)
         wrong = {k: (data.get(k), v) for k, v in checks.items() if data.get(k) != v}

@@ -140,6 +140,7 @@ async def test_bus_events(
                 "at": NOW + 42.5,
                 "verified": "pieces",
                 "repaired_pieces": 2,
+                "steps": None,  # no post-processing
             },
         ),
         (
@@ -152,6 +153,7 @@ async def test_bus_events(
                 "error": "Permission denied (publickey)",
                 "error_code": "auth_failed",
                 "at": NOW + 5,
+                "step": None,  # failed before landing
             },
         ),
         (

@@ -190,10 +190,16 @@ def test_held() -> None:
             "verifying",
             {"retry": "retry_unfinished", "cancel": "cancel_verifying", "pause": "pause_verifying"},
         ),
+        ("processing", {"retry": "retry_unfinished", "pause": "pause_processing"}),
         ("waiting", {}),
         (
             "done",
-            {"cancel": "cancel_finished", "pause": "pause_finished", "resume": "resume_finished"},
+            {
+                "retry": "retry_done",  # unless forced
+                "cancel": "cancel_finished",
+                "pause": "pause_finished",
+                "resume": "resume_finished",
+            },
         ),
         (
             "failed",
@@ -213,6 +219,9 @@ def test_item_refusal(state: str, refusals: dict[str, str]) -> None:
         assert item.refusal(op) == refusals.get(op), op
         if op in refusals:
             assert "{name}" in exceptions[refusals[op]]["message"]
+    assert item.refusal("retry", force=True) == (
+        None if state in ("done", "failed", "cancelled", "waiting") else "retry_unfinished"
+    )
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,13 @@ from .payloads import ITEM_1, ITEM_2, ITEM_3, NOW, STATUS_TOPIC, item, item_dict
     [
         ("retry", {}, "retry", {}, {"items": ["x"], "count": 1, "names": ["x"]}),
         ("retry", {"item_id": ITEM_3}, "retry", {"item_id": ITEM_3}, {"items": ["x"]}),
+        (
+            "retry",
+            {"item_id": ITEM_3, "force": True},
+            "retry",
+            {"item_id": ITEM_3, "force": True},
+            {"items": ["x"]},
+        ),
         ("cancel", {"item_id": ITEM_1.upper()}, "cancel", {"item_id": ITEM_1}, {"items": ["x"]}),
         (
             "set_priority",
@@ -157,6 +164,7 @@ async def test_get_queue(
                 "received_at": 1700000000.0,
                 "finished_at": None,
                 "request_id": None,
+                "step": None,
             },
             {
                 "id": ITEM_3,
@@ -177,6 +185,7 @@ async def test_get_queue(
                 "received_at": 1700000000.0,
                 "finished_at": None,
                 "request_id": None,
+                "step": None,
             },
         ]
     }
@@ -243,6 +252,15 @@ async def test_refused(
         "The q4d bridge refused the rescan command (not_found): no seedbox seedbox1"
     )
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_force_needs_an_item(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """Fetching every done item again is refused before anything is sent."""
+    with pytest.raises(vol.Invalid, match="force needs an item_id"):
+        await hass.services.async_call(DOMAIN, "retry", {"force": True}, blocking=True)
+    assert not fake_bridge.commands
 
 
 @pytest.mark.parametrize(

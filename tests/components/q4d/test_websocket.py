@@ -103,6 +103,7 @@ async def test_snapshot(
             "queued": 1,
             "transferring": 1,
             "verifying": 0,
+            "processing": 0,
             "waiting": 0,
             "done": 0,
             "failed": 1,
@@ -142,6 +143,7 @@ async def test_snapshot(
         "duration": None,
         "request_id": None,
         "request": False,
+        "step": None,
     }
     assert items[ITEM_2]["priority"] == 5
     assert items[ITEM_3]["error"] == "lftp exit 1: max-retries exceeded"
