@@ -117,13 +117,17 @@ class TypesConfigError(ValueError):
 
 
 def parse_types_config(text: str, source: str = "Types.config") -> tuple[TypeRule, ...]:
-    """Parse Q4D's `FIELD CONDITIONAL VALUE TYPE [SCOPE]` lines exactly as Q4D v2 reads them."""
+    """Parse Q4D's `FIELD CONDITIONAL VALUE TYPE [SCOPE]` lines with Q4D v2's tiers, and
+    double quotes read the way Q4D's own sample means them (`_types_columns`)."""
     rules: list[TypeRule] = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        parts = line.split()
+        try:
+            parts = _types_columns(line)
+        except ValueError as err:
+            raise TypesConfigError(f"{source}:{lineno}: {err} in {raw!r}") from None
         if len(parts) not in (4, 5):
             raise TypesConfigError(
                 f"{source}:{lineno}: expected FIELD CONDITIONAL VALUE TYPE [SCOPE], got {raw!r}"
@@ -138,10 +142,41 @@ def parse_types_config(text: str, source: str = "Types.config") -> tuple[TypeRul
             raise TypesConfigError(
                 f"{source}:{lineno}: unknown conditional {parts[1]!r} (one of {known})"
             )
-        rules.append(
-            TypeRule(field_, op, parts[2], parts[3], parts[4] if len(parts) == 5 else None)
-        )
+        if not parts[3]:
+            raise TypesConfigError(f"{source}:{lineno}: TYPE is empty in {raw!r}")
+        # An empty SCOPE (`""`) is the sample's way of writing tier 1.
+        scope = parts[4] if len(parts) == 5 and parts[4] else None
+        rules.append(TypeRule(field_, op, parts[2], parts[3], scope))
     return tuple(rules)
+
+
+def _types_columns(line: str) -> list[str]:
+    """The whitespace-separated columns of a rule line, a column in double quotes standing
+    for what is inside them.
+
+    Q4D's shipped Types.config writes `TRACKER CONTAINS hatc "A" ""` and its comments
+    read `""` as "the type code hasn't been set yet" and `"A"` as the code A. Q4D itself
+    reads the line with `read -r`, which keeps quote characters and splits at whitespace
+    inside quotes too, so a quoted column cannot hold whitespace: that, and a quote that
+    does not enclose a whole column, is refused rather than guessed at. Single quotes
+    are ordinary characters (torrent names hold apostrophes; the sample quotes none).
+    """
+    columns: list[str] = []
+    for word in line.split():
+        if '"' not in word:
+            columns.append(word)
+        elif len(word) >= 2 and word[0] == word[-1] == '"' and '"' not in word[1:-1]:
+            columns.append(word[1:-1])
+        elif line.count('"') % 2:
+            raise ValueError("unbalanced double quote")
+        elif any(c.isspace() for quoted in re.findall(r'"[^"]*"', line) for c in quoted):
+            raise ValueError(
+                "a quoted value cannot hold whitespace (Q4D splits columns at whitespace, "
+                "quoted or not)"
+            )
+        else:
+            raise ValueError("a double quote must enclose a whole column")
+    return columns
 
 
 def load_types_config(path: Path) -> tuple[TypeRule, ...]:

@@ -1,13 +1,14 @@
 """Q4D `Types.config`: `FIELD CONDITIONAL VALUE TYPE [SCOPE]` lines to a type code.
 
-The same grammar, field mapping and tier semantics as the bridge's
-`q4d_bridge.rules.parse_types_config`/`classify` (which needs Python 3.12, so it is
-re-implemented here for 3.8); tests/seedbox/test_types_config.py runs one case table
+The same grammar (double quotes included), field mapping and tier semantics as the
+bridge's `q4d_bridge.rules.parse_types_config`/`classify` (which needs Python 3.12, so it
+is re-implemented here for 3.8); tests/seedbox/test_types_config.py runs one case table
 through both and requires identical answers.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,10 @@ def parse_types_config(text: str, source: str = "Types.config") -> tuple[TypeRul
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-        parts = line.split()
+        try:
+            parts = _columns(line)
+        except ValueError as err:
+            raise TypesConfigError(f"{source}:{lineno}: {err} in {raw!r}") from None
         if len(parts) not in (4, 5):
             raise TypesConfigError(
                 f"{source}:{lineno}: expected FIELD CONDITIONAL VALUE TYPE [SCOPE], got {raw!r}"
@@ -52,10 +56,34 @@ def parse_types_config(text: str, source: str = "Types.config") -> tuple[TypeRul
             raise TypesConfigError(
                 f"{source}:{lineno}: unknown conditional {parts[1]!r} (one of {known})"
             )
-        rules.append(
-            TypeRule(field_, op, parts[2], parts[3], parts[4] if len(parts) == 5 else None)
-        )
+        if not parts[3]:
+            raise TypesConfigError(f"{source}:{lineno}: TYPE is empty in {raw!r}")
+        # An empty SCOPE (`""`) is Q4D's sample's way of writing tier 1.
+        scope = parts[4] if len(parts) == 5 and parts[4] else None
+        rules.append(TypeRule(field_, op, parts[2], parts[3], scope))
     return tuple(rules)
+
+
+def _columns(line: str) -> list[str]:
+    """Columns as the bridge's `_types_columns` reads them: `"A"` is A and `""` is empty,
+    as Q4D's shipped sample means them; a quote that does not enclose a whole column,
+    or a quoted column holding whitespace (Q4D's `read -r` would split it), is refused."""
+    columns: list[str] = []
+    for word in line.split():
+        if '"' not in word:
+            columns.append(word)
+        elif len(word) >= 2 and word[0] == word[-1] == '"' and '"' not in word[1:-1]:
+            columns.append(word[1:-1])
+        elif line.count('"') % 2:
+            raise ValueError("unbalanced double quote")
+        elif any(c.isspace() for quoted in re.findall(r'"[^"]*"', line) for c in quoted):
+            raise ValueError(
+                "a quoted value cannot hold whitespace (Q4D splits columns at whitespace, "
+                "quoted or not)"
+            )
+        else:
+            raise ValueError("a double quote must enclose a whole column")
+    return columns
 
 
 def load_types_config(path: Path) -> tuple[TypeRule, ...]:

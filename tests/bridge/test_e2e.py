@@ -208,9 +208,43 @@ async def test_classic_down_and_label(
         landed = env.library / "tv" / "Classic.Show.S02E01.mkv"  # type code T -> tv
         assert landed.read_bytes() == (env.remote / "Classic.Show.S02E01.mkv").read_bytes()
         rec = env.recorder
-        expected = [f"{info_hash.lower()}\tQUEUED", f"{info_hash.lower()}\tDONE"]
-        await rec.wait_for(lambda: len(rec.on("Label")) >= 2, what="classic labels")
-        assert [m.payload.decode() for m in rec.on("Label")] == expected
+        # Q4D's hook set QUEUED already; a second one could make LabelD.sh miss the DONE.
+        await rec.wait_for(lambda: len(rec.on("Label")) >= 1, what="classic DONE")
+        assert [m.payload.decode() for m in rec.on("Label")] == [f"{info_hash.lower()}\tDONE"]
+        await rec.wait_for(lambda: len(rec.on("q4d/seedbox/sb1/label")) >= 2, what="v1 labels")
+        v1_labels = [m.json()["label"] for m in rec.on("q4d/seedbox/sb1/label")]
+        assert v1_labels == ["QUEUED", "DONE"]
+
+
+async def test_classic_rejected_down_is_answered_nope(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd, classic=True) as env:
+        outside, unsafe, no_hash = "a" * 40, "b" * 40, "NotUsed"
+        lines = [
+            f"/elsewhere/Show.S01\t{outside.upper()}\tT",  # not under the remote roots
+            f"{env.remote}/../etc\t{unsafe}\tT",
+            f"/elsewhere/Film\t{no_hash}\tM",  # no hash, nothing to label
+        ]
+        await publish(env.port, [("Down", line.encode()) for line in lines])
+        # A v1 event after them: its labels arrive after any NOPE (the outbox keeps order).
+        make_file(env.remote / "after.mkv", 1000)
+        await env.complete("after.mkv", "c" * 40)
+        await env.wait_settled(1)
+        rec = env.recorder
+        await rec.wait_for(
+            lambda: f"{'c' * 40}\tDONE".encode() in {m.payload for m in rec.on("Label")},
+            what="the v1 item's classic DONE",
+        )
+        assert [m.payload.decode() for m in rec.on("Label")] == [
+            f"{outside}\tNOPE",
+            f"{unsafe}\tNOPE",
+            f"{'c' * 40}\tQUEUED",
+            f"{'c' * 40}\tDONE",
+        ]
+        assert [r["reason"] for r in env.bridge.store.rejected()] == ["unsafe_path"] * 3
+        # The v1 label topic: only the v1 item; a rejected line gets its NOPE on Label alone.
+        assert {m.json()["hash"] for m in rec.on("q4d/seedbox/sb1/label")} == {"c" * 40}
 
 
 @ENGINES

@@ -1,7 +1,7 @@
 """Intake: a completion from MQTT (or from reconciliation) becomes a stored item, a
-counted duplicate or a stored, announced rejection, always committed before the message
-is acknowledged; and the seedboxes' event numbers are checked for events that never
-came."""
+counted duplicate or a stored, announced rejection (a Q4D-classic one answered NOPE on
+`Label`), always committed before the message is acknowledged; and the seedboxes' event
+numbers are checked for events that never came."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from ..config.model import Config
 from ..lifecycle.machine import Announcer, Lifecycle
 from ..models import Item, Label
 from ..mqtt.codec import RejectedEvent
-from ..mqtt.events import parse_sequence, sequence_in
+from ..mqtt.events import classic_hash, parse_sequence, sequence_in
+from ..mqtt.payloads import classic_label_payload
 from ..mqtt.topics import Topics
 from ..persistence.store import Message, Store
 from .decode import Accepted, Rejected, decode
@@ -107,9 +108,22 @@ class Intake:
         notice = self.announcer.event_message(
             "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic
         )
-        self.store.record_rejected(topic, payload, outcome.reason, outcome.detail, [notice])
+        messages = [notice, *self._classic_nope(topic, payload)]
+        self.store.record_rejected(topic, payload, outcome.reason, outcome.detail, messages)
         self.announcer.outbox_pending()
         self.announcer.state_changed()
+
+    def _classic_nope(self, topic: str, payload: bytes) -> list[Message]:
+        """Q4D's hook labels a torrent QUEUED as it sends its `Down` line, and nothing
+        else would change that label for a line the bridge rejects: answer NOPE, the
+        label LabelD.sh applies for a failed transfer."""
+        classic = self.config.classic
+        if not classic.enabled or topic != classic.down_topic:
+            return []
+        info_hash = classic_hash(payload)
+        if info_hash is None:
+            return []  # NotUsed or no hash at all: Q4D labels nothing either
+        return [Message(classic.label_topic, classic_label_payload(info_hash, Label.FAILED))]
 
     async def watch_sequences(self, look_for_lost: Callable[[str], Awaitable[object]]) -> None:
         """Say when completions numbered by a seedbox never arrived, and look for them

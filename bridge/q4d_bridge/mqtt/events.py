@@ -116,6 +116,18 @@ def sequence_in(raw: bytes) -> tuple[str, int] | None:
     return stream, seq
 
 
+def classic_hash(raw: bytes) -> str | None:
+    """The info-hash a `Down` line names, read however the rest of the line fails its
+    checks (a rejected line is still answered on `Label`); None if it names none."""
+    fields = raw.split(b"\t", 2)
+    if len(fields) < 2:
+        return None
+    try:
+        return normalise_hash(fields[1].decode("ascii").strip())
+    except (UnicodeDecodeError, RejectedEvent):
+        return None
+
+
 def parse_classic_down(raw: bytes, seedbox: str) -> CompletionEvent:
     """Q4D classic `PATH\\tHASH\\tTYPE` (extra fields ignored, as Q4D's Python client does)."""
     if len(raw) > MAX_PAYLOAD_BYTES:

@@ -169,7 +169,9 @@ class Publisher:
         if item.hash is None:
             return []
         messages = [Message(self.topics.label(item.seedbox), label_payload(item.hash, label))]
-        if self.classic_label_topic:
+        # Q4D's hook labelled a classic item QUEUED itself. A second QUEUED keeps LabelD.sh
+        # (a fresh mosquitto_sub per message) relabelling while DONE may arrive, unheard.
+        if self.classic_label_topic and not (item.classic and label is Label.QUEUED):
             messages.append(
                 Message(self.classic_label_topic, classic_label_payload(item.hash, label))
             )
