@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..postprocess.plan import Ownership
+from ..rules import ensure_inside
 from .errors import ErrorCode, TransferError
-from .landing import Modes
+from .landing import Modes, apply_modes, put_in_place
 
 PROBE = ".q4d-chown-probe"
 
@@ -80,6 +81,16 @@ def probe(stage: Path, ids: Ids) -> None:
         _chown(path, ids)
     finally:
         path.unlink(missing_ok=True)
+
+
+def land(target: Path, final_path: Path, root: Path, modes: Modes, ids: Ids) -> None:
+    """Land a verified payload from staging: its modes and owner, in staging, then the
+    atomic rename. A refused chown (or a crash, even kill -9, at any point) leaves it
+    whole in staging, ready for a retry, or whole in place: never half-moved."""
+    apply_modes(target, modes)
+    chown_tree(target, ids)
+    ensure_inside(root, final_path)
+    put_in_place(target, final_path, target.parent, modes, lambda folder: chown_tree(folder, ids))
 
 
 def chown_tree(target: Path, ids: Ids) -> None:

@@ -19,14 +19,14 @@ from typing import Protocol
 from ..config.model import SeedboxConfig
 from ..models import ItemState
 from ..postprocess.plan import PostPlan
-from ..rules import UnsafePathError, ensure_inside
+from ..rules import UnsafePathError
 from . import payload
 from .checking import check_pieces, describes
 from .engines.base import Engine, TransferRequest, allocated_bytes, tree_size
 from .errors import ErrorCode, TransferError, local_error
 from .excludes import payload_name, without_excluded
-from .landing import Modes, apply_modes, discard, make_private, put_in_place, remove, staging_dir
-from .ownership import chown_tree, modes_for, probe, resolve
+from .landing import Modes, discard, make_private, remove, staging_dir
+from .ownership import land, modes_for, probe, resolve
 from .payload import RemoteEntry
 from .remote import SeedboxSession
 from .verify import TorrentInfo
@@ -122,14 +122,7 @@ async def run_transfer(
         await _settle(again)
     modes = modes_for(job.modes, job.plan.ownership)
     try:
-        # In staging, before the atomic rename: the library never sees the payload with
-        # the bridge's owner. A refused chown leaves it staged, ready for a retry.
-        await asyncio.to_thread(apply_modes, target, modes)
-        await asyncio.to_thread(chown_tree, target, ids)
-        ensure_inside(job.root, job.final_path)
-        await asyncio.to_thread(
-            put_in_place, target, job.final_path, stage, modes, lambda f: chown_tree(f, ids)
-        )
+        await asyncio.to_thread(land, target, job.final_path, job.root, modes, ids)
     except UnsafePathError as err:
         raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
     except OSError as err:
