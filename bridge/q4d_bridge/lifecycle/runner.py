@@ -152,6 +152,7 @@ class Runner:
             min_free_space=transfers.min_free_space,
             max_repairs=transfers.max_repairs,
             modes=self.modes,
+            plan=item.plan,
         )
         return await run_transfer(
             job,

@@ -25,6 +25,10 @@ class ErrorCode(enum.StrEnum):
     INSUFFICIENT_SPACE = "insufficient_space"
     VERIFY_FAILED = "verify_failed"
     POST_PROCESSING = "post_processing"  # a step after landing failed; the payload stays
+    # The rule's exclude patterns leave no file of the payload to fetch.
+    NOTHING_TO_FETCH = "nothing_to_fetch"
+    # The configured owner or group is unknown here, or the bridge may not give it.
+    OWNERSHIP = "ownership"
 
 
 # Retrying these cannot help until someone changes configuration or the seedbox.
@@ -36,6 +40,8 @@ PERMANENT = frozenset(
         ErrorCode.REMOTE_MISSING,
         ErrorCode.UNSAFE_PATH,
         ErrorCode.VERIFY_FAILED,
+        ErrorCode.NOTHING_TO_FETCH,
+        ErrorCode.OWNERSHIP,
     }
 )
 

@@ -5,9 +5,11 @@ see a partial or unverified file."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from ..rules import UnsafePathError
 
 _LOGGER = logging.getLogger(__name__)
 STAGING_DIR = ".q4d-partial"
+STAGING_RETRIES = 5
 
 
 def staging_dir(root: Path, item_id: str) -> Path:
@@ -65,28 +68,60 @@ def apply_modes(target: Path, modes: Modes) -> None:
 
 def make_private(stage: Path) -> None:
     """The staging folder is the bridge's alone: partial payloads are nobody's to read."""
-    stage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stage.parent.chmod(0o700)
-    stage.mkdir(mode=0o700, exist_ok=True)
+    for _ in range(STAGING_RETRIES):
+        try:
+            stage.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            stage.parent.chmod(0o700)
+            stage.mkdir(mode=0o700, exist_ok=True)
+            return
+        except FileNotFoundError:
+            continue  # another item's tidy_staging removed the empty parent just now
+    stage.mkdir(mode=0o700, exist_ok=True)  # raises what keeps failing
 
 
-def put_in_place(target: Path, final_path: Path, stage: Path, modes: Modes) -> None:
+def put_in_place(
+    target: Path,
+    final_path: Path,
+    stage: Path,
+    modes: Modes,
+    own: Callable[[Path], None] = lambda _folder: None,
+) -> None:
     """Atomically put the verified payload at its final path, replacing an older copy.
-    Folders made on the way (a rule's subdir) get the landed folders' mode."""
+    Folders made on the way (a rule's subdir) get the landed folders' mode, and `own`
+    gives them the landed payload's owner."""
     missing = [p for p in [final_path.parent, *final_path.parent.parents] if not p.exists()]
     for folder in reversed(missing):
         folder.mkdir(exist_ok=True)
         folder.chmod(modes.dir)
+        own(folder)
     if final_path.exists() or final_path.is_symlink():
         old = stage / ".replaced"
         remove(old)
         final_path.rename(old)
     target.rename(final_path)
-    remove(stage)
+    discard(stage)
 
 
 def discard_staging(root: Path, item_id: str) -> None:
-    remove(staging_dir(root, item_id))
+    discard(staging_dir(root, item_id))
+
+
+def discard(stage: Path) -> None:
+    """Remove an item's staging folder, and the destination's staging parent with it
+    once no other item stages there."""
+    remove(stage)
+    tidy_staging(stage.parent)
+
+
+def tidy_staging(parent: Path) -> None:
+    """Remove `.q4d-partial` if it is empty. Race-safe: rmdir removes only an empty
+    folder, and another item staging now keeps it (ENOTEMPTY) or makes it again."""
+    try:
+        parent.rmdir()
+    except OSError as err:
+        # POSIX lets a non-empty folder's rmdir fail with EEXIST as well as ENOTEMPTY.
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+            _LOGGER.warning("cannot remove the empty staging folder %s: %s", parent, err)
 
 
 def remove(path: Path) -> None:

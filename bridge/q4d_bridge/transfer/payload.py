@@ -39,6 +39,10 @@ class RemoteEntry:
     path: str = ""
     # Symlinks and special files inside the payload: never followed, never fetched.
     skipped: tuple[str, ...] = ()
+    # Files the rule's exclude patterns leave on the seedbox (excludes.py): not in
+    # `entries`, never fetched; the piece check still needs their place and size.
+    excluded: tuple[RemoteFile, ...] = ()
+    excluded_dirs: tuple[str, ...] = ()  # folders excluded, with all they hold
 
     @property
     def size(self) -> int:

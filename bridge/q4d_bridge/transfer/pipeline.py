@@ -18,14 +18,18 @@ from typing import Protocol
 
 from ..config.model import SeedboxConfig
 from ..models import ItemState
-from ..rules import UnsafePathError, ensure_inside
+from ..postprocess.plan import PostPlan
+from ..rules import UnsafePathError
 from . import payload
+from .checking import check_pieces, describes
 from .engines.base import Engine, TransferRequest, allocated_bytes, tree_size
 from .errors import ErrorCode, TransferError, local_error
-from .landing import Modes, apply_modes, make_private, put_in_place, remove, staging_dir
+from .excludes import payload_name, without_excluded
+from .landing import Modes, discard, make_private, remove, staging_dir
+from .ownership import land, modes_for, probe, resolve
 from .payload import RemoteEntry
 from .remote import SeedboxSession
-from .verify import Range, TorrentInfo, bad_pieces, piece_ranges
+from .verify import TorrentInfo
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,6 +53,9 @@ class Job:
     min_free_space: int = 0
     max_repairs: int = 0
     modes: Modes = field(default_factory=Modes)
+    # Fixed on the item at intake: the files left on the seedbox (`exclude`), and the
+    # owner, group and modes of what lands (`ownership`; its modes replace `modes`).
+    plan: PostPlan = field(default_factory=PostPlan)
 
 
 class Reporter(Protocol):
@@ -82,13 +89,14 @@ async def run_transfer(
     disk_free: DiskFree = disk_usage_free,
 ) -> Landed:
     engine.warm(job.seedbox)
-    roots = job.seedbox.remote_roots
+    ids = resolve(job.plan.ownership)  # an unknown user or group fails before any fetch
     stage = staging_dir(job.root, job.item_id)
-    remote = await _unsafe_discards(stage, session.inspect_payload(job.remote_path, roots))
+    remote = await _unsafe_discards(stage, _inspect(job, session))
     reporter.phase(ItemState.TRANSFERRING, remote)
     target = stage / job.final_path.name
     try:
         await asyncio.to_thread(make_private, stage)
+        await asyncio.to_thread(probe, stage, ids)
     except OSError as err:
         raise local_error(err) from err
     needed = remote.size - await asyncio.to_thread(allocated_bytes, target) + job.min_free_space
@@ -106,16 +114,15 @@ async def run_transfer(
     reporter.phase(ItemState.VERIFYING, remote)
     # Seen again while the landed bytes are checked: a link swapped in mid-transfer
     # must not reach the library.
-    again = asyncio.ensure_future(session.inspect_payload(job.remote_path, roots))
+    again = asyncio.ensure_future(_inspect(job, session))
     try:
         landed = await _verify(job, session, remote, target, torrent, reporter)
         await _unsafe_discards(stage, _unchanged(remote, again))
     finally:
         await _settle(again)
+    modes = modes_for(job.modes, job.plan.ownership)
     try:
-        await asyncio.to_thread(apply_modes, target, job.modes)
-        ensure_inside(job.root, job.final_path)
-        await asyncio.to_thread(put_in_place, target, job.final_path, stage, job.modes)
+        await asyncio.to_thread(land, target, job.final_path, job.root, modes, ids)
     except UnsafePathError as err:
         raise TransferError(ErrorCode.UNSAFE_PATH, str(err)) from err
     except OSError as err:
@@ -143,16 +150,21 @@ async def _verify(
             f"got {size} bytes in {files} file(s)",
         )
     info = await torrent() if torrent else None
-    if info is not None and _describes(info, remote):
-        repaired = await verify_and_repair(
-            info, target, job.max_repairs, lambda ranges: session.fetch_ranges(
-                remote.path, target, ranges, lambda _n: reporter.heartbeat()
-            ), job.item_id, reporter.heartbeat,
-        )  # fmt: skip
+    if info is not None and describes(info, remote):
+        repaired = await check_pieces(
+            info, remote, target, session, job.max_repairs, job.item_id, reporter.heartbeat
+        )
         return Landed(size, "pieces", repaired, remote.skipped)
     if info is not None:
         _LOGGER.warning("item %s: the .torrent lists other files; size check only", job.item_id)
     return Landed(size, "size", 0, remote.skipped)
+
+
+async def _inspect(job: Job, session: SeedboxSession) -> RemoteEntry:
+    """The payload as the engines fetch it: resolved, held to the roots, listed, and
+    without what the rule excludes."""
+    entry = await session.inspect_payload(job.remote_path, job.seedbox.remote_roots)
+    return without_excluded(entry, job.plan.exclude, payload_name(job.remote_path))
 
 
 async def _unchanged(before: RemoteEntry, again: asyncio.Future[RemoteEntry]) -> RemoteEntry:
@@ -169,7 +181,7 @@ async def _unsafe_discards(stage: Path, looking: Awaitable[RemoteEntry]) -> Remo
         return await looking
     except TransferError as err:
         if err.code is ErrorCode.UNSAFE_PATH:
-            await asyncio.to_thread(remove, stage)
+            await asyncio.to_thread(discard, stage)
         raise
 
 
@@ -178,41 +190,3 @@ async def _settle(task: asyncio.Future[RemoteEntry]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, TransferError):
         await task
-
-
-def _describes(torrent: TorrentInfo, remote: RemoteEntry) -> bool:
-    """Whether the .torrent is this payload (not one with files deselected or added)."""
-    listed = {(f.rel, f.length) for f in torrent.files if not f.padding}
-    return torrent.is_dir == remote.is_dir and listed == {(f.rel, f.size) for f in remote.entries}
-
-
-async def verify_and_repair(
-    torrent: TorrentInfo,
-    target: Path,
-    max_repairs: int,
-    refetch: Callable[[list[Range]], Awaitable[int]],
-    item_id: str,
-    heartbeat: Callable[[], None],
-) -> int:
-    """Check every piece; re-fetch only the byte ranges of bad ones, up to max_repairs
-    rounds. Returns how many pieces were repaired; raises `verify_failed` otherwise."""
-    repaired: set[int] = set()
-    for repair in range(max_repairs + 1):
-        bad = await asyncio.to_thread(bad_pieces, target, torrent, lambda _n: heartbeat())
-        if not bad:
-            return len(repaired)
-        if repair == max_repairs:
-            break
-        ranges = piece_ranges(torrent, bad)
-        _LOGGER.warning(
-            "item %s: %d of %d pieces failed their hash; re-fetching %d bytes (repair %d of %d)",
-            item_id, len(bad), len(torrent.pieces), sum(r.length for r in ranges),
-            repair + 1, max_repairs,
-        )  # fmt: skip
-        await refetch(ranges)
-        repaired.update(bad)
-    raise TransferError(
-        ErrorCode.VERIFY_FAILED,
-        f"{len(bad)} of {len(torrent.pieces)} pieces still fail their hash "
-        f"after {max_repairs} repair(s)",
-    )

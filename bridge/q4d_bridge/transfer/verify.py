@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import fastbencode
 from ..rules import UnsafePathError, check_name
 
 READ_BLOCK = 1024 * 1024
+Locate = Callable[[str], Path]  # a file's path in the torrent -> where its bytes are
 
 
 class TorrentError(ValueError):
@@ -119,16 +120,20 @@ class Range:
     length: int
 
 
-def _stream(root: Path, torrent: TorrentInfo) -> Iterator[bytes]:
-    """The torrent's byte stream as stored under root: files in order, padding as zeros,
-    missing or short files as zeros (their pieces then fail)."""
+def _stream(locate: Locate, torrent: TorrentInfo, start: int, end: int) -> Iterator[bytes]:
+    """Bytes start..end of the torrent's byte stream as stored where `locate` says:
+    files in order, padding as zeros, missing or short files as zeros (their pieces
+    then fail)."""
     zeros = bytes(READ_BLOCK)
     for tfile in torrent.files:
-        left = tfile.length
+        lo, hi = max(start, tfile.offset), min(end, tfile.offset + tfile.length)
+        if lo >= hi:
+            continue
+        left = hi - lo
         if not tfile.padding:
-            path = root / tfile.rel if tfile.rel else root
             try:
-                with path.open("rb", buffering=0) as handle:
+                with locate(tfile.rel).open("rb", buffering=0) as handle:
+                    handle.seek(lo - tfile.offset)
                     while left > 0 and (block := handle.read(min(READ_BLOCK, left))):
                         left -= len(block)
                         yield block
@@ -140,30 +145,51 @@ def _stream(root: Path, torrent: TorrentInfo) -> Iterator[bytes]:
             yield zeros[:step]
 
 
+def _runs(count: int, skip: Collection[int]) -> Iterator[tuple[int, int]]:
+    """Consecutive piece indexes not skipped, as [first, end) runs."""
+    first: int | None = None
+    for index in range(count + 1):
+        if index < count and index not in skip:
+            first = index if first is None else first
+        elif first is not None:
+            yield first, index
+            first = None
+
+
 def bad_pieces(
-    root: Path, torrent: TorrentInfo, on_block: Callable[[int], None] | None = None
+    root: Path,
+    torrent: TorrentInfo,
+    on_block: Callable[[int], None] | None = None,
+    *,
+    skip: Collection[int] = (),
+    locate: Locate | None = None,
 ) -> list[int]:
     """Indexes of pieces whose SHA-1 does not match what landed at root; on_block gets
-    the size of each block hashed (a long check is progress, not a stall)."""
+    the size of each block hashed (a long check is progress, not a stall). Pieces in
+    `skip` are neither read nor checked; `locate` says where a file's bytes are (by
+    default under root)."""
+    where = locate or (lambda rel: root / rel if rel else root)
     bad: list[int] = []
-    index, filled = 0, 0
-    digest = hashlib.sha1(usedforsecurity=False)
-    for block in _stream(root, torrent):
-        if on_block is not None:
-            on_block(len(block))
-        view = memoryview(block)
-        while view:
-            take = min(len(view), torrent.piece_length - filled)
-            digest.update(view[:take])
-            view = view[take:]
-            filled += take
-            if filled == torrent.piece_length:
-                if digest.digest() != torrent.pieces[index]:
-                    bad.append(index)
-                index, filled = index + 1, 0
-                digest = hashlib.sha1(usedforsecurity=False)
-    if filled and digest.digest() != torrent.pieces[index]:
-        bad.append(index)
+    for first, end in _runs(len(torrent.pieces), frozenset(skip)):
+        index, filled = first, 0
+        digest = hashlib.sha1(usedforsecurity=False)
+        last = min(end * torrent.piece_length, torrent.total_length)
+        for block in _stream(where, torrent, first * torrent.piece_length, last):
+            if on_block is not None:
+                on_block(len(block))
+            view = memoryview(block)
+            while view:
+                take = min(len(view), torrent.piece_length - filled)
+                digest.update(view[:take])
+                view = view[take:]
+                filled += take
+                if filled == torrent.piece_length:
+                    if digest.digest() != torrent.pieces[index]:
+                        bad.append(index)
+                    index, filled = index + 1, 0
+                    digest = hashlib.sha1(usedforsecurity=False)
+        if filled and digest.digest() != torrent.pieces[index]:
+            bad.append(index)
     return bad
 
 

@@ -6,6 +6,10 @@ shell never parses a torrent name. `--inplace --append-verify` writes straight i
 staging file, so even after kill -9 the bytes on disk are kept and the next run appends
 to them (a plain `--partial` keeps nothing when the receiver is SIGKILLed); the
 whole-file checksum at the end catches a bad resume and re-sends that file.
+
+When a rule excludes files, rsync is given the exact list of what to fetch instead
+(`--files-from`, NUL-separated: any name, none parsed as a pattern), so rsync's own
+filter syntax never sees a torrent name or an exclude pattern.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from ...config.model import RsyncConfig, SeedboxConfig
 from ..bandwidth import Bandwidth
 from ..errors import ErrorCode
+from ..payload import RemoteEntry
 from .base import ProgressCallback, TransferRequest, allocated_bytes
 from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
 
@@ -37,6 +42,7 @@ RSYNC_ERRORS: Patterns = (
     *CONNECTION_LOST,
 )
 # "  1,234,567  45%  12.34MB/s  0:00:10" with --info=progress2 (separators vary by locale).
+FILES_FROM = ".q4d-files-from"
 _PROGRESS = re.compile(rb"^\s*(\d[\d,.']*)\s+\d+%")
 
 
@@ -55,13 +61,21 @@ def remote_spec(seedbox: SeedboxConfig, path: str) -> str:
     return f"{seedbox.user}@{host}:{path}"
 
 
-def build_argv(config: RsyncConfig, request: TransferRequest, rate_limit: int = 0) -> list[str]:
+def build_argv(
+    config: RsyncConfig,
+    request: TransferRequest,
+    rate_limit: int = 0,
+    files_from: Path | None = None,
+) -> list[str]:
+    """The argv; `files_from` is the file of fetch_list for a folder with excludes."""
     source, dest = request.remote_path, str(request.target)
     if request.remote.is_dir:
         source, dest = source.rstrip("/") + "/", dest + "/"  # the contents, into target
+    # With a list, no --recursive: a listed folder is made, not copied with all it holds.
+    walk = ["--recursive"] if files_from is None else [f"--files-from={files_from}", "--from0"]
     argv = [
         config.binary,
-        "--recursive",
+        *walk,
         "--times",
         "--inplace",
         "--partial",
@@ -79,6 +93,13 @@ def build_argv(config: RsyncConfig, request: TransferRequest, rate_limit: int = 
     if rate_limit:
         argv.append(f"--bwlimit={max(1, -(-rate_limit // 1024))}")  # KiB/s, rounded up
     return [*argv, "--", remote_spec(request.seedbox, source), dest]
+
+
+def fetch_list(remote: RemoteEntry) -> bytes:
+    """What rsync fetches of a folder with excludes: every kept file and folder (empty
+    ones too), relative to the payload, NUL-separated, bytes as listed."""
+    names = [*remote.dirs, *(f.rel for f in remote.entries)]
+    return b"".join(name.encode("utf-8", "surrogateescape") + b"\0" for name in names)
 
 
 class ProgressParser:
@@ -153,12 +174,21 @@ class RsyncEngine:
             on_disk = await asyncio.to_thread(allocated_bytes, request.target)
             on_progress(max(skipped + parser.done, on_disk))
 
-        with self.bandwidth.reserve(self.slots()) as share:  # 0 means unlimited
-            await run_tool(
-                [*launcher(self.nice), *build_argv(self.config, request, share)],
-                tool="rsync",
-                item_id=request.item_id,
-                patterns=RSYNC_ERRORS,
-                on_tick=report,
-                on_output=parser.feed,
-            )
+        files_from = None
+        if request.remote.is_dir and (request.remote.excluded or request.remote.excluded_dirs):
+            # Beside the payload in the item's private staging folder, never inside it.
+            files_from = request.target.parent / FILES_FROM
+            await asyncio.to_thread(files_from.write_bytes, fetch_list(request.remote))
+        try:
+            with self.bandwidth.reserve(self.slots()) as share:  # 0 means unlimited
+                await run_tool(
+                    [*launcher(self.nice), *build_argv(self.config, request, share, files_from)],
+                    tool="rsync",
+                    item_id=request.item_id,
+                    patterns=RSYNC_ERRORS,
+                    on_tick=report,
+                    on_output=parser.feed,
+                )
+        finally:
+            if files_from is not None:
+                files_from.unlink(missing_ok=True)
