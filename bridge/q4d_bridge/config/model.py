@@ -190,6 +190,8 @@ class ArrConfig:
     url: str
     api_key: str
     timeout: float = 30.0
+    # local path prefix -> the same folder as the app sees it (docs/post-processing.md)
+    path_map: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:  # keeps the key out of logs and tracebacks
         return f"ArrConfig(type={self.type!r}, url={self.url!r}, api_key='***')"

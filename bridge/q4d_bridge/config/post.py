@@ -141,6 +141,13 @@ ARR_SCHEMA = vol.Schema(
         vol.Required("url"): http_url,
         vol.Required("api_key"): v.secret(8),
         vol.Optional("timeout", default="30s"): vol.All(v.duration, vol.Range(min=1)),
+        # A local folder -> the same folder as the app sees it (in its container, or on
+        # Windows); the longest matching prefix wins.
+        vol.Optional("path_map", default=dict): {
+            v.absolute_path: vol.Match(
+                r"^(/|[A-Za-z]:\\|\\\\)", msg="must be an absolute path as the app sees it"
+            )
+        },
     }
 )
 HOME_CLIENT_SCHEMA = vol.Schema(
