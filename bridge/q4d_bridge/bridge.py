@@ -46,6 +46,7 @@ from .mqtt.router import Router
 from .mqtt.topics import Topics
 from .persistence.requests import DispatchRecords
 from .persistence.store import Store
+from .persistence.tracker_rules import load_tracker_rules
 from .state import BridgeState, SeedboxFacts, build_state
 from .transfer.bandwidth import Bandwidth
 from .transfer.engines.base import Engine
@@ -85,6 +86,8 @@ class Bridge:
         self.config = config
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
+        # The stored tracker rules join the routing everything shares (rules.resolve).
+        config.routing.tracker_rules.replace(load_tracker_rules(self.store))
         self.publisher = Publisher(
             topics=self.topics,
             store=self.store,
