@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 
 from ..tracker_rules import TrackerRule
 from .store import Store
 
 
-def load_tracker_rules(store: Store) -> list[TrackerRule]:
-    """Every stored rule, oldest first."""
-    with store.transaction() as db:
-        rows = db.execute(
-            "SELECT tracker, category, destination, ignore FROM tracker_rules ORDER BY added_at"
-        ).fetchall()
+def load_tracker_rules(db: sqlite3.Connection) -> list[TrackerRule]:
+    """Every stored rule, oldest first: from the bridge's store (in a transaction of its
+    own) or a read-only connection (the CLI's dry run)."""
+    rows = db.execute(
+        "SELECT tracker, category, destination, ignore FROM tracker_rules ORDER BY added_at"
+    ).fetchall()
     return [
         TrackerRule(r["tracker"], r["category"], r["destination"], bool(r["ignore"])) for r in rows
     ]
