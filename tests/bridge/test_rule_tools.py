@@ -21,6 +21,8 @@ from q4d_bridge import cli
 from q4d_bridge.clients.base import NewTorrent
 from q4d_bridge.clients.qbittorrent import QbittorrentClient
 from q4d_bridge.config.loader import parse_config
+from q4d_bridge.mqtt.remote import RemoteError, call_bridge
+from q4d_bridge.mqtt.topics import Topics
 
 from tests.bridge.test_client_qbittorrent import config as client_config
 from tests.bridge.test_client_qbittorrent import listed, payload
@@ -65,6 +67,11 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     code = cli.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def squeezed(out: str) -> list[str]:
+    """The lines printed, with their columns' padding squeezed to one space."""
+    return [" ".join(line.split()) for line in out.splitlines()]
 
 
 # --- route --dry-run ------------------------------------------------------------------
@@ -193,3 +200,72 @@ def test_check_permissions_free_space(tmp_path: Path, capsys: pytest.CaptureFixt
     config.write_text(yaml.safe_dump(raw))
     code, out, _ = run_cli(["check", "-c", str(config), "--permissions"], capsys)
     assert code == 1 and "below transfers.min_free_space" in out
+
+
+# --- tracker rules ----------------------------------------------------------------------
+
+
+async def test_tracker_rules_over_mqtt_and_the_cli_live_and_kept(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cli").mkdir()
+    cli_config = str(write_config(tmp_path / "cli", broker_port=mosquitto.port))
+
+    async def cli_says(*argv: str) -> tuple[int, str, str]:
+        return await asyncio.to_thread(run_cli, ["tracker-rule", "-c", cli_config, *argv], capsys)
+
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
+        topics = Topics("q4d", "test")
+        broker = env.bridge.config.broker
+
+        async def ask(op: str, args: dict[str, Any]) -> Any:
+            return await call_bridge(broker, topics, op, args, within=15)
+
+        code, out, _ = await cli_says("add", "Tracker.Example.org", "--ignore")
+        assert (code, squeezed(out)) == (
+            0,
+            ["added: tracker.example.org ignore (left on the seedbox)"],
+        )
+        added = await ask(
+            "tracker_rule_add",
+            {"tracker": "https://films.example.net/announce/passkey", "destination": "movies",
+             "category": "films"},
+        )  # fmt: skip
+        assert added["rule"] == {"tracker": "films.example.net", "category": "films",
+                                 "destination": "movies", "ignore": False}  # fmt: skip
+        assert added["replaced"] is False and len(added["rules"]) == 2
+        with pytest.raises(RemoteError) as refused:
+            await ask("tracker_rule_add", {"tracker": "x.org", "destination": "nope"})
+        assert refused.value.code == "not_found"
+        with pytest.raises(RemoteError) as refused:
+            await ask("tracker_rule_add", {"tracker": "x.org", "ignore": True, "category": "c"})
+        assert refused.value.code == "invalid_args"
+        code, _, err = await cli_says("remove", "unknown.org")
+        assert code == 1 and "not_found: no tracker rule for unknown.org" in err
+
+        # applied to the next completions: a subdomain's tracker, and a category set
+        await env.complete("Film.mkv", "ab" * 20, event_id="t1", category="tv",
+                           tracker="https://a.tracker.example.org:443/announce")  # fmt: skip
+        await env.complete("Film2.mkv", "cd" * 20, event_id="t2", category="tv",
+                           tracker="films.example.net")  # fmt: skip
+        (ignored,) = await env.recorder.wait_for(lambda: env.recorder.events("ignored"), 15)
+        assert ignored["rule"] == "tracker tracker.example.org"
+        (queued,) = await env.recorder.wait_for(lambda: env.recorder.events("queued"), 15)
+        assert (queued["item"]["destination"], queued["item"]["category"]) == ("movies", "films")
+
+        code, out, _ = await cli_says("list")
+        assert code == 0 and squeezed(out) == [
+            "tracker.example.org ignore (left on the seedbox)",
+            "films.example.net destination movies, category films",
+        ]
+        assert (await cli_says("remove", "tracker.example.org"))[0] == 0
+        assert [r["tracker"] for r in (await ask("tracker_rules", {}))["rules"]] == [
+            "films.example.net"
+        ]
+    # kept across a restart, and in force at once
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
+        assert [r.tracker for r in env.bridge.config.routing.tracker_rules.rules] == [
+            "films.example.net"
+        ]
+        code, out, _ = await cli_says("list")
+        assert code == 0 and out.startswith("films.example.net")
