@@ -77,10 +77,13 @@ ITEM_BUTTON_KEYS: Final = ("retry", "cancel")
 
 ATTR_CATEGORY: Final = "category"
 ATTR_CONFIG_ENTRY_ID: Final = "config_entry_id"
+ATTR_DESTINATION: Final = "destination"
+ATTR_IGNORE: Final = "ignore"
 ATTR_ITEM_ID: Final = "item_id"
 ATTR_MAGNET: Final = "magnet"
 ATTR_PAUSED: Final = "paused"
 ATTR_PRIORITY: Final = "priority"
 ATTR_SEEDBOX: Final = "seedbox"
 ATTR_STATES: Final = "states"
+ATTR_TRACKER: Final = "tracker"
 ATTR_URL: Final = "url"
