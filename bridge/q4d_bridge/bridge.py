@@ -44,9 +44,11 @@ from .mqtt.link import MqttLink
 from .mqtt.noise import quiet_closed_sockets
 from .mqtt.publisher import Publisher
 from .mqtt.router import Router
+from .mqtt.rule_commands import TrackerRuleDesk
 from .mqtt.topics import Topics
 from .persistence.requests import DispatchRecords
 from .persistence.store import Store
+from .persistence.tracker_rules import load_tracker_rules
 from .postprocess.steps import post_steps
 from .state import BridgeState, SeedboxFacts, build_state
 from .transfer.bandwidth import Bandwidth
@@ -87,6 +89,9 @@ class Bridge:
         self.config = config
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
+        # The stored tracker rules join the routing everything shares (rules.resolve).
+        with self.store.transaction() as db:
+            config.routing.tracker_rules.replace(load_tracker_rules(db))
         self.publisher = Publisher(
             topics=self.topics,
             store=self.store,
@@ -202,7 +207,12 @@ class Bridge:
             state_changed=self.publisher.state_changed,
             rescan=self.reconciler.rescan,
         )
-        self.commands = CommandDesk(self.controller, self.publisher.result, self.dispatcher)
+        self.commands = CommandDesk(
+            self.controller,
+            self.publisher.result,
+            self.dispatcher,
+            TrackerRuleDesk(self.store, config.routing),
+        )
         # The HTTP API, only when asked for (it opens a port); metrics, health and the
         # management routes join it at the end (_mount_observability).
         self.api: ApiServer | None = None

@@ -1,4 +1,4 @@
-"""`q4d-bridge run | check-config | status | add | clients`."""
+"""`q4d-bridge run | check-config | check | status | add | clients | route | tracker-rule`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, cli_dispatch
+from . import __version__, cli_check, cli_dispatch, cli_route, cli_tracker
 from .config.loader import ConfigError, load_config
 from .config.model import Config
 
@@ -149,6 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         ("status", "show the queue"),
         ("add", "add a torrent: the running bridge picks the seedbox (docs/dispatch.md)"),
         ("clients", "the seedboxes' torrent clients: reachability, scores, reasons"),
+        (
+            "check",
+            "check --permissions: can the bridge write, rename and chown in each destination",
+        ),
+        ("route", "route --dry-run: which rule, destination and steps a completion would get"),
+        ("tracker-rule", "add, list or remove the running bridge's tracker rules"),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", "-c", default=default, help=f"config file (default {default})")
@@ -160,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--seedbox", help="this seedbox's client, not the best scoring one")
             p.add_argument("--paused", action="store_true", help="add it paused")
             p.add_argument("--dry-run", action="store_true", help="only say where it would go")
+        if name == "check":
+            p.add_argument("--permissions", action="store_true", required=True)
+        if name == "route":
+            cli_route.add_arguments(p)
+        if name == "tracker-rule":
+            cli_tracker.add_arguments(p)
     args = parser.parse_args(argv)
     handler = {
         "run": cmd_run,
@@ -167,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         "status": cmd_status,
         "add": _remote(cli_dispatch.add),
         "clients": _remote(cli_dispatch.clients),
+        "check": _remote(lambda config, _args: cli_check.check_permissions(config)),
+        "route": _remote(cli_route.route),
+        "tracker-rule": _remote(cli_tracker.tracker_rule),
     }[args.command]
     started = time.monotonic()
     code = handler(args)

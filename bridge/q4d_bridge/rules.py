@@ -5,6 +5,7 @@ Pure logic, no I/O except reading a Types.config file.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import posixpath
 import re
@@ -16,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from .models import CompletionEvent
 from .postprocess.plan import PostPlan
+from .tracker_rules import TrackerRule, TrackerRules
 
 RULE_FIELDS = ("category", "tags", "tracker", "name", "path", "type", "size", "seedbox")
 STRING_OPS = ("is", "contains", "not", "regex", "glob")
@@ -232,6 +234,16 @@ class Routing:
     types_rules: tuple[TypeRule, ...] = ()
     default_type: str | None = None
     plans: Mapping[str, PostPlan] = field(default_factory=dict)  # by destination
+    # live, not config: compared by identity, never part of a config's equality
+    tracker_rules: TrackerRules = field(default_factory=TrackerRules, compare=False)
+
+    def rule_name(self, rule: Rule | TrackerRule | None) -> str:
+        """How logs, events and the CLI name the rule that decided: `rules[2]` (its
+        index in the config), `tracker example.org`, or `default` (no rule matched)."""
+        if isinstance(rule, TrackerRule):
+            return f"tracker {rule.tracker}"
+        index = next((i for i, r in enumerate(self.rules) if r is rule), None)
+        return "default" if index is None else f"rules[{index}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,33 +255,55 @@ class Resolution:
     engine: str | None = None
     post: PostPlan = field(default_factory=PostPlan)
     ignore: bool = False  # an ignore rule matched: leave it on the seedbox
+    category: str | None = None  # the item's: the event's, or the tracker rule's
+    rule: Rule | TrackerRule | None = None  # the rule that decided; None: no rule matched
 
 
 def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
-    """Pick the destination for an event and the local path its payload lands at."""
+    """Pick the destination for an event and the local path its payload lands at:
+    tracker rules first (docs/configuration.md#tracker-rules), then the config's rules,
+    type codes and the default destination."""
+    tracked = routing.tracker_rules.match(event)
+    if tracked is not None and tracked.category is not None:
+        event = dataclasses.replace(event, category=tracked.category)
     type_code = event.type_code
     if type_code is None and routing.types_rules:
         type_code = classify(event, routing.types_rules, routing.default_type)
     destination = routing.default_destination
     subdir: str | None = None
     engine: str | None = None
-    matched: Rule | None = None
-    for rule in routing.rules:
-        if rule.matches(event, type_code):
-            matched = rule
-            destination, subdir, engine = rule.destination, rule.subdir, rule.engine
-            break
+    matched: Rule | TrackerRule | None = None
+    post: PostPlan | None = None
+    if tracked is not None and (tracked.ignore or tracked.destination):
+        matched = tracked
+        destination = tracked.destination or destination
     else:
-        if type_code is not None and type_code in routing.type_codes:
-            destination = routing.type_codes[type_code]
+        for rule in routing.rules:
+            if rule.matches(event, type_code):
+                matched, post = rule, rule.post
+                destination, subdir, engine = rule.destination, rule.subdir, rule.engine
+                break
+        else:
+            if type_code is not None and type_code in routing.type_codes:
+                destination = routing.type_codes[type_code]
     root = routing.destinations[destination]
     parent = root
     if subdir:
         parent = safe_join(root, *subdir_parts(subdir, event, type_code))
     name = payload_name(event.path)
-    post = matched.post if matched else routing.plans.get(destination, PostPlan())
-    ignore = matched.ignore if matched else False
-    return Resolution(type_code, destination, root, safe_join(parent, name), engine, post, ignore)
+    if post is None:
+        post = routing.plans.get(destination, PostPlan())
+    return Resolution(
+        type_code,
+        destination,
+        root,
+        safe_join(parent, name),
+        engine,
+        post,
+        ignore=matched.ignore if matched is not None else False,
+        category=event.category,
+        rule=matched,
+    )
 
 
 def category_destination(routing: Routing, category: str | None) -> str:

@@ -13,7 +13,9 @@ from .lifecycle.policy import Breaker, Limits
 from .models import ACTIVE_STATES, Item, ItemState
 from .mqtt.codec import PROTOCOL_VERSION
 
-TOTALS = ("received", "completed", "failed", "rejected", "duplicates", "bytes_transferred")
+TOTALS = (
+    "received", "completed", "failed", "rejected", "duplicates", "ignored", "bytes_transferred",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class SeedboxState:
     client: dict[str, Any] | None  # its torrent client as last polled; None: no client
     ssh: dict[str, Any] | None  # the SSH link held to it; None: no link held
     lost_events: int
+    ignored: int  # completions an ignore rule left on this seedbox, in all
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ def build_state(
                 client=facts.client,
                 ssh=facts.ssh,
                 lost_events=facts.lost_events,
+                ignored=counters.get(f"ignored.{sb}", 0),
             )
             for sb, facts in seedboxes.items()
         },

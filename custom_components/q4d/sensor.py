@@ -175,6 +175,14 @@ BRIDGE_SENSORS: tuple[Q4dBridgeSensorDescription, ...] = (
         entity_registry_enabled_default=False,
         value_fn=lambda s: s.totals.get("duplicates"),
     ),
+    # Shown by default, unlike the two above: what an ignore rule left on the seedbox
+    # is a choice the user made and wants to see working, not a fault to dig for.
+    Q4dBridgeSensorDescription(
+        key="ignored_total",
+        translation_key="ignored_total",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        value_fn=lambda s: s.totals.get("ignored"),
+    ),
 )
 
 SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (

@@ -26,13 +26,16 @@ from .commands import (
 from .const import (
     ATTR_CATEGORY,
     ATTR_CONFIG_ENTRY_ID,
+    ATTR_DESTINATION,
     ATTR_FORCE,
+    ATTR_IGNORE,
     ATTR_ITEM_ID,
     ATTR_MAGNET,
     ATTR_PAUSED,
     ATTR_PRIORITY,
     ATTR_SEEDBOX,
     ATTR_STATES,
+    ATTR_TRACKER,
     ATTR_URL,
     DOMAIN,
     ITEM_STATES,
@@ -42,6 +45,7 @@ from .const import (
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
 from .dispatch import async_add_torrent, async_preview_dispatch, torrent_args
 from .models import Item, PayloadError
+from .tracker_rules import async_tracker_rule_command
 
 SERVICE_RETRY = "retry"
 SERVICE_CANCEL = "cancel"
@@ -52,6 +56,8 @@ SERVICE_RESCAN = "rescan"
 SERVICE_GET_QUEUE = "get_queue"
 SERVICE_ADD_TORRENT = "add_torrent"
 SERVICE_PREVIEW_DISPATCH = "preview_dispatch"
+SERVICE_ADD_TRACKER_RULE = "add_tracker_rule"
+SERVICE_REMOVE_TRACKER_RULE = "remove_tracker_rule"
 
 ITEM_ID = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{16}$"))
 
@@ -113,6 +119,17 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
     ),
     SERVICE_ADD_TORRENT: vol.Schema({**TORRENT, vol.Optional(ATTR_PAUSED): cv.boolean}),
     SERVICE_PREVIEW_DISPATCH: vol.Schema(TORRENT),
+    # The bridge checks the rule itself (a domain, one effect): one place for the rules.
+    SERVICE_ADD_TRACKER_RULE: vol.Schema(
+        {
+            **BASE,
+            vol.Required(ATTR_TRACKER): cv.string,
+            vol.Optional(ATTR_IGNORE): cv.boolean,
+            vol.Optional(ATTR_DESTINATION): cv.string,
+            vol.Optional(ATTR_CATEGORY): cv.string,
+        }
+    ),
+    SERVICE_REMOVE_TRACKER_RULE: vol.Schema({**BASE, vol.Required(ATTR_TRACKER): cv.string}),
 }
 
 
@@ -222,6 +239,22 @@ async def _async_preview_dispatch(hass: HomeAssistant, call: ServiceCall) -> Ser
     return await async_preview_dispatch(_coordinator(hass, call), args)
 
 
+async def _async_add_tracker_rule(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    # an empty text field, as a form sends it, counts as not given
+    args = {
+        key: call.data[key]
+        for key in (ATTR_TRACKER, ATTR_IGNORE, ATTR_DESTINATION, ATTR_CATEGORY)
+        if call.data.get(key) not in (None, "")
+    }
+    return await async_tracker_rule_command(_coordinator(hass, call), "tracker_rule_add", args)
+
+
+async def _async_remove_tracker_rule(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    return await async_tracker_rule_command(
+        _coordinator(hass, call), "tracker_rule_remove", _args(call, ATTR_TRACKER)
+    )
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the q4d actions (once, from async_setup)."""
@@ -235,6 +268,8 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_GET_QUEUE: (_async_get_queue, SupportsResponse.ONLY),
         SERVICE_ADD_TORRENT: (_async_add_torrent, SupportsResponse.OPTIONAL),
         SERVICE_PREVIEW_DISPATCH: (_async_preview_dispatch, SupportsResponse.ONLY),
+        SERVICE_ADD_TRACKER_RULE: (_async_add_tracker_rule, SupportsResponse.OPTIONAL),
+        SERVICE_REMOVE_TRACKER_RULE: (_async_remove_tracker_rule, SupportsResponse.OPTIONAL),
     }
     for service, (handler, supports_response) in handlers.items():
         hass.services.async_register(

@@ -75,4 +75,6 @@ def accept(
     # Fixed per item from here on: a resumed transfer continues with the engine that
     # wrote its staging files, whatever the config says later.
     engine = resolution.engine or seedboxes[event.seedbox].engine
+    # A tracker rule's category is the item's from here on (stored, published).
+    event = dataclasses.replace(event, category=resolution.category)
     return Accepted(event, dataclasses.replace(resolution, engine=engine))

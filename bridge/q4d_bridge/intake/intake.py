@@ -1,7 +1,8 @@
 """Intake: a completion from MQTT (or from reconciliation) becomes a stored item, a
-counted duplicate or a stored, announced rejection (a Q4D-classic one answered NOPE on
-`Label`), always committed before the message is acknowledged; and the seedboxes' event
-numbers are checked for events that never came."""
+counted duplicate, a recorded and counted ignored completion, or a stored, announced
+rejection (a Q4D-classic one answered NOPE on `Label`), always committed before the
+message is acknowledged; and the seedboxes' event numbers are checked for events that
+never came."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..mqtt.codec import RejectedEvent
 from ..mqtt.events import classic_hash, parse_sequence, sequence_in
 from ..mqtt.payloads import classic_label_payload
 from ..mqtt.topics import Topics
+from ..persistence.ignored import record_ignored
 from ..persistence.store import Message, Store
 from .decode import Accepted, Rejected, decode
 from .sequence import Gap, Sequences
@@ -79,7 +81,11 @@ class Intake:
         self.sequences.announced(seedbox, stream, seq, time.time())
 
     def admit(self, outcome: Accepted) -> Item | None:
-        """Store an accepted event as a new item (returned) or count it as a duplicate."""
+        """Store an accepted event as a new item (returned) or count it as a duplicate;
+        one an ignore rule matched is recorded instead (None)."""
+        if outcome.resolution.ignore:
+            self.ignore(outcome)
+            return None
         admission = self.store.admit(
             [(outcome.event, outcome.resolution)],
             messages_for=lambda new: [
@@ -102,6 +108,22 @@ class Intake:
         self.lifecycle.admitted(item)
         self.queued()
         return item
+
+    def ignore(self, outcome: Accepted) -> None:
+        """Left on the seedbox: no item, no label; recorded, counted and announced once
+        per torrent, whatever resends it."""
+        event = outcome.event
+        rule = self.config.routing.rule_name(outcome.resolution.rule)
+        notice = self.announcer.event_message(
+            "ignored", seedbox=event.seedbox, event_id=event.event_id, hash=event.hash,
+            name=event.name, path=event.path, category=event.category, rule=rule,
+        )  # fmt: skip
+        if not record_ignored(self.store, event, rule, [notice]):
+            _LOGGER.debug("ignored again: %s (%s)", event.name, event.event_id)
+            return
+        _LOGGER.info("ignored %s on %s (%s): left on the seedbox", event.name, event.seedbox, rule)
+        self.announcer.outbox_pending()
+        self.announcer.state_changed()
 
     def reject(self, topic: str, payload: bytes, outcome: Rejected) -> None:
         _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)

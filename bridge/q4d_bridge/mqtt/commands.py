@@ -16,7 +16,7 @@ import voluptuous as vol
 
 from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..models import Item, ItemState
-from . import dispatch_commands
+from . import dispatch_commands, rule_commands
 from .codec import MAX_COMMAND_BYTES, RejectedEvent, decode_json
 from .payloads import command_result
 
@@ -116,9 +116,17 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
 
 
 def execute(
-    controller: Controller, op: str, args: dict[str, Any], dispatcher: Dispatcher | None = None
+    controller: Controller,
+    op: str,
+    args: dict[str, Any],
+    dispatcher: Dispatcher | None = None,
+    rules: rule_commands.TrackerRuleDesk | None = None,
 ) -> Any:
-    schemas = {**SCHEMAS, **(dispatch_commands.SCHEMAS if dispatcher else {})}
+    schemas = {
+        **SCHEMAS,
+        **(dispatch_commands.SCHEMAS if dispatcher else {}),
+        **(rule_commands.SCHEMAS if rules else {}),
+    }
     schema = schemas.get(op)
     if schema is None:
         raise CommandError("unknown_op", f"unknown op {op!r}; known: {', '.join(sorted(schemas))}")
@@ -128,6 +136,11 @@ def execute(
         raise CommandError("invalid_args", f"{op}: {err}") from err
     if dispatcher is not None and op in dispatch_commands.SCHEMAS:
         return dispatch_commands.handlers(dispatcher, valid)[op]()
+    if rules is not None and op in rule_commands.SCHEMAS:
+        try:
+            return rule_commands.handlers(rules, valid)[op]()
+        except rule_commands.RuleCommandError as err:
+            raise CommandError(err.code, err.message) from err
     handlers: dict[str, Callable[[], Any]] = {
         "retry": lambda: requeued(controller.retry(valid.get("item_id"), force=valid["force"])),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
@@ -161,10 +174,12 @@ class CommandDesk:
         controller: Controller,
         answer: Callable[[bytes], None],
         dispatcher: Dispatcher | None = None,
+        rules: rule_commands.TrackerRuleDesk | None = None,
     ) -> None:
         self.controller = controller
         self.answer = answer
         self.dispatcher = dispatcher
+        self.rules = rules
         self._pending: set[asyncio.Future[None]] = set()  # answers still being worked out
 
     def handle(self, payload: bytes) -> None:
@@ -178,7 +193,7 @@ class CommandDesk:
             self.answer(command_result(None, error=("internal", type(err).__name__)))
             return
         try:
-            result = execute(self.controller, command.op, command.args, self.dispatcher)
+            result = execute(self.controller, command.op, command.args, self.dispatcher, self.rules)
             if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
                 task = asyncio.ensure_future(self._answer_later(command.id, result))
                 self._pending.add(task)

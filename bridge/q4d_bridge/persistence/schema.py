@@ -129,6 +129,30 @@ CREATE TABLE IF NOT EXISTS sequence_streams (
     updated_at REAL NOT NULL,
     PRIMARY KEY (seedbox, stream)
 );
+-- completions an ignore rule left on the seedbox (persistence/ignored.py): one row per
+-- torrent, so a resent event or a reconciliation pass does not count it again
+CREATE TABLE IF NOT EXISTS ignored (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    event_id TEXT NOT NULL,
+    seedbox TEXT NOT NULL,
+    hash TEXT,
+    name TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    category TEXT,
+    rule TEXT NOT NULL  -- rules.Routing.rule_name: rules[2], tracker example.org
+);
+CREATE UNIQUE INDEX IF NOT EXISTS ignored_key ON ignored (seedbox, ifnull(hash, ''), remote_path);
+CREATE INDEX IF NOT EXISTS ignored_hash ON ignored (seedbox, hash);
+-- the tracker rules added at runtime (persistence/tracker_rules.py), tried before the
+-- config's rules; one per tracker domain
+CREATE TABLE IF NOT EXISTS tracker_rules (
+    tracker TEXT PRIMARY KEY,
+    category TEXT,
+    destination TEXT,
+    ignore INTEGER NOT NULL DEFAULT 0,
+    added_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sequence_received (
     seedbox TEXT NOT NULL,
     stream TEXT NOT NULL,

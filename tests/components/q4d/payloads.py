@@ -137,6 +137,7 @@ def state_dict(**overrides: Any) -> dict[str, Any]:
             "failed": 1,
             "rejected": 1,
             "duplicates": 1,
+            "ignored": 2,
             "bytes_transferred": 1500000000,
         },
         "limits": {
