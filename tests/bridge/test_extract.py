@@ -29,7 +29,7 @@ from q4d_bridge.postprocess.archives import (
 )
 from q4d_bridge.postprocess.base import Landed, StepError
 from q4d_bridge.postprocess.extract import Extract
-from q4d_bridge.postprocess.plan import ExtractPlan, PostPlan
+from q4d_bridge.postprocess.plan import ExtractPlan, Ownership, PostPlan
 from q4d_bridge.transfer.engines.process import running
 
 from tests.helpers.rar import Member, write_rar
@@ -211,7 +211,7 @@ async def test_subfolder_deletes_archives_and_fixes_modes(tmp_path: Path) -> Non
     payload, want = mixed_payload(tmp_path)
     fixed: list[str] = []
 
-    def fix(path: Path) -> None:
+    def fix(path: Path, _ownership: Ownership) -> None:
         fixed.append(str(path.relative_to(next(p for p in path.parents if p.name == "out"))))
         path.chmod(0o750 if path.is_dir() else 0o640)
 

@@ -82,6 +82,8 @@ SEEDBOX_NEUTRAL = frozenset(
         ErrorCode.NO_SPACE,
         ErrorCode.INSUFFICIENT_SPACE,
         ErrorCode.VERIFY_FAILED,
+        ErrorCode.NOTHING_TO_FETCH,
+        ErrorCode.OWNERSHIP,
     }
 )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..config.model import Config
 from ..models import Item, ItemState, StepState
 from ..postprocess.base import Landed, Step, StepError
+from ..postprocess.steps import close_steps
 from .machine import Lifecycle
 from .policy import retry_delay
 
@@ -48,6 +49,7 @@ class PostRunner:
         for task in self.running.values():
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
+        await close_steps(self.steps)
 
     async def _run(self, item: Item) -> None:
         root = self.config.routing.destinations[item.destination]

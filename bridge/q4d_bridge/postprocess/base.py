@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from .plan import PostPlan
 
@@ -41,3 +41,10 @@ class Step(Protocol):
     async def run(self, landed: Landed) -> str:
         """Do the job; the short detail recorded on the item ("3 files from 2 archives")."""
         ...
+
+
+@runtime_checkable
+class Closing(Protocol):
+    """A step holding connections (an HTTP session) that it lets go when the bridge stops."""
+
+    async def close(self) -> None: ...

@@ -34,7 +34,7 @@ from ..transfer.engines.process import launcher
 from ..transfer.landing import remove
 from .archives import WORK_PREFIX, ArchiveSet, discover, escapes, read_listing, regular_files
 from .base import Landed, StepError
-from .plan import ExtractPlan
+from .plan import ExtractPlan, Ownership
 
 OUTPUT_LIMIT = 64 * 1024  # the tail of a tool's output kept for its error message
 LISTING_LIMIT = 16 * 1024 * 1024  # lsar's JSON listing, ~500 bytes a member
@@ -50,7 +50,8 @@ _REASONS = (
     re.compile(r"error|failed|cannot|can't|unsupported|corrupt|missing", re.I),
 )
 
-Fix = Callable[[Path], None]
+# Gives a new file or folder the landed payload's modes and owner (its plan's).
+Fix = Callable[[Path, Ownership], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +83,7 @@ class Extract:
         base = path if path.is_dir() and not path.is_symlink() else path.parent
         work = base / f"{WORK_PREFIX}{landed.item_id}"
         try:
-            manifest = await self._unpacked(path, base, work, plan)
+            manifest = await self._unpacked(path, base, work, plan, landed.plan.ownership)
             if manifest is None:
                 return "no archives"
             await asyncio.to_thread(self._place, manifest, base, work, plan.keep_archives)
@@ -99,7 +100,7 @@ class Extract:
         )
 
     async def _unpacked(
-        self, path: Path, base: Path, work: Path, plan: ExtractPlan
+        self, path: Path, base: Path, work: Path, plan: ExtractPlan, ownership: Ownership
     ) -> dict[str, Any] | None:
         """An earlier run's manifest (it got as far as the moves), or a new one; None:
         no archives. A killed run's folder without one is discarded."""
@@ -111,13 +112,18 @@ class Extract:
         if not found.sets:
             return None
         try:
-            return await self._unpack_all(found.sets, base, work, plan)
+            return await self._unpack_all(found.sets, base, work, plan, ownership)
         except asyncio.CancelledError:
             remove(work)  # only the step's own folder: the payload stays as it was
             raise
 
     async def _unpack_all(
-        self, sets: tuple[ArchiveSet, ...], base: Path, work: Path, plan: ExtractPlan
+        self,
+        sets: tuple[ArchiveSet, ...],
+        base: Path,
+        work: Path,
+        plan: ExtractPlan,
+        ownership: Ownership,
     ) -> dict[str, Any]:
         """Unpack every set (and what is nested in it) into work/out, which mirrors the
         payload's folder, then write the manifest: from here on only moves remain."""
@@ -142,7 +148,7 @@ class Extract:
             target = out / plan.subfolder / rel if plan.subfolder else out / rel
             await asyncio.to_thread(_merge, unpacked, target)
         if self._fix:
-            await asyncio.to_thread(_fix_tree, out, self._fix)
+            await asyncio.to_thread(_fix_tree, out, self._fix, ownership)
         manifest = {
             "labels": labels,
             "files": await asyncio.to_thread(regular_files, out),
@@ -313,8 +319,8 @@ def _same(a: Path, b: Path) -> bool:
     return filecmp.cmp(a, b, shallow=False)
 
 
-def _fix_tree(root: Path, fix: Fix) -> None:
+def _fix_tree(root: Path, fix: Fix, ownership: Ownership) -> None:
     for dirpath, dirs, files in os.walk(root):
         for name in [*dirs, *files]:
             if not (path := Path(dirpath, name)).is_symlink():
-                fix(path)
+                fix(path, ownership)
