@@ -2,11 +2,16 @@
 qbittorrent-nox (and transmission-daemon) rechecks a landed payload to 100 %, and only
 then is the torrent removed from the seedbox's client (another qbittorrent-nox seeding
 it); a corrupt byte is repaired by piece range and rechecked; with no repair possible
-the step fails and the seedbox keeps its torrent; a home client killed (SIGKILL)
-mid-recheck, and the step run again, completes."""
+the step fails and the seedbox keeps its torrent; the home client, or the process
+running the step, killed (SIGKILL) mid-recheck, and the step run again, completes."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -313,3 +318,52 @@ async def test_transmission_at_home_repairs_and_confirms(
     assert repair.calls == [[Range("extras/part01.bin", 0, PIECE_SIZE)]]
     assert unchanged(item)
     assert await on_seedbox(seedbox, item) is None
+
+
+async def test_the_bridge_killed_mid_recheck_then_the_rerun_completes(
+    tmp_path: Path, home_qbt: QBittorrent, home: QbittorrentClient, seedbox: RemovalWatch
+) -> None:
+    """The process running the step SIGKILLed while it waits for the home client's
+    recheck: the seedbox keeps its torrent, the payload is intact, and the step run
+    again finds the torrent at home, confirms it and only then removes it."""
+    item = payload(tmp_path, "Show.S03", [300 * KiB], seed=7)
+    await seeding(seedbox, item)
+    (tmp_path / "t.torrent").write_bytes(item.torrent)
+    login = {"url": home_qbt.url, "username": home_qbt.username, "password": home_qbt.password}
+    args = {
+        "home": login,
+        "seedbox": {"url": seedbox.config.url, "username": seedbox.config.username,
+                    "password": seedbox.config.password},
+        "torrent": str(tmp_path / "t.torrent"), "landed": str(item.landed),
+        "seedbox_copy": str(item.seedbox_copy), "hash": item.hash,
+    }  # fmt: skip
+    root = Path(__file__).parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'bridge'}{os.pathsep}{root}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.handoff_run", json.dumps(args)], cwd=root, env=env
+    )
+    try:
+        # Once the home client lists it, the step is rechecking: it waits at least
+        # `settle` (3 s) there before it believes a finished check.
+        async def added() -> Torrent | None:
+            assert proc.poll() is None, "the step ended before it was killed"
+            return find(await home.torrents(), item.hash)
+
+        await eventually(added, "the torrent added at home")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    assert await on_seedbox(seedbox, item) is not None
+    assert unchanged(item)
+
+    seedbox.home = home
+    plan = HandoffPlan(client="home", remove_from_seedbox=True)
+    detail = await handoff(home_qbt, item, seedbox).run(landed(item, plan))
+
+    assert detail == "home qBittorrent checked it 100 %; removed from the seedbox with its data"
+    (at_removal,) = seedbox.home_at_removal
+    assert at_removal is not None and at_removal.progress == 1.0
+    assert unchanged(item)

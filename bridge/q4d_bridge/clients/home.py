@@ -26,7 +26,7 @@ from ..config.model import ClientConfig, HomeClientConfig
 from .base import ClientError, ClientErrorKind, NewTorrent
 from .metainfo import MetainfoError, parse_new_torrent
 from .qbittorrent import ADDED_WAIT, QbittorrentClient, _present, torrent_id
-from .transmission import TransmissionClient
+from .transmission import STATUS, TransmissionClient
 
 Sleep = Callable[[float], Awaitable[None]]
 QBT_CHECKING = frozenset({"checkingUP", "checkingDL", "checkingResumeData", "moving"})
@@ -37,6 +37,7 @@ TR_CHECKING = (1, 2)  # check_wait, checking
 @dataclass(frozen=True, slots=True)
 class HomeTorrent:
     hash: str
+    state: str  # the client's own word for it, for messages
     checking: bool  # waiting for its check, or being checked
     progress: float  # 0.0 .. 1.0 of what it wants
     error: str | None  # the client's own error (files missing, disk), if any
@@ -134,6 +135,7 @@ class HomeQbittorrent(QbittorrentClient):
         state = str(info.state)
         return HomeTorrent(
             hash=info_hash,
+            state=state,
             checking=state in QBT_CHECKING,
             progress=info.progress,
             error=state if state in QBT_FAILED else None,
@@ -187,9 +189,11 @@ class HomeTransmission(TransmissionClient):
         if not found:
             return None
         torrent = found[0]
+        status = torrent.get("status")
         return HomeTorrent(
             hash=info_hash,
-            checking=torrent.get("status") in TR_CHECKING,
+            state=STATUS[status] if isinstance(status, int) and 0 <= status < len(STATUS) else "?",
+            checking=status in TR_CHECKING,
             progress=float(torrent.get("percentDone") or 0.0),
             # 3: a local error (files missing, disk); 1 and 2 are tracker warnings
             error=str(torrent.get("errorString")) if torrent.get("error") == 3 else None,

@@ -134,12 +134,27 @@ class Handoff:
     async def _recheck(
         self, client: HomeClient, where: str, info_hash: str, limit: float
     ) -> HomeTorrent:
-        """Recheck and wait until the client is done checking. A status that is not
+        """Recheck and wait until the client is done checking. A check already under
+        way (the client's own on loading or adding it) is waited out first: qBittorrent
+        may leave a recheck asked for meanwhile queued for good. A status that is not
         checking counts once the check was seen, or `settle` seconds on: until then it
         may still be the one from before the recheck."""
-        await client.recheck(info_hash)
         started = self.clock()
-        seen, pause = False, POLL_FIRST
+        await self._checked(client, where, info_hash, started, limit, recheck=False)
+        await client.recheck(info_hash)
+        return await self._checked(client, where, info_hash, self.clock(), limit, recheck=True)
+
+    async def _checked(
+        self,
+        client: HomeClient,
+        where: str,
+        info_hash: str,
+        started: float,
+        limit: float,
+        *,
+        recheck: bool,
+    ) -> HomeTorrent:
+        seen, pause = not recheck, POLL_FIRST
         while True:
             await self.sleep(pause)
             pause = min(pause * POLL_FACTOR, POLL_MAX)
@@ -156,7 +171,7 @@ class Handoff:
             if elapsed > limit:
                 raise StepError(
                     f"{where}: the recheck of torrent {info_hash} did not finish in "
-                    f"{limit:.0f} s (recheck_timeout)",
+                    f"{limit:.0f} s (recheck_timeout): {status.state}, {status.progress:.0%}",
                     transient=True,
                 )
 
