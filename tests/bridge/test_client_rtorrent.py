@@ -142,7 +142,7 @@ async def test_add_list_and_stats(client: RtorrentClient, daemon: RTorrent, tmp_
     assert seeding == Torrent(
         hash=film, name="Film.2024.mkv", state="seeding", progress=1.0, category="TV 100%",
         tags=(), content_path=str(payload), size=300_000,
-        completed_at=seeding.completed_at, tracker="127.0.0.1",
+        completed_at=seeding.completed_at, tracker="127.0.0.1", ratio=0.0,
     )  # fmt: skip
     assert seeding.completed_at is not None and abs(seeding.completed_at - time.time()) < 60
     stopped = await one(client, show)

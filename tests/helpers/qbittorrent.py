@@ -9,7 +9,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from tests.helpers.services import LOOPBACK, _Service, _which, free_port
+from tests.helpers.services import LOOPBACK, STOP_TIMEOUT, _Service, _which, free_port
 
 
 def pbkdf2_password(password: str, salt: bytes | None = None) -> str:
@@ -86,3 +86,11 @@ class QBittorrent(_Service):
 
     def start(self) -> None:
         self._spawn()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no chance to save its state; start() brings it back on
+        the same ports and profile."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=STOP_TIMEOUT)
+        self.stop()

@@ -42,6 +42,9 @@ class Torrent:
     tracker: str | None
     # every hash the client also knows it by (qBittorrent: a hybrid's v1 and full v2)
     aliases: tuple[str, ...] = ()
+    # For the seedbox clean-up's goals; None where the client does not keep them.
+    ratio: float | None = None  # uploaded / downloaded
+    seeding_time: float | None = None  # seconds spent seeding
 
     @property
     def complete(self) -> bool:

@@ -56,7 +56,7 @@ LABEL_PLUGIN = "Label"
 DOWNLOADING = "Downloading"
 TORRENT_KEYS = [
     "name", "state", "is_finished", "label", "download_location", "total_wanted",
-    "total_remaining", "completed_time", "tracker", "trackers",
+    "total_remaining", "completed_time", "tracker", "trackers", "ratio", "seeding_time",
 ]  # fmt: skip
 
 # A torrent's `torrent_file` in the state folder; the hint in export's refusal.
@@ -386,6 +386,7 @@ def torrent(info_hash: str, status: dict[str, Any]) -> Torrent:
     trackers = status.get("trackers") or []
     tracker = status.get("tracker") or (trackers[0].get("url") if trackers else None)
     location, name = str(status.get("download_location") or ""), str(status.get("name") or "")
+    ratio, seeding = status.get("ratio"), status.get("seeding_time")
     return Torrent(
         hash=info_hash.lower(),
         name=name,
@@ -400,6 +401,9 @@ def torrent(info_hash: str, status: dict[str, Any]) -> Torrent:
         if isinstance(completed, int | float) and completed > 0
         else None,
         tracker=tracker or None,
+        # -1: nothing downloaded yet to divide by
+        ratio=float(ratio) if isinstance(ratio, int | float) and ratio >= 0 else None,
+        seeding_time=float(seeding) if isinstance(seeding, int | float) else None,
     )
 
 

@@ -14,7 +14,7 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -424,6 +424,7 @@ def _add_form(api: APIClient, torrent: NewTorrent) -> aiohttp.FormData:
 
 def _torrent(info: TorrentInfo) -> Torrent:
     completed = getattr(info, "completion_on", None)
+    seeding = getattr(info, "seeding_time", None)  # qBittorrent 4.1.7 (API 2.2) and newer
     return Torrent(
         hash=info.hash,
         name=info.name,
@@ -440,6 +441,8 @@ def _torrent(info: TorrentInfo) -> Torrent:
         aliases=tuple(
             h for h in (getattr(info, "infohash_v1", ""), getattr(info, "infohash_v2", "")) if h
         ),
+        ratio=info.ratio,
+        seeding_time=seeding.total_seconds() if isinstance(seeding, timedelta) else None,
     )
 
 

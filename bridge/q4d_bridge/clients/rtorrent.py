@@ -50,7 +50,7 @@ TORRENT_FIELDS = (
     "d.hash=", "d.name=", "d.state=", "d.is_active=", "d.complete=", "d.hashing=",
     "d.completed_bytes=", "d.size_bytes=", "d.custom1=", f"d.custom={CUSTOM_KEY}",
     "d.base_path=", "d.directory=", "d.is_multi_file=", "d.timestamp.finished=",
-    "t.multicall=,t.url=,t.is_enabled=",
+    "t.multicall=,t.url=,t.is_enabled=", "d.ratio=",
 )  # fmt: skip
 STATS_FIELDS = ("d.state=", "d.is_active=", "d.complete=", "d.is_open=", "d.directory=",
                 "d.free_diskspace=")  # fmt: skip
@@ -333,7 +333,7 @@ class RtorrentClient:
 
 def _torrent(row: list[Any]) -> Torrent:
     (info_hash, name, state, active, complete, hashing, done, size, custom1, tags, base_path,
-     directory, multi_file, finished, trackers) = row  # fmt: skip
+     directory, multi_file, finished, trackers, ratio) = row  # fmt: skip
     if hashing:
         status = "checking"
     elif not state:
@@ -354,6 +354,7 @@ def _torrent(row: list[Any]) -> Torrent:
         size=size,
         completed_at=float(finished) if finished else None,
         tracker=_tracker_host(trackers),
+        ratio=ratio / 1000,  # in thousandths; rTorrent keeps no seeding time
     )
 
 

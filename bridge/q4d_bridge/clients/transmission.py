@@ -46,7 +46,8 @@ STATUS = ("stopped", "check_wait", "checking", "download_wait", "downloading", "
           "seeding")  # fmt: skip
 DOWNLOADING = 4
 TORRENT_FIELDS = ["hashString", "name", "status", "percentDone", "labels", "downloadDir",
-                  "sizeWhenDone", "doneDate", "addedDate", "trackers"]  # fmt: skip
+                  "sizeWhenDone", "doneDate", "addedDate", "trackers", "uploadRatio",
+                  "secondsSeeding"]  # fmt: skip
 # Transmission writes a name with these characters (or leading or trailing blanks,
 # or a trailing dot) differently on disk than `name` says: such a torrent's content
 # path comes from its file list.
@@ -316,6 +317,8 @@ def _torrent(info: dict[str, Any], on_disk: str | None) -> Torrent:
     completed = done if done > 0 else added if progress >= 1.0 and added > 0 else None
     status = info.get("status")
     directory = str(info.get("downloadDir") or "").rstrip("/")
+    ratio = info.get("uploadRatio")  # -1: nothing downloaded or uploaded, -2: infinite
+    seeding = info.get("secondsSeeding")
     return Torrent(
         hash=str(info["hashString"]).lower(),
         name=name,
@@ -329,6 +332,8 @@ def _torrent(info: dict[str, Any], on_disk: str | None) -> Torrent:
         size=size,
         completed_at=float(completed) if completed is not None else None,
         tracker=_tracker(info.get("trackers") or []),
+        ratio=float(ratio) if isinstance(ratio, int | float) and ratio >= 0 else None,
+        seeding_time=float(seeding) if isinstance(seeding, int | float) else None,
     )
 
 

@@ -119,6 +119,17 @@ CREATE TABLE IF NOT EXISTS api_marks (
     tags TEXT NOT NULL DEFAULT '[]',
     removed_at REAL
 );
+-- torrents removed from a seedbox's client after their item was done, or found gone
+-- there (postprocess/cleanup.py): one row per item, so none is looked at twice
+CREATE TABLE IF NOT EXISTS seedbox_cleanups (
+    item_id TEXT PRIMARY KEY,
+    seedbox TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL,  -- why: "ratio 2.03 ≥ 2", or "no longer on the seedbox"
+    removed INTEGER NOT NULL,  -- 1: q4d removed it; 0: it was gone already
+    data_deleted INTEGER NOT NULL  -- 1: its data went with it
+);
 -- the seedboxes' event numbers (intake/sequence.py)
 CREATE TABLE IF NOT EXISTS sequence_streams (
     seedbox TEXT NOT NULL,
