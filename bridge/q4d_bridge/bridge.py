@@ -46,9 +46,11 @@ from .mqtt.publisher import Publisher
 from .mqtt.router import Router
 from .mqtt.rule_commands import TrackerRuleDesk
 from .mqtt.topics import Topics
+from .persistence.cleanups import CleanupRecords
 from .persistence.requests import DispatchRecords
 from .persistence.store import Store
 from .persistence.tracker_rules import load_tracker_rules
+from .postprocess.cleanup import CleanupWatcher
 from .postprocess.steps import post_steps
 from .state import BridgeState, SeedboxFacts, build_state
 from .transfer.bandwidth import Bandwidth
@@ -162,17 +164,20 @@ class Bridge:
             disk_free=disk_free,
             state_changed=self.publisher.state_changed,
         )
-        self.post = PostRunner(config, self.lifecycle, post_steps(config))
+        torrents = {
+            sb.id: TorrentSource(sb, self.sessions[sb.id], self.clients.get(sb.id))
+            for sb in config.seedboxes.values()
+        }
+        steps = post_steps(config, torrents=torrents, sessions=self.sessions, clients=self.clients)
+        self.post = PostRunner(config, self.lifecycle, steps)
+        self.cleanup = CleanupWatcher(CleanupRecords(self.store), self.clients.get)
         self.runner = Runner(
             config,
             self.lifecycle,
             self.scheduler,
             sessions=self.sessions,
             engines=engines,
-            torrents={
-                sb.id: TorrentSource(sb, self.sessions[sb.id], self.clients.get(sb.id))
-                for sb in config.seedboxes.values()
-            },
+            torrents=torrents,
             modes=Modes(transfers.file_mode, transfers.dir_mode).without(process_umask()),
             disk_free=disk_free,
             landed=self.housekeeping.space_used,
@@ -206,6 +211,7 @@ class Bridge:
             self.post,
             state_changed=self.publisher.state_changed,
             rescan=self.reconciler.rescan,
+            cleanup=self.cleanup,
         )
         self.commands = CommandDesk(
             self.controller,
@@ -355,6 +361,7 @@ class Bridge:
         if self.clients:
             jobs["clients"] = self.monitor.run(self.reconciler.reconcile)
             jobs["requests"] = self._follow_requests()
+            jobs["cleanup"] = self.cleanup.run()  # torrents whose seeding goal is reached
         if self.api is not None:
             jobs["api"] = self.api.run()
         broker = (self.config.broker.host, self.config.broker.port)

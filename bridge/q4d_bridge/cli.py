@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, cli_check, cli_dispatch, cli_route, cli_tracker
+from . import __version__, cli_check, cli_cleanup, cli_dispatch, cli_route, cli_tracker
 from .config.loader import ConfigError, load_config
 from .config.model import Config
 
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("route", "route --dry-run: which rule, destination and steps a completion would get"),
         ("tracker-rule", "add, list or remove the running bridge's tracker rules"),
+        ("cleanup", "the seedbox torrents whose clean-up goal is reached (--now: remove them)"),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", "-c", default=default, help=f"config file (default {default})")
@@ -172,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             cli_route.add_arguments(p)
         if name == "tracker-rule":
             cli_tracker.add_arguments(p)
+        if name == "cleanup":
+            cli_cleanup.add_arguments(p)
     args = parser.parse_args(argv)
     handler = {
         "run": cmd_run,
@@ -182,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "check": _remote(lambda config, _args: cli_check.check_permissions(config)),
         "route": _remote(cli_route.route),
         "tracker-rule": _remote(cli_tracker.tracker_rule),
+        "cleanup": _remote(cli_cleanup.cleanup),
     }[args.command]
     started = time.monotonic()
     code = handler(args)

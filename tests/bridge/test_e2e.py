@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class Env:
     library: Path
     # Items a previous run finished: this run publishes no event for them.
     finished_before: frozenset[str] = frozenset()
+    raw: dict[str, Any] = field(default_factory=dict)  # its config, as YAML would give it
 
     async def complete(self, rel: str, info_hash: str | None, **fields: Any) -> str:
         path = str(self.remote / rel)
@@ -118,6 +120,7 @@ async def running_bridge(
     raw["seedboxes"][0]["engine"] = engine
     raw["seedboxes"][0].update(seedbox)
     raw["transfers"].update(transfers)
+    given = copy.deepcopy(raw)
     bridge = Bridge(parse_config(raw), **({"disk_free": disk_free} if disk_free else {}))
     finished_before = frozenset(
         i.id for i in bridge.lifecycle.items.values() if i.state in FINISHED_STATES
@@ -128,7 +131,7 @@ async def running_bridge(
         task = asyncio.create_task(bridge.run())
         try:
             await asyncio.wait_for(bridge.connected.wait(), 15)
-            yield Env(bridge, recorder, mosquitto.port, remote, library, finished_before)
+            yield Env(bridge, recorder, mosquitto.port, remote, library, finished_before, given)
         finally:
             bridge.stop()
             await asyncio.wait_for(task, 30)

@@ -91,7 +91,7 @@ def test_bad_post_processing_keys_are_named(raw: dict[str, Any], tmp_path: Path)
         {"destination": "tv", "owner": "bad name"},
         {"destination": "tv", "exclude": ["../x"]},
         {"destination": "movies", "handoff": "home", "extract": {"keep_archives": False},
-         "arr_import": {"instance": "sonarr", "import_mode": "Move"}},
+         "arr_import": {"instance": "sonarr", "import_mode": "Move"}, "exclude": ["*.nfo"]},
     ]  # fmt: skip
     raw["arr"]["bad"] = {"type": "lidarr", "url": "ftp://x", "api_key": "short"}
     errors = errors_of(raw)
@@ -115,6 +115,8 @@ def test_bad_post_processing_keys_are_named(raw: dict[str, Any], tmp_path: Path)
         "rules[4].handoff: 'nas' is not under home_clients",
         "rules[5].extract.keep_archives: must stay true with a hand-off (the home client's "
         "recheck reads the archives)",
+        "rules[5].exclude: a hand-off needs every file of the torrent (the home client "
+        "rechecks them all); drop exclude or the hand-off",
         "rules[5].arr_import.import_mode: Move would take the files the home client seeds; "
         "use Copy (a hardlink where it can) or Auto",
     ]

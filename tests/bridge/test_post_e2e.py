@@ -11,22 +11,32 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import libtorrent as lt
+import yaml
+from q4d_bridge.clients.qbittorrent import QbittorrentClient
 from q4d_bridge.models import ItemState, StepState
+from q4d_bridge.postprocess.cleanup import find
 
 from tests.bridge.test_arr_import import KEY, FakeArr, arr
-from tests.bridge.test_commands_live import item_messages
+from tests.bridge.test_commands_live import command, item_messages
 from tests.bridge.test_e2e import make_file, running_bridge
+from tests.bridge.test_handoff import client_config, home_qbt, on_seedbox, seedbox_qbt
 from tests.bridge.test_verify import mktorrent
 from tests.helpers.bridge_proc import BridgeProcess
 from tests.helpers.configs import bridge_config
+from tests.helpers.handoff import Payload, seeding
 from tests.helpers.mqtt import publish, recording
+from tests.helpers.qbittorrent import QBittorrent
 from tests.helpers.rar import Member, write_rar
+from tests.helpers.seeder import make_payload, make_torrent
 from tests.helpers.services import Mosquitto, SshServer
 
-__all__ = ["arr"]  # the fixture
+__all__ = ["arr", "home_qbt", "seedbox_qbt"]  # fixtures
 NOGROUP = 65534
 
 
@@ -127,3 +137,79 @@ async def test_sigkill_mid_step_resumes_the_step_after_a_restart(
     assert completed["steps"]["arr_import"].startswith("Sonarr: DownloadedEpisodesScan completed")
     assert completed["item"]["steps"][0]["attempts"] == 2
     assert len(sonarr.commands) == 1  # the second scan followed the first command
+
+
+def seedbox_payload(remote: Path, name: str, sizes: list[int], seed: int) -> Payload:
+    files = make_payload(remote, name, sizes, seed)
+    torrent = make_torrent(remote / name)
+    info_hash = str(lt.torrent_info(torrent).info_hashes().v1)
+    return Payload(name, remote / name, remote / name, files, torrent, info_hash)
+
+
+async def test_hand_off_to_home_qbittorrent_then_clean_up_the_seedbox(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    sshd: SshServer,
+    home_qbt: QBittorrent,
+    seedbox_qbt: QBittorrent,
+) -> None:
+    """Through the bridge with a real seedbox qBittorrent: one torrent is handed to a
+    real home qBittorrent (rechecked to 100 %, then removed from the seedbox with its
+    data); another waits for its seeding-time goal, which the clean-up lists in a dry
+    run (over MQTT and `q4d-bridge cleanup`) and then removes."""
+    remote = tmp_path / "seedbox"
+    season = seedbox_payload(remote, "Show.S03", [300 * 1024, 200 * 1024], seed=21)
+    film = seedbox_payload(remote, "Film.2023.mkv", [400 * 1024], seed=22)
+    seedbox = QbittorrentClient(client_config(seedbox_qbt))
+    home = QbittorrentClient(client_config(home_qbt))
+    try:
+        for payload in (season, film):
+            await seeding(seedbox, payload)
+        rules = [
+            {"destination": "tv", "match": [{"field": "category", "is": "tv"}],
+             "handoff": {"client": "home", "tags": ["q4d"], "remove_from_seedbox": True}},
+            {"destination": "movies", "match": [{"field": "category", "is": "movies"}],
+             "seedbox_cleanup": {"seeding_time": "1s"}},
+        ]  # fmt: skip
+        homes = {"home": {"type": "qbittorrent", "url": home_qbt.url,
+                          "username": home_qbt.username, "password": home_qbt.password}}  # fmt: skip
+        client = {"type": "qbittorrent", "url": seedbox_qbt.url, "dispatch": False,
+                  "username": seedbox_qbt.username, "password": seedbox_qbt.password}  # fmt: skip
+        async with running_bridge(
+            tmp_path, mosquitto, sshd, engine="sftp", rules=rules, home_clients=homes,
+            seedbox={"client": client},
+        ) as env:  # fmt: skip
+            await env.complete("Show.S03", season.hash, category="tv")
+            await env.complete("Film.2023.mkv", film.hash, category="movies")
+            await env.wait_settled(2, timeout=90)
+            items = {i.name: i for i in env.bridge.lifecycle.items.values()}
+            tv = items["Show.S03"]
+            assert tv.state is ItemState.DONE, (tv.last_error, tv.steps)
+            assert tv.steps[0].detail is not None and "100 %" in tv.steps[0].detail
+            at_home = find(await home.torrents(), season.hash)
+            assert at_home is not None and at_home.complete
+            assert at_home.content_path.rstrip("/") == str(env.library / "tv" / "Show.S03")
+            assert at_home.tags == ("q4d",)
+            assert await on_seedbox(seedbox, season) is None
+            assert not (remote / "Show.S03").exists()  # its data went with it
+            assert items["Film.2023.mkv"].state is ItemState.DONE
+            listing = await command(env, "seedbox_cleanup")
+            assert [(t["name"], t["removed"]) for t in listing["torrents"]] == [
+                ("Film.2023.mkv", False),
+            ]  # fmt: skip
+            assert listing["dry_run"] and await on_seedbox(seedbox, film) is not None
+            config_file = tmp_path / "bridge.yaml"
+            config_file.write_text(yaml.safe_dump(env.raw))
+            cli = [sys.executable, "-m", "q4d_bridge.cli", "cleanup", "--now", "-c",
+                   str(config_file)]  # fmt: skip
+            done = await asyncio.to_thread(subprocess.run, cli, capture_output=True, text=True,
+                                           timeout=60, check=False)  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("sb1: Film.2023.mkv (seeding time "), done.stdout
+            assert done.stdout.rstrip().endswith("): removed")
+            assert await on_seedbox(seedbox, film) is None
+            again = await command(env, "seedbox_cleanup", dry_run=False)
+            assert again["torrents"] == []  # recorded: never looked at twice
+    finally:
+        await seedbox.close()
+        await home.close()

@@ -206,6 +206,11 @@ def plan_problems(where: str, plan: PostPlan, arr: set[str], home: set[str]) -> 
             f"{where}.extract.keep_archives: must stay true with a hand-off (the home "
             "client's recheck reads the archives)"
         )
+    if plan.handoff and plan.exclude:
+        problems.append(
+            f"{where}.exclude: a hand-off needs every file of the torrent (the home client "
+            "rechecks them all); drop exclude or the hand-off"
+        )
     if plan.handoff and plan.arr_import and plan.arr_import.import_mode == "Move":
         problems.append(
             f"{where}.arr_import.import_mode: Move would take the files the home client "

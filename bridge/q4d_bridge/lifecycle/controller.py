@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any
 
 from ..config.model import Config
 from ..models import FINISHED_STATES, Item, ItemState, StepState
 from ..mqtt.commands import CommandError
 from ..mqtt.payloads import item_payload
+from ..postprocess.cleanup import CleanupWatcher
 from ..transfer.bandwidth import Bandwidth
 from .machine import Lifecycle, TransitionError
 from .post import PostRunner
@@ -36,6 +38,7 @@ class Controller:
         *,
         state_changed: Callable[[], None],
         rescan: Callable[[str | None], Awaitable[dict[str, Any]]],
+        cleanup: CleanupWatcher,
     ) -> None:
         self.config = config
         self.lifecycle = lifecycle
@@ -45,6 +48,7 @@ class Controller:
         self.post = post
         self.state_changed = state_changed
         self._rescan = rescan
+        self._cleanup = cleanup
 
     def retry(self, item_id: str | None, *, force: bool = False) -> list[Item]:
         """Failed items again: from their transfer, or from the post-processing step that
@@ -169,6 +173,11 @@ class Controller:
             raise CommandError("not_found", f"no seedbox {seedbox_id}")
         _LOGGER.info("rescan of %s", seedbox_id or "every seedbox")
         return self._rescan(seedbox_id)
+
+    async def seedbox_cleanup(self, dry_run: bool) -> dict[str, Any]:
+        """The torrents whose clean-up goal is reached: listed, or removed now."""
+        decisions = await self._cleanup.run_once(dry_run=dry_run)
+        return {"dry_run": dry_run, "torrents": [asdict(d) for d in decisions]}
 
     def configured(self, item: Item) -> bool:
         return (

@@ -54,7 +54,7 @@ class PostRunner:
     async def _run(self, item: Item) -> None:
         root = self.config.routing.destinations[item.destination]
         landed = Landed(item.id, item.name, item.hash, item.seedbox, item.category,
-                        Path(item.local_path), root, item.plan)  # fmt: skip
+                        Path(item.local_path), root, item.plan, item.remote_path)  # fmt: skip
         for status in item.steps:
             if status.state is StepState.DONE:
                 continue

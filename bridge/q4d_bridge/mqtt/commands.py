@@ -64,6 +64,7 @@ class Controller(Protocol):
         self, bandwidth_limit: int | None, max_concurrent: int | None
     ) -> dict[str, int]: ...
     def rescan(self, seedbox_id: str | None) -> Awaitable[dict[str, Any]]: ...
+    def seedbox_cleanup(self, dry_run: bool) -> Awaitable[dict[str, Any]]: ...
 
 
 MAX_BANDWIDTH = 2**40  # bytes/s (1 TiB/s): far above any link, small for any rate option
@@ -112,6 +113,8 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
         ),
         vol.Length(min=1, msg="give bandwidth_limit (bytes/s, 0 = unlimited) or max_concurrent"),
     ),
+    # what the seedbox clean-up removes now (a dry run, by default, only lists it)
+    "seedbox_cleanup": vol.Schema({vol.Optional("dry_run", default=True): bool}),
 }
 
 
@@ -155,6 +158,7 @@ def execute(
         ),
         # answered once every seedbox's torrent client replied
         "rescan": lambda: controller.rescan(valid.get("seedbox")),
+        "seedbox_cleanup": lambda: controller.seedbox_cleanup(valid["dry_run"]),
     }
     return handlers[op]()
 

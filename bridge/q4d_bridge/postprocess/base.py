@@ -33,6 +33,7 @@ class Landed:
     path: Path  # the landed file or folder
     root: Path  # its destination's root
     plan: PostPlan
+    remote_path: str = ""  # where it is on the seedbox (a hand-off's repairs read it)
 
 
 class Step(Protocol):

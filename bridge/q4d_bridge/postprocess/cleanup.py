@@ -16,6 +16,7 @@ cannot delete data over XML-RPC either, so only `delete_data: false` works with 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -155,6 +156,12 @@ class CleanupWatcher:
         self.records = records
         self.seedbox_client = seedbox_client
         self.clock = clock
+
+    async def run(self, interval: float = INTERVAL) -> None:
+        """Look every `interval` seconds, forever (a bridge job)."""
+        while True:
+            await self.run_once()
+            await asyncio.sleep(interval)
 
     async def run_once(self, dry_run: bool = False) -> list[Decision]:
         """One look at every done item with a goal: those due are removed and recorded

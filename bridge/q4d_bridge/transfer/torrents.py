@@ -32,11 +32,15 @@ class TorrentSource:
     def configured(self) -> bool:
         return self.client is not None or self.seedbox.torrent_file is not None
 
-    async def info(self, info_hash: str | None) -> TorrentInfo | None:
+    async def metainfo(self, info_hash: str | None) -> bytes | None:
+        """The torrent's .torrent file as the seedbox has it; None when it cannot be had."""
         if not self.configured or info_hash is None or not _V1_HASH.fullmatch(info_hash):
             return None  # no v1 info-hash: nothing to look up or to check against
-        data = await self._fetch(info_hash)
-        if data is None:
+        return await self._fetch(info_hash)
+
+    async def info(self, info_hash: str | None) -> TorrentInfo | None:
+        data = await self.metainfo(info_hash)
+        if data is None or info_hash is None:
             return None
         try:
             torrent = TorrentInfo.from_bytes(data)
