@@ -161,6 +161,9 @@ COMPLETIONS: list[tuple[str, dict[str, Any]]] = [
              "size": 4 * GIB}),
 ]  # fmt: skip
 
+# left on the seedbox by the ignore rule make_bridge adds
+IGNORED = {"event_id": "c9", "path": "/home/me/downloads/Linux.iso", "category": "keep-remote"}
+
 # Free space of the destinations' folders (tests/helpers/configs.py: library/tv,
 # library/movies, library/other); a folder missing here does not exist yet.
 FREE_SPACE = {"tv": 3_298_534_883_328, "movies": 512 * MIB}
@@ -188,6 +191,7 @@ def make_bridge(tmp_path: Path, prefix: str, bridge_id: str) -> Bridge:
     raw = raw_config(tmp_path, bridge_id)
     raw["bridge"]["name"] = "Home media bridge"
     raw["broker"]["topic_prefix"] = f"/{prefix}/"  # the bridge strips the slashes
+    raw["rules"].insert(0, {"match": [{"field": "category", "is": "keep-remote"}], "ignore": True})
     raw["seedboxes"].append(
         {
             **raw["seedboxes"][0],
@@ -222,6 +226,7 @@ async def populate(bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
         intake.on_completion(bridge.topics.completed(seedbox), dumps({"v": 1, **event}))
     intake.on_completion(bridge.topics.completed("sb1"), dumps({"v": 1, **COMPLETIONS[0][1]}))
     intake.on_completion(bridge.topics.completed("sb1"), b"not json")
+    intake.on_completion(bridge.topics.completed("sb1"), dumps({"v": 1, **IGNORED}))
     items = {item.name: item for item in lifecycle.items.values()}
     assert len(items) == len(COMPLETIONS), "the bridge did not admit every completion"
     now = time.time()
@@ -513,7 +518,8 @@ def assert_state(parsed: BridgeState, sent: Mapping[str, Any]) -> None:
                 "ssh": NESTED,
             },
             derived_from=frozenset({"breaker", "client", "ssh"}),
-            unused=frozenset({"lost_events"}),
+            # per seedbox in the state only; Home Assistant counts ignored bridge-wide
+            unused=frozenset({"lost_events", "ignored"}),
         )
         for key, parsed_part, kind in (
             ("client", sb.client, ClientStats),
@@ -737,6 +743,19 @@ EVENTS = [
         },
     ),
     EventCase("breaker_open", None, {"seedbox": "seedbox1", "failures": 5, "until": 1.7e9}),
+    EventCase(
+        "ignored",
+        None,
+        {
+            "seedbox": "seedbox1",
+            "event_id": "c9",
+            "hash": None,
+            "name": "Linux.iso",
+            "path": "/home/me/downloads/Linux.iso",
+            "category": "keep-remote",
+            "rule": "rules[0]",
+        },
+    ),
     EventCase(
         "events_lost",
         None,
