@@ -27,6 +27,7 @@ from q4d_bridge.postprocess.plan import HandoffPlan, PostPlan
 from q4d_bridge.transfer.errors import ErrorCode, TransferError
 from q4d_bridge.transfer.verify import Range
 
+from tests.conftest import allow_loopback_sockets
 from tests.helpers.handoff import CopyRanges, Payload, corrupt, eventually, payload, seeding
 from tests.helpers.qbittorrent import QBittorrent
 from tests.helpers.seeder import PIECE_SIZE
@@ -51,12 +52,14 @@ def home_config(daemon: QBittorrent | Transmission) -> HomeClientConfig:
 
 @pytest.fixture(scope="module")
 def home_qbt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QBittorrent]:
+    allow_loopback_sockets()  # module scope: before the per-test fixture allows them
     with QBittorrent(tmp_path_factory.mktemp("home")) as daemon:
         yield daemon
 
 
 @pytest.fixture(scope="module")
 def seedbox_qbt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QBittorrent]:
+    allow_loopback_sockets()  # module scope: before the per-test fixture allows them
     with QBittorrent(tmp_path_factory.mktemp("seedbox")) as daemon:
         yield daemon
 

@@ -13,10 +13,12 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import libtorrent as lt
+import pytest
 import yaml
 from q4d_bridge.clients.qbittorrent import QbittorrentClient
 from q4d_bridge.models import ItemState, StepState
@@ -25,7 +27,7 @@ from q4d_bridge.postprocess.cleanup import find
 from tests.bridge.test_arr_import import KEY, FakeArr, arr
 from tests.bridge.test_commands_live import command, item_messages
 from tests.bridge.test_e2e import make_file, running_bridge
-from tests.bridge.test_handoff import client_config, home_qbt, on_seedbox, seedbox_qbt
+from tests.bridge.test_handoff import client_config, on_seedbox
 from tests.bridge.test_verify import mktorrent
 from tests.helpers.bridge_proc import BridgeProcess
 from tests.helpers.configs import bridge_config
@@ -36,7 +38,7 @@ from tests.helpers.rar import Member, write_rar
 from tests.helpers.seeder import make_payload, make_torrent
 from tests.helpers.services import Mosquitto, SshServer
 
-__all__ = ["arr", "home_qbt", "seedbox_qbt"]  # fixtures
+__all__ = ["arr"]  # the fixture
 NOGROUP = 65534
 
 
@@ -137,6 +139,18 @@ async def test_sigkill_mid_step_resumes_the_step_after_a_restart(
     assert completed["steps"]["arr_import"].startswith("Sonarr: DownloadedEpisodesScan completed")
     assert completed["item"]["steps"][0]["attempts"] == 2
     assert len(sonarr.commands) == 1  # the second scan followed the first command
+
+
+@pytest.fixture
+def home_qbt(tmp_path: Path) -> Iterator[QBittorrent]:
+    with QBittorrent(tmp_path / "home-qbt") as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def seedbox_qbt(tmp_path: Path) -> Iterator[QBittorrent]:
+    with QBittorrent(tmp_path / "seedbox-qbt") as daemon:
+        yield daemon
 
 
 def seedbox_payload(remote: Path, name: str, sizes: list[int], seed: int) -> Payload:
