@@ -57,6 +57,9 @@ class QBittorrent(_Service):
                     "Session\\InterfaceAddress=127.0.0.1",
                     f"Session\\Port={self.peer_port}",
                     f"Session\\DefaultSavePath={self.downloads}",
+                    # A seedbox seeds everything it holds: with queueing on (the default),
+                    # a fourth torrent waits as queuedUP and a peer gets nothing from it.
+                    "Session\\QueueingSystemEnabled=false",
                     "[Network]",
                     "PortForwardingEnabled=false",
                     "[Preferences]",
