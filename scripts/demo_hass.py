@@ -31,19 +31,6 @@ import yaml
 USERNAME = "demo"
 PASSWORD = "q4d-demo"  # noqa: S105 (the demo user's, printed for the reader)
 DASHBOARD_PATH = "q4d-transfers"
-# The options of a q4d item status sensor (the bridge's states, and why an item waits).
-ITEM_STATUSES = (
-    "queued",
-    "paused",
-    "on_hold",
-    "transferring",
-    "verifying",
-    "waiting",
-    "waiting_for_space",
-    "done",
-    "failed",
-    "cancelled",
-)
 # Launch flags that keep Chromium itself off the network: no background requests
 # (component and safe-browsing updates, sync, first-run pages), no QUIC, and a host
 # resolver that resolves nothing (every name fails at once; 127.0.0.1 is an address).
@@ -363,7 +350,8 @@ class Observer:
         if (
             event_type != "state_changed"
             or item_id is None
-            or attributes.get("options") != list(ITEM_STATUSES)
+            # the item's status sensor (an enum whose options follow the integration's)
+            or "transferring" not in (attributes.get("options") or ())
         ):
             return None
         with self.lock:
