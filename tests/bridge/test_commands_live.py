@@ -308,7 +308,8 @@ async def test_pausing_one_running_item_leaves_the_other_running(
         second_now = staged_bytes(env, second)
         if not second_now and (env.library / "other" / "second.bin").exists():
             second_now = SIZE
-        assert second_now >= second_on_disk + 4 * MiB, "the other one stalled"
+        # (under load it may have been near its end already: all of it counts too)
+        assert second_now >= min(SIZE, second_on_disk + 4 * MiB), "the other one stalled"
         assert len(events_of(env, "started", first)) == 1  # a free slot, but it is paused
         assert latest(env, first)["state"] == "queued"
 
