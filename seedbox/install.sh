@@ -800,11 +800,16 @@ waiting() { # files in the outbox that are not the outbox's own bookkeeping
 # says so and lists the directories it had made): --purge deletes it.
 uninstall_kept_outbox() {
   local dirs=() i n
-  if [[ ! -f $LEFTOVER || ! -d $OUTBOX ]]; then
+  if [[ ! -d $OUTBOX ]]; then
     say "nothing to remove: no install.sh install in $TREE"
     return 0
   fi
   n=$(waiting)
+  if [[ ! -f $LEFTOVER ]]; then # a hand install's, say: not install.sh's to delete
+    say "nothing to remove: no install.sh install in $TREE. $OUTBOX ($n file(s))" \
+      "is not one an uninstall kept: left as it is"
+    return 0
+  fi
   if [[ $PURGE == 0 ]]; then
     warn "nothing is installed, but $OUTBOX still holds $n completion(s) an uninstall" \
       "kept. Install again to send them, or delete them: $(repo_install_sh) --uninstall --purge"

@@ -335,6 +335,14 @@ def test_a_kept_outbox_is_purged_from_the_repository_copy(home: Home, tmp_path: 
     assert listing(home.path) == original
     assert "nothing to remove" in home.uninstall("--purge").stderr
 
+    # An outbox no uninstall kept (a hand install's) is not install.sh's to delete.
+    theirs = home.state / "outbox" / "1-2-3.msg"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("q4d/seedbox/sb1/completed\n{}")
+    left = home.uninstall("--purge")
+    assert "(1 file(s)) is not one an uninstall kept: left as it is" in left.stderr
+    assert theirs.exists()
+
 
 def test_installing_again_sends_a_kept_outbox(
     home: Home, tmp_path: Path, subscribe: Callable[..., Subscriber]
