@@ -11,6 +11,9 @@ umask 022
 PROG=q4d-install
 MARKER="q4d-seedbox: added by install.sh, removed by install.sh --uninstall"
 
+# --python's default: the first of these on PATH that is 3.8 or newer (--help says so).
+PYTHONS=(python3 python3.13 python3.12 python3.11 python3.10 python3.9 python3.8)
+
 say() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 warn() { printf '%s: WARNING: %s\n' "$PROG" "$*" >&2; }
 die() {
@@ -19,7 +22,7 @@ die() {
 }
 
 usage() {
-  cat <<'EOF'
+  cat <<EOF
 Usage: install.sh [options]                 install, or update an install (same options again)
        install.sh --uninstall [--purge]     remove everything install.sh added
 
@@ -50,12 +53,14 @@ Torrent client (the hook is wired into it; the label daemon talks to it):
   --no-wire                     do not touch the torrent client (wire it by hand: docs/seedbox.md)
 
 Installation:
-  --python PATH                 Python >= 3.8 to run q4d with (default: python3 on PATH)
+  --python PATH                 the Python to run q4d with (default: the first of ${PYTHONS[0]},
+                                ${PYTHONS[1]} ... ${PYTHONS[${#PYTHONS[@]} - 1]} on PATH that is 3.8 or newer)
   --wheel-dir DIR               install paho-mqtt from a paho_mqtt-2.x wheel in DIR (offline)
   --offline                     never download paho-mqtt; say what to do instead
   --service auto|systemd|cron|none
                                 how the label daemon and a periodic outbox flush keep running
-                                (auto: systemd --user if it works, else crontab)
+                                (auto: systemd --user if it works, else crontab if a cron
+                                daemon runs, else none: it prints how to start q4d-labeld)
   --no-service                  same as --service none
   --keep-config                 keep an existing ~/.config/q4d/seedbox.conf as it is
   --uninstall                   remove what install.sh added (keeps a non-empty outbox)
@@ -242,7 +247,7 @@ find_python() {
   if [[ -n $OPT_PYTHON ]]; then
     candidates=("$OPT_PYTHON")
   else
-    candidates=(python3 python3.13 python3.12 python3.11 python3.10 python3.9 python3.8)
+    candidates=("${PYTHONS[@]}")
   fi
   for candidate in "${candidates[@]}"; do
     path=$(command -v -- "$candidate" 2>/dev/null) || continue
@@ -554,16 +559,28 @@ labeld_pid() { # the running q4d-labeld started from the crontab watchdog, if an
   printf '%s' "$pid"
 }
 
-stop_cron_labeld() {
-  local pid i
-  pid=$(labeld_pid) || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
+# This install's running q4d-labeld processes, however they were started (by hand, the
+# watchdog, systemd): the wrapper execs "$PY $TREE/bin/q4d-labeld", so argv[1] tells.
+labeld_pids() {
+  local dir argv=()
+  for dir in /proc/[0-9]*; do
+    [[ -O $dir ]] || continue
+    { mapfile -d '' -t argv <"$dir/cmdline"; } 2>/dev/null || continue
+    [[ ${argv[1]:-} != "$TREE/bin/q4d-labeld" ]] || printf '%s\n' "${dir#/proc/}"
+  done
+}
+
+stop_labelds() {
+  local pids=() i
+  mapfile -t pids < <(labeld_pids)
+  [[ ${#pids[@]} -gt 0 ]] || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
   for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+    [[ -n $(labeld_pids) ]] || break
     sleep 0.1
   done
   rm -f -- "$STATE_DIR/labeld.pid"
-  say "service: stopped q4d-labeld (pid $pid)"
+  say "service: stopped q4d-labeld (pid ${pids[*]})"
 }
 
 start_cron_labeld() {
@@ -577,6 +594,25 @@ start_cron_labeld() {
     sleep 0.1
   done
   warn "q4d-labeld did not start; see $STATE_DIR/labeld.log"
+}
+
+# Whether a cron daemon runs: "running", "stopped", or "unknown" where /proc hides
+# other users' processes (hidepid), as on many shared seedboxes.
+cron_daemon() {
+  local f comm
+  if [[ ! -r /proc/1/comm ]]; then
+    echo unknown
+    return 0
+  fi
+  for f in /proc/[0-9]*/comm; do
+    { read -r comm <"$f"; } 2>/dev/null || continue
+    case $comm in cron | crond | fcron | cronie)
+      echo running
+      return 0
+      ;;
+    esac
+  done
+  echo stopped
 }
 
 CRONTAB_NEW=0
@@ -601,8 +637,14 @@ edit_crontab() { # edit_crontab BODY|"" : sets or removes our block in the user'
   fi
 }
 
+# What sends waiting completions when nothing flushes the outbox on a schedule.
+no_schedule() {
+  printf '%s' "The bridge sends waiting completions each time it connects, and each new" \
+    " completion sends those before it. To send them now: $(sq "$BIN/q4d-hook") flush"
+}
+
 setup_cron() {
-  local body
+  local body labeld=""
   PUT_CHANGED=0
   put_file 755 "$WATCHDOG" <<EOF
 #!/bin/sh
@@ -622,17 +664,64 @@ $body"
   fi
   edit_crontab "$body"
   if [[ $LABELS == 1 ]]; then
-    [[ $CHANGED == 0 ]] || stop_cron_labeld
-    labeld_pid >/dev/null || start_cron_labeld
-    say "service: crontab starts q4d-labeld at boot and checks on it every 5 minutes"
+    [[ $CHANGED == 0 ]] || stop_labelds
+    # One started by hand (under --service none, say) would fight the watchdog's over
+    # the broker session: the watchdog's is the one that stays.
+    labeld_pid >/dev/null || {
+      stop_labelds
+      start_cron_labeld
+    }
+  else
+    stop_labelds # [labels] is gone from the config
   fi
-  say "service: crontab runs 'q4d-hook flush' every 10 minutes"
+  case $(cron_daemon) in
+    running)
+      [[ $LABELS == 0 ]] ||
+        say "service: crontab starts q4d-labeld at boot and checks on it every 5 minutes"
+      say "service: crontab runs 'q4d-hook flush' every 10 minutes"
+      ;;
+    unknown)
+      say "service: the crontab lines are in place, but whether a cron daemon runs them" \
+        "cannot be seen here (other users' processes are hidden); if $STATE_DIR/labeld.log" \
+        "shows no restart after a reboot, none does"
+      ;;
+    stopped)
+      [[ $LABELS == 0 ]] || labeld="q4d-labeld runs now, but nothing restarts it. "
+      warn "no cron daemon runs here: the crontab lines do nothing until one does." \
+        "${labeld}Nothing flushes the outbox on a schedule. $(no_schedule)"
+      ;;
+  esac
 }
 
-manual_service() {
-  warn "neither systemd --user nor crontab (with flock and setsid) works here: nothing" \
-    "keeps q4d-labeld running or flushes the outbox on a schedule. The lines a crontab" \
-    "would hold are in docs/seedbox.md#running-the-label-daemon-persistently."
+# --service none, or auto with no service manager: q4d-labeld is the user's to start;
+# one running from this install is restarted when what it runs changed (--python).
+hand_labeld() {
+  local pids=() start i
+  start="nohup $(sq "$BIN/q4d-labeld") >>$(sq "$STATE_DIR/labeld.log") 2>&1 </dev/null &"
+  mapfile -t pids < <(labeld_pids)
+  if [[ $LABELS == 0 ]]; then
+    stop_labelds
+  elif [[ ${#pids[@]} -gt 0 && $CHANGED == 0 ]]; then
+    say "service: q4d-labeld runs (pid ${pids[*]}); nothing restarts it if it stops"
+  elif [[ ${#pids[@]} -gt 0 ]]; then
+    stop_labelds
+    nohup "$BIN/q4d-labeld" >>"$STATE_DIR/labeld.log" 2>&1 </dev/null &
+    for ((i = 0; i < 50; i++)); do
+      mapfile -t pids < <(labeld_pids)
+      [[ ${#pids[@]} -eq 0 ]] || break
+      sleep 0.1
+    done
+    say "service: restarted q4d-labeld with $PY (pid ${pids[*]:-?}; log $STATE_DIR/labeld.log)"
+  else
+    say "service: start q4d-labeld now, and again after a reboot: $start"
+  fi
+}
+
+manual_service() { # manual_service WHY
+  warn "no service manager here ($1): nothing restarts q4d-labeld, and nothing flushes" \
+    "the outbox on a schedule. $(no_schedule) (for a scheduler your provider offers:" \
+    "docs/seedbox.md#running-the-label-daemon-persistently)."
+  hand_labeld
 }
 
 remove_service() { # remove_service MODE
@@ -650,24 +739,29 @@ remove_service() { # remove_service MODE
       ;;
     cron)
       if command -v crontab >/dev/null 2>&1; then edit_crontab ""; fi
-      stop_cron_labeld
+      stop_labelds
       rm -f -- "$WATCHDOG"
       say "service: removed the crontab lines"
       ;;
+    manual | none) stop_labelds ;; # the service set up instead starts its own
   esac
 }
 
 setup_service() {
-  local mode=$SERVICE
+  local mode=$SERVICE why=""
   if [[ $mode == auto ]]; then
     if systemd_works; then
       mode=systemd
-    elif command -v crontab >/dev/null 2>&1 && command -v flock >/dev/null 2>&1 &&
-      command -v setsid >/dev/null 2>&1; then
-      mode=cron
+    elif ! command -v crontab >/dev/null 2>&1; then
+      why="systemctl --user does not work, and there is no crontab command"
+    elif ! command -v flock >/dev/null 2>&1 || ! command -v setsid >/dev/null 2>&1; then
+      why="systemctl --user does not work, and there is no flock or setsid for crontab"
+    elif [[ $(cron_daemon) == stopped ]]; then
+      why="systemctl --user does not work, and crontab exists but no cron daemon runs"
     else
-      mode=manual
+      mode=cron
     fi
+    [[ -z $why ]] || mode=manual
   fi
   [[ -z $M_SERVICE || $M_SERVICE == "$mode" ]] || remove_service "$M_SERVICE"
   case $mode in
@@ -680,8 +774,12 @@ setup_service() {
       command -v flock >/dev/null 2>&1 || die "--service cron: no flock command (util-linux)"
       setup_cron
       ;;
-    manual) manual_service ;;
-    none) say "service: none set up (--no-service); start $BIN/q4d-labeld yourself" ;;
+    manual) manual_service "$why" ;;
+    none)
+      say "service: none set up (--no-service): nothing keeps q4d-labeld running or" \
+        "flushes the outbox on a schedule. $(no_schedule)"
+      hand_labeld
+      ;;
     *) die "--service must be auto, systemd, cron or none" ;;
   esac
   SERVICE_DONE=$mode
@@ -689,9 +787,44 @@ setup_service() {
 
 # --- uninstall ------------------------------------------------------------------------
 
+# install.sh as the user can run it once this install is gone.
+repo_install_sh() {
+  if [[ $SRC == "$TREE" ]]; then printf 'seedbox/install.sh'; else sq "$SRC/install.sh"; fi
+}
+
+waiting() { # files in the outbox that are not the outbox's own bookkeeping
+  find "$OUTBOX" -mindepth 1 ! -name .sequence ! -name .lock ! -name .sequence.lock | wc -l
+}
+
+# Nothing installed, but an uninstall may have kept the outbox (LEFTOVER, written then,
+# says so and lists the directories it had made): --purge deletes it.
+uninstall_kept_outbox() {
+  local dirs=() i n
+  if [[ ! -d $OUTBOX ]]; then
+    say "nothing to remove: no install.sh install in $TREE"
+    return 0
+  fi
+  n=$(waiting)
+  if [[ ! -f $LEFTOVER ]]; then # a hand install's, say: not install.sh's to delete
+    say "nothing to remove: no install.sh install in $TREE. $OUTBOX ($n file(s))" \
+      "is not one an uninstall kept: left as it is"
+    return 0
+  fi
+  if [[ $PURGE == 0 ]]; then
+    warn "nothing is installed, but $OUTBOX still holds $n completion(s) an uninstall" \
+      "kept. Install again to send them, or delete them: $(repo_install_sh) --uninstall --purge"
+    return 0
+  fi
+  mapfile -t dirs <"$LEFTOVER"
+  rm -rf -- "$OUTBOX"
+  rm -f -- "$LEFTOVER"
+  for ((i = ${#dirs[@]} - 1; i >= 0; i--)); do rmdir -- "${dirs[i]}" 2>/dev/null || true; done
+  say "purged: deleted $OUTBOX and the $n completion(s) in it"
+}
+
 uninstall() {
   if [[ ! -f $MANIFEST ]]; then
-    say "nothing to remove: no install.sh install in $TREE"
+    uninstall_kept_outbox
     return 0
   fi
   read_manifest
@@ -716,7 +849,8 @@ uninstall() {
     )
     if [[ ${#pending[@]} -gt 0 && $PURGE == 0 ]]; then
       warn "kept $OUTBOX: ${#pending[@]} completion(s) never reached the broker." \
-        "Install again to send them, or run install.sh --uninstall --purge to delete them."
+        "To send them, install again ($(repo_install_sh) with your options): the install" \
+        "sends them. To delete them: $(repo_install_sh) --uninstall --purge"
     else
       rm -rf -- "$OUTBOX"
     fi
@@ -726,11 +860,26 @@ uninstall() {
   for ((i = ${#M_DIRS[@]} - 1; i >= 0; i--)); do
     rmdir -- "${M_DIRS[i]}" 2>/dev/null || left=("${M_DIRS[i]}" "${left[@]}")
   done
-  # A kept outbox: the next install adopts these directories as its own again.
-  if [[ -d $OUTBOX && ${#left[@]} -gt 0 ]]; then
-    printf '%s\n' "${left[@]}" >"$LEFTOVER"
+  # A kept outbox: --uninstall --purge deletes it, or the next install adopts these
+  # directories as its own again. The file is written even with none: it marks the
+  # outbox as one install.sh kept.
+  if [[ -d $OUTBOX ]]; then
+    if [[ ${#left[@]} -gt 0 ]]; then printf '%s\n' "${left[@]}"; fi >"$LEFTOVER"
   fi
   say "uninstalled"
+}
+
+# Completions that wait in the outbox (kept by an uninstall, or saved while paho-mqtt
+# was missing) go out now.
+flush_outbox() {
+  local out
+  [[ $PAHO == ok && -n $(find "$OUTBOX" -maxdepth 1 -name '*.msg' -print -quit) ]] || return 0
+  if out=$(Q4D_SEEDBOX_CONFIG=$CONF "$BIN/q4d-hook" flush 2>&1); then
+    say "outbox: sent the completions that were waiting (${out##*$'\n'})"
+  else
+    warn "outbox: completions wait that could not be sent now (${out##*$'\n'})." \
+      "$(no_schedule)"
+  fi
 }
 
 # --- main -----------------------------------------------------------------------------
@@ -784,6 +933,7 @@ fi
 setup_service
 INSTALLING=0
 write_manifest
+flush_outbox
 if [[ $PAHO == ok ]]; then
   say "done. Check the setup with: $BIN/q4d-hook test"
 else

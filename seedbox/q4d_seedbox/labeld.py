@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from . import __version__
-from .clients import LABELS, ClientError, LabelClient, make_client
+from .clients import LABELS, ClientError, LabelClient, UnknownTorrent, make_client
 from .config import Config, ConfigError, config_path, load
 from .publish import new_client, session_properties
 
@@ -140,6 +140,10 @@ class LabelDaemon:
         while not self.stopping.is_set():
             try:
                 self.client.apply(info_hash, label)
+            except UnknownTorrent as err:
+                # Removed from the client since, most likely: not worth an ERROR.
+                log.warning("%s %s not applied: %s", info_hash, label, err)
+                return True
             except ClientError as err:
                 if not err.retry:
                     log.error("%s %s not applied: %s", info_hash, label, err)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.services import LOOPBACK, Mosquitto
+from tests.seedbox.installing import Home, fake, labelds
 from tests.seedbox.support import (
     SEEDBOX_ID,
     Seedbox,
@@ -88,3 +90,37 @@ def transmission(tmp_path: Path) -> Iterator[Transmission]:
     need("transmission-daemon")
     with Transmission(tmp_path / "transmission") as daemon:
         yield daemon
+
+
+@pytest.fixture
+def home(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Home]:
+    """A HOME for install.sh with a few files of the user's own, and a directory for
+    fake commands first on its PATH."""
+    path = tmp_path / "home"
+    (path / ".local" / "bin").mkdir(parents=True)
+    (path / ".local" / "bin" / "my-tool").write_text("#!/bin/sh\n")
+    (path / ".profile").write_text("# the user's own\n")
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    yield Home(path, fakebin, mosquitto.port)
+    # A label daemon the test left running (its install's, found by its PID) is stopped.
+    for pid in labelds(Home(path, fakebin, mosquitto.port)):
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def crontab(home: Home) -> Path:
+    """A crontab command keeping the user's table in a file (no cron here to read it)."""
+    table = home.fakebin / "crontab.txt"
+    fake(
+        home.fakebin / "crontab",
+        f"""table="{table}"
+case "$1" in
+  -l) [ -f "$table" ] || {{ echo "no crontab for $USER" >&2; exit 1; }}; cat "$table" ;;
+  -r) rm -f "$table" ;;
+  -) cat > "$table" ;;
+  *) exit 2 ;;
+esac
+""",
+    )
+    return table

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from q4d_seedbox.clients import ClientError, make_client
+from q4d_seedbox.clients import ClientError, UnknownTorrent, make_client
 from q4d_seedbox.clients.deluge import deluge_label
 from q4d_seedbox.clients.rtorrent import server_proxy
 from q4d_seedbox.config import LabelsConfig
@@ -62,9 +62,10 @@ def test_rtorrent_custom_key_and_custom1(
     make_client(labels_config("rtorrent", rtorrent.url, "category")).apply(h, "FAILED")
     assert getattr(proxy, "d.custom1")(h.upper()) == "q4d:FAILED"
 
-    with pytest.raises(ClientError) as unknown:
-        tags.apply("f" * 40, "DONE")
-    assert not unknown.value.retry
+    for client in (tags, make_client(labels_config("rtorrent", rtorrent.url, "category"))):
+        with pytest.raises(UnknownTorrent, match="rTorrent has no torrent") as unknown:
+            client.apply("f" * 40, "DONE")
+        assert not unknown.value.retry
 
 
 def test_rtorrent_down_is_retryable(tmp_path: Path) -> None:
@@ -152,9 +153,10 @@ def test_deluge_label_plugin(deluge: Deluge, torrent: tuple[Path, bytes, str]) -
     client.apply(h, "DONE")
     assert web("core.get_torrent_status", h, ["label"])["label"] == "q4d_done"
 
-    with pytest.raises(ClientError, match="Unknown Torrent") as unknown:
-        client.apply("f" * 40, "DONE")
+    with pytest.raises(UnknownTorrent, match="Deluge has no torrent") as unknown:
+        client.apply("f" * 40, "FAILED")
     assert not unknown.value.retry
+    assert "q4d_failed" not in web("label.get_labels")  # nothing made for it
 
     with pytest.raises(ClientError, match="refused the login") as refused:
         make_client(labels_config("deluge", deluge.url, "category", password="wrong")).apply(

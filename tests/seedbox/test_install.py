@@ -4,29 +4,31 @@ that changes nothing, and --uninstall leaving HOME (and the client) as it found 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
+import re
 import stat
 import subprocess
 import sys
-import zipfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import paho
 import pytest
 from q4d_seedbox.clients.rtorrent import server_proxy
 from q4d_seedbox.installer import remove_block, set_block
 
 from tests.helpers.qbittorrent import QBittorrent
-from tests.helpers.services import Mosquitto
 from tests.seedbox import SEEDBOX
+from tests.seedbox.installing import (
+    INSTALL,
+    Home,
+    advice,
+    idempotent,
+    listing,
+    paho_wheel,
+    secret,
+)
 from tests.seedbox.support import (
     COMPLETED,
-    SEEDBOX_ID,
     Deluge,
     DelugeWeb,
     QbtApi,
@@ -41,119 +43,8 @@ from tests.seedbox.test_python38 import python38
 
 pytestmark = pytest.mark.timeout(180)
 
-INSTALL = SEEDBOX / "install.sh"
 QBT_ARGS = 'qbittorrent "%I" "%N" "%F" "%L" "%G" "%Z" "%T"'
 TR_ENABLED, TR_FILENAME = "script-torrent-done-enabled", "script-torrent-done-filename"
-
-
-def listing(root: Path, *, mtimes: bool = False) -> dict[str, tuple[object, ...]]:
-    """Every path under root: kind, mode, content hash (and mtime of files)."""
-    found: dict[str, tuple[object, ...]] = {}
-    for path in sorted(root.rglob("*")):
-        info = path.lstat()
-        mode = stat.S_IMODE(info.st_mode)
-        if path.is_symlink():
-            entry: tuple[object, ...] = ("link", str(path.readlink()))
-        elif path.is_dir():
-            entry = ("dir", mode)
-        else:
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            entry = ("file", mode, digest, *((info.st_mtime_ns,) if mtimes else ()))
-        found[str(path.relative_to(root))] = entry
-    return found
-
-
-@dataclass
-class Home:
-    """A user's home for install.sh, with a few files of the user's own in it."""
-
-    path: Path
-    fakebin: Path
-    broker_port: int
-    runs: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
-
-    @property
-    def bin(self) -> Path:
-        return self.path / ".local" / "bin"
-
-    @property
-    def tree(self) -> Path:
-        return self.path / ".local" / "share" / "q4d-seedbox"
-
-    @property
-    def config(self) -> Path:
-        return self.path / ".config" / "q4d" / "seedbox.conf"
-
-    @property
-    def state(self) -> Path:
-        return self.path / ".local" / "state" / "q4d"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("TR_", "Q4D_"))}
-        # pip runs `rustc --version` for its user agent; rustup's proxy then makes ~/.rustup.
-        path = [p for p in os.environ["PATH"].split(os.pathsep) if ".cargo" not in p]
-        env.update(HOME=str(self.path), PATH=os.pathsep.join([str(self.fakebin), *path]))
-        return env
-
-    def run(
-        self, *args: str, stdin: str | None = None, expect: int = 0
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["bash", str(INSTALL), *args],
-            env=self.env(),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        self.runs.append(done)
-        assert done.returncode == expect, done.stdout + done.stderr
-        return done
-
-    def install(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        base = ["--broker-host", "127.0.0.1", "--broker-port", str(self.broker_port)]
-        base += ["--seedbox-id", SEEDBOX_ID]
-        if "--python" not in args:
-            base += ["--python", sys.executable]
-        if "--service" not in args:
-            base += ["--service", "none"]
-        return self.run(*base, *args, **kw)
-
-    def uninstall(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return self.run("--uninstall", *args)
-
-    def hook(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin / "q4d-hook"), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def output(self) -> str:
-        return "".join(run.stdout + run.stderr for run in self.runs)
-
-
-@pytest.fixture
-def home(tmp_path: Path, mosquitto: Mosquitto) -> Home:
-    path = tmp_path / "home"
-    (path / ".local" / "bin").mkdir(parents=True)
-    (path / ".local" / "bin" / "my-tool").write_text("#!/bin/sh\n")
-    (path / ".profile").write_text("# the user's own\n")
-    fakebin = tmp_path / "fakebin"
-    fakebin.mkdir()
-    return Home(path, fakebin, mosquitto.port)
-
-
-def secret(tmp_path: Path, name: str, password: str) -> Path:
-    path = tmp_path / "secrets" / name
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(password + "\n")
-    path.chmod(0o600)
-    return path
 
 
 def check_installed(home: Home) -> None:
@@ -170,12 +61,6 @@ def check_installed(home: Home) -> None:
     ).read_bytes()
     assert (home.tree / "install.sh").exists()
     assert (home.bin / "my-tool").exists()
-
-
-def idempotent(home: Home, *args: str) -> None:
-    before = listing(home.path, mtimes=True)
-    home.install(*args)
-    assert listing(home.path, mtimes=True) == before
 
 
 # --- qBittorrent ----------------------------------------------------------------------
@@ -367,21 +252,6 @@ def test_deluge(home: Home, tmp_path: Path) -> None:
 # --- paho-mqtt, Python 3.8, offline ---------------------------------------------------
 
 
-def paho_wheel(directory: Path) -> Path:
-    """A paho-mqtt wheel made from the one this venv has (pure Python), so the test
-    needs no package index: what a user copies over for an offline seedbox."""
-    package = Path(paho.__file__).parent
-    dist = next(package.parent.glob("paho_mqtt-2.*.dist-info"))
-    version = dist.name.removesuffix(".dist-info").split("-")[1]
-    directory.mkdir(exist_ok=True)
-    wheel = directory / f"paho_mqtt-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path in sorted([*package.rglob("*"), *dist.rglob("*")]):
-            if path.is_file() and "__pycache__" not in path.parts:
-                archive.write(path, str(path.relative_to(package.parent)))
-    return wheel
-
-
 def test_offline_then_vendored_paho_on_python38(
     home: Home, tmp_path: Path, subscribe: Callable[..., Subscriber]
 ) -> None:
@@ -399,13 +269,15 @@ def test_offline_then_vendored_paho_on_python38(
     assert len(list((home.state / "outbox").glob("*.msg"))) == 1
 
     wheels = paho_wheel(tmp_path / "wheels")
-    home.install("--python", py38, "--wheel-dir", str(wheels.parent))
+    # With paho-mqtt there, the install sends what waited for it.
+    vendored = home.install("--python", py38, "--wheel-dir", str(wheels.parent))
+    assert "outbox: sent the completions that were waiting (sent 1, 0 left)" in vendored.stderr
+    assert sub.wait_count(COMPLETED, 1)[0].json()["path"] == str(data)
     assert (home.tree / "vendor" / "paho" / "mqtt" / "client.py").exists()
     assert py38 in (home.bin / "q4d-hook").read_text()
     idempotent(home, "--python", py38, "--wheel-dir", str(wheels.parent))
     flushed = home.hook("flush")
-    assert (flushed.returncode, flushed.stdout) == (0, "sent 1, 0 left\n"), flushed.stderr
-    assert sub.wait_count(COMPLETED, 1)[0].json()["path"] == str(data)
+    assert (flushed.returncode, flushed.stdout) == (0, "sent 0, 0 left\n"), flushed.stderr
     checked = home.hook("test")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     home.uninstall()
@@ -431,118 +303,100 @@ def test_wheel_without_pip(home: Home, tmp_path: Path) -> None:
 # --- the uninstall keeps waiting events -----------------------------------------------
 
 
-def test_uninstall_keeps_a_waiting_outbox_unless_purged(home: Home, tmp_path: Path) -> None:
-    original = listing(home.path)
-    home.install("--broker-port", "1")  # nothing listens there: events stay in the outbox
-    data = tmp_path / "Film.mkv"
+def complete(home: Home, tmp_path: Path, name: str) -> None:
+    """A completion the hook saves in the outbox (and cannot send: broker port 1)."""
+    data = tmp_path / name
     data.write_bytes(b"x" * 10)
     assert home.hook("qbittorrent", "b" * 40, data.name, str(data)).returncode == 0
-    kept = home.uninstall()
+    assert len(list((home.state / "outbox").glob("*.msg"))) == 1
+
+
+def test_a_kept_outbox_is_purged_from_the_repository_copy(home: Home, tmp_path: Path) -> None:
+    original = listing(home.path)
+    home.install("--broker-port", "1")  # nothing listens there: events stay in the outbox
+    complete(home, tmp_path, "Film.mkv")
+    # As docs/seedbox.md says: the installed copy uninstalls, and removes itself.
+    kept = home.uninstall(script=home.tree / "install.sh")
     assert "kept" in kept.stderr and "1 completion(s)" in kept.stderr
+    assert advice(kept.stderr, "To delete them") == "seedbox/install.sh --uninstall --purge"
     assert len(list((home.state / "outbox").glob("*.msg"))) == 1
     assert not home.tree.exists() and not home.config.exists()
+
+    # The repository copy, with nothing installed: it says what waits, deletes nothing ...
+    told = home.uninstall()
+    assert "still holds 1 completion(s)" in told.stderr
+    assert len(list((home.state / "outbox").glob("*.msg"))) == 1
+    # ... and the exact command it names deletes them, and what install.sh made for them.
+    purge = advice(told.stderr, "or delete them")
+    assert purge == f"'{INSTALL}' --uninstall --purge"
+    purged = home.shell(purge)
+    assert purged.returncode == 0, purged.stderr
+    assert "purged" in purged.stderr
+    assert listing(home.path) == original
+    assert "nothing to remove" in home.uninstall("--purge").stderr
+
+    # An outbox no uninstall kept (a hand install's) is not install.sh's to delete.
+    theirs = home.state / "outbox" / "1-2-3.msg"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("q4d/seedbox/sb1/completed\n{}")
+    left = home.uninstall("--purge")
+    assert "(1 file(s)) is not one an uninstall kept: left as it is" in left.stderr
+    assert theirs.exists()
+
+
+def test_installing_again_sends_a_kept_outbox(
+    home: Home, tmp_path: Path, subscribe: Callable[..., Subscriber]
+) -> None:
+    sub = subscribe(COMPLETED)
+    original = listing(home.path)
     home.install("--broker-port", "1")
+    complete(home, tmp_path, "Show.S01E01.mkv")
+    kept = home.uninstall()
+    assert f"install again ('{INSTALL}' with your options): the install sends them" in (
+        " ".join(kept.stderr.split())
+    )
+    # Installed again, with a broker it reaches: the waiting completion goes out.
+    again = home.install()
+    assert "outbox: sent the completions that were waiting (sent 1, 0 left)" in again.stderr
+    assert sub.wait_count(COMPLETED, 1)[0].json()["path"] == str(tmp_path / "Show.S01E01.mkv")
+    assert not list((home.state / "outbox").glob("*.msg"))
+    home.uninstall()
+    assert listing(home.path) == original
+
+
+def test_a_reinstall_that_cannot_send_says_so(home: Home, tmp_path: Path) -> None:
+    original = listing(home.path)
+    home.install("--broker-port", "1")
+    complete(home, tmp_path, "Film.mkv")
+    again = home.install("--broker-port", "1")
+    said = " ".join(again.stderr.split())
+    assert "outbox: completions wait that could not be sent now (sent 0, 1 left" in said
+    assert f"To send them now: '{home.bin}/q4d-hook' flush" in said
+    home.uninstall()  # keeps it
+    home.install("--broker-port", "1")  # adopts what the first install made
     home.uninstall("--purge")
     assert listing(home.path) == original
 
 
-# --- the label daemon as a service ----------------------------------------------------
-
-
-def fake(path: Path, script: str) -> None:
-    path.write_text("#!/bin/sh\n" + script)
-    path.chmod(0o755)
-
-
-def test_systemd_user_units(home: Home) -> None:
-    """systemctl is faked (no user manager runs here); the units it is handed are real
-    and pass `systemd-analyze verify`."""
-    calls = home.fakebin / "systemctl.log"
-    fake(home.fakebin / "systemctl", f'echo "$*" >> "{calls}"\nexit 0\n')
-    original = listing(home.path, mtimes=False)
-    args = ["--client", "qbittorrent", "--no-wire", "--service", "systemd"]
-    home.install(*args)
-    units = home.path / ".config" / "systemd" / "user"
-    labeld = (units / "q4d-labeld.service").read_text()
-    assert f'ExecStart="{home.bin}/q4d-labeld"\n' in labeld
-    assert "Restart=always" in labeld and "WantedBy=default.target" in labeld
-    assert f'ExecStart="{home.bin}/q4d-hook" flush' in (units / "q4d-flush.service").read_text()
-    assert "OnUnitActiveSec=10min" in (units / "q4d-flush.timer").read_text()
-    assert calls.read_text().splitlines() == [
-        "--user show-environment",
-        "--user daemon-reload",
-        "--user enable --now q4d-labeld.service q4d-flush.timer",
-        "--user try-restart q4d-labeld.service",
-    ]
-    analyze = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", *map(str, sorted(units.glob("q4d-*")))],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=home.path,
-    )
-    assert analyze.returncode == 0, analyze.stderr
-    calls.unlink()
-    idempotent(home, *args)
-    assert "daemon-reload" not in calls.read_text()
-    home.uninstall()
-    assert "--user disable --now q4d-labeld.service q4d-flush.service q4d-flush.timer" in (
-        calls.read_text()
-    )
-    assert listing(home.path) == original
-
-
-@pytest.fixture
-def crontab(home: Home) -> Iterator[Path]:
-    """A crontab command keeping the user's table in a file (there is no cron here)."""
-    table = home.fakebin / "crontab.txt"
-    fake(
-        home.fakebin / "crontab",
-        f"""table="{table}"
-case "$1" in
-  -l) [ -f "$table" ] || {{ echo "no crontab for $USER" >&2; exit 1; }}; cat "$table" ;;
-  -r) rm -f "$table" ;;
-  -) cat > "$table" ;;
-  *) exit 2 ;;
-esac
-""",
-    )
-    yield table
-    # A daemon the test left running is stopped by its PID.
-    pid_file = home.state / "labeld.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text())
-        if "q4d-labeld" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
-            os.kill(pid, 15)
-
-
-def test_crontab_watchdog(home: Home, crontab: Path) -> None:
-    mine = "0 3 * * * /usr/bin/backup\n"
-    crontab.write_text(mine)
-    original = listing(home.path)
-    args = ["--client", "qbittorrent", "--no-wire", "--service", "cron"]
-    home.install(*args)
-    table = crontab.read_text()
-    watchdog = home.tree / "q4d-labeld-cron"
-    assert table.startswith(mine)
-    assert f"@reboot '{watchdog}'\n*/5 * * * * '{watchdog}'\n" in table
-    assert f"*/10 * * * * '{home.bin}/q4d-hook' flush >/dev/null 2>&1\n" in table
-    log = home.state / "labeld.log"
-    wait_until(lambda: log.exists() and "listening on" in log.read_text(), 15, "q4d-labeld")
-    pid = int((home.state / "labeld.pid").read_text())
-    # The watchdog finds it running and starts no second one.
-    again = subprocess.run([str(watchdog)], env=home.env(), timeout=30, check=False)
-    assert again.returncode == 1
-    idempotent(home, *args)
-    assert int((home.state / "labeld.pid").read_text()) == pid
-    home.uninstall()
-    assert not Path(f"/proc/{pid}").exists()
-    assert crontab.read_text() == mine
-    assert listing(home.path) == original
-
-
 # --- the installer itself -------------------------------------------------------------
+
+
+def test_help_and_docs_choose_the_python_alike() -> None:
+    """--help and docs/seedbox.md describe --python's default in the same words, and
+    the help text is made from the list install.sh tries."""
+    shown = subprocess.run(
+        ["bash", str(INSTALL), "--help"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
+    found = re.search(r"--python PATH +(.+?)\n  --", shown, re.DOTALL)
+    assert found, shown
+    helped = " ".join(found.group(1).split())
+    assert helped == (
+        "the Python to run q4d with (default: the first of python3, python3.13 ... python3.8"
+        " on PATH that is 3.8 or newer)"
+    )
+    docs = (SEEDBOX.parent / "docs" / "seedbox.md").read_text()
+    row = next(line for line in docs.splitlines() if line.startswith("| `--python PATH`"))
+    assert helped in row.replace("`", ""), row
 
 
 def test_install_sh_is_shellcheck_clean() -> None:

@@ -1,6 +1,6 @@
 """q4d-labeld against real torrent clients: qbittorrent-nox (tags, category) and
 transmission-daemon (labels), through a real mosquitto: persistent session, broker
-restart, torrent client down, bad messages, SIGTERM."""
+restart, torrent client down, bad messages, unknown torrents, SIGTERM."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from q4d_seedbox.clients import ClientError, make_client
+from q4d_seedbox.clients import ClientError, UnknownTorrent, make_client
 from q4d_seedbox.config import LabelsConfig
 from q4d_seedbox.labeld import parse_label
 
@@ -71,6 +71,49 @@ def test_qbittorrent_tags_replace_only_q4d_tags(
         assert daemon.stop() == 0
     assert "stopped" in daemon.output()
     assert qbt.password not in daemon.output()
+
+
+def test_a_label_for_an_unknown_torrent_is_not_logged_as_applied(
+    seedbox: Seedbox, qbt: QBittorrent, torrent: tuple[Path, bytes, str]
+) -> None:
+    """qBittorrent's addTags answers 200 for a hash it does not have."""
+    data, raw, h = torrent
+    api = QbtApi(qbt.url, qbt.username, qbt.password)
+    api.add(raw, data.parent)
+    wait_until(lambda: api.info(h), 15, "the torrent in qBittorrent")
+    daemon = labeld_for(
+        seedbox, client="qbittorrent", url=qbt.url, username=qbt.username, password=qbt.password
+    ).start()
+    unknown = "f" * 40
+    try:
+        publish(seedbox.port, LABEL, label(unknown, "DONE"))
+        publish(seedbox.port, LABEL, label(h, "DONE"))  # the unknown one does not block it
+        wait_until(lambda: api.tags(h) == {"q4d:DONE"}, 15, "the DONE tag")
+    finally:
+        assert daemon.stop() == 0
+    output = daemon.output()
+    assert (
+        f"WARNING {unknown} DONE not applied: unknown torrent "
+        "(qBittorrent has no torrent with this hash)"
+    ) in output
+    assert f"{unknown} labelled" not in output
+    assert f"{h} labelled q4d:DONE" in output
+
+
+@pytest.mark.parametrize("mode", ["tag", "category"])
+def test_http_clients_refuse_unknown_torrents(
+    qbt: QBittorrent, transmission: Transmission, mode: str
+) -> None:
+    clients = [("qbittorrent", qbt.url, qbt.username, qbt.password)]
+    if mode == "tag":  # Transmission has labels only
+        clients.append(
+            ("transmission", transmission.url, transmission.username, transmission.password)
+        )
+    for client, url, user, password in clients:
+        cfg = LabelsConfig(client=client, url=url, mode=mode, username=user, password=password)
+        with pytest.raises(UnknownTorrent, match=r"^unknown torrent \(") as unknown:
+            make_client(cfg).apply("f" * 40, "DONE")
+        assert not unknown.value.retry
 
 
 def test_wrong_credentials_are_retryable_errors(
@@ -201,7 +244,7 @@ def test_retries_while_the_torrent_client_is_down_and_skips_bad_messages(
         publish(seedbox.port, LABEL, b"not json")
         publish(seedbox.port, LABEL, label("f" * 40, "DONE"))  # no such torrent
         wait_until(
-            lambda: "not applied: Transmission has no torrent" in daemon.output(),
+            lambda: "not applied: unknown torrent (Transmission" in daemon.output(),
             15,
             "unknown torrent",
         )

@@ -1,9 +1,11 @@
 """The seedbox tree on the oldest Python it supports (3.8), laid out as an installer
-copies it (~/.local/share/q4d-seedbox/{bin,q4d_seedbox,vendor}) without pip."""
+copies it (~/.local/share/q4d-seedbox/{bin,q4d_seedbox,vendor}) without pip, and as
+docs/seedbox.md's "Installing by hand" makes it."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -13,6 +15,7 @@ import paho
 import pytest
 
 from tests.seedbox import SEEDBOX
+from tests.seedbox.installing import paho_wheel
 from tests.seedbox.support import COMPLETED, Seedbox, Subscriber, info_hash
 
 pytestmark = pytest.mark.timeout(120)
@@ -90,3 +93,62 @@ def test_every_module_compiles_on_python38(installed: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def hand_install_commands() -> list[str]:
+    """The command lines docs/seedbox.md gives under "Installing by hand"."""
+    docs = (SEEDBOX.parent / "docs" / "seedbox.md").read_text()
+    section = docs.split("\n## Installing by hand\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.DOTALL)
+    return [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+@pytest.mark.parametrize("paho_from", ["pip", "zipfile"])
+def test_the_hand_install_in_the_docs(tmp_path: Path, paho_from: str) -> None:
+    """Debian 12's pip refuses --user; the docs' --target (or the unpacked wheel) works,
+    run here with Python 3.8 as the `python3` on PATH. pip gets the wheel from a local
+    directory instead of the index."""
+    commands = hand_install_commands()
+    assert not [c for c in commands if "--user" in c]
+    wheel = paho_wheel(tmp_path / "work")
+    (tmp_path / "work" / "seedbox").symlink_to(SEEDBOX)
+    (tmp_path / "pybin").mkdir()
+    (tmp_path / "pybin" / "python3").symlink_to(python38())
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "HOME": str(home),
+        "PATH": os.pathsep.join([str(tmp_path / "pybin"), "/usr/bin", "/bin"]),
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheel.parent),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    vendors = [c for c in commands if "q4d-seedbox/vendor" in c]
+    assert [c.split()[2] for c in vendors] == ["pip", "zipfile"]
+    chosen = vendors[0] if paho_from == "pip" else vendors[1]
+    for command in [*[c for c in commands if c not in vendors], chosen]:
+        done = subprocess.run(
+            ["sh", "-c", command],
+            cwd=tmp_path / "work",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr}"
+    labeld = subprocess.run(
+        [str(home / ".local/share/q4d-seedbox/bin/q4d-labeld"), "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert labeld.returncode == 0 and labeld.stdout.startswith("q4d-labeld "), labeld.stderr
+    assert (home / ".local/share/q4d-seedbox/vendor/paho/mqtt/client.py").exists()

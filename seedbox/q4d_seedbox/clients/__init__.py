@@ -19,6 +19,14 @@ class ClientError(Exception):
         self.retry = retry
 
 
+class UnknownTorrent(ClientError):
+    """The client answered that it has no torrent with this hash (removed since, or
+    never added): the label is dropped, and trying again cannot help."""
+
+    def __init__(self, client: str) -> None:
+        super().__init__(f"unknown torrent ({client} has no torrent with this hash)", retry=False)
+
+
 class LabelClient(abc.ABC):
     def __init__(self, cfg: LabelsConfig) -> None:
         self.cfg = cfg
@@ -26,7 +34,9 @@ class LabelClient(abc.ABC):
     @abc.abstractmethod
     def apply(self, info_hash: str, label: str) -> None:
         """Give the torrent `info_hash` (40 lowercase hex) the q4d label `label`
-        (QUEUED, DONE or FAILED); raises ClientError."""
+        (QUEUED, DONE or FAILED); raises UnknownTorrent when the client does not have
+        it (checked every time: some clients answer success for unknown hashes),
+        ClientError for other failures."""
 
     def other_names(self, label: str) -> list[str]:
         """The client-side names of the q4d labels this one replaces."""

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from ..config import LabelsConfig
-from . import ClientError, LabelClient
+from . import ClientError, LabelClient, UnknownTorrent
 from .http import Http, check
 
 NOT_AUTHENTICATED = 1
@@ -72,6 +72,9 @@ class Deluge(LabelClient):
 
     def apply(self, info_hash: str, label: str) -> None:
         self._connect()
+        # An empty status is deluged's answer for a torrent it does not have.
+        if not self._call("core.get_torrent_status", info_hash, ["hash"]):
+            raise UnknownTorrent("Deluge")
         label_id = deluge_label(self.cfg.label_name(label))
         if label_id not in (self._call("label.get_labels") or []):
             self._call("label.add", label_id)

@@ -6,10 +6,11 @@ labeller overwrote it with QUEUED/DONE and the *arr lost track of the torrent.
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlencode
 
 from ..config import LabelsConfig
-from . import ClientError, LabelClient
+from . import ClientError, LabelClient, UnknownTorrent
 from .http import Http, Response, check
 
 
@@ -54,7 +55,19 @@ class QBittorrent(LabelClient):
             answer = self._form(endpoint, fields)
         return answer
 
+    def _check_exists(self, info_hash: str) -> None:
+        """addTags and setCategory answer 200 for a hash qBittorrent does not have."""
+        answer = self._post("torrents/info", {"hashes": info_hash})
+        check(answer, "qBittorrent torrents/info")
+        try:
+            found = json.loads(answer.body)
+        except ValueError:
+            raise ClientError("qBittorrent torrents/info: answer is not JSON") from None
+        if not found:
+            raise UnknownTorrent("qBittorrent")
+
     def apply(self, info_hash: str, label: str) -> None:
+        self._check_exists(info_hash)
         name = self.cfg.label_name(label)
         if self.cfg.mode == "category":
             created = self._post("torrents/createCategory", {"category": name})

@@ -15,9 +15,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..config import LabelsConfig
-from . import ClientError, LabelClient
+from . import ClientError, LabelClient, UnknownTorrent
 
 CUSTOM_KEY = "q4d"
+# rTorrent's fault for a d.* call on a hash it does not have (its torrent::input_error).
+NOT_FOUND = "Could not find info-hash"
 
 
 class ScgiTransport(xmlrpc.client.Transport):
@@ -110,6 +112,8 @@ class RTorrent(LabelClient):
         try:
             return getattr(self.proxy, method)(*params)
         except xmlrpc.client.Fault as fault:
+            if NOT_FOUND in fault.faultString:
+                raise UnknownTorrent("rTorrent") from None
             raise ClientError(f"rTorrent {method}: {fault.faultString}", retry=False) from None
         except xmlrpc.client.ProtocolError as err:
             raise ClientError(f"rTorrent {method}: HTTP {err.errcode} {err.errmsg}") from None
@@ -117,6 +121,7 @@ class RTorrent(LabelClient):
             raise ClientError(f"rTorrent {method}: {err}") from None
 
     def apply(self, info_hash: str, label: str) -> None:
+        # rTorrent checks the hash itself: a set on an unknown one is a NOT_FOUND fault.
         name = self.cfg.label_name(label)
         target = info_hash.upper()  # rTorrent's own spelling of info-hashes
         if self.cfg.mode == "category":

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ..config import LabelsConfig
-from . import ClientError, LabelClient
+from . import ClientError, LabelClient, UnknownTorrent
 from .http import Http, check
 
 SESSION_HEADER = "X-Transmission-Session-Id"
@@ -54,7 +54,7 @@ class Transmission(LabelClient):
         found = self._rpc("torrent-get", {"ids": [info_hash], "fields": ["hashString", "labels"]})
         torrents = found.get("torrents") or []
         if not torrents:
-            raise ClientError(f"Transmission has no torrent {info_hash}", retry=False)
+            raise UnknownTorrent("Transmission")
         ours = set(self.other_names(label)) | {self.cfg.label_name(label)}
         labels = [x for x in torrents[0].get("labels", []) if x not in ours]
         labels.append(self.cfg.label_name(label))
