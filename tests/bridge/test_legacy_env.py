@@ -332,3 +332,19 @@ async def test_q4d_labelling_false_answers_nothing_on_label(tmp_path: Path, labe
         assert len(v1) == 1
     finally:
         bridge.store.close()
+
+
+def test_a_small_file_beside_q4d_variables_maps_the_type_codes(tmp_path: Path) -> None:
+    """migrating-from-q4d.md: type_mapping.json becomes two keys in a file; the rest
+    stays in the environment."""
+    path = tmp_path / "bridge.yaml"
+    path.write_text(
+        "destinations: {movies: /media/movies, tv: /media/tv}\ntype_codes: {MOV: movies, TV: tv}\n"
+    )
+    config = load_config(path, {**SEED_DOCKER_RUN, "Q4D_CREDS": "me:pw"})
+    assert config.routing.type_codes == {"MOV": "movies", "TV": "tv"}
+    assert config.routing.destinations == {
+        "movies": Path("/media/movies"), "tv": Path("/media/tv"), "default": Path("/downloads")
+    }  # fmt: skip
+    assert config.routing.default_destination == "default"
+    assert config.seedboxes["seedbox1"].password == "pw"
