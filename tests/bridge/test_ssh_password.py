@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,8 @@ from q4d_bridge.config.model import LftpConfig, RsyncConfig, SeedboxConfig
 from q4d_bridge.models import ItemState
 from q4d_bridge.transfer.bandwidth import Bandwidth
 from q4d_bridge.transfer.engines.base import TransferRequest
-from q4d_bridge.transfer.engines.lftp import LftpEngine
-from q4d_bridge.transfer.engines.rsync import RsyncEngine
+from q4d_bridge.transfer.engines.lftp import LftpEngine, build_script, connect_program, open_command
+from q4d_bridge.transfer.engines.rsync import RsyncEngine, build_argv, remote_shell
 from q4d_bridge.transfer.errors import ErrorCode, TransferError
 from q4d_bridge.transfer.payload import RemoteEntry, RemoteFile
 from q4d_bridge.transfer.remote import connect
@@ -37,10 +38,7 @@ from tests.helpers.mqtt import recording
 from tests.helpers.services import Mosquitto, SshServer
 from tests.helpers.sshuser import PasswordUser
 
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(sshuser.unavailable() is not None, reason=str(sshuser.unavailable())),
-]
+pytestmark = pytest.mark.timeout(120)
 MiB = 2**20
 TOOLS = frozenset({"lftp", "ssh", "rsync", "sshpass"})
 # what each engine runs while it fetches (sftp: nothing, asyncssh is in the bridge)
@@ -50,6 +48,8 @@ ENGINES = pytest.mark.parametrize("engine", ["lftp", "rsync", "sftp"])
 
 @pytest.fixture(scope="module")
 def user() -> Iterator[PasswordUser]:
+    if reason := sshuser.unavailable():
+        pytest.skip(reason)
     with sshuser.password_user() as made:
         yield made
 
@@ -198,9 +198,12 @@ async def test_a_password_login_lands_the_payload_and_shows_the_password_nowhere
     assert "Accepted publickey" not in log
     assert user.password not in debug_logs.text
     assert any(r.name.startswith("asyncssh") for r in debug_logs.records)  # logs were seen
+    # the held link logged in too: it ran the hook's flush (no hook on this "seedbox")
+    assert "seedbox sb1: no hook installed" in debug_logs.text
 
 
 @ENGINES
+@pytest.mark.filterwarnings("ignore:.*bcrypt.kdf.. called with only 16 round:UserWarning")
 async def test_an_encrypted_key_is_opened_with_its_passphrase(
     tmp_path: Path,
     mosquitto: Mosquitto,
@@ -264,3 +267,37 @@ async def test_a_wrong_password_fails_as_auth_failed_and_is_not_shown(
     assert watch.leaks == []
     assert not (tmp_path / "movie.mkv").exists()
     assert wrong not in debug_logs.text
+
+
+def test_only_the_open_command_holds_the_secret(tmp_path: Path) -> None:
+    """What is built without a network: lftp's script file and connect program, rsync's
+    argv (its --rsh with sshpass) and their ssh options; only lftp's stdin has it."""
+    secret = 'pw, "q" \\ $x'
+    seedbox = SeedboxConfig(
+        id="sb1", name="sb1", host="seed.example", port=2222, user="me", key=None,
+        password=secret, known_hosts="/k/known_hosts", remote_roots=(), max_concurrent=1,
+        engine="lftp",
+    )  # fmt: skip
+    request = TransferRequest(
+        "i1", seedbox, "/r/a.mkv", tmp_path / "a.mkv", RemoteEntry(False, (RemoteFile("", 1),))
+    )
+    config = LftpConfig(segments=2, parallel_files=2, max_packets_in_flight=16, binary="lftp")
+    script = build_script(config, request)
+    argv = build_argv(RsyncConfig("rsync"), request, secret_fd=7)
+    assert secret not in script and not any(secret in arg for arg in argv)
+    assert (
+        open_command(seedbox) == 'open -u "me,pw, \\"q\\" \\\\ $x" -p 2222 "sftp://seed.example"\n'
+    )
+    rsh = argv[argv.index("--rsh") + 1]
+    assert rsh.startswith("'sshpass' '-d' '7' '-P' 'assword' 'ssh' ")
+    for options in (connect_program(seedbox), rsh):
+        assert "PubkeyAuthentication=no" in options and "BatchMode=no" in options
+        assert "NumberOfPasswordPrompts=1" in options and "-i" not in options.split()
+    with_key = SeedboxConfig(**{**asdict(seedbox), "key": "/k/id", "password": None,
+                                "passphrase": secret})  # fmt: skip
+    rsh = remote_shell(with_key, 9)
+    assert rsh.startswith("'sshpass' '-d' '9' '-P' 'passphrase' 'ssh' ") and secret not in rsh
+    assert "PreferredAuthentications=publickey" in rsh and "BatchMode=no" in rsh
+    assert "BatchMode=yes" in remote_shell(
+        SeedboxConfig(**{**asdict(with_key), "passphrase": None})
+    )
