@@ -99,7 +99,11 @@ class Bridge:
             store=self.store,
             bridge_name=config.bridge_name,
             seedbox_ids=list(config.seedboxes),
-            classic_label_topic=config.classic.label_topic if config.classic.enabled else None,
+            classic_label_topic=(
+                config.classic.label_topic
+                if config.classic.enabled and config.classic.labels
+                else None
+            ),
             snapshot=lambda: self.state().as_dict(),
             items=lambda: list(self.lifecycle.items.values()),
             queue_paused=lambda: self.scheduler.paused,

@@ -19,6 +19,7 @@ from .config.loader import ConfigError, load_config
 from .config.model import Config
 
 DEFAULT_CONFIG = "/etc/q4d/bridge.yaml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _load(path: str) -> Config | None:
@@ -43,13 +44,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Logging first, so what loading the config warns about is formatted like the rest.
+    level = "DEBUG" if args.debug else args.log_level
+    logging.basicConfig(
+        level=level or "INFO",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     config = _load(args.config)
     if config is None:
         return 1
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.getLogger().setLevel(level or config.log_level)  # the command line wins
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     from .bridge import Bridge  # noqa: PLC0415 - keeps check-config free of network imports
     from .datadir import DataDirBusy  # noqa: PLC0415 - as above
@@ -159,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", "-c", default=default, help=f"config file (default {default})")
+        if name == "run":
+            p.add_argument(
+                "--log-level",
+                type=str.upper,
+                choices=LOG_LEVELS,
+                help="log verbosity, over the config's log_level",
+            )
+            p.add_argument("--debug", action="store_true", help="the same as --log-level DEBUG")
         if name == "status":
             p.add_argument("--limit", type=int, default=50)
         if name == "add":

@@ -15,6 +15,7 @@ from q4d_bridge.transfer.engines.lftp import (
     connect_program,
     discard_unresumable,
     lftp_quote,
+    open_command,
 )
 from q4d_bridge.transfer.engines.process import classify_stderr
 from q4d_bridge.transfer.errors import ErrorCode
@@ -50,7 +51,9 @@ def test_script_uses_pget_for_files_and_mirror_for_dirs(tmp_path: Path) -> None:
     script = build_script(config, file_req)
     assert f'pget -c -n 6 "/r/a b.mkv" -o "{tmp_path}/a b.mkv"' in script
     assert "set sftp:max-packets-in-flight 64" in script
-    assert 'open -u "me," -p 2222 "sftp://seed.example"' in script
+    # the open command, which may hold a password, comes on stdin (open_command)
+    assert "\nsource /dev/stdin\n" in script and "open " not in script
+    assert open_command(SEEDBOX) == 'open -u "me," -p 2222 "sftp://seed.example"\n'
     dir_req = TransferRequest(
         "i", SEEDBOX, "/r/d", tmp_path / "d", RemoteEntry(True, (RemoteFile("x", 1),))
     )

@@ -248,10 +248,13 @@ class SshServer(_Service):
     ``wrong_known_hosts`` (pins a different key), ``host_public_key``.
     """
 
-    def __init__(self, workdir: Path, *, host: str = LOOPBACK) -> None:
+    def __init__(self, workdir: Path, *, host: str = LOOPBACK, passwords: bool = False) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = host
+        # sshd checks passwords of system users only (/etc/shadow; UsePAM no):
+        # tests/helpers/sshuser.py makes a throwaway one.
+        self.passwords = passwords
         self.port = free_port()
         self.user = pwd.getpwuid(os.getuid()).pw_name
         self.binary = _which("sshd", "/usr/sbin/sshd")
@@ -307,7 +310,7 @@ class SshServer(_Service):
             f"AuthorizedKeysFile {_cfg_path(self.authorized_keys)}",
             "PermitRootLogin prohibit-password",
             "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
+            f"PasswordAuthentication {'yes' if self.passwords else 'no'}",
             "KbdInteractiveAuthentication no",
             "UsePAM no",
             "StrictModes no",

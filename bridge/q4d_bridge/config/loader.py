@@ -1,6 +1,7 @@
-"""Loading the configuration: one YAML file, `Q4D_<SECTION>__<KEY>` environment
-overrides, `password_file` secrets, then the schema and the cross-checks that need the
-whole file (destinations named by rules, installed engines, host-key files)."""
+"""Loading the configuration: one YAML file (optional when the environment holds the
+whole configuration), environment overrides (environment.py), `password_file` secrets,
+then the schema and the cross-checks that need the whole file (destinations named by
+rules, installed engines, host-key files, how each seedbox logs in)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import yaml
 
 from ..postprocess.plan import PostPlan
 from ..rules import Condition, Routing, Rule, TypeRule, TypesConfigError, load_types_config
+from .environment import apply_environment, configures
 from .model import (
     ApiConfig,
     ArrConfig,
@@ -34,7 +36,7 @@ from .model import (
     TransfersConfig,
 )
 from .post import overrides, plan_problems
-from .schema import CONFIG_SCHEMA, ENV_PREFIX
+from .schema import CONFIG_SCHEMA
 
 
 class ConfigError(Exception):
@@ -55,23 +57,6 @@ def _format_path(path: list[Any]) -> str:
     return out or "(top level)"
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
-    """`Q4D_BROKER__HOST=x` sets broker.host; values are read as YAML scalars."""
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == "Q4D_CONFIG":
-            continue
-        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
-        if not path:
-            continue
-        node = raw
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError([f"{key}: cannot override {'.'.join(path)}, it is not a mapping"])
-            node = child
-        node[path[-1]] = yaml.safe_load(value) if value else value
-
-
 def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
     """`password_file: /run/secrets/x` fills `password` from the file (container secrets),
     for the broker, each seedbox's torrent client and the API (also its keys)."""
@@ -86,11 +71,10 @@ def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
             sections += [(f"{name}.{key}", section, keys) for key, section in instances.items()]
     seedboxes = raw.get("seedboxes")
     if isinstance(seedboxes, list):
-        sections += [
-            (f"seedboxes[{i}].client", sb.get("client"), ("password",))
-            for i, sb in enumerate(seedboxes)
-            if isinstance(sb, dict)
-        ]
+        for i, sb in enumerate(seedboxes):
+            if isinstance(sb, dict):
+                sections.append((f"seedboxes[{i}]", sb, ("password", "passphrase")))
+                sections.append((f"seedboxes[{i}].client", sb.get("client"), ("password",)))
     for where, section, keys in sections:
         if not isinstance(section, dict):
             continue
@@ -104,10 +88,44 @@ def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
                 errors.append(f"{where}.{key}_file: cannot read {path}: {err.strerror}")
 
 
+def _login_problems(where: str, sb: dict[str, Any], engines: set[str]) -> list[str]:
+    """A seedbox logs in by key (perhaps encrypted) or by password, never both: each tool
+    answers one prompt. rsync hands a password or passphrase to ssh through sshpass."""
+    if "key" in sb and "password" in sb:
+        return [f"{where}.password: set key or password(_file), not both"]
+    if "key" not in sb and "password" not in sb:
+        return [
+            f"{where}.key: required (a private key file), or password_file to log in by password"
+        ]
+    if "passphrase" in sb and "key" not in sb:
+        return [f"{where}.passphrase: only with key (the passphrase of that key)"]
+    secret = "password" if "password" in sb else "passphrase" if "passphrase" in sb else None
+    if secret and "rsync" in engines and not shutil.which("sshpass"):
+        return [
+            f"{where}.{secret}: the rsync engine needs sshpass to give ssh the {secret} "
+            "(apt-get install sshpass), or use the lftp or sftp engine"
+        ]
+    return []
+
+
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """The file at path, with the environment over it. Without the file, the environment
+    alone (a container's `-e` options) may hold the whole configuration."""
     environ = os.environ if environ is None else environ
     try:
         text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        if not configures(environ):
+            raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
+        try:
+            return parse_config({}, environ)
+        except ConfigError as invalid:
+            raise ConfigError(
+                [
+                    f"{path}: not found, and the environment alone is not a whole configuration",
+                    *invalid.errors,
+                ]
+            ) from invalid
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
     try:
@@ -122,8 +140,7 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 
 
 def parse_config(raw: dict[str, Any], environ: Mapping[str, str] | None = None) -> Config:
-    errors: list[str] = []
-    _apply_env(raw, environ or {})
+    errors = apply_environment(raw, environ or {})
     _read_secret_files(raw, errors)
     if errors:
         raise ConfigError(errors)
@@ -166,12 +183,14 @@ def _build(data: dict[str, Any]) -> Config:
         if rule.get("engine", "sftp") not in installed:
             errors.append(f"rules[{i}].engine: {rule['engine']} is not installed")
     seedboxes: dict[str, SeedboxConfig] = {}
+    rule_engines = {rule["engine"] for rule in data["rules"] if rule.get("engine")}
     for i, sb in enumerate(data["seedboxes"]):
         engine = sb["engine"]
         if engine == "auto":
             engine = "lftp" if "lftp" in installed else "sftp"
         elif engine not in installed:
             errors.append(f"seedboxes[{i}].engine: {engine} is not installed (use sftp or auto)")
+        errors += _login_problems(f"seedboxes[{i}]", sb, {engine} | rule_engines)
         known_hosts = sb.get("known_hosts")
         if known_hosts is None and sb["trust_on_first_use"]:
             known_hosts = str(Path(data["data_dir"]) / "known_hosts" / sb["id"])
@@ -195,7 +214,9 @@ def _build(data: dict[str, Any]) -> Config:
             host=sb["host"],
             port=sb["port"],
             user=sb["user"],
-            key=sb["key"],
+            key=sb.get("key"),
+            password=sb.get("password"),
+            passphrase=sb.get("passphrase"),
             known_hosts=known_hosts or "",
             remote_roots=tuple(sb["remote_roots"]),
             max_concurrent=sb["max_concurrent"],
@@ -324,6 +345,7 @@ def _build(data: dict[str, Any]) -> Config:
             down_topic=classic_raw["down_topic"],
             label_topic=classic_raw["label_topic"],
             seedbox=classic_seedbox,
+            labels=classic_raw["labels"],
         ),
         history_retention=data["history_retention"],
         log_level=data["log_level"],

@@ -97,12 +97,15 @@ class SeedboxConfig:
     host: str
     port: int
     user: str
-    key: str
+    key: str | None  # None: log in by password
     known_hosts: str
     remote_roots: tuple[str, ...]
     max_concurrent: int
     engine: str
     trust_on_first_use: bool = False
+    # repr=False keeps them out of logs and tracebacks
+    password: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
     torrent_file: str | None = None
     client: ClientConfig | None = None
     reconcile: ReconcileConfig = ReconcileConfig()
@@ -221,6 +224,7 @@ class ClassicConfig:
     down_topic: str
     label_topic: str
     seedbox: str
+    labels: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,11 @@ SEEDBOX_SCHEMA = vol.Schema(
         vol.Required("host"): vol.All(str, vol.Length(min=1)),
         vol.Optional("port", default=22): vol.All(int, vol.Range(min=1, max=65535)),
         vol.Required("user"): vol.All(str, vol.Match(r"^[A-Za-z0-9._][A-Za-z0-9._-]*\Z")),
-        vol.Required("key"): v.existing_file,
+        # A private key, or a password for seedboxes that offer only passwords (one of
+        # the two; the loader says which is missing). Secrets come best from *_file.
+        vol.Optional("key"): v.existing_file,
+        vol.Optional("passphrase"): v.login_secret,
+        vol.Optional("password"): v.login_secret,
         # Not required with trust_on_first_use: the first key seen is pinned there.
         vol.Optional("known_hosts"): v.absolute_path,
         vol.Optional("trust_on_first_use", default=False): bool,
@@ -270,6 +274,8 @@ CLASSIC_SCHEMA = vol.Schema(
         vol.Optional("down_topic", default="Down"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
         vol.Optional("label_topic", default="Label"): vol.All(str, vol.Match(TOPIC_PREFIX_PATTERN)),
         vol.Optional("seedbox"): v.identifier,
+        # answer on label_topic (Q4D's LABELLING); off, LabelD.sh is told nothing
+        vol.Optional("labels", default=True): bool,
     }
 )
 

@@ -166,3 +166,14 @@ def secret(min_length: int) -> Any:
     return vol.All(
         text, vol.Length(min=min_length, msg=f"must be at least {min_length} characters")
     )
+
+
+def login_secret(value: Any) -> str:
+    """An SSH password or key passphrase: one line, which lftp's command language and
+    sshpass both need (neither can pass a newline or another control character)."""
+    secret_text = secret(1)(value)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in secret_text):
+        raise vol.Invalid("must be one line without control characters")
+    if len(secret_text) > 1024:
+        raise vol.Invalid("must be at most 1024 characters")
+    return str(secret_text)

@@ -140,7 +140,7 @@ class Intake:
         else would change that label for a line the bridge rejects: answer NOPE, the
         label LabelD.sh applies for a failed transfer."""
         classic = self.config.classic
-        if not classic.enabled or topic != classic.down_topic:
+        if not (classic.enabled and classic.labels) or topic != classic.down_topic:
             return []
         info_hash = classic_hash(payload)
         if info_hash is None:

@@ -126,19 +126,23 @@ def _write_private(path: Path, text: str) -> None:
 async def connect(
     seedbox: SeedboxConfig, *, window: int | None = None
 ) -> asyncssh.SSHClientConnection:
-    """An SSH connection with the pinned host key, the configured key only (no agent, no
-    ~/.ssh/config), and keepalives; errors come back classified."""
+    """An SSH connection with the pinned host key, the configured key or password only
+    (no agent, no ~/.ssh keys or config), and keepalives; errors come back classified."""
     await pin_host_key(seedbox)
     options: dict[str, Any] = {"encryption_algs": PREFERRED_CIPHERS}
     if window is not None:
         options["window"] = window
+    if seedbox.key is None:
+        # None, not []: asyncssh would load ~/.ssh's keys for an empty list
+        options.update(client_keys=None, password=seedbox.password)
+    else:
+        options.update(client_keys=[seedbox.key], passphrase=seedbox.passphrase)
     try:
         return await asyncio.wait_for(
             asyncssh.connect(
                 seedbox.host,
                 port=seedbox.port,
                 username=seedbox.user,
-                client_keys=[seedbox.key],
                 known_hosts=seedbox.known_hosts,
                 agent_path=None,
                 config=None,
@@ -150,6 +154,8 @@ async def connect(
         )
     except (OSError, asyncssh.Error, TimeoutError) as err:
         raise classify_ssh_error(err) from err
+    except asyncssh.KeyImportError as err:  # an unreadable key, or a wrong passphrase
+        raise TransferError(ErrorCode.AUTH_FAILED, f"cannot use key {seedbox.key}: {err}") from err
 
 
 class SeedboxSession:

@@ -1,7 +1,9 @@
 """LFTP engine: segmented SFTP download (`pget -n` / `mirror --use-pget-n`), resumable.
 
 lftp runs from an argv list with its script in a 0600 file (`lftp -f`), so neither the
-torrent name nor anything else reaches a shell or the process list. Inside the script,
+torrent name nor anything else reaches a shell or the process list. The script's `open`
+comes on lftp's stdin instead (`source /dev/stdin`): it holds the password or key
+passphrase lftp types at ssh's prompt, which is thus written to no file. Inside the script,
 every operand goes through `lftp_quote`, the quoting of lftp's own command language.
 Files a rule excludes never reach the script either: mirror reads them from a file of
 exact-path regexes (`--exclude-rx-from`), one escaped path per line, which lftp does
@@ -26,7 +28,15 @@ from ..errors import ErrorCode, TransferError
 from ..excludes import outermost
 from ..payload import RemoteEntry
 from .base import ProgressCallback, TransferRequest, allocated_bytes
-from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
+from .process import (
+    CONNECTION_LOST,
+    SSH_FATAL,
+    Patterns,
+    launcher,
+    login_secret,
+    run_tool,
+    ssh_argv,
+)
 
 _LOGGER = logging.getLogger(__name__)
 _LFTP_SPECIAL = re.compile(r'(["\\])')
@@ -58,6 +68,14 @@ def connect_program(seedbox: SeedboxConfig) -> str:
     return shlex.join(ssh_argv(seedbox))
 
 
+def open_command(seedbox: SeedboxConfig) -> str:
+    """lftp's `open`, fed on its stdin. `user,` with nothing after the comma: no prompt
+    is expected (key login); else lftp answers ssh's one prompt with what follows."""
+    login = f"{seedbox.user},{login_secret(seedbox) or ''}"
+    target = lftp_quote("sftp://" + seedbox.host)
+    return f"open -u {lftp_quote(login)} -p {seedbox.port} {target}\n"
+
+
 def build_script(
     config: LftpConfig, request: TransferRequest, rate_limit: int = 0, excludes: Path | None = None
 ) -> str:
@@ -81,7 +99,7 @@ def build_script(
         # or its first burst overshoots the limit (1/4 s: by 6 % over 2 s).
         f"set net:limit-total-max {max(65536, rate_limit // 16) if rate_limit else 0}",
         f"set sftp:connect-program {lftp_quote(connect_program(sb))}",
-        f"open -u {lftp_quote(sb.user + ',')} -p {sb.port} {lftp_quote('sftp://' + sb.host)}",
+        "source /dev/stdin",  # open_command
     ]
     remote, local = lftp_quote(request.remote_path), lftp_quote(str(request.target))
     if request.remote.is_dir:
@@ -210,4 +228,5 @@ class LftpEngine:
             item_id=request.item_id,
             patterns=LFTP_ERRORS,
             on_tick=report,
+            stdin_data=open_command(request.seedbox).encode(),
         )

@@ -11,7 +11,7 @@ import re
 import shutil
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,11 @@ SSH_FATAL: Patterns = (
         ErrorCode.HOST_KEY_MISMATCH,
     ),
     (
-        re.compile(r"permission denied \(publickey|login incorrect|authentication failed", re.I),
+        re.compile(
+            r"permission denied \((publickey|password|keyboard)|login incorrect|"
+            r"authentication failed|password required|incorrect passphrase",
+            re.I,
+        ),
         ErrorCode.AUTH_FAILED,
     ),
     (re.compile(r"no space left on device|disk quota exceeded", re.I), ErrorCode.NO_SPACE),
@@ -51,22 +55,53 @@ CONNECTION_LOST: Patterns = (
 )
 
 
+def login_secret(seedbox: SeedboxConfig) -> str | None:
+    """What ssh will prompt for: the password, or the key's passphrase (never both)."""
+    return seedbox.password if seedbox.key is None else seedbox.passphrase
+
+
 def ssh_argv(seedbox: SeedboxConfig) -> list[str]:
     """OpenSSH client argv for a seedbox: the pinned host key is checked, never
-    auto-accepted; only the configured key, no agent, no ~/.ssh/config, no prompts."""
+    auto-accepted; only the configured key or password, no agent, no ~/.ssh/config.
+    A prompt (for the password or the key's passphrase) is answered on ssh's terminal
+    by lftp or sshpass; without one, BatchMode forbids prompts."""
+    if seedbox.key is None:
+        login = [
+            "-o", "PubkeyAuthentication=no",
+            "-o", "PreferredAuthentications=password,keyboard-interactive",
+            "-o", "NumberOfPasswordPrompts=1",
+        ]  # fmt: skip
+    else:
+        login = ["-i", seedbox.key, "-o", "IdentitiesOnly=yes",
+                 "-o", "PreferredAuthentications=publickey"]  # fmt: skip
     return [
         "ssh", "-F", "/dev/null", "-a", "-x",
-        "-i", seedbox.key,
-        "-o", "IdentitiesOnly=yes",
+        *login,
         # ssh splits this option's value on whitespace unless it is double-quoted
         "-o", f'UserKnownHostsFile="{seedbox.known_hosts}"',
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "StrictHostKeyChecking=yes",
-        "-o", "BatchMode=yes",
+        "-o", f"BatchMode={'no' if login_secret(seedbox) else 'yes'}",
         "-o", "ServerAliveInterval=15",
         "-o", "ServerAliveCountMax=4",
         "-o", "ConnectTimeout=20",
     ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def secret_pipe(secret: str | None) -> Iterator[int | None]:
+    """A pipe's read end holding secret and a newline, for a child to inherit (sshpass
+    -d): the secret reaches no argv, no environment and no file. None without one."""
+    if secret is None:
+        yield None
+        return
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as writer:  # far below the pipe's buffer size
+            writer.write(secret.encode() + b"\n")
+        yield read_end
+    finally:
+        os.close(read_end)
 
 
 def classify_stderr(stderr: str, patterns: Patterns) -> ErrorCode:
@@ -151,19 +186,31 @@ async def run_tool(
     on_tick: Callable[[], Awaitable[None]],
     on_output: Callable[[bytes], None] | None = None,
     env: dict[str, str] | None = None,
+    stdin_data: bytes | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> None:
     """Run a tool to completion, calling on_tick twice a second; a non-zero exit raises
-    a classified TransferError. Cancelling kills the tool's whole process group."""
+    a classified TransferError. Cancelling kills the tool's whole process group.
+    stdin_data is written to its stdin, which is then closed (else stdin is empty);
+    pass_fds are inherited (a secret_pipe)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin_data is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE if on_output else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        pass_fds=pass_fds,
         # Own session: Ctrl-C in the bridge's terminal must not kill the tool mid-write;
         # the bridge cancels it itself, and the death signal covers kill -9.
         start_new_session=True,
     )
+    if stdin_data is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin_data)
+        # A tool that exits first (refusing its argv) leaves the error to its status.
+        with contextlib.suppress(ConnectionError):
+            await proc.stdin.drain()
+        proc.stdin.close()
     assert proc.stderr is not None
     stderr_tail = asyncio.create_task(_tail(proc.stderr, STDERR_LIMIT))
     readers: list[asyncio.Task[Any]] = [stderr_tail]

@@ -26,7 +26,16 @@ from ..bandwidth import Bandwidth
 from ..errors import ErrorCode
 from ..payload import RemoteEntry
 from .base import ProgressCallback, TransferRequest, allocated_bytes
-from .process import CONNECTION_LOST, SSH_FATAL, Patterns, launcher, run_tool, ssh_argv
+from .process import (
+    CONNECTION_LOST,
+    SSH_FATAL,
+    Patterns,
+    launcher,
+    login_secret,
+    run_tool,
+    secret_pipe,
+    ssh_argv,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,8 +61,14 @@ def rsh_quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def remote_shell(seedbox: SeedboxConfig) -> str:
-    return " ".join(rsh_quote(arg) for arg in [*ssh_argv(seedbox), "-p", str(seedbox.port)])
+def remote_shell(seedbox: SeedboxConfig, secret_fd: int | None = None) -> str:
+    """ssh, or with a password or key passphrase `sshpass -d FD ssh`: sshpass answers
+    ssh's prompt with what it reads from FD, a pipe rsync and it inherit (secret_pipe)."""
+    argv = ssh_argv(seedbox)
+    if secret_fd is not None:
+        prompt = "assword" if seedbox.key is None else "passphrase"
+        argv = ["sshpass", "-d", str(secret_fd), "-P", prompt, *argv]
+    return " ".join(rsh_quote(arg) for arg in [*argv, "-p", str(seedbox.port)])
 
 
 def remote_spec(seedbox: SeedboxConfig, path: str) -> str:
@@ -66,8 +81,10 @@ def build_argv(
     request: TransferRequest,
     rate_limit: int = 0,
     files_from: Path | None = None,
+    secret_fd: int | None = None,
 ) -> list[str]:
-    """The argv; `files_from` is the file of fetch_list for a folder with excludes."""
+    """The argv; `files_from` is the file of fetch_list for a folder with excludes,
+    `secret_fd` the inherited pipe with the seedbox's password or passphrase."""
     source, dest = request.remote_path, str(request.target)
     if request.remote.is_dir:
         source, dest = source.rstrip("/") + "/", dest + "/"  # the contents, into target
@@ -88,7 +105,7 @@ def build_argv(
         "--info=progress2",
         "--no-human-readable",
         "--rsh",
-        remote_shell(request.seedbox),
+        remote_shell(request.seedbox, secret_fd),
     ]
     if rate_limit:
         argv.append(f"--bwlimit={max(1, -(-rate_limit // 1024))}")  # KiB/s, rounded up
@@ -180,14 +197,19 @@ class RsyncEngine:
             files_from = request.target.parent / FILES_FROM
             await asyncio.to_thread(files_from.write_bytes, fetch_list(request.remote))
         try:
-            with self.bandwidth.reserve(self.slots()) as share:  # 0 means unlimited
+            with (
+                self.bandwidth.reserve(self.slots()) as share,  # 0 means unlimited
+                secret_pipe(login_secret(request.seedbox)) as secret_fd,
+            ):
+                argv = build_argv(self.config, request, share, files_from, secret_fd)
                 await run_tool(
-                    [*launcher(self.nice), *build_argv(self.config, request, share, files_from)],
+                    [*launcher(self.nice), *argv],
                     tool="rsync",
                     item_id=request.item_id,
                     patterns=RSYNC_ERRORS,
                     on_tick=report,
                     on_output=parser.feed,
+                    pass_fds=() if secret_fd is None else (secret_fd,),
                 )
         finally:
             if files_from is not None:
