@@ -9,50 +9,21 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 
+from tests.addon.mqtt_login import (
+    PASSWORD,
+    STATUS,
+    USER,
+    LoginMosquitto,
+    next_payload,
+    wait_for,
+)
 from tests.addon.supervisor_fake import TOKEN, fake_supervisor, mosquitto_service
-from tests.helpers.services import Mosquitto, SshServer
-
-USER, PASSWORD = "addons", "mqtt-Secret-7777"
-STATUS = "q4d/bridge/home/status"
-
-
-class LoginMosquitto(Mosquitto):
-    """Mosquitto that refuses anonymous clients, as the Mosquitto add-on does."""
-
-    def _write_config(self) -> None:
-        super()._write_config()
-        passwords = self.workdir / "passwords"
-        passwords.write_text(f"{USER}:{PASSWORD}\n")
-        # -U hashes the file in place: the password never reaches a command line
-        subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True, timeout=30)
-        passwords.chmod(0o644)
-        text = self.config_path.read_text().replace(
-            "allow_anonymous true", f"allow_anonymous false\npassword_file {passwords}"
-        )
-        self.config_path.write_text(text)
-
-
-async def _next(client: aiomqtt.Client, topic: str, timeout: float = 30) -> Any:
-    async with asyncio.timeout(timeout):
-        async for message in client.messages:
-            if message.topic.matches(topic) and isinstance(message.payload, bytes):
-                return json.loads(message.payload)
-    raise AssertionError(f"no message on {topic}")
-
-
-async def _wait_for(client: aiomqtt.Client, topic: str, test: Any, timeout: float = 30) -> Any:
-    async with asyncio.timeout(timeout):
-        while True:
-            payload = await _next(client, topic, timeout)
-            if test(payload):
-                return payload
+from tests.helpers.services import SshServer
 
 
 async def _log_says(path: Path, text: str, timeout: float = 30) -> None:
@@ -90,7 +61,12 @@ async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServe
             aiomqtt.Client("127.0.0.1", broker.port, username=USER, password=PASSWORD) as client,
         ):
             await client.subscribe(STATUS, qos=1)
-            env = {**os.environ, "SUPERVISOR_URL": supervisor.url, "SUPERVISOR_TOKEN": TOKEN}
+            env = {
+                **os.environ,
+                "SUPERVISOR_URL": supervisor.url,
+                "SUPERVISOR_TOKEN": TOKEN,
+                "HASSIO_TOKEN": TOKEN,
+            }
             log = (tmp_path / "addon.log").open("wb")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "q4d_bridge.cli", "addon-run",
@@ -98,7 +74,7 @@ async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServe
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
             )  # fmt: skip
             try:
-                status = await _wait_for(client, STATUS, lambda p: p["state"] == "online")
+                status = await wait_for(client, STATUS, lambda p: p["state"] == "online")
                 assert status["bridge_id"] == "home" and status["prefix"] == "q4d"
                 # the held SSH link is up: the pasted key logged in, the pinned key matched
                 await _log_says(tmp_path / "addon.log", "seedbox seedbox1: no hook installed")
@@ -106,10 +82,10 @@ async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServe
                 cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
                 assert cmdline[1:5] == [b"-m", b"q4d_bridge.cli", b"run", b"--config"]
                 environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-                assert not [e for e in environ if e.startswith(b"SUPERVISOR_TOKEN=")]
+                assert not [e for e in environ if TOKEN.encode() in e]
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 30) == 0
-                await _wait_for(client, STATUS, lambda p: p["state"] == "offline")
+                await wait_for(client, STATUS, lambda p: p["state"] == "offline")
             finally:
                 if proc.returncode is None:
                     proc.kill()
@@ -120,7 +96,7 @@ async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServe
             "127.0.0.1", broker.port, username=USER, password=PASSWORD
         ) as later:
             await later.subscribe(STATUS, qos=1)
-            assert (await _next(later, STATUS))["state"] == "offline"
+            assert (await next_payload(later, STATUS))["state"] == "offline"
     text = (tmp_path / "addon.log").read_text(errors="replace")
     assert "found by Home Assistant on q4d/bridge/home/status" in text
     assert PASSWORD not in text and TOKEN not in text

@@ -7,6 +7,8 @@ from __future__ import annotations
 # those as configuration overrides.
 URL_ENV, DEFAULT_URL = "SUPERVISOR_URL", "http://supervisor"
 TOKEN_ENV = "SUPERVISOR_TOKEN"  # noqa: S105 - the variable's name, not a token
+# ... and the same token under its old name, which the Supervisor still sets
+TOKEN_ENVS = (TOKEN_ENV, "HASSIO_TOKEN")
 
 
 class AddonError(Exception):

@@ -19,7 +19,7 @@ import yaml
 
 from ..config.loader import ConfigError, load_config
 from ..config.model import Config
-from . import DEFAULT_URL, TOKEN_ENV, URL_ENV, AddonError
+from . import DEFAULT_URL, TOKEN_ENV, TOKEN_ENVS, URL_ENV, AddonError
 from .options import Plan, build, parse
 from .supervisor import MqttService, mqtt_service
 
@@ -126,7 +126,7 @@ def command(args: argparse.Namespace) -> int:
     if args.write_only:
         return 0
     # The bridge and its lftp/ssh children have no use for the Supervisor's token.
-    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_ENVS}
     argv = [sys.executable, "-m", "q4d_bridge.cli", "run", "--config", str(config_path)]
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)  # noqa: S606 - an argv list, no shell
