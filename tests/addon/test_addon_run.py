@@ -280,7 +280,17 @@ BAD_OPTIONS: list[tuple[str, Any, str]] = [
     (
         "client password without a client",
         lambda o: o["seedboxes"][0].update(client_password="x"),
-        "seedboxes[0]: client_password needs client_type and client_url",
+        "seedboxes[0]: client_password: the torrent client needs client_type and client_url",
+    ),
+    (
+        "client without its url",
+        lambda o: o["seedboxes"][1].pop("client_url"),
+        "seedboxes[1]: client_type, client_username, client_password: the torrent client needs",
+    ),
+    (
+        "destination twice",
+        lambda o: o["destinations"][1].update(name="tv"),
+        "destinations: 'tv' named twice",
     ),
     (
         "no seedboxes",

@@ -121,6 +121,8 @@ def parse(raw: Any) -> dict[str, Any]:
     except vol.MultipleInvalid as err:
         raise AddonError(sorted({f"{_path(e.path)}: {e.msg}" for e in err.errors})) from None
     errors: list[str] = []
+    names = [d["name"] for d in options["destinations"]]
+    errors += [f"destinations: {n!r} named twice" for n in sorted(set(names)) if names.count(n) > 1]
     for i, dest in enumerate(options["destinations"]):
         root = Path(dest["path"])
         if not any(root.is_relative_to(lib) and root != Path(lib) for lib in LIBRARY_ROOTS):
@@ -136,9 +138,12 @@ def parse(raw: Any) -> dict[str, Any]:
                 f"seedboxes[{i}].host_key: required (the seedbox's public host key, a line of "
                 f"`ssh-keyscan -p {sb['port']} {sb['host']}`), unless trust_on_first_use is on"
             )
-        client_keys = [k for k in sb if k.startswith("client_") and k != "client_type"]
+        client_keys = [k for k in sb if k.startswith("client_")]
         if client_keys and ("client_type" not in sb or "client_url" not in sb):
-            errors.append(f"seedboxes[{i}]: {client_keys[0]} needs client_type and client_url")
+            errors.append(
+                f"seedboxes[{i}]: {', '.join(client_keys)}: the torrent client needs "
+                "client_type and client_url"
+            )
     if errors:
         raise AddonError(errors)
     return options
