@@ -17,15 +17,9 @@ import pytest
 import yaml
 
 from tests.addon.supervisor_fake import TOKEN, addon_run, fake_supervisor, mosquitto_service
-from tests.conftest import allow_loopback_sockets
 
 MQTT_PASSWORD = "mqtt-Secret-4242"
 CLIENT_PASSWORD = "qbt-Secret-9191"
-
-
-@pytest.fixture(autouse=True)
-def _loopback() -> None:
-    allow_loopback_sockets()
 
 
 @pytest.fixture
