@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, cli_check, cli_cleanup, cli_dispatch, cli_route, cli_tracker
+from .addon import run as addon_run
 from .config.loader import ConfigError, load_config
 from .config.model import Config
 
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             cli_tracker.add_arguments(p)
         if name == "cleanup":
             cli_cleanup.add_arguments(p)
+    addon_run.add_parser(sub)
     args = parser.parse_args(argv)
     handler = {
         "run": cmd_run,
@@ -198,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "route": _remote(cli_route.route),
         "tracker-rule": _remote(cli_tracker.tracker_rule),
         "cleanup": _remote(cli_cleanup.cleanup),
+        "addon-run": addon_run.command,
     }[args.command]
     started = time.monotonic()
     code = handler(args)
