@@ -12,10 +12,11 @@ builds with a timeout, containers run and removed by their id.
         box.logs(); box.exec("id"); box.stop()   # removed by id on leaving, whatever happened
 
 Fixtures (import them into a conftest.py): `podman_available` skips where podman or runc
-is missing, `base_image` and `container_wheels` fail with the command to run when
+is missing; `base_image_name` and `container_wheels` fail with the command to run when
 scripts/setup has not made them (tests reach nothing beyond loopback, so they never
 download). Builds run `--network none`: everything comes from the base and the wheels.
-`measure(name, value)` records a figure that tests/container/conftest.py prints at the end.
+`measure(name, value)` records a figure that tests/container/conftest.py prints at the
+end of the run. Secrets go to containers as mounted files, never in `env`.
 """
 
 from __future__ import annotations
@@ -137,12 +138,15 @@ def build(
     *,
     build_args: Mapping[str, str] | None = None,
     volumes: Mapping[Path, str] | None = None,
+    layers: bool = False,
     timeout: float = BUILD_TIMEOUT,
 ) -> Built:
     """`podman build` with no network, in docker format (OCI images drop HEALTHCHECK);
-    the image it replaces under `tag` is removed once the new one is made."""
+    the image it replaces under `tag` is removed once the new one is made. Without
+    `layers` no step is cached: a build takes seconds longer, and repeated runs leave
+    no intermediate images behind."""
     args = ["build", "--format", "docker", "--network", "none", "--file", str(containerfile)]
-    args += ["--tag", tag]
+    args += ["--tag", tag, f"--layers={str(layers).lower()}"]
     for key, value in (build_args or {}).items():
         args += ["--build-arg", f"{key}={value}"]
     for host, inside in (volumes or {}).items():
