@@ -108,8 +108,13 @@ def base_image() -> str:
 
 
 def wheels_dir() -> Path:
-    """The folder of the bridge's dependency wheels (scripts/container-wheels)."""
-    return Path(_script("container-wheels"))
+    """The wheelhouse scripts/setup makes (scripts/wheelhouse): the bridge's dependencies
+    at the tested versions, which the builds install from with no network."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    wheelhouse = cache / "q4d" / "wheelhouse"
+    if not (wheelhouse / ".q4d-made").is_file():
+        raise RuntimeError(f"{wheelhouse} is not made yet: run scripts/setup")
+    return wheelhouse
 
 
 def image_id(tag: str) -> str | None:
