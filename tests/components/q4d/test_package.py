@@ -80,21 +80,6 @@ def test_manifest() -> None:
         assert manifest[key]
 
 
-def test_hacs() -> None:
-    """hacs.json has only keys HACS knows, and the brand icons exist."""
-    hacs = json.loads((ROOT / "hacs.json").read_text())
-    assert set(hacs) <= {
-        "name", "content_in_root", "country", "filename", "hacs", "hide_default_branch",
-        "homeassistant", "persistent_directory", "render_readme", "zip_release",
-    }  # fmt: skip
-    assert hacs["homeassistant"] == "2025.4.0"
-    for icon, size in (("icon.png", 256), ("icon@2x.png", 512)):
-        data = (PACKAGE / "brand" / icon).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
-        assert int.from_bytes(data[16:20]) == size
-        assert int.from_bytes(data[20:24]) == size
-
-
 def test_translations() -> None:
     """en.json is strings.json, and every key the code uses is translated."""
     strings = load("strings.json")
