@@ -127,7 +127,10 @@ class Bridge:
                 for sb in config.seedboxes
             },
         )
-        self.sessions = {sb.id: SeedboxSession(sb) for sb in config.seedboxes.values()}
+        self.sessions = {
+            sb.id: SeedboxSession(sb, on_link_change=self.publisher.state_changed)
+            for sb in config.seedboxes.values()
+        }
         self.clients = {
             sb.id: make_client(sb.client, ssh=client_ssh_link(self.sessions[sb.id]))
             for sb in config.seedboxes.values()

@@ -1,7 +1,8 @@
 """The add-on's start as the image runs it, without the image: `q4d-bridge addon-run` with
 a fake Supervisor handing over a real Mosquitto that needs its login, and a real sshd as
-the seedbox (pasted key, pinned host key). It becomes the bridge, which the integration
-then finds online on q4d/bridge/<id>/status, and which stops on SIGTERM saying offline."""
+the seedbox (pinned host key; a pasted key, one with a passphrase, or a password). It
+becomes the bridge, which the integration then finds online on q4d/bridge/<id>/status,
+and which stops on SIGTERM saying offline."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
+import asyncssh
+import pytest
 
 from tests.addon.mqtt_login import (
     PASSWORD,
@@ -23,7 +28,47 @@ from tests.addon.mqtt_login import (
     wait_for,
 )
 from tests.addon.supervisor_fake import TOKEN, fake_supervisor, mosquitto_service
+from tests.conftest import allow_loopback_sockets
+from tests.helpers import sshuser
 from tests.helpers.services import SshServer
+from tests.helpers.sshuser import PasswordUser
+
+PASSPHRASE = "key-Pass phrase, 'q' $x"
+
+
+@pytest.fixture(scope="module")
+def password_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
+    """An sshd that also takes passwords (of system users: see password_user)."""
+    allow_loopback_sockets()
+    with SshServer(tmp_path_factory.mktemp("sshd-pw"), passwords=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def password_user() -> Iterator[PasswordUser]:
+    if reason := sshuser.unavailable():
+        pytest.skip(reason)
+    with sshuser.password_user() as made:
+        yield made
+
+
+def _login(login: str, request: pytest.FixtureRequest) -> tuple[SshServer, dict[str, Any], str]:
+    """The seedbox's sshd, its login options and the secret that must stay unseen."""
+    if login == "password":
+        user: PasswordUser = request.getfixturevalue("password_user")
+        server: SshServer = request.getfixturevalue("password_sshd")
+        return server, {"user": user.name, "password": user.password}, user.password
+    server = request.getfixturevalue("sshd")
+    text = server.client_key.read_text()
+    if login == "key with a passphrase":
+        locked = asyncssh.import_private_key(text).export_private_key("openssh", PASSPHRASE)
+        text = locked.decode()
+        assert asyncssh.import_private_key(text, PASSPHRASE)  # the same key, now encrypted
+        options = {"passphrase": PASSPHRASE}
+    else:
+        options = {}
+    secret = text.splitlines()[2]  # a line of the key's body
+    return server, {"user": server.user, "private_key": text.replace("\n", " "), **options}, secret
 
 
 async def _log_says(path: Path, text: str, timeout: float = 30) -> None:
@@ -32,7 +77,12 @@ async def _log_says(path: Path, text: str, timeout: float = 30) -> None:
             await asyncio.sleep(0.2)
 
 
-async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServer) -> None:
+@pytest.mark.parametrize("login", ["key", "key with a passphrase", "password"])
+async def test_the_addon_brings_the_bridge_online(
+    tmp_path: Path, login: str, request: pytest.FixtureRequest
+) -> None:
+    sshd, login_options, secret = _login(login, request)
+    sshd_log = sshd.log_offset()
     with LoginMosquitto(tmp_path / "mqtt") as broker:
         options = {
             "bridge_id": "home",
@@ -41,8 +91,7 @@ async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServe
                     "id": "seedbox1",
                     "host": sshd.host,
                     "port": sshd.port,
-                    "user": sshd.user,
-                    "private_key": sshd.client_key.read_text().replace("\n", " "),
+                    **login_options,
                     "host_key": sshd.host_public_key,
                     "engine": "sftp",
                     "remote_root": str(tmp_path / "remote"),
@@ -76,13 +125,17 @@ async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServe
             try:
                 status = await wait_for(client, STATUS, lambda p: p["state"] == "online")
                 assert status["bridge_id"] == "home" and status["prefix"] == "q4d"
-                # the held SSH link is up: the pasted key logged in, the pinned key matched
+                # the held SSH link is up: the login worked, the pinned key matched
                 await _log_says(tmp_path / "addon.log", "seedbox seedbox1: no hook installed")
+                how = "password" if login == "password" else "publickey"
+                assert f"Accepted {how} for {login_options['user']}" in sshd.log()[sshd_log:]
                 # exec: the add-on's process is the bridge now, without the Supervisor's token
-                cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
-                assert cmdline[1:5] == [b"-m", b"q4d_bridge.cli", b"run", b"--config"]
-                environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
-                assert not [e for e in environ if TOKEN.encode() in e]
+                cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+                assert cmdline.split(b"\0")[1:5] == [b"-m", b"q4d_bridge.cli", b"run", b"--config"]
+                environ = Path(f"/proc/{proc.pid}/environ").read_bytes()
+                assert TOKEN.encode() not in environ
+                for text in (cmdline, environ):
+                    assert secret.encode() not in text and PASSPHRASE.encode() not in text
                 proc.send_signal(signal.SIGTERM)
                 assert await asyncio.wait_for(proc.wait(), 30) == 0
                 await wait_for(client, STATUS, lambda p: p["state"] == "offline")
@@ -99,4 +152,5 @@ async def test_the_addon_brings_the_bridge_online(tmp_path: Path, sshd: SshServe
             assert (await next_payload(later, STATUS))["state"] == "offline"
     text = (tmp_path / "addon.log").read_text(errors="replace")
     assert "found by Home Assistant on q4d/bridge/home/status" in text
-    assert PASSWORD not in text and TOKEN not in text
+    for unseen in (PASSWORD, TOKEN, secret, PASSPHRASE):
+        assert unseen not in text

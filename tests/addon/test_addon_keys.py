@@ -18,20 +18,35 @@ def public() -> str:
     return asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
 
 
-@pytest.mark.parametrize(
-    "mangle",
-    [
-        lambda k: k,
-        lambda k: k.replace("\n", " "),  # the one-line password field
-        lambda k: k.replace("\n", ""),
-        lambda k: k.replace("\n", "\r\n"),  # pasted on Windows
-        lambda k: "  " + k.replace("\n", "\n  ") + "\n\n",
-    ],
-    ids=["as is", "spaces", "nothing", "crlf", "indented"],
-)
+MANGLES = {
+    "as is": lambda k: k,
+    "spaces": lambda k: k.replace("\n", " "),  # the one-line password field
+    "nothing": lambda k: k.replace("\n", ""),
+    "crlf": lambda k: k.replace("\n", "\r\n"),  # pasted on Windows
+    "indented": lambda k: "  " + k.replace("\n", "\n  ") + "\n\n",
+}
+
+
+@pytest.mark.parametrize("mangle", MANGLES.values(), ids=MANGLES.keys())
 def test_a_pasted_private_key_comes_back_whole(private: str, mangle: object) -> None:
     assert callable(mangle)
     assert keys.private_key(mangle(private), "k") == private
+
+
+# a PEM key's headers glued to its body ("nothing") cannot be told apart again
+SEPARATED = {name: mangle for name, mangle in MANGLES.items() if name != "nothing"}
+
+
+@pytest.mark.parametrize("mangle", SEPARATED.values(), ids=SEPARATED.keys())
+def test_an_encrypted_pem_key_keeps_its_headers(mangle: object) -> None:
+    """`ssh-keygen -m PEM` with a passphrase: Proc-Type and DEK-Info lines before the body."""
+    assert callable(mangle)
+    rsa = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
+    text = rsa.export_private_key("pkcs1-pem", "phrase").decode()
+    assert "\nProc-Type: 4,ENCRYPTED\nDEK-Info: " in text
+    assert keys.private_key(mangle(text), "k", "phrase", "p") == text
+    with pytest.raises(ValueError, match=r"^k: the key has a passphrase: set the p option to it$"):
+        keys.private_key(mangle(text), "k", None, "p")
 
 
 def test_a_truncated_private_key_is_refused(private: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -230,3 +231,53 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_the_state_says_when_the_ssh_link_drops_and_returns(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The seedbox's sshd goes away (its sessions killed, nothing listening) and comes
+    back: the retained state says so each time, with nothing else changing to publish it
+    (no items, no torrent client, the destinations' free space constant)."""
+    topic = "q4d/bridge/test/state"
+
+    def rest(state: dict[str, Any]) -> dict[str, Any]:
+        """The state but the link and its time."""
+        state = copy.deepcopy(state)
+        del state["updated_at"], state["seedboxes"]["sb1"]["ssh"]
+        return state
+
+    with SshServer(tmp_path / "sshd") as sshd:
+        async with running_bridge(
+            tmp_path, mosquitto, sshd, engine="sftp", disk_free=lambda _path: 100 * 2**30
+        ) as env:
+
+            def states(since: int, connected: bool) -> list[dict[str, Any]]:
+                published = [m.json() for m in env.recorder.on(topic)[since:]]
+                return [
+                    s for s in published if s["seedboxes"]["sb1"]["ssh"]["connected"] is connected
+                ]
+
+            await env.recorder.wait_for(lambda: states(0, True), 30, "the link up in the state")
+            await asyncio.sleep(1.5)  # past the state's throttle: what follows is the link's
+            before = len(env.recorder.on(topic))
+            last = env.recorder.on(topic)[-1].json()
+            sessions = sshd.session_pids()
+            assert sessions, "the bridge holds no SSH session"
+            await asyncio.to_thread(sshd.stop)
+            for pid in sessions:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            down = await env.recorder.wait_for(
+                lambda: states(before, False), 30, "the link down in the state"
+            )
+            assert rest(down[0]) == rest(last)
+            after_down = len(env.recorder.on(topic))
+            await asyncio.to_thread(sshd.start)
+            up = await env.recorder.wait_for(
+                lambda: states(after_down, True), 60, "the link up again in the state"
+            )
+            assert up[0]["seedboxes"]["sb1"]["ssh"]["error"] is None
+            assert rest(up[0]) == rest(last)
+            # the retained state is the link's present, as Home Assistant reads it on start
+            assert env.recorder.on(topic)[-1].json()["seedboxes"]["sb1"]["ssh"]["connected"]

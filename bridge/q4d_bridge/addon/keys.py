@@ -16,29 +16,53 @@ _KEY_TYPE = re.compile(r"^(ssh-|ecdsa-|sk-)")
 OPENSSH_WIDTH, PEM_WIDTH = 70, 64
 
 
-def private_key(text: str, where: str) -> str:
-    """The key in its file form, checked: it must load without a passphrase (lftp's and
-    rsync's ssh run in batch mode, asyncssh is given none)."""
+def _file_form(label: str, body: str) -> str:
+    """The key's PEM text rebuilt, 64 or 70 base64 characters a line. Legacy PEM headers
+    (`Proc-Type: 4,ENCRYPTED`, `DEK-Info: AES-128-CBC,<iv>` of an encrypted PKCS#1 key)
+    are `Name: value` pairs whose values hold no spaces, so they survive a one-line field."""
+    words = body.split()
+    headers: list[str] = []
+    while len(words) >= 2 and words[0].endswith(":"):
+        headers.append(f"{words[0]} {words[1]}")
+        words = words[2:]
+    b64 = "".join(words)
+    width = OPENSSH_WIDTH if label == "OPENSSH PRIVATE KEY" else PEM_WIDTH
+    lines = [b64[i : i + width] for i in range(0, len(b64), width)]
+    head = "\n".join(headers) + "\n\n" if headers else ""
+    return f"-----BEGIN {label}-----\n{head}" + "\n".join(lines) + f"\n-----END {label}-----\n"
+
+
+def private_key(
+    text: str, where: str, passphrase: str | None = None, phrase_option: str = "passphrase"
+) -> str:
+    """The key in its file form (still encrypted if it was), checked: it must load, with
+    `passphrase` exactly when it has one (`phrase_option` names that option)."""
     match = _PEM.search(text)
     if match is None:
         raise ValueError(
             f"{where}: not a private key (expected -----BEGIN OPENSSH PRIVATE KEY----- …)"
         )
-    label, body = match.groups()
-    if ":" in body:
-        # Legacy PEM headers (Proc-Type, DEK-Info) mean an encrypted key; kept as given
-        # so the message below is asyncssh's.
-        pem = match.group(0) + "\n"
-    else:
-        b64 = "".join(body.split())
-        width = OPENSSH_WIDTH if label == "OPENSSH PRIVATE KEY" else PEM_WIDTH
-        lines = [b64[i : i + width] for i in range(0, len(b64), width)]
-        pem = f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
+    pem = _file_form(*match.groups())
     try:
         asyncssh.import_private_key(pem)
     except ValueError as err:  # asyncssh's KeyImportError is one
-        hint = " (the bridge needs a key without a passphrase)" if "assphrase" in str(err) else ""
-        raise ValueError(f"{where}: not a usable private key: {err}{hint}") from None
+        if "Passphrase must be specified" not in str(err):
+            raise ValueError(f"{where}: not a usable private key: {err}") from None
+        if passphrase is None:
+            raise ValueError(
+                f"{where}: the key has a passphrase: set the {phrase_option} option to it"
+            ) from None
+    else:
+        if passphrase is not None:
+            # asyncssh would ignore it; more likely the wrong key than a harmless extra
+            raise ValueError(
+                f"{phrase_option}: the key in {where} has no passphrase: clear this option"
+            )
+        return pem
+    try:
+        asyncssh.import_private_key(pem, passphrase)
+    except ValueError as err:  # KeyImportError, or KeyEncryptionError for OpenSSH keys
+        raise ValueError(f"{phrase_option}: does not unlock the key in {where} ({err})") from None
     return pem
 
 

@@ -1,7 +1,8 @@
 """The add-on's options (`/data/options.json`, shaped by the schema in
 addon/q4d-bridge/config.yaml) and the bridge configuration they become. Secrets go to
 their own files, never into the configuration: the MQTT and WebUI passwords to
-`*_password_file`s, SSH keys and pinned host keys to files the SSH settings name."""
+`*_password_file`s (the SSH password and a key's passphrase likewise), SSH keys and
+pinned host keys to files the SSH settings name."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ SEEDBOX_OPTIONS = vol.Schema(
         vol.Required("user"): _TEXT,
         vol.Optional("key_file"): v.absolute_path,
         vol.Optional("private_key"): _TEXT,
+        # for a key with a passphrase, or a seedbox that takes only passwords
+        vol.Optional("passphrase"): v.login_secret,
+        vol.Optional("password"): v.login_secret,
         vol.Optional("host_key"): _TEXT,
         vol.Optional("trust_on_first_use", default=False): bool,
         vol.Optional("remote_root"): v.absolute_path,
@@ -112,6 +116,21 @@ def _path(path: list[Any]) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
 
 
+def _login_problems(sb: dict[str, Any], where: str) -> list[str]:
+    """Exactly one login: a key (a file or pasted, perhaps with its passphrase) or a
+    password; each tool the bridge runs answers one prompt."""
+    key_options = [k for k in ("key_file", "private_key") if k in sb]
+    if len(key_options) == 2:
+        return [f"{where}: set key_file or private_key (one of the two)"]
+    if key_options and "password" in sb:
+        return [f"{where}.password: set a key (key_file or private_key) or password, not both"]
+    if not key_options and "password" not in sb:
+        return [f"{where}: set key_file or private_key (an SSH key), or password"]
+    if "passphrase" in sb and not key_options:
+        return [f"{where}.passphrase: only with key_file or private_key (that key's passphrase)"]
+    return []
+
+
 def parse(raw: Any) -> dict[str, Any]:
     """The options, checked; errors name the option (`seedboxes[0].port: …`)."""
     if not isinstance(raw, dict):
@@ -131,8 +150,7 @@ def parse(raw: Any) -> dict[str, Any]:
                 f"(Home Assistant's storage), got {dest['path']!r}"
             )
     for i, sb in enumerate(options["seedboxes"]):
-        if ("key_file" in sb) == ("private_key" in sb):
-            errors.append(f"seedboxes[{i}]: set key_file or private_key (one of the two)")
+        errors += _login_problems(sb, f"seedboxes[{i}]")
         if "host_key" not in sb and not sb["trust_on_first_use"]:
             errors.append(
                 f"seedboxes[{i}].host_key: required (the seedbox's public host key, a line of "
@@ -149,20 +167,16 @@ def parse(raw: Any) -> dict[str, Any]:
     return options
 
 
-def _seedbox(sb: dict[str, Any], data: Path, plan: Plan, errors: list[str], i: int) -> None:
-    out: dict[str, Any] = {k: sb[k] for k in ("id", "host", "port", "user") if k in sb}
-    for key in ("name", "max_concurrent", "engine", "torrent_file"):
-        if key in sb:
-            out[key] = sb[key]
-    where = f"seedboxes[{i}]"
-    ssh = data / "ssh"
-    key_path = ssh / f"{sb['id']}.key"
+def _key(sb: dict[str, Any], where: str, path: Path, plan: Plan, errors: list[str]) -> str:
+    """The key (pasted or from key_file) for `path`, checked with its passphrase."""
     try:
         if "private_key" in sb:
-            plan.files[key_path] = keys.private_key(sb["private_key"], f"{where}.private_key")
+            option, text = "private_key", sb["private_key"]
         else:
-            text = Path(sb["key_file"]).read_text(encoding="utf-8")
-            plan.files[key_path] = keys.private_key(text, f"{where}.key_file")
+            option, text = "key_file", Path(sb["key_file"]).read_text(encoding="utf-8")
+        plan.files[path] = keys.private_key(
+            text, f"{where}.{option}", sb.get("passphrase"), f"{where}.passphrase"
+        )
     except OSError as err:
         errors.append(
             f"{where}.key_file: cannot read {sb['key_file']}: {err.strerror} (keep the key in "
@@ -170,7 +184,23 @@ def _seedbox(sb: dict[str, Any], data: Path, plan: Plan, errors: list[str], i: i
         )
     except ValueError as err:
         errors.append(str(err))
-    out["key"] = str(key_path)
+    return str(path)
+
+
+def _seedbox(sb: dict[str, Any], data: Path, plan: Plan, errors: list[str], i: int) -> None:
+    out: dict[str, Any] = {k: sb[k] for k in ("id", "host", "port", "user") if k in sb}
+    for key in ("name", "max_concurrent", "engine", "torrent_file"):
+        if key in sb:
+            out[key] = sb[key]
+    where = f"seedboxes[{i}]"
+    ssh = data / "ssh"
+    for login in ("password", "passphrase"):
+        if login in sb:
+            path = data / "secrets" / f"{sb['id']}.{login}"
+            plan.files[path] = sb[login]
+            out[f"{login}_file"] = str(path)
+    if "password" not in sb:
+        out["key"] = _key(sb, where, ssh / f"{sb['id']}.key", plan, errors)
     if "host_key" in sb:
         known = ssh / f"{sb['id']}.known_hosts"
         try:

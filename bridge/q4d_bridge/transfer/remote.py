@@ -159,8 +159,13 @@ async def connect(
 
 
 class SeedboxSession:
-    def __init__(self, seedbox: SeedboxConfig) -> None:
+    def __init__(
+        self, seedbox: SeedboxConfig, *, on_link_change: Callable[[], None] = lambda: None
+    ) -> None:
+        """on_link_change: called when the held link comes up, drops or fails to connect
+        (the bridge republishes its state, which shows `link_status`)."""
         self.seedbox = seedbox
+        self.on_link_change = on_link_change
         self.connected = False
         self.link_error: str | None = None
         self.link_checked_at: float | None = None
@@ -266,18 +271,22 @@ class SeedboxSession:
             try:
                 conn = await self._connection()
                 await self._on_connect(conn, broker, subscribed)
-                self.connected, delay = True, 1.0
-                self.link_error, self.link_checked_at = None, time.time()
+                delay = 1.0
+                self._link(connected=True, error=None)
                 await conn.wait_closed()
                 _LOGGER.warning("seedbox %s: SSH connection closed; reconnecting", self.seedbox.id)
+                self._link(connected=False, error=self.link_error)
             except TransferError as err:
                 if self.connected or delay == 1.0:
                     _LOGGER.warning("seedbox %s: %s", self.seedbox.id, err.message)
-                self.link_error = f"{err.code.value}: {err.message}"
-            self.connected = False
-            self.link_checked_at = time.time()
+                self._link(connected=False, error=f"{err.code.value}: {err.message}")
             await asyncio.sleep(delay)
             delay = min(RECONNECT_MAX, delay * 2)
+
+    def _link(self, *, connected: bool, error: str | None) -> None:
+        """The link came up, dropped or failed to connect: record it, tell the observer."""
+        self.connected, self.link_error, self.link_checked_at = connected, error, time.time()
+        self.on_link_change()
 
     def link_status(self) -> dict[str, Any] | None:
         """The held SSH link, for the state (None when no link is held)."""
