@@ -60,6 +60,10 @@ class QBittorrent(_Service):
                     # A seedbox seeds everything it holds: with queueing on (the default),
                     # a fourth torrent waits as queuedUP and a peer gets nothing from it.
                     "Session\\QueueingSystemEnabled=false",
+                    # TCP only: a uTP connection between two libtorrents on loopback
+                    # stalled mid-download once (stalledDL at 56 %, never dropped), and
+                    # the one announce left it no other peer.
+                    "Session\\BTProtocol=TCP",
                     "[Network]",
                     "PortForwardingEnabled=false",
                     "[Preferences]",
