@@ -6,9 +6,13 @@
  * read from one to the other after holding it `delay_us`. With a rate (bytes/s > 0)
  * each direction also serialises packets like a bottleneck link with a buffer of one
  * bandwidth-delay product; what overflows it is lost and counted apart from drops
- * caused by the forwarder itself (a full ring), which must stay at zero.
+ * caused by the forwarder itself (a full ring), which must stay at zero. Optionally
+ * each packet is lost at random (LOSS_PPM, parts per million, from a seeded PRNG so a
+ * run can be repeated) and held up to JITTER_US longer (uniform), never overtaking the
+ * packet before it: a long link that loses packets without reordering them.
  *
  * usage: delayline NS_A NS_B IFNAME DELAY_US RATE_BYTES_PER_S MTU STATS_FILE
+ *                  [LOSS_PPM JITTER_US SEED]
  * Prints "ready" once both devices exist; runs until SIGTERM/SIGINT. The TUN devices
  * are not persistent: they vanish when this process exits. Counters are rewritten to
  * STATS_FILE (one JSON line) every 0.5 s and at exit.
@@ -48,10 +52,21 @@ struct dir {
     /* overflow: lost at the rate cap's full buffer (by design, like a real bottleneck);
      * dropped/write_errors: the forwarder itself failed to keep up (must stay 0). */
     uint64_t packets, bytes, overflow, dropped, write_errors, max_queue;
+    uint64_t lost;        /* the random loss asked for (LOSS_PPM) */
+    uint64_t last_due_ns; /* jitter never reorders: no packet leaves before this */
 };
 
 static volatile sig_atomic_t stop;
 static uint32_t slot_size, mtu;
+static uint64_t loss_ppm, jitter_ns, rng_state;
+
+/* xorshift64*: fast, and the same sequence for the same seed */
+static uint64_t next_random(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
 
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
@@ -111,6 +126,16 @@ static void pull(struct dir *d, uint64_t delay_ns, uint64_t rate) {
             d->free_at_ns = start + (uint64_t)len * 1000000000u / rate;
             due = d->free_at_ns + delay_ns;
         }
+        /* Lost on the way, after taking its time on the wire, as on a real link. */
+        if (loss_ppm && next_random() % 1000000u < loss_ppm) {
+            d->lost++;
+            continue;
+        }
+        if (jitter_ns)
+            due += next_random() % (jitter_ns + 1);
+        if (due < d->last_due_ns)
+            due = d->last_due_ns;
+        d->last_due_ns = due;
         if (full) {
             d->dropped++;
             continue;
@@ -149,20 +174,33 @@ static void write_stats(const char *path, struct dir *d) {
     for (int i = 0; i < 2; i++)
         fprintf(f,
                 "%s{\"packets\": %llu, \"bytes\": %llu, \"overflow\": %llu, \"dropped\": %llu, "
-                "\"write_errors\": %llu, \"max_queue\": %llu}",
+                "\"write_errors\": %llu, \"max_queue\": %llu, \"lost\": %llu}",
                 i ? ", " : "", (unsigned long long)d[i].packets,
                 (unsigned long long)d[i].bytes, (unsigned long long)d[i].overflow,
                 (unsigned long long)d[i].dropped,
-                (unsigned long long)d[i].write_errors, (unsigned long long)d[i].max_queue);
+                (unsigned long long)d[i].write_errors, (unsigned long long)d[i].max_queue,
+                (unsigned long long)d[i].lost);
     fprintf(f, "]}\n");
     fclose(f);
     rename(tmp, path);
 }
 
 int main(int argc, char **argv) {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s NS_A NS_B IFNAME DELAY_US RATE MTU STATS_FILE\n", argv[0]);
+    if (argc != 8 && argc != 11) {
+        fprintf(stderr,
+                "usage: %s NS_A NS_B IFNAME DELAY_US RATE MTU STATS_FILE "
+                "[LOSS_PPM JITTER_US SEED]\n",
+                argv[0]);
         return 2;
+    }
+    if (argc == 11) {
+        loss_ppm = strtoull(argv[8], NULL, 10);
+        jitter_ns = strtoull(argv[9], NULL, 10) * 1000u;
+        rng_state = strtoull(argv[10], NULL, 10) | 1u; /* xorshift needs a nonzero state */
+        if (loss_ppm > 1000000u) {
+            fprintf(stderr, "LOSS_PPM must be 0..1000000\n");
+            return 2;
+        }
     }
     uint64_t delay_ns = strtoull(argv[4], NULL, 10) * 1000u;
     uint64_t rate = strtoull(argv[5], NULL, 10);

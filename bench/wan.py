@@ -453,13 +453,17 @@ def verify_speed(payload: Path, work: Path) -> dict[str, float]:
 def run_wan(
     args: argparse.Namespace, work: Path, scenarios: list[Scenario]
 ) -> tuple[dict[str, Any], list[Row]]:
-    spec = LinkSpec(args.delay_ms, args.rate_mbit, args.tbf_mbit, args.mtu)
+    spec = LinkSpec(
+        args.delay_ms, args.rate_mbit, args.tbf_mbit, args.mtu,
+        loss_pct=args.loss_pct, jitter_ms=args.jitter_ms,
+    )  # fmt: skip
     engines = ["lftp", "sftp", *(["rsync"] if rsync_available() else [])]
     rows: list[Row] = []
     with WanLink(spec, work / "link") as link:
         with NamespacedSshServer(work / "sshd", link.seed, SEED_ADDR) as sshd:
             rtt = probe_rtt(link)
-            print(f"link: RTT {rtt['median_ms']:.1f} ms (min {rtt['min_ms']:.1f})", flush=True)
+            print(f"link: RTT {rtt['median_ms']:.1f} ms (min {rtt['min_ms']:.1f}), "
+                  f"loss {spec.loss_pct:g} %, jitter {spec.jitter_ms:g} ms", flush=True)  # fmt: skip
             goodput = {}
             for streams in args.streams:
                 goodput[streams] = probe_goodput(link, streams, args.probe_seconds)
@@ -590,6 +594,8 @@ def main() -> None:
     )
     parser.add_argument("--tbf-mbit", type=float, default=0.0, help="tc tbf rate cap")
     parser.add_argument("--mtu", type=int, default=16384)
+    parser.add_argument("--loss-pct", type=float, default=0.0, help="random loss per packet")
+    parser.add_argument("--jitter-ms", type=float, default=0.0, help="extra delay, uniform")
     parser.add_argument(
         "--streams", type=lambda s: [int(n) for n in s.split(",")], default=[1, 4, 8]
     )

@@ -107,6 +107,9 @@ class LinkSpec:
     rate_mbit: float = 0.0  # delay-line serialisation cap; 0 = none
     tbf_mbit: float = 0.0  # tc tbf cap on both TUNs' egress; 0 = none
     mtu: int = 16384
+    loss_pct: float = 0.0  # random loss per packet, each direction
+    jitter_ms: float = 0.0  # up to this much more delay, uniform (order kept)
+    seed: int = 1  # the loss and jitter sequence: the same for the same seed
 
 
 class WanLink:
@@ -155,6 +158,8 @@ class WanLink:
                 str(round(self.spec.delay_ms * 1000)),
                 str(round(self.spec.rate_mbit * 1e6 / 8)),
                 str(self.spec.mtu), str(self.stats_path),
+                str(round(self.spec.loss_pct * 1e4)),  # parts per million
+                str(round(self.spec.jitter_ms * 1000)), str(self.spec.seed),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
