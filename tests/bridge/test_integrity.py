@@ -69,8 +69,12 @@ async def test_corrupted_pieces_are_repaired_by_range(
 ) -> None:
     session = tmp_path / "session"
     torrent_file = {"torrent_file": f"{session}/{{HASH}}.torrent"}
+    # Bytes that rot on disk after the write are what a read-back catches: the SFTP
+    # engine's pieces are hashed as they arrive unless stream_verify is off
+    # (test_stream_verify.py covers bad bytes on the way).
+    transfers = {"stream_verify": False}
     async with running_bridge(
-        tmp_path, mosquitto, sshd, engine=engine, seedbox=torrent_file
+        tmp_path, mosquitto, sshd, engine=engine, seedbox=torrent_file, transfers=transfers
     ) as env:
         info_hash = season(env.remote, session)
         # One bad byte inside e01, one in the piece that spans e01's end and e02's start.
