@@ -1,7 +1,8 @@
 """Piece hashes checked while the SFTP engine writes (transfer/streaming.py), against a
 real sshd: a good payload lands verified with nothing read back, a byte bad on the
 seedbox is found in the stream and repaired by range, pieces straddling files and an
-excluded file are handled, and a resumed transfer trusts nothing hashed before.
+excluded file are handled, and a resumed transfer (in process, and after kill -9 of a
+bridge process) trusts nothing hashed before.
 
 Read-back is counted where every read-back byte passes: verify._stream, which yields
 each block bad_pieces hashes (file reads, and zeros for padding or missing files)."""
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,10 +33,13 @@ from q4d_bridge.transfer.remote import SeedboxSession
 from q4d_bridge.transfer.streaming import PieceTally
 from q4d_bridge.transfer.verify import TorrentInfo, bad_pieces
 
+from tests.bridge.test_crash import online_count
 from tests.bridge.test_e2e import digest_tree
 from tests.bridge.test_verify import flip
+from tests.helpers.bridge_proc import BridgeProcess
 from tests.helpers.configs import bridge_config
-from tests.helpers.services import SshServer
+from tests.helpers.mqtt import Recorder, publish, recording
+from tests.helpers.services import Mosquitto, SshServer
 from tests.helpers.torrents import random_file, torrent_of
 
 pytestmark = pytest.mark.timeout(60)
@@ -308,3 +313,52 @@ def test_tally_trusts_only_what_it_saw_whole(tmp_path: Path) -> None:
     dropping.feed("", 5 * PIECE, content[5 * PIECE : 5 * PIECE + half])
     assert dropping.settled().good == {5}
     assert dropping.held_bytes == 0
+
+
+async def test_kill_9_then_resume_rechecks_what_the_dead_process_hashed(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    """The bridge process is killed mid-transfer (its in-memory hashes die with it), a
+    byte it had written and journaled rots in staging, and the restarted bridge must
+    find it: the item lands repaired and byte-identical, verified by pieces."""
+    remote, library, session = tmp_path / "seedbox", tmp_path / "library", tmp_path / "session"
+    size, chunk = 32 * 2**20, 2**20  # transfers.sftp.chunk_size
+    source = random_file(remote / "film.mkv", size, seed="k")
+    data = torrent_of(source, piece_size=256 * 1024)
+    info_hash = TorrentInfo.from_bytes(data).info_hash
+    session.mkdir()
+    (session / f"{info_hash.upper()}.torrent").write_bytes(data)
+    config = bridge_config(
+        tmp_path / "data", library, key=sshd.client_key, known_hosts=sshd.known_hosts,
+        broker_port=mosquitto.port, ssh_port=sshd.port, user=sshd.user, remote_root=str(remote),
+    )  # fmt: skip
+    config["seedboxes"][0].update(engine="sftp", torrent_file=f"{session}/{{HASH}}.torrent")
+    config["transfers"].update(max_concurrent=1, bandwidth_limit="8MiB", min_free_space=0)
+    bridge = BridgeProcess(tmp_path / "proc", config)
+    event = {"v": 1, "event_id": "ev-1", "path": str(source), "hash": info_hash}
+
+    def progress(rec: Recorder) -> int:
+        items = [m.json() for m in rec.on("q4d/bridge/test/item/") if m.payload]
+        return max((i["bytes_done"] for i in items), default=0)
+
+    async with recording(mosquitto.port) as rec:
+        bridge.start()
+        try:
+            await rec.wait_for(lambda: online_count(rec) >= 1, 20, "bridge online")
+            await publish(
+                mosquitto.port, [("q4d/seedbox/sb1/completed", json.dumps(event).encode())]
+            )
+            await rec.wait_for(lambda: progress(rec) >= size * 0.4, 30, "40% transferred")
+            bridge.kill()
+            (stage,) = (library / "other" / ".q4d-partial").iterdir()
+            journal = stage / JOURNAL_DIR / hashlib.sha1(b"").hexdigest()
+            done_chunks = sorted(int(n) for n in journal.read_text().split("\n")[:-1])
+            assert done_chunks
+            flip(stage / "film.mkv", done_chunks[len(done_chunks) // 2] * chunk + 4321)
+            bridge.start()
+            await rec.wait_for(lambda: rec.events("completed"), 60, "completion after restart")
+        finally:
+            bridge.stop()
+    (completed,) = rec.events("completed")
+    assert (completed["verified"], completed["repaired_pieces"]) == ("pieces", 1)
+    assert (library / "other" / "film.mkv").read_bytes() == source.read_bytes()
