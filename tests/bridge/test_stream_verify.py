@@ -313,6 +313,14 @@ def test_tally_trusts_only_what_it_saw_whole(tmp_path: Path) -> None:
     dropping.feed("", 5 * PIECE, content[5 * PIECE : 5 * PIECE + half])
     assert dropping.settled().good == {5}
     assert dropping.held_bytes == 0
+    # Overlapping out-of-order blocks: the count of bytes seen reaches the piece's
+    # size with a gap left; the piece is not settled, and holds nothing afterwards.
+    overlapping = PieceTally(torrent)
+    overlapping.feed("", 3 * PIECE + 100, content[3 * PIECE + 100 : 4 * PIECE])
+    overlapping.feed("", 3 * PIECE + 50, content[3 * PIECE + 50 : 3 * PIECE + 150])
+    overlapping.feed("", 3 * PIECE, content[3 * PIECE : 3 * PIECE + 10])
+    assert overlapping.settled().good | overlapping.settled().bad == set()
+    assert overlapping.held_bytes == 0
 
 
 async def test_kill_9_then_resume_rechecks_what_the_dead_process_hashed(

@@ -120,10 +120,11 @@ class PieceTally:
                 return
         self._advance(piece)
         if piece.seen >= piece.need:
-            del self.open[index]
             if piece.done != piece.end or piece.held:  # overlaps made the count lie
                 self._drop(index)
-            elif piece.digest.digest() == self.torrent.pieces[index]:
+                return
+            del self.open[index]
+            if piece.digest.digest() == self.torrent.pieces[index]:
                 self.good.add(index)
             else:
                 self.bad.add(index)
