@@ -50,6 +50,7 @@ import asyncio
 import hashlib
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -122,6 +123,12 @@ def sha256_of(path: Path) -> str:
         while block := handle.read(BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process, every thread (the hasher's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def storage_reads() -> int:
@@ -222,12 +229,14 @@ async def attempt(
                   stream_verify=transfers.stream_verify)  # fmt: skip
         counted.bytes = 0
         reads_before = storage_reads()
+        cpu_before = cpu_seconds()
         started = time.monotonic()
         landed = await run_transfer(
             job, session=session, engine=engine, reporter=Unheard(),
             torrent=lookup if transfers.verify else None,
         )  # fmt: skip
         finished = time.monotonic()
+        cpu = cpu_seconds() - cpu_before
         reads = storage_reads() - reads_before
     finally:
         await session.close()
@@ -239,7 +248,7 @@ async def attempt(
         "mode": mode, "bytes": landed.size, "verified": landed.verified, "sha256_ok": ok,
         "total_s": finished - started, "fetch_s": engine.ended - engine.started,
         "tail_s": finished - engine.ended, "storage_read_bytes": reads,
-        "verifier_bytes": counted.bytes, "load1": os.getloadavg()[0],
+        "verifier_bytes": counted.bytes, "cpu_s": cpu, "load1": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -257,10 +266,10 @@ async def row_time(args: argparse.Namespace, sshd: SshServer, counted: Counted) 
                                 evict=False, counted=counted)  # fmt: skip
             runs[mode].append(run)
             print(f"   {mode:<10} {run['total_s']:7.2f} s  (last byte at {run['fetch_s']:.2f} s, "
-                  f"tail {run['tail_s'] * 1000:.0f} ms, verifier read {run['verifier_bytes']:,} B,"
+                  f"tail {run['tail_s'] * 1000:.0f} ms, CPU {run['cpu_s']:.2f} s, verifier read {run['verifier_bytes']:,} B,"
                   f" sha256 {'ok' if run['sha256_ok'] else 'FAIL'}, load {run['load1']:.2f})")  # fmt: skip
     median = {m: {k: statistics.median(r[k] for r in runs[m]) for k in ("total_s", "fetch_s",
-              "tail_s", "verifier_bytes")} for m in MODES}  # fmt: skip
+              "tail_s", "cpu_s", "verifier_bytes")} for m in MODES}  # fmt: skip
     alone = median["alone"]["total_s"]
     ratios = {m: median[m]["total_s"] / alone for m in MODES}
     return {"size": args.size_1, "cap_bytes_per_s": args.cap, "runs": runs, "median": median,
@@ -323,6 +332,8 @@ async def main() -> None:
           + cells("{:.2f}", [med[m]["total_s"] for m in MODES]))  # fmt: skip
     print(f"{'  of which after the last byte (ms)':44}"
           + cells("{:.0f}", [med[m]["tail_s"] * 1000 for m in MODES]))  # fmt: skip
+    print(f"{'  CPU of the bridge process (s)':44}"
+          + cells("{:.2f}", [med[m]["cpu_s"] for m in MODES]))  # fmt: skip
     print(f"{'  ratio to the transfer alone':44}" + cells("{:.3f}", [ratio[m] for m in MODES])
           + f"   target <= {TARGET_RATIO}: {verdict(timed['pass'])}")  # fmt: skip
     if counted_row is not None:
