@@ -42,6 +42,28 @@ class Corrupting:
         self.flips = []
 
 
+class MendedAfter:
+    """The real engine, reading a seedbox copy with flipped bits that are set right
+    once it finished (a transient fault on the seedbox): what it landed is bad, and
+    the repair reads the good bytes."""
+
+    def __init__(self, inner: Engine, flips: list[tuple[Path, int]]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.flips = flips
+        for path, offset in flips:
+            flip(path, offset)
+
+    def warm(self, seedbox: SeedboxConfig) -> None:
+        self.inner.warm(seedbox)
+
+    async def fetch(self, request: TransferRequest, on_progress: ProgressCallback) -> None:
+        await self.inner.fetch(request, on_progress)
+        for path, offset in self.flips:
+            flip(path, offset)
+        self.flips = []
+
+
 def season(remote: Path, session: Path) -> str:
     """A directory payload on the seedbox and its .torrent in the session folder."""
     payload = remote / "Show.S01"
@@ -69,8 +91,12 @@ async def test_corrupted_pieces_are_repaired_by_range(
 ) -> None:
     session = tmp_path / "session"
     torrent_file = {"torrent_file": f"{session}/{{HASH}}.torrent"}
+    # Bytes that rot on disk after the write are what a read-back catches: the SFTP
+    # engine's pieces are hashed as they arrive unless stream_verify is off
+    # (test_stream_verify.py covers bad bytes on the way).
+    transfers = {"stream_verify": False}
     async with running_bridge(
-        tmp_path, mosquitto, sshd, engine=engine, seedbox=torrent_file
+        tmp_path, mosquitto, sshd, engine=engine, seedbox=torrent_file, transfers=transfers
     ) as env:
         info_hash = season(env.remote, session)
         # One bad byte inside e01, one in the piece that spans e01's end and e02's start.
@@ -140,8 +166,8 @@ async def test_torrent_exported_from_qbittorrent(
         ) as env:
             info_hash = season(env.remote, tmp_path / "made")
             await add_torrent(qbt, tmp_path / "made" / f"{info_hash.upper()}.torrent", env.remote)
-            env.bridge.runner.engines["sftp"] = Corrupting(
-                env.bridge.runner.engines["sftp"], [("e01.mkv", 99)]
+            env.bridge.runner.engines["sftp"] = MendedAfter(
+                env.bridge.runner.engines["sftp"], [(env.remote / "Show.S01" / "e01.mkv", 99)]
             )
             await env.complete("Show.S01", info_hash)
             await env.wait_settled(1)

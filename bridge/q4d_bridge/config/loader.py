@@ -337,6 +337,7 @@ def _build(data: dict[str, Any]) -> Config:
             rsync=RsyncConfig(**transfers["rsync"]),
             verify=transfers["verify"],
             max_repairs=transfers["max_repairs"],
+            stream_verify=transfers["stream_verify"],
             file_mode=transfers["file_mode"],
             dir_mode=transfers["dir_mode"],
         ),

@@ -155,6 +155,7 @@ class TransfersConfig:
     max_repairs: int
     file_mode: int
     dir_mode: int
+    stream_verify: bool = True
 
 
 @dataclass(frozen=True, slots=True)

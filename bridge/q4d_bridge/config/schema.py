@@ -214,6 +214,9 @@ TRANSFERS_SCHEMA = vol.Schema(
         # bad pieces' byte ranges, and after max_repairs the item fails.
         vol.Optional("verify", default=True): bool,
         vol.Optional("max_repairs", default=2): vol.All(int, vol.Range(min=0, max=20)),
+        # Hash pieces as the SFTP engine writes them (no read-back after the last byte);
+        # false reads the landed payload back, as the lftp and rsync engines always do.
+        vol.Optional("stream_verify", default=True): bool,
         # What landed files and folders get (minus the process umask); never the
         # seedbox's modes, which could make a private file world-readable at home.
         vol.Optional("file_mode", default="0644"): v.mode(0o600),

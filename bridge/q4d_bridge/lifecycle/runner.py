@@ -151,6 +151,7 @@ class Runner:
             final_path=Path(item.local_path),
             min_free_space=transfers.min_free_space,
             max_repairs=transfers.max_repairs,
+            stream_verify=transfers.stream_verify,
             modes=self.modes,
             plan=item.plan,
         )

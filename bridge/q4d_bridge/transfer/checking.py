@@ -21,6 +21,7 @@ from .errors import ErrorCode, TransferError, local_error
 from .landing import remove
 from .payload import RemoteEntry, RemoteFile
 from .remote import SeedboxSession
+from .streaming import Streamed
 from .verify import Locate, Range, TorrentInfo, bad_pieces, piece_ranges
 
 _LOGGER = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ async def check_pieces(
     max_repairs: int,
     item_id: str,
     heartbeat: Callable[[], None],
+    streamed: Streamed | None = None,
 ) -> int:
     """Check every piece with a fetched byte, repairing bad ones; returns how many
     pieces were repaired (see verify_and_repair)."""
@@ -68,8 +70,9 @@ async def check_pieces(
 
     if not remote.excluded:
         return await verify_and_repair(
-            torrent, target, max_repairs, lambda ranges: fetch(target, ranges), item_id, heartbeat
-        )
+            torrent, target, max_repairs, lambda ranges: fetch(target, ranges), item_id, heartbeat,
+            streamed=streamed,
+        )  # fmt: skip
     excluded = {f.rel for f in remote.excluded}
     scratch = target.parent / SCRATCH_DIR
     skip, straddling = excluded_pieces(torrent, excluded)
@@ -96,8 +99,9 @@ async def check_pieces(
             item_id, len(skip), len(straddling), sum(r.length for r in edges),
         )  # fmt: skip
         return await verify_and_repair(
-            torrent, target, max_repairs, refetch, item_id, heartbeat, skip=skip, locate=locate
-        )
+            torrent, target, max_repairs, refetch, item_id, heartbeat,
+            skip=skip, locate=locate, streamed=streamed,
+        )  # fmt: skip
     finally:
         await asyncio.to_thread(remove, scratch)
 
@@ -125,16 +129,21 @@ async def verify_and_repair(
     *,
     skip: Collection[int] = (),
     locate: Locate | None = None,
+    streamed: Streamed | None = None,
 ) -> int:
     """Check every piece (but those in skip); re-fetch only the byte ranges of bad
-    ones, up to max_repairs rounds. Returns how many pieces were repaired; raises
-    `verify_failed` otherwise."""
+    ones, up to max_repairs rounds, then check those again. Returns how many pieces
+    were repaired; raises `verify_failed` otherwise. Pieces the stream settled while
+    they arrived are not read back: a good one is done, a bad one is repaired."""
     repaired: set[int] = set()
     checked = len(torrent.pieces) - len(skip)
+    known_bad = streamed.bad if streamed is not None else frozenset()
+    unread = {*skip, *known_bad, *(streamed.good if streamed is not None else ())}
     for repair in range(max_repairs + 1):
-        bad = await asyncio.to_thread(
-            bad_pieces, target, torrent, lambda _n: heartbeat(), skip=skip, locate=locate
+        found = await asyncio.to_thread(
+            bad_pieces, target, torrent, lambda _n: heartbeat(), skip=unread, locate=locate
         )
+        bad = sorted({*known_bad, *found})
         if not bad:
             return len(repaired)
         if repair == max_repairs:
@@ -146,6 +155,9 @@ async def verify_and_repair(
         )  # fmt: skip
         await refetch(ranges)
         repaired.update(bad)
+        # A repair writes inside the bad pieces only: the others stay as checked.
+        known_bad = frozenset()
+        unread = set(range(len(torrent.pieces))) - set(bad)
     raise TransferError(
         ErrorCode.VERIFY_FAILED,
         f"{len(bad)} of {checked} pieces still fail their hash after {max_repairs} repair(s)",

@@ -1,6 +1,9 @@
 """One attempt at one item, from seedbox to library: look at the payload (resolved and
 held to the roots), fetch it into staging, verify it (size, then the torrent's piece
-hashes, repairing bad pieces by range), look at it again, and land it.
+hashes, repairing bad pieces by range), look at it again, and land it. The .torrent is
+looked up while the payload is fetched; once it is in, an engine that writes the bytes
+itself has its pieces hashed as they arrive (streaming.py), and only the pieces that
+were not are read back.
 
 Knows nothing of MQTT or the queue: it reports phases and progress through a Reporter.
 """
@@ -29,6 +32,7 @@ from .landing import Modes, discard, make_private, remove, staging_dir
 from .ownership import land, modes_for, probe, resolve
 from .payload import RemoteEntry
 from .remote import SeedboxSession
+from .streaming import PieceStream, PieceTally, StreamSlot
 from .verify import TorrentInfo
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +56,7 @@ class Job:
     final_path: Path
     min_free_space: int = 0
     max_repairs: int = 0
+    stream_verify: bool = True  # hash pieces as the engine writes them (streaming.py)
     modes: Modes = field(default_factory=Modes)
     # Fixed on the item at intake: the files left on the seedbox (`exclude`), and the
     # owner, group and modes of what lands (`ownership`; its modes replace `modes`).
@@ -108,18 +113,30 @@ async def run_transfer(
         )
     if target.exists() and target.is_dir() != remote.is_dir:
         await asyncio.to_thread(remove, target)  # the payload changed shape; start over
-    request = TransferRequest(job.item_id, job.seedbox, remote.path, target, remote)
-    await engine.fetch(request, reporter.progress)
-
-    reporter.phase(ItemState.VERIFYING, remote)
-    # Seen again while the landed bytes are checked: a link swapped in mid-transfer
-    # must not reach the library.
-    again = asyncio.ensure_future(_inspect(job, session))
+    lookup = asyncio.ensure_future(torrent()) if torrent is not None else None
+    slot = StreamSlot()
+    if lookup is not None:
+        lookup.add_done_callback(_retrieved)
+        if job.stream_verify:
+            lookup.add_done_callback(lambda done: _attach(slot, done, remote))
     try:
-        landed = await _verify(job, session, remote, target, torrent, reporter)
-        await _unsafe_discards(stage, _unchanged(remote, again))
+        written = slot.written if lookup is not None and job.stream_verify else None
+        request = TransferRequest(job.item_id, job.seedbox, remote.path, target, remote, written)
+        await engine.fetch(request, reporter.progress)
+
+        reporter.phase(ItemState.VERIFYING, remote)
+        # Seen again while the landed bytes are checked: a link swapped in mid-transfer
+        # must not reach the library.
+        again = asyncio.ensure_future(_inspect(job, session))
+        try:
+            landed = await _verify(job, session, remote, target, lookup, slot, reporter)
+            await _unsafe_discards(stage, _unchanged(remote, again))
+        finally:
+            await _settle(again)
     finally:
-        await _settle(again)
+        slot.abandon()
+        if lookup is not None:
+            lookup.cancel()  # no effect once it is done
     modes = modes_for(job.modes, job.plan.ownership)
     try:
         await asyncio.to_thread(land, target, job.final_path, job.root, modes, ids)
@@ -135,7 +152,8 @@ async def _verify(
     session: SeedboxSession,
     remote: RemoteEntry,
     target: Path,
-    torrent: TorrentLookup | None,
+    lookup: asyncio.Future[TorrentInfo | None] | None,
+    slot: StreamSlot,
     reporter: Reporter,
 ) -> Landed:
     """Size and file count, then (with a .torrent that describes this payload) every
@@ -149,15 +167,35 @@ async def _verify(
             f"expected {remote.size} bytes in {remote.files} file(s), "
             f"got {size} bytes in {files} file(s)",
         )
-    info = await torrent() if torrent else None
+    info = await lookup if lookup is not None else None
     if info is not None and describes(info, remote):
+        streamed = await slot.finish()
         repaired = await check_pieces(
-            info, remote, target, session, job.max_repairs, job.item_id, reporter.heartbeat
-        )
+            info, remote, target, session, job.max_repairs, job.item_id, reporter.heartbeat,
+            streamed,
+        )  # fmt: skip
         return Landed(size, "pieces", repaired, remote.skipped)
     if info is not None:
         _LOGGER.warning("item %s: the .torrent lists other files; size check only", job.item_id)
     return Landed(size, "size", 0, remote.skipped)
+
+
+def _attach(
+    slot: StreamSlot, lookup: asyncio.Future[TorrentInfo | None], remote: RemoteEntry
+) -> None:
+    """Start hashing what the engine writes from now on, if the .torrent is this payload's."""
+    if lookup.cancelled() or lookup.exception() is not None:
+        return
+    info = lookup.result()
+    if info is not None and describes(info, remote):
+        slot.attach(PieceStream(PieceTally(info, {f.rel for f in remote.excluded})))
+
+
+def _retrieved(lookup: asyncio.Future[TorrentInfo | None]) -> None:
+    """A look-up nobody awaited (the fetch failed) keeps its error out of the log:
+    the attempt's own failure is what counts."""
+    if not lookup.cancelled():
+        lookup.exception()
 
 
 async def _inspect(job: Job, session: SeedboxSession) -> RemoteEntry:

@@ -12,6 +12,8 @@ from typing import Protocol
 from ...config.model import SeedboxConfig
 from ..payload import RemoteEntry
 
+Written = Callable[[str, int, bytes], None]
+
 
 @dataclass(frozen=True, slots=True)
 class TransferRequest:
@@ -20,6 +22,10 @@ class TransferRequest:
     remote_path: str
     target: Path  # where the engine writes: inside the item's staging directory
     remote: RemoteEntry
+    # Told of every block an engine writes itself (file, offset, bytes), once it is
+    # written: piece hashing while the bytes arrive (streaming.py). Engines that run
+    # an external tool ignore it; their payload is read back instead.
+    on_written: Written | None = None
 
 
 ProgressCallback = Callable[[int], None]

@@ -6,6 +6,7 @@ chunks for resuming."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import posixpath
 from collections import deque
@@ -241,7 +242,9 @@ class ConnectionReader:
                             f"{rel or self.request.remote_path} changed on the seedbox "
                             f"during transfer (short read at {offset})",
                         )
-                    os.pwrite(entry.fd, data, offset)
+                    _write_all(entry.fd, data, offset)
+                    if self.request.on_written is not None:
+                        self.request.on_written(rel, offset, data)
                     offset += len(data)
                     length -= len(data)
                     self.progress[0] += len(data)
@@ -258,6 +261,18 @@ class ConnectionReader:
 
 async def _close(handle: asyncio.Future[asyncssh.SFTPClientFile]) -> None:
     await (await handle).close()
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """pwrite until every byte is written: a short write (a full disk) must not pass
+    for a whole block, since the piece hash was taken from the bytes in memory."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if not written:
+            raise OSError(errno.ENOSPC, "no byte written")
+        offset += written
+        view = view[written:]
 
 
 def local_path(target: Path, rel: str) -> Path:
