@@ -293,8 +293,11 @@ def landed_ok(rec: Heard) -> tuple[int, int]:
     return good, bad
 
 
-async def run(src: Path, args: argparse.Namespace, spy: str | None) -> dict[str, Any]:
-    """Every measurement with the bridge package found in src."""
+async def run(
+    src: Path, args: argparse.Namespace, spy: str | None, *, bursts: bool = True
+) -> dict[str, Any]:
+    """The measurements with the bridge package found in src (without `bursts`, the
+    history's only)."""
     os.environ["PYTHONPATH"] = os.pathsep.join([str(src), str(Path(__file__).parents[1])])
     with tempfile.TemporaryDirectory(prefix="q4d-scale-") as tmp:
         work = Path(tmp)
@@ -369,6 +372,8 @@ async def run(src: Path, args: argparse.Namespace, spy: str | None) -> dict[str,
                         "get_queue_unfinished_bytes": sizes["queue"],
                     }  # fmt: skip
                     note("get_queue measured")
+                    if not bursts:
+                        return {"history": history, "peak_rss_mib": peak / 1024}
                     # 2. 8 large transfers, each burst queued behind them: unthrottled on
                     # loopback, then capped in all at a fast home link's rate
                     await burst(broker.port, big, "big")
@@ -450,14 +455,17 @@ def rows(results: dict[str, dict[str, Any]]) -> list[str]:
         ("  control plane during the burst p99 (ms)", ("churn", "control_ms_p99"), 1000.0, "le"),
     ]  # fmt: skip
 
-    def value(run: dict[str, Any], path: tuple[str, ...]) -> float:
+    def value(run: dict[str, Any], path: tuple[str, ...]) -> float | None:
         for key in path:
+            if key not in run:
+                return None  # not measured in this run
             run = run[key]
         return float(run)  # type: ignore[arg-type]
 
     lines = [f"{'figure':46} {'baseline':>9} {'this tree':>9} {'ratio':>6}  target"]
     for label, path, target, sense in table:
         now = value(new, path)
+        assert now is not None
         before = value(old, path) if old else None
         ratio = f"{now / before:6.2f}" if before else "     -"
         verdict = ""
@@ -468,6 +476,9 @@ def rows(results: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(f"{label:46} {shown} {now:9.2f} {ratio}  {verdict}")
     for name, run in (("baseline", old), ("this tree", new)):
         if run is None:
+            continue
+        if "churn" not in run:
+            lines.append(f"{name}: load avg {run['history']['load']:.2f} (history; no bursts)")
             continue
         lines.append(
             f"{name}: load avg {run['history']['load']:.2f} (history), "
@@ -488,13 +499,18 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=40, help="get_queue round trips of each kind")
     parser.add_argument("--baseline", type=Path, help="a bridge/ directory to compare with")
+    parser.add_argument(
+        "--baseline-bursts", action="store_true", help="the bursts with the baseline too"
+    )
     parser.add_argument("--py-spy", help="profile each burst with this py-spy (raw stacks)")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     if args.baseline:
         note(f"baseline: {args.baseline}")
-        results["baseline"] = await run(args.baseline.resolve(), args, None)
+        results["baseline"] = await run(
+            args.baseline.resolve(), args, None, bursts=args.baseline_bursts
+        )
     note("this tree")
     results["new"] = await run(Path(__file__).resolve().parents[1] / "bridge", args, args.py_spy)
     lines = [
