@@ -41,6 +41,7 @@ from .lifecycle.scheduler import Scheduler
 from .models import ACTIVE_STATES, FINISHED_STATES, ItemState
 from .mqtt.commands import CommandDesk
 from .mqtt.link import MqttLink
+from .mqtt.listing import ItemPayloads
 from .mqtt.noise import quiet_closed_sockets
 from .mqtt.publisher import Publisher
 from .mqtt.router import Router
@@ -52,7 +53,7 @@ from .persistence.store import Store
 from .persistence.tracker_rules import load_tracker_rules
 from .postprocess.cleanup import CleanupWatcher
 from .postprocess.steps import post_steps
-from .state import BridgeState, SeedboxFacts, build_state
+from .state import BridgeState, FinishedTally, SeedboxFacts, build_state, tally_finished
 from .transfer.bandwidth import Bandwidth
 from .transfer.engines.base import Engine
 from .transfer.engines.lftp import LftpEngine
@@ -94,6 +95,7 @@ class Bridge:
         # The stored tracker rules join the routing everything shares (rules.resolve).
         with self.store.transaction() as db:
             config.routing.tracker_rules.replace(load_tracker_rules(db))
+        self.payloads = ItemPayloads(queue_paused=lambda: self.scheduler.paused)
         self.publisher = Publisher(
             topics=self.topics,
             store=self.store,
@@ -105,11 +107,12 @@ class Bridge:
                 else None
             ),
             snapshot=lambda: self.state().as_dict(),
-            items=lambda: list(self.lifecycle.items.values()),
-            queue_paused=lambda: self.scheduler.paused,
+            items=lambda: self.lifecycle.items,
+            payloads=self.payloads,
             requests=lambda: self.tracker.shown(),  # noqa: PLW0108 - the tracker comes later
         )
         self.lifecycle = Lifecycle(self.store, self.publisher)
+        self._finished: tuple[int, FinishedTally] = (-1, tally_finished(()))
         transfers = config.transfers
         self.bandwidth = Bandwidth(
             self.store.get_setting("bandwidth_limit", transfers.bandwidth_limit)
@@ -216,6 +219,7 @@ class Bridge:
             self.runner,
             self.bandwidth,
             self.post,
+            self.payloads,
             state_changed=self.publisher.state_changed,
             rescan=self.reconciler.rescan,
             cleanup=self.cleanup,
@@ -248,6 +252,7 @@ class Bridge:
             subscriptions.append(config.classic.down_topic)
         self.router = Router(
             self.topics,
+            atomic=self.store.transaction,
             command=self.commands.handle,
             sequence=self.intake.on_sequence,
             completion=self.intake.on_completion,
@@ -257,7 +262,7 @@ class Bridge:
             self.topics,
             self.publisher,
             subscriptions=subscriptions,
-            handle=self.router.handle,
+            handle=self.router.handle_batch,
             fatal=lambda: self.stop(failed=True),
         )
         self.connected = self.link.connected
@@ -290,9 +295,13 @@ class Bridge:
 
     def state(self) -> BridgeState:
         breakers = self.scheduler.breakers
+        lifecycle = self.lifecycle
+        if self._finished[0] != lifecycle.finished_changes:
+            self._finished = (lifecycle.finished_changes, tally_finished(lifecycle.items.values()))
         return build_state(
             bridge_id=self.config.bridge_id,
-            items=self.lifecycle.items.values(),
+            unfinished=lifecycle.unfinished.values(),
+            finished=self._finished[1],
             paused=self.scheduler.paused,
             limits=self.scheduler.limits,
             bandwidth_limit=self.bandwidth.rate,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .lifecycle.policy import Breaker, Limits
-from .models import ACTIVE_STATES, Item, ItemState
+from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState
 from .mqtt.codec import PROTOCOL_VERSION
 
 TOTALS = (
@@ -99,10 +99,36 @@ class SeedboxFacts:
     lost_events: int
 
 
+@dataclass(frozen=True, slots=True)
+class FinishedTally:
+    """The finished items summed up. They change only when one finishes, leaves that
+    state or is pruned, so a state snapshot keeps this between such changes rather than
+    walk a history of thousands each second."""
+
+    counts: Counter[tuple[str, str]]  # (seedbox, state) -> items
+    last_completed: LastCompleted | None
+
+
+def tally_finished(items: Iterable[Item]) -> FinishedTally:
+    counts: Counter[tuple[str, str]] = Counter()
+    last: Item | None = None
+    for item in items:
+        if item.state in FINISHED_STATES:
+            counts[item.seedbox, item.state.value] += 1
+            if item.state is ItemState.DONE and (
+                last is None or (item.finished_at or 0) > (last.finished_at or 0)
+            ):
+                last = item
+    return FinishedTally(
+        counts, None if last is None else LastCompleted(last.id, last.name, last.finished_at)
+    )
+
+
 def build_state(
     *,
     bridge_id: str,
-    items: Iterable[Item],
+    unfinished: Iterable[Item],
+    finished: FinishedTally,
     paused: bool,
     limits: Limits,
     bandwidth_limit: int,
@@ -114,21 +140,24 @@ def build_state(
     now: float,
     requests: Mapping[str, int] | None = None,
 ) -> BridgeState:
-    """`requests`: add requests standing in the queue before their item, per phase."""
-    items = list(items)
-    counts = Counter(i.state.value for i in items)
+    """`unfinished`: the items not finished; `finished`: the others, summed up.
+    `requests`: add requests standing in the queue before their item, per phase."""
+    counts: Counter[str] = Counter()
     per_state: dict[str, Counter[str]] = {sb: Counter() for sb in seedboxes}
     rates: dict[str, float] = dict.fromkeys(seedboxes, 0.0)
-    for item in items:
+    for item in unfinished:
+        counts[item.state] += 1
         if item.seedbox not in per_state:
             continue
         if item.state in ACTIVE_STATES:
             per_state[item.seedbox]["active"] += 1
             rates[item.seedbox] += item.rate
-        elif item.state.value in ("queued", "waiting", "failed"):
-            per_state[item.seedbox][item.state.value] += 1
-    done = [i for i in items if i.state is ItemState.DONE]
-    last = max(done, key=lambda i: i.finished_at or 0, default=None)
+        elif item.state in (ItemState.QUEUED, ItemState.WAITING):
+            per_state[item.seedbox][item.state] += 1
+    for (seedbox, state), count in finished.counts.items():
+        counts[state] += count
+        if seedbox in per_state and state == ItemState.FAILED:
+            per_state[seedbox][state] += count
     return BridgeState(
         bridge_id=bridge_id,
         paused=paused,
@@ -163,8 +192,6 @@ def build_state(
         destinations={
             name: DestinationState(free_space.get(name), min_free_space) for name in destinations
         },
-        last_completed=None
-        if last is None
-        else LastCompleted(last.id, last.name, last.finished_at),
+        last_completed=finished.last_completed,
         updated_at=now,
     )

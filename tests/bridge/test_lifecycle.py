@@ -326,7 +326,7 @@ def queue(bridge: Bridge, count: int, **fields: Any) -> list[Item]:
     made = []
     for _ in range(count):
         item = stored(bridge.store, **fields)
-        bridge.lifecycle.items[item.id] = item
+        bridge.lifecycle.items[item.id] = bridge.lifecycle.unfinished[item.id] = item
         made.append(item)
     bridge.scheduler.wake()
     return made

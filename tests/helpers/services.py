@@ -26,11 +26,13 @@ LOOPBACK = "127.0.0.1"
 # that announces looks nothing up and reaches nothing beyond this machine.
 OFFLINE_TRACKER = "http://127.0.0.1:9/announce"
 # What docs/configuration.md#broker-settings asks of Mosquitto (the demo's broker runs
-# with them, persistent): every event queued for an absent bridge is kept.
+# with them, persistent): every event queued for an absent bridge is kept, and small
+# messages are not held back by Nagle's algorithm.
 Q4D_BROKER_SETTINGS = (
     "max_queued_messages 100000",
     "max_queued_bytes 0",
     "autosave_interval 60",
+    "set_tcp_nodelay true",
 )
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0

@@ -9,12 +9,13 @@ import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl
 
-import libtorrent as lt
-
 from .base import NewTorrent
+
+if TYPE_CHECKING:
+    import libtorrent as lt
 
 MAX_TORRENT_FILE = 8 * 1024 * 1024
 _MIB = 1024 * 1024
@@ -98,6 +99,8 @@ def parse_magnet(uri: str) -> Metainfo:
         raise MetainfoError("magnet link names two torrents (two different xt hashes)")
     if "0" * 40 in v1 or "0" * 64 in v2:
         raise MetainfoError("magnet link's info-hash is all zeros")
+    import libtorrent as lt  # noqa: PLC0415 - on first use: 8 MiB the bridge may never need
+
     try:
         params = lt.parse_magnet_uri(uri)
     except (RuntimeError, UnicodeError) as err:
@@ -119,6 +122,8 @@ def parse_torrent_file(data: bytes) -> Metainfo:
             f".torrent file is {len(data) / _MIB:.1f} MiB, more than the "
             f"{MAX_TORRENT_FILE // _MIB} MiB a .torrent may be"
         )
+    import libtorrent as lt  # noqa: PLC0415 - on first use: 8 MiB the bridge may never need
+
     try:
         # The stubs type the limits as add_torrent_params' fields; libtorrent takes limits.
         limits = {"max_buffer_size": MAX_TORRENT_FILE}

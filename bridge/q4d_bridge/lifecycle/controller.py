@@ -14,7 +14,8 @@ from typing import Any
 from ..config.model import Config
 from ..models import FINISHED_STATES, Item, ItemState, StepState
 from ..mqtt.commands import CommandError
-from ..mqtt.payloads import item_payload
+from ..mqtt.listing import ItemPayloads
+from ..mqtt.payloads import EncodedItems
 from ..postprocess.cleanup import CleanupWatcher
 from ..transfer.bandwidth import Bandwidth
 from .machine import Lifecycle, TransitionError
@@ -35,6 +36,7 @@ class Controller:
         runner: Runner,
         bandwidth: Bandwidth,
         post: PostRunner,
+        payloads: ItemPayloads,
         *,
         state_changed: Callable[[], None],
         rescan: Callable[[str | None], Awaitable[dict[str, Any]]],
@@ -46,6 +48,7 @@ class Controller:
         self.runner = runner
         self.bandwidth = bandwidth
         self.post = post
+        self.payloads = payloads
         self.state_changed = state_changed
         self._rescan = rescan
         self._cleanup = cleanup
@@ -158,15 +161,13 @@ class Controller:
             "max_concurrent": self.scheduler.limits.global_max,
         }
 
-    def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]:
+    def get_queue(self, states: list[ItemState] | None) -> EncodedItems:
         wanted = set(states) if states else None
-        return [
-            item_payload(i, queue_paused=self.scheduler.paused)
-            for i in sorted(
-                self.lifecycle.items.values(), key=lambda i: (-i.priority, i.received_at)
-            )
-            if wanted is None or i.state in wanted
-        ]
+        listed = sorted(
+            (i for i in self.lifecycle.items.values() if wanted is None or i.state in wanted),
+            key=lambda i: (-i.priority, i.received_at),
+        )
+        return EncodedItems([self.payloads.encoded(i) for i in listed])
 
     def rescan(self, seedbox_id: str | None) -> Awaitable[dict[str, Any]]:
         if seedbox_id is not None and seedbox_id not in self.config.seedboxes:

@@ -69,6 +69,14 @@ class Lifecycle:
         self.store = store
         self.announcer = announcer
         self.items: dict[str, Item] = {i.id: i for i in store.items()}
+        # The items not finished: what the scheduler looks through on every wake, where
+        # a long history would make it walk thousands of done items each time.
+        self.unfinished: dict[str, Item] = {
+            i.id: i for i in self.items.values() if i.state in UNFINISHED
+        }
+        # Moves whenever the finished items change (one finishes, leaves that state, is
+        # changed or forgotten): what is summed up about them holds until it moves.
+        self.finished_changes = 0
         self._progress_saved: dict[str, float] = {}
         # told of every committed change (the add requests follow their items)
         self.observers: list[Callable[[Item], None]] = []
@@ -80,7 +88,7 @@ class Lifecycle:
 
     def admitted(self, item: Item) -> None:
         """A new item the store admitted (with its `queued` event and labels)."""
-        self.items[item.id] = item
+        self.items[item.id] = self.unfinished[item.id] = item
         _LOGGER.info("queued %s %r -> %s", item.id, item.name, item.local_path)
         self.announcer.item(item, immediate=True)
         self.announcer.outbox_pending()
@@ -359,6 +367,8 @@ class Lifecycle:
         """Items pruned from history (their removal is already in the outbox)."""
         for item_id in item_ids:
             self.items.pop(item_id, None)
+            self.unfinished.pop(item_id, None)
+            self.finished_changes += 1
             self._progress_saved.pop(item_id, None)
 
     # --- recording -----------------------------------------------------------------------
@@ -404,6 +414,12 @@ class Lifecycle:
         if label is not None:
             messages += self.announcer.label_messages(item, label)
         self.store.save(item, history, detail, messages, counters)
+        if item.state not in UNFINISHED or item.id not in self.unfinished:
+            self.finished_changes += 1
+        if item.state in UNFINISHED:
+            self.unfinished[item.id] = item
+        else:
+            self.unfinished.pop(item.id, None)
         self._progress_saved[item.id] = time.time()
         self.announcer.item(item, immediate=True)
         if messages:

@@ -46,7 +46,7 @@ class Scheduler:
         self.paused = paused
         self.store.set_setting("paused", paused)
         if changed:
-            for item in self.lifecycle.items.values():
+            for item in self.lifecycle.unfinished.values():
                 if item.state in QUEUED_OR_WAITING and not item.paused:
                     self.notifier.item(item)
         self.notifier.state_changed()
@@ -81,7 +81,7 @@ class Scheduler:
 
     async def run(self, launch: Callable[[Item], None]) -> None:
         """Start what may start (`launch` runs an attempt), forever."""
-        items = self.lifecycle.items
+        items = self.lifecycle.unfinished
         while True:
             self._wakeup.clear()
             now = time.time()

@@ -18,7 +18,7 @@ from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..models import Item, ItemState
 from . import dispatch_commands, rule_commands
 from .codec import MAX_COMMAND_BYTES, RejectedEvent, decode_json
-from .payloads import command_result
+from .payloads import EncodedItems, command_result
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Controller(Protocol):
     def pause(self, item_id: str | None) -> list[str]: ...
     def resume(self, item_id: str | None) -> list[str]: ...
     def set_priority(self, item_id: str, priority: int) -> str: ...
-    def get_queue(self, states: list[ItemState] | None) -> list[dict[str, Any]]: ...
+    def get_queue(self, states: list[ItemState] | None) -> EncodedItems: ...
     def set_limits(
         self, bandwidth_limit: int | None, max_concurrent: int | None
     ) -> dict[str, int]: ...
@@ -152,7 +152,7 @@ def execute(
         "set_priority": lambda: {
             "item": controller.set_priority(valid["item_id"], valid["priority"])
         },
-        "get_queue": lambda: {"items": controller.get_queue(valid.get("states"))},
+        "get_queue": lambda: controller.get_queue(valid.get("states")),  # {"items": [...]}
         "set_limits": lambda: controller.set_limits(
             valid.get("bandwidth_limit"), valid.get("max_concurrent")
         ),

@@ -3,7 +3,7 @@ command results. Pure."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..dispatch.requests import Request, RequestState
 from ..models import CLASSIC_LABELS, Item, ItemState, Label
@@ -125,12 +125,22 @@ def request_item_payload(request: Request) -> dict[str, Any]:
     }
 
 
+class EncodedItems(NamedTuple):
+    """Item payloads already encoded (mqtt/listing.py), answered as `{"items": [...]}`."""
+
+    items: list[bytes]
+
+
 def command_result(
     request_id: str | None,
     *,
     result: Any = None,
     error: tuple[str, str] | None = None,
 ) -> bytes:
+    if isinstance(result, EncodedItems) and error is None:
+        # spliced in as they are: a long listing is not decoded and encoded again
+        head = dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": True})
+        return b'%s,"result":{"items":[%s]}}' % (head[:-1], b",".join(result.items))
     payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": request_id, "ok": error is None}
     if error is None:
         payload["result"] = result

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiomqtt
@@ -21,7 +21,8 @@ from ..dispatch.requests import Request
 from ..models import Item, Label
 from ..persistence.store import Message, Store
 from .codec import PROTOCOL_VERSION, dumps
-from .payloads import classic_label_payload, item_payload, label_payload, request_item_payload
+from .listing import ItemPayloads
+from .payloads import classic_label_payload, label_payload, request_item_payload
 from .topics import Topics
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,8 +41,8 @@ class Publisher:
         seedbox_ids: list[str],
         classic_label_topic: str | None,
         snapshot: Callable[[], dict[str, Any]],
-        items: Callable[[], list[Item]],
-        queue_paused: Callable[[], bool],
+        items: Callable[[], Mapping[str, Item]],
+        payloads: ItemPayloads,
         requests: Callable[[], list[Request]] = list,
     ) -> None:
         self.topics = topics
@@ -52,7 +53,7 @@ class Publisher:
         self._snapshot = snapshot
         self._items = items
         self._requests = requests  # add requests shown in the queue before their item exists
-        self._queue_paused = queue_paused  # item payloads say when the queue holds them
+        self.payloads = payloads
         self._client: aiomqtt.Client | None = None
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -62,6 +63,7 @@ class Publisher:
         self._state_sent = 0.0
         self._outbox_wakeup = asyncio.Event()
         self._flush_wakeup = asyncio.Event()
+        self._republishing: asyncio.Task[None] | None = None
 
     # --- connection lifecycle ------------------------------------------------------
 
@@ -79,22 +81,38 @@ class Publisher:
         )
 
     async def attach(self, client: aiomqtt.Client) -> None:
-        """Called on every (re)connect: announce, then re-publish all retained state."""
+        """Called on every (re)connect: announce, then re-publish all retained state,
+        the items in the background (_republish)."""
         self._client = client
         await client.publish(self.topics.status, self.status_payload("online"), qos=1, retain=True)
-        for item in self._items():
-            self._send(self.topics.item(item.id), dumps(self._item_payload(item)), retain=True)
-            self._item_sent[item.id] = time.monotonic()
         for request in self._requests():
             self.request(request)
-        self._dirty_items.clear()
         self._send(self.topics.state, dumps(self._snapshot()), retain=True)
         self._state_sent = time.monotonic()
         self._state_dirty = False
         self._outbox_wakeup.set()
+        self._republishing = asyncio.create_task(self._republish(client))
+
+    async def _republish(self, client: aiomqtt.Client) -> None:
+        """Every item's retained topic again, each encoded once a publish slot is free:
+        a long history never holds thousands of payloads and tasks at once, and intake
+        and commands are served meanwhile."""
+        items = self._items()
+        for item in list(items.values()):
+            while len(self._tasks) >= MAX_IN_FLIGHT:
+                await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            if self._client is not client:
+                return  # disconnected: the next attach starts over
+            if items.get(item.id) is not item:
+                continue  # pruned meanwhile: its removal is on its way
+            self._dirty_items.pop(item.id, None)
+            self._send(self.topics.item(item.id), self.payloads.encoded(item), retain=True)
+            self._item_sent[item.id] = time.monotonic()
 
     async def detach(self, *, graceful: bool) -> None:
         client, self._client = self._client, None
+        if self._republishing is not None:
+            self._republishing.cancel()
         if client is not None and graceful:
             await self.drain()
             await client.publish(
@@ -134,7 +152,7 @@ class Publisher:
         if immediate or now - self._item_sent.get(item.id, 0.0) >= THROTTLE:
             self._dirty_items.pop(item.id, None)
             self._item_sent[item.id] = now
-            self._send(self.topics.item(item.id), dumps(self._item_payload(item)), retain=True)
+            self._send(self.topics.item(item.id), self.payloads.encoded(item), retain=True)
         else:
             self._dirty_items[item.id] = item
             self._flush_wakeup.set()
@@ -145,9 +163,6 @@ class Publisher:
         self._send(self.topics.item(request.id), dumps(request_item_payload(request)), retain=True)
         self.state_changed()
 
-    def _item_payload(self, item: Item) -> dict[str, Any]:
-        return item_payload(item, queue_paused=self._queue_paused())
-
     def removal_message(self, item_id: str) -> Message:
         return Message(self.topics.item(item_id), b"", retain=True)
 
@@ -155,13 +170,14 @@ class Publisher:
         """Forget throttling state; the retraction itself travels through the outbox."""
         self._dirty_items.pop(item_id, None)
         self._item_sent.pop(item_id, None)
+        self.payloads.forget(item_id)
         self.outbox_pending()
         self.state_changed()
 
     def event_message(self, kind: str, item: Item | None = None, **extra: Any) -> Message:
         payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "event": kind, "at": time.time()}
         if item is not None:
-            payload["item"] = self._item_payload(item)
+            payload["item"] = self.payloads.payload(item)
         payload.update(extra)
         return Message(self.topics.event, dumps(payload))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import sys
 from typing import Any
 
 from ..models import Item, ItemState, StepState, StepStatus
@@ -59,41 +60,56 @@ def item_to_row(item: Item) -> tuple[Any, ...]:
     )
 
 
-def row_to_item(row: sqlite3.Row) -> Item:
+def _interned(value: str | None) -> str | None:
+    """One copy of each of the few seedbox, destination, category… names, rather than
+    one per item in a history of thousands."""
+    return None if value is None else sys.intern(value)
+
+
+def row_to_item(row: sqlite3.Row | tuple[Any, ...]) -> Item:
+    """An item from its ITEM_COLUMNS, by position (a bulk load reads plain tuples)."""
+    (
+        id_, event_id, seedbox, info_hash, name, remote_path, destination, local_path,
+        category, tags, type_code, size, state, classic, priority, paused, bytes_done,
+        attempts, last_error, error_code, received_at, started_at, finished_at,
+        next_attempt_at, updated_at, engine, request_id, plan, steps, refetch,
+    ) = row  # fmt: skip
     return Item(
-        id=row["id"],
-        event_id=row["event_id"],
-        seedbox=row["seedbox"],
-        hash=row["hash"],
-        name=row["name"],
-        remote_path=row["remote_path"],
-        destination=row["destination"],
-        local_path=row["local_path"],
-        category=row["category"],
-        tags=tuple(json.loads(row["tags"])),
-        type_code=row["type_code"],
-        size=row["size"],
-        state=ItemState(row["state"]),
-        classic=bool(row["classic"]),
-        priority=row["priority"],
-        paused=bool(row["paused"]),
-        bytes_done=row["bytes_done"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        error_code=row["error_code"],
-        received_at=row["received_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        next_attempt_at=row["next_attempt_at"],
-        updated_at=row["updated_at"],
-        engine=row["engine"],
-        request_id=row["request_id"],
-        plan=PostPlan.from_json(row["plan"]),
-        steps=tuple(
+        id=id_,
+        event_id=event_id,
+        seedbox=sys.intern(seedbox),
+        hash=info_hash,
+        name=name,
+        remote_path=remote_path,
+        destination=sys.intern(destination),
+        local_path=local_path,
+        category=_interned(category),
+        tags=() if tags == "[]" else tuple(json.loads(tags)),
+        type_code=_interned(type_code),
+        size=size,
+        state=ItemState(state),
+        classic=bool(classic),
+        priority=priority,
+        paused=bool(paused),
+        bytes_done=bytes_done,
+        attempts=attempts,
+        last_error=last_error,
+        error_code=_interned(error_code),
+        received_at=received_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        next_attempt_at=next_attempt_at,
+        updated_at=updated_at,
+        engine=_interned(engine),
+        request_id=request_id,
+        plan=PostPlan.from_json(plan),
+        steps=()
+        if steps == "[]"
+        else tuple(
             StepStatus(s["name"], StepState(s["state"]), s["attempts"], s["detail"], s["at"])
-            for s in json.loads(row["steps"])
+            for s in json.loads(steps)
         ),
-        refetch=bool(row["refetch"]),
+        refetch=bool(refetch),
     )
 
 

@@ -63,6 +63,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic change. Inside another transaction (the incoming messages that the
+        MQTT link records together, mqtt/router.py) it is a savepoint: an error rolls
+        back its own writes alone, and what it wrote commits with the outer one."""
+        if self._db.in_transaction:
+            self._db.execute("SAVEPOINT part")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK TO part")
+                self._db.execute("RELEASE part")
+                raise
+            self._db.execute("RELEASE part")
+            return
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -192,18 +205,19 @@ class Store:
         return None if row is None else row_to_item(row)
 
     def items(self, states: Iterable[ItemState] | None = None) -> list[Item]:
+        """Oldest first. Read as plain tuples and sorted here: thousands of 30-column
+        rows cost SQLite's sorter (and sqlite3.Row) more than the list's sort."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None
         if states is None:
-            rows = self._db.execute(
-                f"SELECT {ITEM_COLUMNS} FROM items ORDER BY received_at"
-            ).fetchall()
+            cursor.execute(f"SELECT {ITEM_COLUMNS} FROM items")
         else:
             wanted = [s.value for s in states]
             marks = ", ".join("?" * len(wanted))
-            rows = self._db.execute(
-                f"SELECT {ITEM_COLUMNS} FROM items WHERE state IN ({marks}) ORDER BY received_at",
-                wanted,
-            ).fetchall()
-        return [row_to_item(r) for r in rows]
+            cursor.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE state IN ({marks})", wanted)
+        items = [row_to_item(r) for r in cursor]
+        items.sort(key=lambda i: i.received_at)
+        return items
 
     def save(
         self,
@@ -322,7 +336,8 @@ class Store:
         ]
 
     def remove_outbox(self, seqs: Iterable[int]) -> None:
-        self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
+        with self.transaction() as db:  # one commit for the batch, not one per row
+            db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     # --- counters and settings -----------------------------------------------------
 

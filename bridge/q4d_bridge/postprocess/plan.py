@@ -92,7 +92,7 @@ class PostPlan:
     @classmethod
     def from_json(cls, text: str | None) -> PostPlan:
         if not text:
-            return cls()
+            return NO_PLAN  # frozen: every item without steps shares it
         data = json.loads(text)
         return cls(
             exclude=tuple(data.get("exclude", ())),
@@ -104,6 +104,7 @@ class PostPlan:
         )
 
 
+NO_PLAN = PostPlan()
 _PLAN_KEYS = ("exclude", "extract", "handoff", "arr_import", "cleanup")
 
 

@@ -1210,7 +1210,9 @@ async def _async_check_commands(hass: HomeAssistant, bridge: Bridge) -> None:
     assert response is not None
     expected = [
         HaItem.from_dict(sent).summary()
-        for sent in bridge.controller.get_queue([ItemState(s) for s in wanted])
+        for sent in map(
+            json.loads, bridge.controller.get_queue([ItemState(s) for s in wanted]).items
+        )
     ]
     assert expected and response["items"] == expected
     everything = await hass.services.async_call(
