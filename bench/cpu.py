@@ -164,9 +164,7 @@ def main() -> int:
 
     peer_best = min((net(t) for t in best if not t.startswith("q4d")), default=0.0)
     print(f"\nCPU-seconds per GiB at home (load {os.getloadavg()[0]:.2f} at the end)")
-    print(
-        f"{'tool':<34} {'CPU-s/GiB':>10} {'marginal':>14} {'MB/s':>8} {'vs frugal peer':>15}"
-    )
+    print(f"{'tool':<34} {'CPU-s/GiB':>10} {'marginal':>14} {'MB/s':>8} {'vs frugal peer':>15}")
     report = []
     for tool, fig in best.items():
         per_gib = fig.cpu / gib
