@@ -26,6 +26,9 @@ class Q4dItemSensorDescription(SensorEntityDescription):
     """A sensor of a queue item."""
 
     value_fn: Callable[[Q4dCoordinator, Item], StateType]
+    # The progress fields (`PROGRESS_FIELDS`) the value shows: a change to others alone
+    # does not concern the sensor.
+    progress_fields: frozenset[str] = frozenset()
 
 
 def _status(coordinator: Q4dCoordinator, item: Item) -> str:
@@ -48,6 +51,7 @@ ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
         translation_key="item_progress",
         native_unit_of_measurement=PERCENTAGE,
         value_fn=lambda _, item: item.progress,
+        progress_fields=frozenset({"progress"}),
     ),
     Q4dItemSensorDescription(
         key="rate",
@@ -57,6 +61,7 @@ ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
         suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
         suggested_display_precision=2,
         value_fn=lambda _, item: item.rate,
+        progress_fields=frozenset({"rate"}),
     ),
     Q4dItemSensorDescription(
         key="eta",
@@ -64,6 +69,7 @@ ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
         device_class=SensorDeviceClass.DURATION,
         native_unit_of_measurement=UnitOfTime.SECONDS,
         value_fn=lambda _, item: item.eta,
+        progress_fields=frozenset({"eta"}),
     ),
 )
 
@@ -101,6 +107,13 @@ class Q4dItemSensor(Q4dItemEntity, SensorEntity):
     """A sensor of a queue item."""
 
     entity_description: Q4dItemSensorDescription
+
+    def __init__(
+        self, coordinator: Q4dCoordinator, description: Q4dItemSensorDescription, item: Item
+    ) -> None:
+        """Initialise an item sensor."""
+        super().__init__(coordinator, description, item)
+        self._listen_progress = description.progress_fields
 
     async def async_added_to_hass(self) -> None:
         """The status also follows the bridge's state: its queue pause and breakers."""
