@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.components.sensor import (
+    DOMAIN as SENSOR_DOMAIN,
+)
+from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
 )
 from homeassistant.const import PERCENTAGE, UnitOfDataRate, UnitOfTime
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
@@ -36,8 +40,8 @@ def _status(coordinator: Q4dCoordinator, item: Item) -> str:
 
 
 # Item sensors have no state class: items come and go, long-term statistics would pile
-# up. Only the rate has a suggested unit: every suggestion costs an entity registry
-# update when the entity is first added, and items come by the thousand.
+# up. Only the rate has a suggested unit: each is stored in the entity registry, and
+# items come by the thousand.
 ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
     Q4dItemSensorDescription(
         key="status",
@@ -122,6 +126,17 @@ class Q4dItemSensor(Q4dItemEntity, SensorEntity):
             self.async_on_remove(
                 self.coordinator.async_add_listener(self._handle_coordinator_update)
             )
+
+    def get_initial_entity_options(self) -> er.EntityOptionsType | None:
+        """The suggested unit's display precision too, stored with the new registry entry
+        (the entity shows the suggested unit when first added: no scaling applies).
+        Otherwise Home Assistant updates the entry with it right after creating it:
+        one more registry write and event per item."""
+        options = super().get_initial_entity_options()
+        precision = self.entity_description.suggested_display_precision
+        if options is None or precision is None:
+            return options
+        return {**options, SENSOR_DOMAIN: {"suggested_display_precision": precision}}
 
     @property
     def native_value(self) -> StateType:
