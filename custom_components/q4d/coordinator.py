@@ -313,8 +313,9 @@ class Q4dCoordinator(Q4dListeners):
 
     @callback
     def _async_update_item(self, item: Item) -> None:
+        previous = self.items.get(item.id)
         self.items[item.id] = item
-        self._notify_item(item.id)
+        self._notify_item_update(item, previous)
         self._notify_item_change(item.id, item)
         # After the listeners: a sync completed by this item keeps its entities.
         if self.state is not None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HassJob, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.event import async_call_at
 
 from . import unique_ids
 from .const import WRITE_INTERVAL
@@ -36,6 +37,7 @@ class Q4dEntity(Entity):
         self.coordinator = coordinator
         self.entity_description = description
         self._listen_item: str | None = None
+        self._listen_progress: frozenset[str] = frozenset()  # see `async_add_listener`
         self._last_write = 0.0
         self._written: Any = _UNSET
         self._write_timer: CALLBACK_TYPE | None = None
@@ -53,11 +55,18 @@ class Q4dEntity(Entity):
         """Listen to the coordinator."""
         await super().async_added_to_hass()
         self.async_on_remove(
-            self.coordinator.async_add_listener(self._handle_coordinator_update, self._listen_item)
+            self.coordinator.async_add_listener(
+                self._handle_coordinator_update, self._listen_item, self._listen_progress
+            )
         )
         self.async_on_remove(self._cancel_write_timer)
         self._written = (self.available, self._value_key())
         self._last_write = self.hass.loop.time()
+
+    @cached_property
+    def _write_job(self) -> HassJob[[Any], None]:
+        """The deferred write, made once: entities come by the thousand."""
+        return HassJob(self._async_write_later, cancel_on_shutdown=True)
 
     @callback
     def _cancel_write_timer(self) -> None:
@@ -70,25 +79,25 @@ class Q4dEntity(Entity):
         """Write the new state now, or at the end of the current write interval."""
         if self._write_timer is not None:
             return
-        if (self.available, self._value_key()) == self._written:
+        written = (self.available, self._value_key())
+        if written == self._written:
             return
-        delay = self._last_write + WRITE_INTERVAL - self.hass.loop.time()
-        if delay <= 0:
-            self._async_write_now()
+        due = self._last_write + WRITE_INTERVAL
+        if due <= self.hass.loop.time():
+            self._async_write_now(written)
             return
-        self._write_timer = async_call_later(
-            self.hass, delay, HassJob(self._async_write_later, cancel_on_shutdown=True)
-        )
+        self._write_timer = async_call_at(self.hass, self._write_job, due)
 
     @callback
     def _async_write_later(self, _now: Any) -> None:
         self._write_timer = None
-        if (self.available, self._value_key()) != self._written:
-            self._async_write_now()
+        written = (self.available, self._value_key())
+        if written != self._written:
+            self._async_write_now(written)
 
     @callback
-    def _async_write_now(self) -> None:
-        self._written = (self.available, self._value_key())
+    def _async_write_now(self, written: tuple[bool, Any]) -> None:
+        self._written = written
         self._last_write = self.hass.loop.time()
         self.async_write_ha_state()
 

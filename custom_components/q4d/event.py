@@ -76,9 +76,9 @@ class Q4dTransferEvent(Q4dBridgeEntity, EventEntity):
         self._handle_coordinator_update()
 
     @callback
-    def _async_write_now(self) -> None:
+    def _async_write_now(self, written: tuple[bool, Any]) -> None:
         if self._pending is not None:
             kind, attributes = self._pending
             self._pending = None
             self._trigger_event(kind, attributes)
-        super()._async_write_now()
+        super()._async_write_now(written)

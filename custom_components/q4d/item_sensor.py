@@ -8,11 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.components.sensor import (
+    DOMAIN as SENSOR_DOMAIN,
+)
+from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
 )
 from homeassistant.const import PERCENTAGE, UnitOfDataRate, UnitOfTime
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
@@ -26,6 +30,9 @@ class Q4dItemSensorDescription(SensorEntityDescription):
     """A sensor of a queue item."""
 
     value_fn: Callable[[Q4dCoordinator, Item], StateType]
+    # The progress fields (`PROGRESS_FIELDS`) the value shows: a change to others alone
+    # does not concern the sensor.
+    progress_fields: frozenset[str] = frozenset()
 
 
 def _status(coordinator: Q4dCoordinator, item: Item) -> str:
@@ -33,8 +40,8 @@ def _status(coordinator: Q4dCoordinator, item: Item) -> str:
 
 
 # Item sensors have no state class: items come and go, long-term statistics would pile
-# up. Only the rate has a suggested unit: every suggestion costs an entity registry
-# update when the entity is first added, and items come by the thousand.
+# up. Only the rate has a suggested unit: each is stored in the entity registry, and
+# items come by the thousand.
 ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
     Q4dItemSensorDescription(
         key="status",
@@ -48,6 +55,7 @@ ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
         translation_key="item_progress",
         native_unit_of_measurement=PERCENTAGE,
         value_fn=lambda _, item: item.progress,
+        progress_fields=frozenset({"progress"}),
     ),
     Q4dItemSensorDescription(
         key="rate",
@@ -57,6 +65,7 @@ ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
         suggested_unit_of_measurement=UnitOfDataRate.MEGABYTES_PER_SECOND,
         suggested_display_precision=2,
         value_fn=lambda _, item: item.rate,
+        progress_fields=frozenset({"rate"}),
     ),
     Q4dItemSensorDescription(
         key="eta",
@@ -64,6 +73,7 @@ ITEM_SENSORS: tuple[Q4dItemSensorDescription, ...] = (
         device_class=SensorDeviceClass.DURATION,
         native_unit_of_measurement=UnitOfTime.SECONDS,
         value_fn=lambda _, item: item.eta,
+        progress_fields=frozenset({"eta"}),
     ),
 )
 
@@ -102,6 +112,13 @@ class Q4dItemSensor(Q4dItemEntity, SensorEntity):
 
     entity_description: Q4dItemSensorDescription
 
+    def __init__(
+        self, coordinator: Q4dCoordinator, description: Q4dItemSensorDescription, item: Item
+    ) -> None:
+        """Initialise an item sensor."""
+        super().__init__(coordinator, description, item)
+        self._listen_progress = description.progress_fields
+
     async def async_added_to_hass(self) -> None:
         """The status also follows the bridge's state: its queue pause and breakers."""
         await super().async_added_to_hass()
@@ -109,6 +126,17 @@ class Q4dItemSensor(Q4dItemEntity, SensorEntity):
             self.async_on_remove(
                 self.coordinator.async_add_listener(self._handle_coordinator_update)
             )
+
+    def get_initial_entity_options(self) -> er.EntityOptionsType | None:
+        """The suggested unit's display precision too, stored with the new registry entry
+        (the entity shows the suggested unit when first added: no scaling applies).
+        Otherwise Home Assistant updates the entry with it right after creating it:
+        one more registry write and event per item."""
+        options = super().get_initial_entity_options()
+        precision = self.entity_description.suggested_display_precision
+        if options is None or precision is None:
+            return options
+        return {**options, SENSOR_DOMAIN: {"suggested_display_precision": precision}}
 
     @property
     def native_value(self) -> StateType:

@@ -23,15 +23,20 @@ class Q4dListeners:
     def __init__(self) -> None:
         """No listeners yet."""
         self._bridge_listeners: set[CALLBACK_TYPE] = set()
-        self._item_listeners: dict[str, set[CALLBACK_TYPE]] = {}
+        # item id -> its listeners, each with the progress fields it shows
+        self._item_listeners: dict[str, dict[CALLBACK_TYPE, frozenset[str]]] = {}
         self._event_listeners: set[TransferEventCallback] = set()
         self._item_change_listeners: set[ItemChangeCallback] = set()
 
     @callback
     def async_add_listener(
-        self, update_callback: CALLBACK_TYPE, item_id: str | None = None
+        self,
+        update_callback: CALLBACK_TYPE,
+        item_id: str | None = None,
+        progress_fields: frozenset[str] = frozenset(),
     ) -> CALLBACK_TYPE:
-        """Listen to bridge-level changes, or to one item's changes."""
+        """Listen to bridge-level changes, or to one item's changes: all but those that
+        touch only progress fields (`PROGRESS_FIELDS`) outside `progress_fields`."""
         if item_id is None:
             self._bridge_listeners.add(update_callback)
 
@@ -41,13 +46,13 @@ class Q4dListeners:
 
             return remove_bridge_listener
 
-        self._item_listeners.setdefault(item_id, set()).add(update_callback)
+        self._item_listeners.setdefault(item_id, {})[update_callback] = progress_fields
 
         @callback
         def remove_item_listener() -> None:
             listeners = self._item_listeners.get(item_id)
             if listeners is not None:
-                listeners.discard(update_callback)
+                listeners.pop(update_callback, None)
                 if not listeners:
                     del self._item_listeners[item_id]
 
@@ -84,6 +89,19 @@ class Q4dListeners:
     def _notify_item(self, item_id: str) -> None:
         for update_callback in list(self._item_listeners.get(item_id, ())):
             update_callback()
+
+    @callback
+    def _notify_item_update(self, item: Item, previous: Item | None) -> None:
+        """Tell the item's listeners of a new version of it. One that changes progress
+        fields alone (most do, with a thousand items transferring) reaches only those
+        that show one of them."""
+        listeners = self._item_listeners.get(item.id)
+        if not listeners:
+            return
+        progress = item.progress_changes(previous)
+        for update_callback, fields in list(listeners.items()):
+            if progress is None or not fields.isdisjoint(progress):
+                update_callback()
 
     @callback
     def _notify_all(self) -> None:

@@ -16,11 +16,12 @@ from .bridge import (
     SeedboxState,
     SshLink,
 )
-from .item import ITEM_STATUSES, Item
+from .item import ITEM_STATUSES, PROGRESS_FIELDS, Item
 from .payload import PayloadError, UnsupportedVersion, decode
 
 __all__ = [
     "ITEM_STATUSES",
+    "PROGRESS_FIELDS",
     "BridgeState",
     "BridgeStatus",
     "ClientStats",

@@ -35,6 +35,10 @@ ITEM_STATUSES: Final = (
 )
 # The states the bridge retries an item from (lifecycle/machine.py).
 RETRY_STATES: Final = FINISHED_STATES | {"waiting"}
+# The fields that change while an item transfers. Each is shown by one entity at most
+# (none shows `bytes_done` or `updated_at`): an update that changes nothing else need
+# not concern the item's other entities.
+PROGRESS_FIELDS: Final = frozenset({"progress", "rate", "eta", "bytes_done", "updated_at"})
 
 
 @dataclass(slots=True, kw_only=True)
@@ -122,6 +126,16 @@ class Item:
     def from_payload(cls, payload: str | bytes | bytearray) -> Item:
         """Parse a retained item payload."""
         return cls.from_dict(decode(payload))
+
+    def progress_changes(self, previous: Item | None) -> frozenset[str] | None:
+        """The payload fields that changed since `previous` if they are all progress
+        fields (`PROGRESS_FIELDS`); None if anything else changed, a field came or went,
+        or nothing came before."""
+        if previous is None or previous.raw.keys() != self.raw.keys():
+            return None
+        old = previous.raw
+        changed = frozenset([key for key, value in self.raw.items() if old[key] != value])
+        return changed if changed <= PROGRESS_FIELDS else None
 
     @property
     def finished(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from homeassistant.util.json import json_loads
+
 from ..const import PROTOCOL_VERSION
 
 
@@ -19,9 +21,12 @@ class UnsupportedVersion(PayloadError):
 def decode(payload: str | bytes | bytearray) -> dict[str, Any]:
     """Decode a JSON object payload of protocol version 1."""
     try:
-        data = json.loads(payload)
-    except ValueError as err:
-        raise PayloadError(f"not JSON: {err}") from err
+        data = json_loads(payload)  # orjson, three times faster: items come by the thousand
+    except ValueError:
+        try:  # what only Python's parser reads (NaN, integers beyond 64 bits) still goes
+            data = json.loads(payload)
+        except ValueError as err:
+            raise PayloadError(f"not JSON: {err}") from err
     if not isinstance(data, dict):
         raise PayloadError("not a JSON object")
     version = data.get("v")
@@ -30,10 +35,15 @@ def decode(payload: str | bytes | bytearray) -> dict[str, Any]:
     return data
 
 
+# The readers below test exact types: payloads come from JSON, which makes nothing
+# else, and `type(...) is` is what a thousand items a second can afford (it also keeps
+# booleans, an int subclass, from counting as numbers).
+
+
 def req_str(data: dict[str, Any], key: str) -> str:
     """A string field the payload cannot do without."""
     value = data.get(key)
-    if not isinstance(value, str):
+    if type(value) is not str:
         raise PayloadError(f"{key!r} must be a string")
     return value
 
@@ -41,23 +51,23 @@ def req_str(data: dict[str, Any], key: str) -> str:
 def opt_str(data: dict[str, Any], key: str) -> str | None:
     """A string field, or None."""
     value = data.get(key)
-    return value if isinstance(value, str) else None
+    return value if type(value) is str else None
 
 
 def opt_float(data: dict[str, Any], key: str) -> float | None:
     """A number field (booleans are not numbers), or None."""
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
+    if type(value) is float:
+        return value
+    return float(value) if type(value) is int else None
 
 
 def opt_int(data: dict[str, Any], key: str) -> int | None:
     """A number field as an integer, or None."""
     value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return int(value)
+    if type(value) is int:
+        return value
+    return int(value) if type(value) is float else None
 
 
 def int_field(data: dict[str, Any], key: str, default: int = 0) -> int:
@@ -75,10 +85,10 @@ def float_field(data: dict[str, Any], key: str, default: float = 0.0) -> float:
 def opt_bool(data: dict[str, Any], key: str) -> bool | None:
     """A boolean field, or None."""
     value = data.get(key)
-    return value if isinstance(value, bool) else None
+    return value if type(value) is bool else None
 
 
 def obj_field(data: dict[str, Any], key: str) -> dict[str, Any]:
     """An object field, or an empty one."""
     value = data.get(key)
-    return value if isinstance(value, dict) else {}
+    return value if type(value) is dict else {}

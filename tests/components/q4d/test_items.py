@@ -160,6 +160,29 @@ async def test_writes_are_throttled(hass: HomeAssistant, init_integration: MockC
     assert writes == ["49.0"]
 
 
+async def test_progress_reaches_only_its_entities(
+    hass: HomeAssistant, init_integration: MockConfigEntry
+) -> None:
+    """An update that changes only progress fields reaches the item's listeners that
+    show one of them; any other change, or the connection's, reaches them all."""
+    coordinator = init_integration.runtime_data.coordinator
+    heard: list[str] = []
+    for name, fields in (("all", frozenset()), ("progress", frozenset({"progress"}))):
+        coordinator.async_add_listener(lambda name=name: heard.append(name), ITEM_1, fields)
+    for payload in (
+        transferring(ITEM_1, progress=40.0),  # progress alone
+        transferring(ITEM_1, progress=40.0, eta=3.0),  # not a field the listeners show
+        transferring(ITEM_1, progress=40.0, eta=3.0),  # nothing
+        transferring(ITEM_1, progress=41.0, attempts=2),  # progress and something else
+    ):
+        async_fire_mqtt_message(hass, item_topic(ITEM_1), payload)
+        await hass.async_block_till_done()
+    assert heard == ["progress", "all", "progress"]
+    heard.clear()
+    await async_send(hass, STATUS_TOPIC, status("offline"))
+    assert sorted(heard) == ["all", "progress"]
+
+
 @pytest.mark.parametrize("entry_options", [{CONF_ITEM_ENTITIES: True, CONF_RETENTION: 1}])
 async def test_retention(
     hass: HomeAssistant,

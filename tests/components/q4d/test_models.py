@@ -69,6 +69,36 @@ def test_decode_without_version() -> None:
     assert decode('{"ok": true}') == {"ok": True}
 
 
+def test_decode_what_only_python_reads() -> None:
+    """Payloads Python's parser reads and orjson refuses are read as before."""
+    assert decode('{"v": 1, "rate": NaN, "size": 18446744073709551616}')["size"] == 1 << 64
+    with pytest.raises(PayloadError, match="not JSON"):
+        decode('{"v": 1, "rate": }')
+
+
+@pytest.mark.parametrize(
+    ("changes", "progress"),
+    [
+        ({}, frozenset()),
+        ({"progress": 40.0, "eta": 9.0}, frozenset({"progress", "eta"})),
+        (
+            {"progress": 40.0, "rate": 1.0, "bytes_done": 5, "updated_at": NOW + 20},
+            frozenset({"progress", "rate", "bytes_done", "updated_at"}),
+        ),
+        ({"progress": 40.0, "state": "verifying"}, None),
+        ({"hash": "other"}, None),  # a field this integration does not read counts too
+        ({"speed": 5.0}, None),  # a field that came
+    ],
+)
+def test_progress_changes(changes: dict[str, object], progress: frozenset[str] | None) -> None:
+    """Only updates that change progress fields alone name them; anything else is None."""
+    payload = item_dict(ITEM_1, "transferring", progress=35.0, eta=18.6)
+    before = Item.from_dict(payload)
+    after = Item.from_dict({**payload, **changes})
+    assert after.progress_changes(before) == progress
+    assert after.progress_changes(None) is None
+
+
 def test_older_bridge_state() -> None:
     """A state without destinations, client or ssh (older bridges) parses."""
     data = state_dict()
