@@ -17,7 +17,7 @@ Mosquitto, sshd and lftp on loopback.
    that landed is compared with its source (size and SHA-256).
 
 `--baseline DIR` runs the same measurements first with the bridge package in DIR (e.g.
-/work/main/bridge), for old and new side by side with their ratio.
+a checkout of main's bridge/), for old and new side by side with their ratio.
 
 Run: .venv/bin/python bench/scale.py [--items 10000] [--events 1000] [--baseline DIR]
 """

@@ -64,16 +64,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bridge"))
 import fastbencode
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config, SeedboxConfig
-from q4d_bridge.models import ItemState
 from q4d_bridge.transfer import verify
 from q4d_bridge.transfer.bandwidth import Bandwidth
 from q4d_bridge.transfer.engines.base import Engine, ProgressCallback, TransferRequest
 from q4d_bridge.transfer.engines.sftp import SftpEngine
 from q4d_bridge.transfer.landing import remove, staging_dir
-from q4d_bridge.transfer.payload import RemoteEntry
 from q4d_bridge.transfer.pipeline import Job, run_transfer
 from q4d_bridge.transfer.remote import SeedboxSession
 from q4d_bridge.transfer.verify import TorrentInfo
+from wan_engine import Unheard
 
 from tests.helpers.configs import bridge_config
 from tests.helpers.services import SshServer
@@ -179,17 +178,6 @@ def drop_cached(path: Path) -> None:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)
-
-
-class Unheard:
-    def phase(self, state: ItemState, remote: RemoteEntry) -> None:
-        pass
-
-    def progress(self, done: int) -> None:
-        pass
-
-    def heartbeat(self) -> None:
-        pass
 
 
 def config_for(work: Path, sshd: SshServer, mode: str, cap: int) -> Config:

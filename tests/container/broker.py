@@ -4,7 +4,6 @@ a password file made with mosquitto_passwd, and MQTT clients that log in to it."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from tests.helpers.mqtt import Recorder
+from tests.helpers.mqtt import Recorder, recording_on
 from tests.helpers.podman import REPO
 from tests.helpers.services import Mosquitto
 
@@ -71,22 +70,8 @@ class ComposeBroker(Mosquitto):
 @contextlib.asynccontextmanager
 async def recording(broker: ComposeBroker, user: str, *topics: str) -> AsyncIterator[Recorder]:
     """tests.helpers.mqtt.recording, logged in as `user`."""
-    recorder = Recorder()
-    async with broker.client(user) as client:
-        for topic in topics or ("#",):
-            await client.subscribe(topic, qos=1)
-
-        async def pump() -> None:
-            async for message in client.messages:
-                recorder._add(message)
-
-        task = asyncio.create_task(pump())
-        try:
-            yield recorder
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with broker.client(user) as client, recording_on(client, *topics) as recorder:
+        yield recorder
 
 
 async def publish(broker: ComposeBroker, user: str, messages: list[tuple[str, bytes]]) -> None:

@@ -58,22 +58,28 @@ class Recorder:
 
 @contextlib.asynccontextmanager
 async def recording(port: int, *topics: str) -> AsyncIterator[Recorder]:
+    async with aiomqtt.Client("127.0.0.1", port) as client, recording_on(client, *topics) as rec:
+        yield rec
+
+
+@contextlib.asynccontextmanager
+async def recording_on(client: aiomqtt.Client, *topics: str) -> AsyncIterator[Recorder]:
+    """A Recorder of what a connected client receives on topics (all, by default)."""
     recorder = Recorder()
-    async with aiomqtt.Client("127.0.0.1", port) as client:
-        for topic in topics or ("#",):
-            await client.subscribe(topic, qos=1)
+    for topic in topics or ("#",):
+        await client.subscribe(topic, qos=1)
 
-        async def pump() -> None:
-            async for message in client.messages:
-                recorder._add(message)
+    async def pump() -> None:
+        async for message in client.messages:
+            recorder._add(message)
 
-        task = asyncio.create_task(pump())
-        try:
-            yield recorder
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    task = asyncio.create_task(pump())
+    try:
+        yield recorder
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def publish(port: int, messages: list[tuple[str, bytes]]) -> None:
