@@ -98,9 +98,11 @@ async def running_bridge(
     engine: str = "lftp",
     disk_free: Callable[[Path], int] | None = None,
     prepare: Callable[[Bridge], None] | None = None,
+    recorded: tuple[str, ...] = (),
     **config_kw: Any,
 ) -> AsyncIterator[Env]:
-    """A bridge running on the test's broker and sshd; `prepare` sees it before it runs."""
+    """A bridge running on the test's broker and sshd; `prepare` sees it before it runs;
+    the recorder hears `recorded` topics (all by default)."""
     remote = tmp_path / "seedbox"
     library = tmp_path / "library"
     remote.mkdir(exist_ok=True)
@@ -127,7 +129,7 @@ async def running_bridge(
     )
     if prepare is not None:
         prepare(bridge)
-    async with recording(mosquitto.port) as recorder:
+    async with recording(mosquitto.port, *recorded) as recorder:
         task = asyncio.create_task(bridge.run())
         try:
             await asyncio.wait_for(bridge.connected.wait(), 15)

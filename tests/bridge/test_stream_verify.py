@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from q4d_bridge.transfer.landing import staging_dir
 from q4d_bridge.transfer.payload import RemoteEntry
 from q4d_bridge.transfer.pipeline import Job, Landed, run_transfer
 from q4d_bridge.transfer.remote import SeedboxSession
-from q4d_bridge.transfer.streaming import PieceTally
+from q4d_bridge.transfer.streaming import PieceStream, PieceTally, StreamSlot
 from q4d_bridge.transfer.verify import TorrentInfo, bad_pieces
 
 from tests.bridge.test_crash import online_count
@@ -79,6 +80,21 @@ class Quiet:
 
     def heartbeat(self) -> None:
         pass
+
+
+class CancelHalfWay(Quiet):
+    """Cancels the attempt from its own progress report, so a busy machine cannot let
+    the whole payload through before the test gets to run."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+        self.attempt: asyncio.Future[object] | None = None
+
+    def progress(self, done: int) -> None:
+        super().progress(done)
+        if done >= self.at and self.attempt is not None:
+            self.attempt.cancel()
 
 
 class AfterFetch:
@@ -239,12 +255,10 @@ async def test_resumed_transfer_rechecks_what_was_there_before(
     size = 4 * 2**20
     remote = random_file(tmp_path / "seedbox" / "film.mkv", size, seed="r")
     data = torrent_of(remote, piece_size=PIECE)
-    config = config_for(tmp_path, sshd, bandwidth_limit=size)  # about 1 s for the whole
-    reporter = Quiet()
+    config = config_for(tmp_path, sshd, bandwidth_limit=size // 2)  # about 2 s for the whole
+    reporter = CancelHalfWay(size // 2)
     attempt = asyncio.ensure_future(transfer(config, remote, data, reporter=reporter))
-    while reporter.done < size // 2:
-        await asyncio.sleep(0.02)
-    attempt.cancel()
+    reporter.attempt = attempt
     with pytest.raises(asyncio.CancelledError):
         await attempt
     stage = staging_dir(tmp_path / "library" / "other", "item1")
@@ -321,6 +335,35 @@ def test_tally_trusts_only_what_it_saw_whole(tmp_path: Path) -> None:
     overlapping.feed("", 3 * PIECE, content[3 * PIECE : 3 * PIECE + 10])
     assert overlapping.settled().good | overlapping.settled().bad == set()
     assert overlapping.held_bytes == 0
+
+
+class SlowTally(PieceTally):
+    def feed(self, rel: str, offset: int, data: bytes) -> None:
+        time.sleep(0.001)
+        super().feed(rel, offset, data)
+
+
+async def test_attempt_cancelled_while_hashing_leaves_no_worker(tmp_path: Path) -> None:
+    """Cancelled while waiting for the worker to hash a long queue: close() stops it
+    without hashing the rest, and it is gone when close() returns."""
+    payload = random_file(tmp_path / "f.bin", 64 * PIECE, seed=3)
+    torrent = TorrentInfo.from_bytes(torrent_of(payload, piece_size=PIECE))
+    content = payload.read_bytes()
+    slot = StreamSlot()
+    stream = PieceStream(SlowTally(torrent), queue_limit=len(content) * 100)
+    slot.attach(stream)
+    for _ in range(20):  # a second of work for the worker
+        for offset in range(0, len(content), PIECE):
+            slot.written("", offset, content[offset : offset + PIECE])
+    finishing = asyncio.ensure_future(slot.finish())
+    await asyncio.sleep(0)
+    finishing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await finishing
+    await slot.close()
+    assert not stream.thread.is_alive()
+    assert stream.processed < stream.submitted
+    assert await slot.finish() is None
 
 
 async def test_kill_9_then_resume_rechecks_what_the_dead_process_hashed(

@@ -134,7 +134,7 @@ async def run_transfer(
         finally:
             await _settle(again)
     finally:
-        slot.abandon()
+        await slot.close()
         if lookup is not None:
             lookup.cancel()  # no effect once it is done
     modes = modes_for(job.modes, job.plan.ownership)

@@ -244,10 +244,16 @@ class StreamSlot:
             self.stream.written(rel, offset, data)
 
     async def finish(self) -> Streamed | None:
-        stream, self.stream = self.stream, None
-        return None if stream is None else await asyncio.to_thread(stream.finish)
+        if self.stream is None:
+            return None
+        streamed = await asyncio.to_thread(self.stream.finish)
+        self.stream = None
+        return streamed
 
-    def abandon(self) -> None:
+    async def close(self) -> None:
+        """The attempt is over (or cancelled, even inside `finish`): the worker drops
+        what is left and is gone before the attempt ends, so none outlives it."""
         stream, self.stream = self.stream, None
         if stream is not None:
             stream.abandon()
+            await asyncio.to_thread(stream.thread.join)
