@@ -14,6 +14,7 @@ from q4d_bridge.config.model import Config
 from q4d_bridge.transfer.bandwidth import Bandwidth
 from q4d_bridge.transfer.engines.base import TransferRequest
 from q4d_bridge.transfer.engines.sftp import SftpEngine
+from q4d_bridge.transfer.engines.sftp_adapt import Adaptation, Decision
 from q4d_bridge.transfer.remote import SeedboxSession
 
 from tests.bridge.test_e2e import digest_tree, make_file
@@ -111,3 +112,49 @@ async def test_one_large_file_is_read_over_every_connection(
     await fetch(config, remote, target)
     assert target.read_bytes() == remote.read_bytes()
     assert opened == {str(remote): 3}
+
+
+async def test_connections_the_adaptation_adds_read_too_and_are_kept(
+    tmp_path: Path, sshd: SshServer, opened: Counter[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the adaptation decides is carried out mid-transfer (its decisions are
+    scripted here: loopback has no long lossy link; test_sftp_adapt.py tests them):
+    a wider window, then 3 more connections, which open the file and read it too. The
+    file lands intact, the pool keeps the 6 connections, and the next transfer starts
+    with 6 and the wider window."""
+    script = iter([Decision(requests=4), Decision(add_connections=3)])
+
+    def scripted(self: Adaptation, rate: float, latency: float, remaining: int) -> Decision:
+        self.history.append((rate, self.connections, self.requests))
+        decision = next(script, Decision())
+        self.connections += decision.add_connections
+        self.requests = decision.requests or self.requests
+        return decision
+
+    monkeypatch.setattr(Adaptation, "step", scripted)
+    first, second = tmp_path / "seedbox" / "a.mkv", tmp_path / "seedbox" / "b.mkv"
+    make_file(first, 12 * 2**20, seed=4)
+    make_file(second, 6 * 2**20, seed=5)
+    config = config_for(tmp_path, sshd, connections=3, chunk_size="256KiB", max_requests=2)
+    seedbox = config.seedboxes["sb1"]
+    session = SeedboxSession(seedbox)
+    engine = SftpEngine(config.transfers.sftp, Bandwidth(4_000_000))  # 1 s: an interval
+    started = []
+    try:
+        for remote in (first, second):
+            entry = await session.inspect_payload(str(remote), ())
+            target = tmp_path / "staged" / remote.stem / remote.name  # a journal each
+            await engine.fetch(TransferRequest("item", seedbox, str(remote), target, entry), print)
+            assert target.read_bytes() == remote.read_bytes()
+            assert engine.last_adaptation is not None
+            steps: Any = engine.last_adaptation["steps"]
+            started.append((steps[0]["connections"], steps[0]["requests"]))
+            assert (engine.last_adaptation["connections"], engine.last_adaptation["requests"]) == (
+                6, 4,
+            )  # fmt: skip
+        assert len(engine._idle["sb1"]) == 6
+    finally:
+        await session.close()
+        await engine.close()
+    assert started == [(3, 2), (6, 4)]
+    assert opened[str(first)] == 6

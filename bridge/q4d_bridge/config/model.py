@@ -129,6 +129,7 @@ class RsyncConfig:
 @dataclass(frozen=True, slots=True)
 class SftpConfig:
     connections: int
+    max_connections: int
     chunk_size: int
     window: int
     max_requests: int

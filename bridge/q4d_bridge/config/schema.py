@@ -179,6 +179,9 @@ SFTP_SCHEMA = vol.Schema(
     {
         # More connections ramp up faster after idle (each starts TCP at a small window).
         vol.Optional("connections", default=6): vol.All(int, vol.Range(min=1, max=32)),
+        # On a long lossy link each connection carries little: a transfer adds
+        # connections while that pays, up to this many (sftp_adapt.py).
+        vol.Optional("max_connections", default=24): vol.All(int, vol.Range(min=1, max=64)),
         # the unit of resume: a kill -9 re-fetches the chunks a connection was reading
         vol.Optional("chunk_size", default="1MiB"): vol.All(
             v.size, vol.Range(min=64 * 1024, msg="must be at least 64KiB")

@@ -12,9 +12,11 @@ flight: one per reader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import time
 from collections import deque
 from pathlib import Path
 
@@ -26,7 +28,17 @@ from ..errors import TransferError, local_error
 from ..payload import RemoteEntry
 from ..remote import classify_ssh_error, connect
 from .base import ProgressCallback, TransferRequest
-from .sftp_reads import Chunk, Connection, ConnectionReader, Journal, Plan, local_path, plan_chunks
+from .sftp_adapt import Adaptation, interval_for
+from .sftp_reads import (
+    Chunk,
+    Connection,
+    ConnectionReader,
+    Journal,
+    Plan,
+    ReadMeter,
+    local_path,
+    plan_chunks,
+)
 
 _LOGGER = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 0.5
@@ -42,6 +54,10 @@ class SftpEngine:
         self._idle: dict[str, list[Connection]] = {}
         self._warming: dict[str, list[asyncio.Task[Connection]]] = {}
         self._dropped: set[asyncssh.SSHClientConnection] = set()
+        # Per seedbox, what the last transfer's adaptation found: connections and
+        # requests each. The next one starts there, and the pool keeps that many.
+        self._learned: dict[str, tuple[int, int]] = {}
+        self.last_adaptation: dict[str, object] | None = None  # for bench/wan_engine.py
 
     # --- connections ---------------------------------------------------------------
 
@@ -51,7 +67,7 @@ class SftpEngine:
         warming = self._warming.setdefault(seedbox.id, [])
         warming[:] = [task for task in warming if not _failed(task)]  # the link was down
         have = len(self._idle.get(seedbox.id, [])) + len(warming)
-        for _ in range(self.config.connections - have):
+        for _ in range(self._connections(seedbox) - have):
             warming.append(asyncio.create_task(self._open(seedbox)))
 
     async def wait_warm(self, seedbox: SeedboxConfig) -> None:
@@ -113,11 +129,44 @@ class SftpEngine:
 
     def _release(self, seedbox: SeedboxConfig, conn: Connection, *, healthy: bool) -> None:
         idle = self._idle.setdefault(seedbox.id, [])
-        if healthy and not conn.ssh.is_closed() and len(idle) < self.config.connections:
+        if healthy and not conn.ssh.is_closed() and len(idle) < self._connections(seedbox):
             idle.append(conn)
         else:
             conn.ssh.abort()
             self._dropped.add(conn.ssh)
+
+    def learned(self, seedbox: SeedboxConfig, adaptation: Adaptation) -> None:
+        self.last_adaptation = adaptation.summary()
+        # Never less than before: a payload of few chunks uses few connections, which
+        # says nothing about the link.
+        before = self._learned.get(seedbox.id, (self.config.connections, self.config.max_requests))
+        found = (max(before[0], adaptation.connections), max(before[1], adaptation.requests))
+        if found != before:
+            _LOGGER.info(
+                "seedbox %s: round trip %.0f ms; %d connections with %d reads in flight "
+                "each carry the most", seedbox.id, adaptation.rtt * 1000, *found,
+            )  # fmt: skip
+        self._learned[seedbox.id] = found
+
+    def _connections(self, seedbox: SeedboxConfig) -> int:
+        return self._learned.get(seedbox.id, (self.config.connections, 0))[0]
+
+    async def _acquire_some(self, seedbox: SeedboxConfig, count: int) -> list[Connection]:
+        """Up to count more connections; a seedbox that refuses some (a limit on
+        sessions per user) just gets fewer."""
+        tasks = [asyncio.ensure_future(self._acquire(seedbox)) for _ in range(count)]
+        try:
+            await asyncio.wait(tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+                task.add_done_callback(lambda done: self._adopt(seedbox, done))
+            raise
+        failures = [t.exception() for t in tasks if t.exception() is not None]
+        if failures:
+            _LOGGER.info("seedbox %s: %d more connection(s) refused: %s",
+                         seedbox.id, len(failures), failures[0])  # fmt: skip
+        return [t.result() for t in tasks if t.exception() is None]
 
     async def close(self) -> None:
         closing = list(self._dropped)
@@ -169,7 +218,11 @@ class SftpEngine:
         chunks = plan.chunks_left()
         if not chunks:
             return
-        ready = await self._acquire_many(request.seedbox, min(self.config.connections, chunks))
+        seedbox = request.seedbox
+        connections, requests = self._learned.get(
+            seedbox.id, (self.config.connections, self.config.max_requests)
+        )
+        ready = await self._acquire_many(seedbox, min(connections, chunks))
 
         async def ticker() -> None:
             while True:
@@ -177,24 +230,117 @@ class SftpEngine:
                 on_progress(progress[0])
 
         tick = asyncio.create_task(ticker())
-        flow = Flow()
-        healthy = False
+        transfer = _Transfer(self, request, plan, journals, progress, requests)
         try:
             async with asyncio.TaskGroup() as group:
                 for conn in ready:
-                    reader = ConnectionReader(conn, request, self.config, self.bandwidth,
-                                              flow, plan, journals, progress)  # fmt: skip
-                    group.create_task(reader.run())
-            healthy = True
+                    transfer.start(group, conn)
+                group.create_task(transfer.adapt(group, remote.size))
+            transfer.healthy = True
         except* TransferError as group_err:
             raise group_err.exceptions[0] from None
         finally:
             tick.cancel()
             # Never await anything on a failed or cancelled connection: the server may
             # be frozen (that is why the watchdog fired). Drop it instead.
-            for conn in ready:
-                self._release(request.seedbox, conn, healthy=healthy)
+            for conn in transfer.connections:
+                self._release(seedbox, conn, healthy=transfer.healthy)
         on_progress(progress[0])
+
+
+class _Transfer:
+    """One fetch's readers, and the adaptation that may add to them."""
+
+    def __init__(
+        self,
+        engine: SftpEngine,
+        request: TransferRequest,
+        plan: Plan,
+        journals: dict[str, Journal],
+        progress: list[int],
+        requests: int,
+    ) -> None:
+        self.engine = engine
+        self.request = request
+        self.plan = plan
+        self.journals = journals
+        self.progress = progress
+        self.requests = requests
+        self.flow = Flow()
+        self.meter = ReadMeter()
+        self.readers: list[ConnectionReader] = []
+        self.connections: list[Connection] = []
+        self.running = 0
+        self.finished = asyncio.Event()
+        self.healthy = False
+
+    def start(self, group: asyncio.TaskGroup, conn: Connection) -> None:
+        reader = ConnectionReader(
+            conn, self.request, self.engine.config, self.engine.bandwidth, self.flow,
+            self.plan, self.journals, self.progress, self.meter, self.requests,
+        )  # fmt: skip
+        self.connections.append(conn)
+        self.readers.append(reader)
+        self.running += 1
+        group.create_task(self._run(reader))
+
+    async def _run(self, reader: ConnectionReader) -> None:
+        try:
+            await reader.run()
+        finally:
+            self.running -= 1
+            if not self.running:
+                self.finished.set()
+
+    async def adapt(self, group: asyncio.TaskGroup, size: int) -> None:
+        """Every interval, measure and let the adaptation decide; ends with the readers."""
+        config, seedbox = self.engine.config, self.request.seedbox
+        block = self.readers[0].block_size
+        adaptation: Adaptation | None = None
+        mark = (self.progress[0], time.monotonic())
+        while not self.finished.is_set():
+            rtt = self.meter.rtt if self.meter.rtt != float("inf") else 0.0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval_for(rtt)):
+                    await self.finished.wait()
+            if self.finished.is_set() or self.meter.rtt == float("inf"):
+                continue
+            rate = (self.progress[0] - mark[0]) / (time.monotonic() - mark[1])
+            if adaptation is None:
+                adaptation = Adaptation(
+                    self.meter.rtt, len(self.readers), max(config.max_connections,
+                    len(self.readers)), self.requests,
+                    max(self.requests, config.window // block),
+                )  # fmt: skip
+            decision = adaptation.step(rate, self.meter.take_latency(), size - self.progress[0])
+            if decision.requests:
+                self.requests = decision.requests
+                for reader in self.readers:
+                    reader.widen(self.requests)
+            if decision.add_connections:
+                added = await self._open(decision.add_connections)
+                if added is None:
+                    break
+                adaptation.opened(decision.add_connections, len(added))
+                for conn in added:
+                    self.start(group, conn)
+            mark = (self.progress[0], time.monotonic())
+        if adaptation is not None:
+            self.engine.learned(seedbox, adaptation)
+
+    async def _open(self, count: int) -> list[Connection] | None:
+        """count more connections, or None if the readers finished first: the end of
+        the transfer does not wait for handshakes (what opens goes to the pool)."""
+        opening = asyncio.ensure_future(self.engine._acquire_some(self.request.seedbox, count))
+        done = asyncio.ensure_future(self.finished.wait())
+        try:
+            await asyncio.wait({opening, done}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            done.cancel()
+            if not opening.done():
+                opening.cancel()
+                await asyncio.wait({opening})
+        return None if opening.cancelled() else opening.result()
 
 
 def _prepare(

@@ -9,8 +9,9 @@ import asyncio
 import errno
 import os
 import posixpath
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,22 @@ class Plan:
 
 
 @dataclass(slots=True)
+class ReadMeter:
+    """What the transfer's reads observe, for its adaptation: the quickest open (a
+    small request: about one round trip) and the latency of reads."""
+
+    rtt: float = float("inf")
+    latency_sum: float = 0.0
+    reads: int = 0
+
+    def take_latency(self) -> float:
+        """The mean read latency since the last call (0.0 if nothing was read)."""
+        mean = self.latency_sum / self.reads if self.reads else 0.0
+        self.latency_sum, self.reads = 0.0, 0
+        return mean
+
+
+@dataclass(slots=True)
 class _OpenFile:
     """A payload file open on one connection."""
 
@@ -128,6 +145,8 @@ class ConnectionReader:
         plan: Plan,
         journals: dict[str, Journal],
         progress: list[int],
+        meter: ReadMeter,
+        requests: int,
     ) -> None:
         self.sftp = conn.sftp
         self.request = request
@@ -135,9 +154,9 @@ class ConnectionReader:
         # Equal blocks per chunk: a chunk cut at the server's limit would end in a
         # tiny request.
         self.block_size = -(-config.chunk_size // -(-config.chunk_size // largest))
-        # Chunks to have claimed ahead so the next file's open is answered in time.
-        self.chunks_ahead = -(-config.max_requests * self.block_size // config.chunk_size)
-        self.slots = asyncio.Semaphore(config.max_requests)
+        self.chunk_size = config.chunk_size
+        self.requests = requests
+        self.slots = asyncio.Semaphore(requests)
         self.bandwidth = bandwidth
         self.flow = flow  # the whole transfer's, over every connection
         self.plan = plan
@@ -145,6 +164,18 @@ class ConnectionReader:
         self.journals = journals
         self.progress = progress
         self.files: dict[str, _OpenFile] = {}
+        self.meter = meter
+
+    @property
+    def chunks_ahead(self) -> int:
+        """Chunks to have claimed ahead so the next file's open is answered in time."""
+        return -(-self.requests * self.block_size // self.chunk_size)
+
+    def widen(self, requests: int) -> None:
+        """Keep up to `requests` reads in flight from now on."""
+        for _ in range(requests - self.requests):
+            self.slots.release()
+        self.requests = max(self.requests, requests)
 
     async def run(self) -> None:
         try:
@@ -201,6 +232,7 @@ class ConnectionReader:
             handle = asyncio.ensure_future(
                 self.sftp.open(remote_path, "rb", block_size=self.block_size)
             )
+            handle.add_done_callback(self._timed(time.monotonic()))
             # A fresh file's content is unknown: the first connection to open it empties it.
             flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if rel in self.plan.fresh else 0)
             self.plan.fresh.discard(rel)
@@ -211,6 +243,12 @@ class ConnectionReader:
                 raise local_error(err) from err
             entry = self.files[rel] = _OpenFile(handle, fd)
         return entry
+
+    def _timed(self, started: float) -> Callable[[object], None]:
+        def opened(_handle: object) -> None:
+            self.meter.rtt = min(self.meter.rtt, time.monotonic() - started)
+
+        return opened
 
     def _retire(self) -> None:
         """Close the files no chunk is left of, once their reads here finished. Nothing
@@ -235,7 +273,10 @@ class ConnectionReader:
                 await self.bandwidth.take(self.flow, length)
                 booked = True
                 while length:
+                    asked = time.monotonic()
                     data = await handle.read(length, offset)
+                    self.meter.latency_sum += time.monotonic() - asked
+                    self.meter.reads += 1
                     if not isinstance(data, bytes) or not data:
                         raise TransferError(
                             ErrorCode.TRANSFER,
