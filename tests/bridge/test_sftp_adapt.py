@@ -31,21 +31,19 @@ def test_reads_answered_in_a_round_trip_widen_the_window_up_to_its_ceiling() -> 
     assert a.step(14 * MB, 1.3 * RTT, LOTS) == Decision(requests=27)
     assert a.step(16 * MB, 1.5 * RTT, LOTS) == Decision(requests=30)
     # At the ceiling: the next step is about connections (reads queue now).
-    assert a.step(16 * MB, 3 * RTT, LOTS) == Decision(add_connections=3)
+    assert a.step(16 * MB, 3 * RTT, LOTS) == Decision(add_connections=6)
 
 
 def test_connections_are_added_while_they_pay_and_not_after() -> None:
-    a = adaptation()
+    a = adaptation(connections=4)
     queued = 4 * RTT  # reads wait behind what each TCP connection carries
-    assert a.step(6 * MB, queued, LOTS) == Decision(add_connections=3)  # 6 -> 9
-    assert a.step(7 * MB, queued, LOTS) == Decision()  # settling
-    # 9/6 = +50 % connections; +25 % rate or more counts as paying: 6 -> 7.6 MB/s
-    assert a.step(8.5 * MB, queued, LOTS) == Decision(add_connections=4)  # 9 -> 13
-    assert a.step(9 * MB, queued, LOTS) == Decision()
-    assert a.step(9.2 * MB, queued, LOTS) == Decision()  # +8 % for +44 %: the link is full
-    assert a.step(9.2 * MB, queued, LOTS) == Decision()
-    assert a.connections == 13
-    assert [c for _rate, c, _r in a.history] == [6, 9, 9, 13, 13, 13]
+    assert a.step(4 * MB, queued, LOTS) == Decision(add_connections=4)  # 4 -> 8
+    # twice the connections: +50 % rate or more counts as paying
+    assert a.step(6.5 * MB, queued, LOTS) == Decision(add_connections=8)  # 8 -> 16
+    assert a.step(7 * MB, queued, LOTS) == Decision()  # +8 % for +100 %: the link is full
+    assert a.step(7 * MB, queued, LOTS) == Decision()
+    assert a.connections == 16
+    assert [c for _rate, c, _r in a.history] == [4, 8, 16, 16]
 
 
 def test_additions_stop_at_the_ceiling_and_never_exceed_a_handshake_burst() -> None:
@@ -59,14 +57,14 @@ def test_additions_stop_at_the_ceiling_and_never_exceed_a_handshake_burst() -> N
 
 def test_a_seedbox_refusing_connections_ends_the_additions() -> None:
     a = adaptation()
-    assert a.step(6 * MB, 4 * RTT, LOTS) == Decision(add_connections=3)
-    a.opened(3, 1)
-    assert a.connections == 7
+    assert a.step(6 * MB, 4 * RTT, LOTS) == Decision(add_connections=6)
+    a.opened(6, 2)
+    assert a.connections == 8
     for _ in range(3):
         assert a.step(9 * MB, 4 * RTT, LOTS) == Decision()
     a2 = adaptation()
     a2.step(6 * MB, 4 * RTT, LOTS)
-    a2.opened(3, 0)
+    a2.opened(6, 0)
     assert (a2.connections, a2.step(6 * MB, 4 * RTT, LOTS)) == (6, Decision())
 
 
@@ -77,7 +75,7 @@ def test_short_links_and_the_end_of_a_transfer_change_nothing() -> None:
     near_end = adaptation()
     # 3 s at 6 MB/s is left, less than the time an addition needs to pay.
     assert near_end.step(6 * MB, 4 * RTT, 18 * MB) == Decision()
-    assert near_end.step(6 * MB, 4 * RTT, 60 * MB) == Decision(add_connections=3)
+    assert near_end.step(6 * MB, 4 * RTT, 60 * MB) == Decision(add_connections=6)
 
 
 def test_intervals_cover_several_round_trips_and_the_summary_shows_the_steps() -> None:

@@ -8,10 +8,10 @@ and more connections win. How many is not known beforehand, so the transfer meas
   latency. While reads come back in about one round trip, nothing queues and the
   requests, not the link, are the limit: the window grows by half (up to the SSH
   channel window).
-- Connections: while reads queue (each connection's TCP is the limit), add half as
-  many again, and keep adding while the last addition paid (the rate rose by at least
-  half of what the added share would give if connections scaled perfectly). Once one
-  does not, the link (or the CPU) is full: stop.
+- Connections: while reads queue (each connection's TCP is the limit), double them,
+  and keep adding while the last addition paid (the rate rose by at least half of
+  what the added share would give if connections scaled perfectly). Once one does
+  not, the link (or the CPU) is full: stop.
 
 Below MIN_RTT a connection's TCP is not what limits a transfer, and nothing changes.
 Additions stop when what is left would be gone before new connections (about ten round
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MIN_RTT = 0.02  # seconds
-SETTLE_INTERVALS = 2  # measured after an addition before judging it
+SETTLE_INTERVALS = 1  # measured after an addition (once it is open) before judging it
 QUEUED = 2.0  # read latency over this many RTTs: requests queue behind the link
 WORTH_SECONDS = 3.0  # an addition needs this much transfer left at the current rate
 MAX_STEP = 8  # opened at once: sshd drops handshakes beyond MaxStartups (10)
@@ -74,7 +74,7 @@ class Adaptation:
         worth = rate > 0 and remaining / rate >= WORTH_SECONDS + 10 * self.rtt
         if self._saturated or self.connections >= self.max_connections or not worth:
             return Decision()
-        add = min(MAX_STEP, max(2, self.connections // 2), self.max_connections - self.connections)
+        add = min(MAX_STEP, max(2, self.connections), self.max_connections - self.connections)
         self._before, self._added_from = rate, self.connections
         self.connections += add
         self._settling = SETTLE_INTERVALS
