@@ -22,7 +22,12 @@ Mosquitto, sshd and lftp on loopback.
 The seedbox's sshd, and so every session and SFTP server it forks for the transfers,
 runs at nice 10 (as the bridge runs its own lftp and ssh, `transfers.nice`): a real
 seedbox is another machine, and at nice 0 on these 2 cores the bench's own seedbox
-starved the bridge it measures (intake during the 8 transfers).
+starved the bridge it measures (intake during the 8 transfers). Nice alone is not
+enough where the kernel groups processes by session (autogroup, the default on most
+distributions): sshd starts a session for each connection, and each session weighs as
+much as the bridge's whatever its nice. So where it can (root, cgroup v1 `cpu` or v2
+with the cpu controller) the bench puts the sshd in a cpu cgroup of its own weighted as
+one nice-10 process, which the sessions inherit; the table says which held.
 
 `--baseline DIR` runs the same measurements first with the bridge package in DIR (e.g.
 a checkout of main's bridge/), for old and new side by side with their ratio. A bridge
@@ -142,10 +147,56 @@ def seed_history(config: Config, remote: Path, count: int, now: float) -> dict[s
 
 
 class NicedSshServer(SshServer):
-    """The seedbox's sshd at nice SEEDBOX_NICE; the sessions it forks inherit it."""
+    """The seedbox's sshd at nice SEEDBOX_NICE and, where it can, in a cpu cgroup of
+    that weight; the sessions it forks inherit both."""
+
+    cgroup: Path | None = None
 
     def _argv(self) -> list[str]:
         return ["nice", "-n", str(SEEDBOX_NICE), *super()._argv()]
+
+    def start(self) -> None:
+        super().start()
+        assert self.pid is not None
+        self.cgroup = low_cpu_cgroup(f"q4d-bench-seedbox-{self.pid}", self.pid)
+
+    def stop(self) -> None:
+        super().stop()
+        if self.cgroup is not None:
+            for _ in range(50):  # the last sessions may take a moment to exit
+                try:
+                    self.cgroup.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+NICE_10_WEIGHT = 110  # CFS: nice 10 weighs 110 against nice 0's 1024
+
+
+def low_cpu_cgroup(name: str, pid: int) -> Path | None:
+    """A new cpu cgroup weighted as a nice-10 process, holding pid; None where the
+    machine has none to give (not root, no cpu controller)."""
+    for root, weight_file, weight in (
+        (Path("/sys/fs/cgroup/cpu"), "cpu.shares", NICE_10_WEIGHT),  # cgroup v1
+        (Path("/sys/fs/cgroup"), "cpu.weight", max(1, NICE_10_WEIGHT * 100 // 1024)),  # v2
+    ):
+        group = root / name
+        try:
+            if weight_file == "cpu.weight" and "cpu" not in (
+                (root / "cgroup.subtree_control").read_text().split()
+            ):
+                continue
+            group.mkdir()
+        except OSError:
+            continue
+        try:
+            (group / weight_file).write_text(str(weight))
+            (group / "cgroup.procs").write_text(str(pid))
+            return group
+        except OSError:
+            group.rmdir()
+    return None
 
 
 class Desk:
@@ -392,6 +443,7 @@ async def run(
                 history_retention="30d", log_level="WARNING",
             )  # fmt: skip
             raw["transfers"]["max_concurrent"] = raw["seedboxes"][0]["max_concurrent"] = 8
+            note(f"seedbox sshd at nice {SEEDBOX_NICE}, cpu cgroup: {sshd.cgroup or 'none'}")
             seeded = seed_history(parse_config(raw), remote, args.items, time.time())
             async with (
                 aiomqtt.Client("127.0.0.1", broker.port) as listener,
@@ -433,6 +485,7 @@ async def run(
                     rss_after, peak = rss_kib(pid)
                     history["rss_after_get_queue_mib"] = rss_after / 1024
                     history["peak_rss_mib"] = peak / 1024
+                    history["seedbox_cpu_cgroup"] = sshd.cgroup is not None
                     note("get_queue measured")
                     if not bursts:
                         return {"history": history, "peak_rss_mib": peak / 1024}
@@ -547,6 +600,10 @@ def rows(results: dict[str, dict[str, Any]]) -> list[str]:
             continue
         if "get_queue_walk_pages" in run["history"]:
             lines.append(f"{name}: a walk is {run['history']['get_queue_walk_pages']} pages")
+        lines.append(
+            f"{name}: seedbox sshd at nice {SEEDBOX_NICE}, in a cpu cgroup of that weight: "
+            f"{run['history']['seedbox_cpu_cgroup']}"
+        )
         if "churn" not in run:
             lines.append(f"{name}: load avg {run['history']['load']:.2f} (history; no bursts)")
             continue
