@@ -88,7 +88,9 @@ async def test_digest(
 
     await async_run_digest(hass, freezer)
 
-    assert [call.data for call in get_queue] == [{"states": ["done", "failed", "cancelled"], "limit": 10000}]
+    assert [call.data for call in get_queue] == [
+        {"states": ["done", "failed", "cancelled"], "limit": 10000}
+    ]
     assert [call.data for call in notes] == [
         {
             "title": "q4d: 3 home, 1 failed in the last 24 h",
