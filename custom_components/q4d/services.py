@@ -14,7 +14,7 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
 from .commands import (
@@ -22,6 +22,7 @@ from .commands import (
     async_item_command,
     async_rescan,
     async_retry_failed,
+    bridge_refusal,
 )
 from .const import (
     ATTR_CATEGORY,
@@ -30,7 +31,9 @@ from .const import (
     ATTR_FORCE,
     ATTR_IGNORE,
     ATTR_ITEM_ID,
+    ATTR_LIMIT,
     ATTR_MAGNET,
+    ATTR_OFFSET,
     ATTR_PAUSED,
     ATTR_PRIORITY,
     ATTR_SEEDBOX,
@@ -60,6 +63,7 @@ SERVICE_ADD_TRACKER_RULE = "add_tracker_rule"
 SERVICE_REMOVE_TRACKER_RULE = "remove_tracker_rule"
 
 ITEM_ID = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{16}$"))
+MAX_PAGE = 10_000  # the bridge's largest get_queue page
 
 
 def _force_needs_item(data: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +119,12 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
     SERVICE_RESUME: vol.Schema({**BASE, vol.Optional(ATTR_ITEM_ID): ITEM_ID}),
     SERVICE_RESCAN: vol.Schema({**BASE, vol.Optional(ATTR_SEEDBOX): cv.string}),
     SERVICE_GET_QUEUE: vol.Schema(
-        {**BASE, vol.Optional(ATTR_STATES): vol.All(cv.ensure_list, [vol.In(ITEM_STATES)])}
+        {
+            **BASE,
+            vol.Optional(ATTR_STATES): vol.All(cv.ensure_list, [vol.In(ITEM_STATES)]),
+            vol.Optional(ATTR_LIMIT): vol.All(strict_int, vol.Range(min=1, max=MAX_PAGE)),
+            vol.Optional(ATTR_OFFSET): vol.All(strict_int, vol.Range(min=0)),
+        }
     ),
     SERVICE_ADD_TORRENT: vol.Schema({**TORRENT, vol.Optional(ATTR_PAUSED): cv.boolean}),
     SERVICE_PREVIEW_DISPATCH: vol.Schema(TORRENT),
@@ -218,15 +227,49 @@ async def _async_rescan(hass: HomeAssistant, call: ServiceCall) -> ServiceRespon
 
 async def _async_get_queue(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
     coordinator = _coordinator(hass, call)
-    result = await async_bridge_command(coordinator, "get_queue", _args(call, ATTR_STATES))
+    paging = _args(call, ATTR_LIMIT, ATTR_OFFSET)
+    try:
+        result = await async_bridge_command(
+            coordinator, "get_queue", _args(call, ATTR_STATES, ATTR_LIMIT, ATTR_OFFSET)
+        )
+    except HomeAssistantError as err:
+        refusal = bridge_refusal(err)
+        if not paging or refusal is None or not _no_paging(refusal):
+            raise
+        # a bridge older than paging refuses limit and offset; it lists every item
+        result = await async_bridge_command(coordinator, "get_queue", _args(call, ATTR_STATES))
+    return queue_page(result, paging.get(ATTR_LIMIT), paging.get(ATTR_OFFSET, 0))
+
+
+def _no_paging(refusal: tuple[str, str]) -> bool:
+    code, message = refusal
+    return code == "invalid_args" and "extra keys not allowed" in message
+
+
+def queue_page(result: dict[str, Any], limit: int | None, offset: int) -> dict[str, Any]:
+    """The get_queue response: the page's items, how many items the bridge listed in
+    all, and the offset of the next page (None on the last). A bridge without paging
+    sends every item and no `total`: the page is cut from them here."""
     raw = result.get("items")
+    listed: list[Any] = raw if isinstance(raw, list) else []
+    total = result.get("total")
+    next_offset = result.get("next_offset")
+    if type(total) is not int:
+        total = len(listed)
+        end = total if limit is None else min(total, offset + limit)
+        listed = listed[offset:end]
+        next_offset = end if end < total else None
     items: list[Any] = []
-    for payload in raw if isinstance(raw, list) else []:
+    for payload in listed:
         try:
             items.append(Item.from_dict(payload).summary())
         except (PayloadError, AttributeError) as err:
             LOGGER.debug("Skipping an item of the queue: %s", err)
-    return {"items": items}
+    return {
+        "items": items,
+        "total": total,
+        "next_offset": next_offset if type(next_offset) is int else None,
+    }
 
 
 async def _async_add_torrent(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:

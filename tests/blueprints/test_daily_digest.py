@@ -88,7 +88,9 @@ async def test_digest(
 
     await async_run_digest(hass, freezer)
 
-    assert [call.data for call in get_queue] == [{"states": ["done", "failed", "cancelled"]}]
+    assert [call.data for call in get_queue] == [
+        {"states": ["done", "failed", "cancelled"], "limit": 10000}
+    ]
     assert [call.data for call in notes] == [
         {
             "title": "q4d: 3 home, 1 failed in the last 24 h",
@@ -129,6 +131,7 @@ async def test_digest_to_notify_service(
 
     assert get_queue[0].data == {
         "states": ["done", "failed", "cancelled"],
+        "limit": 10000,
         "config_entry_id": ENTRY_ID,
     }
     message = "3/1/1 9800000000 ['Show.S01E01.mkv'] ['Broken.iso'] ['Unwanted.mkv']"

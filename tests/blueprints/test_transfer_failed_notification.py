@@ -92,7 +92,7 @@ async def test_reminders_while_still_failed(hass: HomeAssistant) -> None:
     assert len(notify) == 1
     await async_advance(hass, minutes=31)
     assert [call.data["title"] for call in notify] == ["Transfer failed", "Still failed"]
-    assert get_queue[0].data == {"config_entry_id": ENTRY_ID, "states": ["failed"]}
+    assert get_queue[0].data == {"config_entry_id": ENTRY_ID, "states": ["failed"], "limit": 10000}
 
     await async_advance(hass, minutes=61)
     assert [call.data["title"] for call in notify] == [

@@ -256,7 +256,9 @@ async def test_digest_from_the_bridge(
     await async_settle(hass)
     await hass.async_block_till_done()
 
-    assert fake_bridge.ops == [("get_queue", {"states": ["done", "failed", "cancelled"]})]
+    assert fake_bridge.ops == [
+        ("get_queue", {"states": ["done", "failed", "cancelled"], "limit": 10000})
+    ]
     assert [call.data["message"] for call in notes] == [
         "2 completed (9.5 GB), 1 failed, 0 cancelled.\n\n"
         "Completed: Show.S01E01.mkv, Film.2021.mkv\n\n"

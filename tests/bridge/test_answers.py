@@ -151,7 +151,9 @@ async def test_a_queue_pause_republishes_what_it_holds(
         own.id: ("queued", True, "item"),
         waiting.id: ("waiting", False, "queue"),
     }
-    listed = {i["id"]: i["held"] for i in map(json.loads, b.controller.get_queue(None).items)}
+    listed = {
+        i["id"]: i["held"] for i in map(json.loads, b.controller.get_queue(None, 500, 0).items)
+    }
     assert listed == {running.id: "queue", own.id: "item", waiting.id: "queue"}
     assert b.state().as_dict()["paused"] is True
 

@@ -406,7 +406,8 @@ class CommandFuzzer:
                 return {"item_id": self.item_id(), "priority": rng.randrange(-100, 101)}
             case "get_queue":
                 states = rng.sample([s.value for s in ItemState], rng.randrange(0, 3))
-                return {"states": states} if rng.random() < 0.5 else {}
+                paging = {"limit": rng.randrange(1, 10_001), "offset": rng.randrange(0, 50)}
+                return {**({"states": states} if rng.random() < 0.5 else {}), **paging}
             case "rescan":
                 return {"seedbox": rng.choice(["sb1", "sb9"])} if rng.random() < 0.5 else {}
         limits: dict[str, Any] = {"bandwidth_limit": rng.choice([0, 1024, 2**40])}
@@ -514,7 +515,7 @@ class CommandFuzzer:
 
 ARG_KEYS = {
     "retry": ["item_id"], "cancel": ["item_id"], "pause": ["item_id"], "resume": ["item_id"],
-    "set_priority": ["item_id", "priority"], "get_queue": ["states"], "rescan": ["seedbox"],
+    "set_priority": ["item_id", "priority"], "get_queue": ["states", "limit", "offset"], "rescan": ["seedbox"],
     "set_limits": ["bandwidth_limit", "max_concurrent"],
 }  # fmt: skip
 BAD_VALUES: dict[str, list[Any]] = {
@@ -527,6 +528,8 @@ BAD_VALUES: dict[str, list[Any]] = {
     "max_concurrent": [None, 0, 257, -1, 2**63, True, False, 2.0, "4"],
     "states": [None, ["nope"], "queued", [1], [["queued"]], {"queued": 1}, [None], [True]],
     "seedbox": [None, True, 7, 1.5, [], {}, "", "s" * 65],
+    "limit": [None, 0, -1, 10_001, 2**63, True, 5.0, "5", []],
+    "offset": [None, -1, True, 1.5, "0", {}],
 }  # fmt: skip
 COMMAND_KINDS = [
     "valid", "valid", "valid", "bad_args", "bad_args", "bad_args", "bad_request",
@@ -669,7 +672,8 @@ async def test_deep_and_huge_inputs_through_mosquitto(
         assert answers == [
             {"v": 1, "id": None, "ok": False,
              "error": {"code": "too_large", "message": "nested deeper than 32 levels"}},
-            {"v": 1, "id": "after", "ok": True, "result": {"items": []}},
+            {"v": 1, "id": "after", "ok": True,
+             "result": {"items": [], "total": 0, "next_offset": None}},
         ]  # fmt: skip
         reasons = [e["reason"] for e in rec.events("rejected")]
         assert reasons == ["too_large", "too_large", "wrong_type", "malformed"]

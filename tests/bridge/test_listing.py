@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from q4d_bridge.lifecycle.machine import Lifecycle
 from q4d_bridge.lifecycle.policy import Breaker, Limits
-from q4d_bridge.models import FINISHED_STATES, ItemState
+from q4d_bridge.models import FINISHED_STATES, Item, ItemState
 from q4d_bridge.mqtt.codec import dumps
 from q4d_bridge.mqtt.listing import ItemPayloads
 from q4d_bridge.mqtt.payloads import EncodedItems, command_result, item_payload
@@ -72,12 +72,44 @@ def test_get_queue_answer_is_the_plain_encoding(life: tuple[Lifecycle, Store, He
     _, store, _ = life
     payloads = ItemPayloads(lambda: True)
     items = [stored(store, state) for state in ALL]
-    spliced = command_result("c1", result=EncodedItems([payloads.encoded(i) for i in items]))
-    plain = {"items": [item_payload(i, queue_paused=True) for i in items]}
-    assert spliced == command_result("c1", result=plain)
-    assert json.loads(command_result("c2", result=EncodedItems([]))) == {
-        "v": 1, "id": "c2", "ok": True, "result": {"items": []},
+    page = EncodedItems([payloads.encoded(i) for i in items], total=20, next_offset=len(items))
+    plain = {
+        "items": [item_payload(i, queue_paused=True) for i in items],
+        "total": 20,
+        "next_offset": len(items),
+    }
+    assert command_result("c1", result=page) == command_result("c1", result=plain)
+    assert json.loads(command_result("c2", result=EncodedItems([], 0, None))) == {
+        "v": 1, "id": "c2", "ok": True,
+        "result": {"items": [], "total": 0, "next_offset": None},
     }  # fmt: skip
+
+
+def test_get_queue_encodes_only_its_page(
+    life: tuple[Lifecycle, Store, Heard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of a long history costs its own items' encoding, not the history's."""
+    _, store, _ = life
+    items = [stored(store, state, priority=n % 3, received_at=float(n))
+             for n, state in enumerate(ALL * 4)]  # fmt: skip
+    payloads = ItemPayloads(lambda: False)
+    encoded: list[str] = []
+    encode = payloads.encoded
+
+    def counted(item: Item) -> bytes:
+        encoded.append(item.id)
+        return encode(item)
+
+    monkeypatch.setattr(payloads, "encoded", counted)
+    page = payloads.page(items, None, 4, 10)
+    ordered = sorted(items, key=lambda i: (-i.priority, i.received_at))
+    assert encoded == [i.id for i in ordered[10:14]]
+    assert [json.loads(raw)["id"] for raw in page.items] == encoded
+    assert (page.total, page.next_offset) == (len(items), 14)
+    done = [i for i in ordered if i.state is ItemState.DONE]
+    last = payloads.page(items, [ItemState.DONE], 3, len(done) - 2)
+    assert [json.loads(raw)["id"] for raw in last.items] == [i.id for i in done[-2:]]
+    assert (last.total, last.next_offset) == (len(done), None)
 
 
 def test_the_unfinished_index_follows_the_items(life: tuple[Lifecycle, Store, Heard]) -> None:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from q4d_bridge.models import Label
+from q4d_bridge.models import ItemState, Label
 from q4d_bridge.mqtt.codec import RejectedEvent
 from q4d_bridge.mqtt.commands import CommandError, execute, parse_command
 from q4d_bridge.mqtt.events import parse_classic_down, parse_completed, parse_sequence, sequence_in
@@ -303,6 +303,11 @@ class _Controller:
         ("set_priority", {"item_id": "0" * 16, "priority": 10**30}, "at most 100"),
         ("set_priority", {"item_id": "0" * 16, "priority": -101}, "at least -100"),
         ("get_queue", {"states": [["queued"]]}, "expected str"),
+        ("get_queue", {"limit": 0}, "at least 1"),
+        ("get_queue", {"limit": 10_001}, "at most 10000"),
+        ("get_queue", {"limit": True}, "expected int"),
+        ("get_queue", {"offset": -1}, "at least 0"),
+        ("get_queue", {"offset": 2.0}, "expected int"),
         ("rescan", {"seedbox": 7}, "expected str"),
     ],
 )
@@ -319,7 +324,13 @@ def test_command_args_at_the_bounds() -> None:
     controller = _Controller()
     execute(controller, "set_limits", {"bandwidth_limit": 2**40, "max_concurrent": 256})
     execute(controller, "set_priority", {"item_id": "0" * 16, "priority": -100})
+    execute(controller, "get_queue", {})
+    execute(controller, "get_queue", {"limit": 1, "offset": 0})
+    execute(controller, "get_queue", {"states": ["done"], "limit": 10_000, "offset": 10**9})
     assert controller.calls == [
         ("set_limits", (2**40, 256)),
         ("set_priority", ("0" * 16, -100)),
+        ("get_queue", (None, 500, 0)),  # the default page
+        ("get_queue", (None, 1, 0)),
+        ("get_queue", ([ItemState.DONE], 10_000, 10**9)),
     ]

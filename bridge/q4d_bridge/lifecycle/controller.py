@@ -161,13 +161,8 @@ class Controller:
             "max_concurrent": self.scheduler.limits.global_max,
         }
 
-    def get_queue(self, states: list[ItemState] | None) -> EncodedItems:
-        wanted = set(states) if states else None
-        listed = sorted(
-            (i for i in self.lifecycle.items.values() if wanted is None or i.state in wanted),
-            key=lambda i: (-i.priority, i.received_at),
-        )
-        return EncodedItems([self.payloads.encoded(i) for i in listed])
+    def get_queue(self, states: list[ItemState] | None, limit: int, offset: int) -> EncodedItems:
+        return self.payloads.page(self.lifecycle.items.values(), states, limit, offset)
 
     def rescan(self, seedbox_id: str | None) -> Awaitable[dict[str, Any]]:
         if seedbox_id is not None and seedbox_id not in self.config.seedboxes:

@@ -3,16 +3,17 @@ only through a transition (a retry, a new priority), and every transition moves 
 item's state or `updated_at`, which the kept copy is checked against. So a history of
 10,000 items is listed (`get_queue`) and re-published by joining bytes, not by building
 and encoding 10,000 dicts each time. An unfinished item's payload is encoded afresh each
-time: its progress moves between transitions."""
+time: its progress moves between transitions. A `get_queue` page encodes its own items
+only: the history is sorted, not encoded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..models import FINISHED_STATES, Item
+from ..models import FINISHED_STATES, Item, ItemState
 from .codec import dumps
-from .payloads import item_payload
+from .payloads import EncodedItems, item_payload
 
 _Key = tuple[str, float, int, bool]  # what a change to a finished item always moves
 
@@ -39,3 +40,21 @@ class ItemPayloads:
 
     def forget(self, item_id: str) -> None:
         self._finished.pop(item_id, None)
+
+    def page(
+        self, items: Iterable[Item], states: list[ItemState] | None, limit: int, offset: int
+    ) -> EncodedItems:
+        """`limit` items from `offset` of those in `states` (all without), by priority
+        (high first) then age; `total` counts them all."""
+        wanted = set(states) if states else None
+        listed = sorted(
+            (i for i in items if wanted is None or i.state in wanted),
+            key=lambda i: (-i.priority, i.received_at),
+        )
+        page = listed[offset : offset + limit]
+        end = offset + len(page)
+        return EncodedItems(
+            [self.encoded(i) for i in page],
+            total=len(listed),
+            next_offset=end if end < len(listed) else None,
+        )

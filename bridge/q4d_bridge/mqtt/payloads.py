@@ -126,9 +126,12 @@ def request_item_payload(request: Request) -> dict[str, Any]:
 
 
 class EncodedItems(NamedTuple):
-    """Item payloads already encoded (mqtt/listing.py), answered as `{"items": [...]}`."""
+    """A page of item payloads already encoded (mqtt/listing.py), answered as
+    `{"items": [...], "total": n, "next_offset": n or null}`."""
 
     items: list[bytes]
+    total: int  # the items listed, on every page
+    next_offset: int | None  # where the next page starts; None on the last
 
 
 def command_result(
@@ -140,7 +143,8 @@ def command_result(
     if isinstance(result, EncodedItems) and error is None:
         # spliced in as they are: a long listing is not decoded and encoded again
         head = dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": True})
-        return b'%s,"result":{"items":[%s]}}' % (head[:-1], b",".join(result.items))
+        tail = dumps({"total": result.total, "next_offset": result.next_offset})
+        return b'%s,"result":{"items":[%s],%s}' % (head[:-1], b",".join(result.items), tail[1:])
     payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": request_id, "ok": error is None}
     if error is None:
         payload["result"] = result

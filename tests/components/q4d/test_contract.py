@@ -1200,7 +1200,7 @@ async def test_commands_round_trip(
 
 
 async def _async_check_commands(hass: HomeAssistant, bridge: Bridge) -> None:
-    """get_queue (filtered and whole), set_priority, a refused retry, and a rescan (which
+    """get_queue (filtered, whole and a page), set_priority, a refused retry, and a rescan (which
     the bridge answers once the torrent clients replied)."""
     items = bridge.lifecycle.items
     wanted = ["queued", "failed"]
@@ -1211,7 +1211,7 @@ async def _async_check_commands(hass: HomeAssistant, bridge: Bridge) -> None:
     expected = [
         HaItem.from_dict(sent).summary()
         for sent in map(
-            json.loads, bridge.controller.get_queue([ItemState(s) for s in wanted]).items
+            json.loads, bridge.controller.get_queue([ItemState(s) for s in wanted], 500, 0).items
         )
     ]
     assert expected and response["items"] == expected
@@ -1222,6 +1222,11 @@ async def _async_check_commands(hass: HomeAssistant, bridge: Bridge) -> None:
     listed = everything["items"]
     assert isinstance(listed, list)
     assert len(listed) == len(items), "the integration skipped items of the queue"
+    assert (everything["total"], everything["next_offset"]) == (len(items), None)
+    page = await hass.services.async_call(
+        DOMAIN, "get_queue", {"limit": 2, "offset": 1}, blocking=True, return_response=True
+    )
+    assert page == {"items": listed[1:3], "total": len(items), "next_offset": 3}
 
     album = next(i for i in items.values() if i.name == "Album (2020)")
     response = await hass.services.async_call(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from unittest.mock import patch
 
@@ -132,18 +133,25 @@ async def test_get_queue(
                 failed,
                 {"id": "bad"},
                 "junk",
-            ]
+            ],
+            "total": 9,
+            "next_offset": 6,
         },
     }
     response = await hass.services.async_call(
         DOMAIN,
         "get_queue",
-        {"states": ["transferring", "failed"]},
+        {"states": ["transferring", "failed"], "limit": 4.0, "offset": "2"},
         blocking=True,
         return_response=True,
     )
-    assert fake_bridge.ops == [("get_queue", {"states": ["transferring", "failed"]})]
+    # a form's numbers arrive as floats, a template's as text: the bridge gets integers
+    assert fake_bridge.ops == [
+        ("get_queue", {"states": ["transferring", "failed"], "limit": 4, "offset": 2})
+    ]
     assert response == {
+        "total": 9,
+        "next_offset": 6,
         "items": [
             {
                 "id": ITEM_1,
@@ -187,13 +195,88 @@ async def test_get_queue(
                 "request_id": None,
                 "step": None,
             },
-        ]
+        ],
     }
+    fake_bridge.answers["get_queue"] = {
+        "ok": True,
+        "result": {"items": [], "total": 9, "next_offset": None},
+    }
+    response = await hass.services.async_call(
+        DOMAIN, "get_queue", {"offset": 9}, blocking=True, return_response=True
+    )
+    assert fake_bridge.ops[-1] == ("get_queue", {"offset": 9})
+    assert response == {"items": [], "total": 9, "next_offset": None}
     fake_bridge.answers["get_queue"] = {"ok": True, "result": {"items": None}}
     response = await hass.services.async_call(
         DOMAIN, "get_queue", {}, blocking=True, return_response=True
     )
-    assert response == {"items": []}
+    assert fake_bridge.ops[-1] == ("get_queue", {})  # no limit: the bridge's own page
+    assert response == {"items": [], "total": 0, "next_offset": None}
+
+
+def older_bridge(items: list[dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """get_queue as a bridge before paging answers it: every item, no total; limit and
+    offset refused (its schema takes `states` only; message as it words it)."""
+
+    def answer(command: dict[str, Any]) -> dict[str, Any]:
+        extra = sorted(set(command.get("args", {})) - {"states"})
+        if extra:
+            message = f"get_queue: extra keys not allowed @ data['{extra[0]}']"
+            return {"ok": False, "error": {"code": "invalid_args", "message": message}}
+        return {"ok": True, "result": {"items": items}}
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("paging", "ids", "next_offset"),
+    [
+        ({}, [0, 1, 2, 3, 4], None),  # what it always listed: everything
+        ({"limit": 2}, [0, 1], 2),
+        ({"limit": 2, "offset": 2}, [2, 3], 4),
+        ({"limit": 2, "offset": 4}, [4], None),
+        ({"offset": 3}, [3, 4], None),
+        ({"limit": 3, "offset": 7}, [], None),
+    ],
+)
+async def test_get_queue_from_a_bridge_without_paging(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    fake_bridge: FakeBridge,
+    paging: dict[str, int],
+    ids: list[int],
+    next_offset: int | None,
+) -> None:
+    """An older bridge refuses limit and offset: the action asks it again without them
+    and cuts the page from its whole list, so automations page the same way with it."""
+    listed = [f"{n:016x}" for n in range(5)]
+    fake_bridge.answers["get_queue"] = older_bridge([item_dict(i, "done") for i in listed])
+    response = await hass.services.async_call(
+        DOMAIN, "get_queue", {"states": ["done"], **paging}, blocking=True, return_response=True
+    )
+    assert response is not None
+    assert [i["id"] for i in response["items"]] == [listed[n] for n in ids]  # type: ignore[union-attr]
+    assert (response["total"], response["next_offset"]) == (5, next_offset)
+    asked = [("get_queue", {"states": ["done"], **paging})]
+    assert fake_bridge.ops == (
+        asked if not paging else [*asked, ("get_queue", {"states": ["done"]})]
+    )
+
+
+async def test_get_queue_other_refusals_are_not_retried(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """Only an older bridge's refusal of the paging arguments is asked again."""
+    fake_bridge.answers["get_queue"] = {
+        "ok": False,
+        "error": {"code": "invalid_args", "message": "get_queue: value must be at least 1"},
+    }
+    with pytest.raises(HomeAssistantError) as err:
+        await hass.services.async_call(
+            DOMAIN, "get_queue", {"limit": 5}, blocking=True, return_response=True
+        )
+    assert err.value.translation_placeholders["code"] == "invalid_args"  # type: ignore[index]
+    assert fake_bridge.ops == [("get_queue", {"limit": 5})]
 
 
 async def test_refused(
@@ -496,6 +579,12 @@ async def test_unloaded_while_waiting(
         ("set_priority", {"item_id": ITEM_1, "priority": True}),
         ("set_priority", {"item_id": ITEM_1, "priority": [1]}),
         ("get_queue", {"states": ["lost"]}),
+        ("get_queue", {"limit": 0}),
+        ("get_queue", {"limit": 10001}),
+        ("get_queue", {"limit": 2.5}),
+        ("get_queue", {"limit": True}),
+        ("get_queue", {"offset": -1}),
+        ("get_queue", {"offset": "first"}),
         ("pause", {"unknown": 1}),
     ],
 )
