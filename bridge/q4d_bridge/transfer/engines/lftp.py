@@ -229,4 +229,5 @@ class LftpEngine:
             patterns=LFTP_ERRORS,
             on_tick=report,
             stdin_data=open_command(request.seedbox).encode(),
+            nice=self.nice,
         )

@@ -125,6 +125,16 @@ def launcher(nice: int) -> list[str]:
     return prefix
 
 
+def lower_session_priority(pid: int, nice: int) -> None:
+    """With autogroup scheduling (on in most distributions' kernels) a new session is
+    its own scheduling group, weighed against the bridge's as an equal whatever the
+    nice of the processes inside: the tool's `nice -n` alone leaves the bridge half a
+    core. The group's own nice is what counts, so it gets the same value."""
+    if nice:
+        with contextlib.suppress(OSError):  # no autogroup support: `nice -n` is enough
+            Path(f"/proc/{pid}/autogroup").write_text(f"{nice}\n")
+
+
 def kill_leftover_writers(staging_dirs: Iterable[Path], timeout: float = 5.0) -> list[int]:
     """SIGKILL processes of an earlier, killed bridge that still write into these
     staging directories, and wait for them to go. The death signal reaches only the
@@ -188,6 +198,7 @@ async def run_tool(
     env: dict[str, str] | None = None,
     stdin_data: bytes | None = None,
     pass_fds: Sequence[int] = (),
+    nice: int = 0,
 ) -> None:
     """Run a tool to completion, calling on_tick twice a second; a non-zero exit raises
     a classified TransferError. Cancelling kills the tool's whole process group.
@@ -204,6 +215,7 @@ async def run_tool(
         # the bridge cancels it itself, and the death signal covers kill -9.
         start_new_session=True,
     )
+    lower_session_priority(proc.pid, nice)
     if stdin_data is not None:
         assert proc.stdin is not None
         proc.stdin.write(stdin_data)

@@ -210,6 +210,7 @@ class RsyncEngine:
                     on_tick=report,
                     on_output=parser.feed,
                     pass_fds=() if secret_fd is None else (secret_fd,),
+                    nice=self.nice,
                 )
         finally:
             if files_from is not None:
