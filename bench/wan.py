@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from q4d_bridge.transfer.engines.lftp import lftp_quote
 from wan_engine import rsync_available
 from wan_loopback import bridge_cpu, verify_speed
-from wan_profiles import PROFILES, Profile, Scenario, digests
+from wan_profiles import PROFILES, SLOWEST, Profile, Scenario, digests
 from wan_report import Row, loopback_lines, summarize, table
 from wanlink import (
     HOME_ADDR,
@@ -77,7 +77,6 @@ PYTHON = sys.executable
 PROBE = str(Path(__file__).with_name("netprobe.py"))
 ENGINE_DRIVER = str(Path(__file__).with_name("wan_engine.py"))
 PROBE_PORT = 5201
-SLOWEST = 1e6  # bytes/s: any tool slower than this is cut off (timeout) and FAILs
 SLOWEST_FILES = 2.0  # files/s: the same cut-off's allowance for per-file round trips
 
 

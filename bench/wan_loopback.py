@@ -13,16 +13,13 @@ from pathlib import Path
 
 import aiomqtt
 from q4d_bridge.transfer.verify import TorrentInfo, bad_pieces
+from wan_profiles import GIB, MIB, SLOWEST
 from wanlink import run
 
 from tests.helpers.bridge_proc import BridgeProcess
 from tests.helpers.configs import bridge_config
 from tests.helpers.mqtt import recording
 from tests.helpers.services import Mosquitto, SshServer
-
-MIB = 1024 * 1024
-GIB = 1024 * MIB
-SLOWEST = 1e6  # bytes/s: a transfer slower than this is cut off (timeout) and FAILs
 
 
 def cpu_seconds(pid: int) -> float:

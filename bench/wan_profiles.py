@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MIB = 1024 * 1024
 KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
+SLOWEST = 1e6  # bytes/s: any tool slower than this is cut off (timeout) and FAILs
 
 
 @dataclass(frozen=True, slots=True)
