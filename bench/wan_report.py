@@ -51,6 +51,12 @@ def table(link: dict[str, Any], rows: list[Row], profile: Profile) -> None:
         if row.adaptation is not None:
             print(f"{'':<22}   adaptation {json.dumps(row.adaptation, sort_keys=True)}")
     print(f"/link: share of the link limit ({limit:.1f} MB/s); cpu: both cores' busy time")
+    if link.get("loss_pct"):
+        directions = link["delay_line"]["directions"]
+        lost, delivered = (sum(d[key] for d in directions) for key in ("lost", "packets"))
+        sent = max(1, lost + delivered)
+        print(f"random loss: {lost:,} of {sent:,} packets ({lost / sent:.3%}), asked "
+              f"{link['loss_pct']:g} % each way")  # fmt: skip
 
 
 def summarize(

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import wan
 from wan_profiles import KIB, MIB, PROFILES, Scenario, small_file_layout
-from wan_report import Row, summarize
+from wan_report import Row, summarize, table
 
 
 def test_small_file_tree_is_the_same_every_run_and_fits_the_scenario() -> None:
@@ -82,3 +82,23 @@ def test_small_files_rows_get_a_verdict_against_raw_tcp(capsys: pytest.CaptureFi
     assert "vs link 0.64  " in out  # no target there: no verdict
     assert "MISS" not in summary_lines("small-files", capsys, 13.0)
     assert "x link) 0.79 MISS" in summary_lines("small-files", capsys, 12.6)
+
+
+def test_the_table_shows_the_adaptation_and_the_loss_the_link_dealt(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    link = {
+        "rtt_ms": {"median_ms": 160.4},
+        "goodput_mb_s": {"16": 40.0},
+        "loss_pct": 0.1,
+        "delay_line": {"directions": [{"lost": 10, "packets": 9990}, {"lost": 1, "packets": 999}]},
+    }
+    rows = [
+        Row("s", "q4d sftp", "q4d", 36.0, 1.0, ok=True, adaptation={"connections": 12}),
+        Row("s", "q4d lftp", "q4d", 30.0, 1.0, ok=True),
+    ]
+    table(link, rows, PROFILES["lossy"])
+    out = capsys.readouterr().out
+    assert out.count("adaptation") == 1
+    assert 'adaptation {"connections": 12}' in out
+    assert "random loss: 11 of 11,000 packets (0.100%), asked 0.1 % each way" in out
