@@ -1,4 +1,4 @@
-"""WAN benchmark: q4d's engines against the peer tools over a simulated 80 ms link.
+"""WAN benchmark: q4d's engines against the peer tools over a simulated long link.
 
 The link (bench/wanlink.py): namespaces "seed" and "home" joined by a userspace delay
 line, 40 ms each way and a 1 Gbit/s bottleneck by default (`--rate-mbit 0`: no cap; the
@@ -7,24 +7,32 @@ sshd (tests/helpers/services.py) runs in "seed" and serves a temp dir; every cli
 runs in "home" and writes into a fresh destination, verified afterwards (file list,
 sizes and SHA-256 equal the source, else FAIL).
 
-  link      RTT (TCP echo; no ping here) and raw TCP goodput with 1, 4 and 8 streams;
-            the best multi-stream figure (steady state) is the link limit. Per scenario
-            also "raw TCP, same bytes": the payload's size over 1, 4 and 8 TCP streams
-            opened beforehand, timed from the request, so slow start counts as it does
-            for any tool; the best is what the link itself gives a payload that size
-  scenarios one large file; a directory of many 2 MiB files
+  link      RTT (TCP echo; no ping here) and raw TCP goodput with 1, 4 and 8 streams
+            (--streams); the best multi-stream figure (steady state) is the link limit.
+            Per scenario also "raw TCP, same bytes": the payload's size over the same
+            stream counts opened beforehand, timed from the request, so slow start
+            counts as it does for any tool; the best is what the link itself gives a
+            payload that size
+  scenarios --profile (bench/wan_profiles.py): default, one large file and a directory
+            of many 2 MiB files; lossy, the same at 160 ms RTT with 0.1 % loss at two
+            rate caps; small-files, 2,000 files of 4-128 KiB in nested folders
   peers     sftp, rsync -a, lftp pget/mirror with lftp's defaults, lftp tuned
   q4d       each engine through bench/wan_engine.py (real config defaults + overrides),
             from a cold start like the peers; plus "q4d sftp warm": the bridge's steady
             state, where its SSH link and pooled connections are already open when a
-            completion arrives (the handshakes, ~10 round trips each, are not timed)
+            completion arrives (the handshakes, ~10 round trips each, are not timed);
+            what an engine chose for the link (its last_adaptation) is printed under it
   loopback  the bridge process's own CPU-seconds per GiB (lftp engine, real bridge,
             mosquitto, sshd on 127.0.0.1) and verify.bad_pieces speed vs plain sha1
 
-Run (root; full size takes ~15 minutes):
-  .venv/bin/python bench/wan.py
+Run (root; PYTHONPATH=bridge:. to measure this checkout's bridge):
+  .venv/bin/python bench/wan.py                        # ~15 minutes
   .venv/bin/python bench/wan.py --file-mib 128 --dir-files 20     # quick
   .venv/bin/python bench/wan.py --tools "q4d sftp" --engine-option sftp.connections=8
+  .venv/bin/python bench/wan.py --profile lossy        # both caps, one after the other
+  .venv/bin/python bench/wan.py --profile small-files
+Results: bench/results/<profile prefix>-<cap>.json (wan-1000mbit.json,
+wan-lossy-200mbit.json, wan-small-files-1000mbit.json, ...).
 """
 
 from __future__ import annotations
@@ -33,7 +41,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shlex
@@ -43,41 +50,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import aiomqtt
 from q4d_bridge.transfer.engines.lftp import lftp_quote
-from q4d_bridge.transfer.verify import TorrentInfo, bad_pieces
 from wan_engine import rsync_available
+from wan_loopback import bridge_cpu, verify_speed
+from wan_profiles import PROFILES, SLOWEST, Profile, Scenario, digests
+from wan_report import Row, loopback_lines, summarize, table
 from wanlink import (
     HOME_ADDR,
     SEED_ADDR,
     LinkSpec,
     WanLink,
-    run,
     run_bounded,
     stop_group,
     wait_for_line,
 )
 
-from tests.helpers.bridge_proc import BridgeProcess
-from tests.helpers.configs import bridge_config
-from tests.helpers.mqtt import recording
-from tests.helpers.services import Mosquitto, SshServer
+from tests.helpers.services import SshServer
 
 PYTHON = sys.executable
 PROBE = str(Path(__file__).with_name("netprobe.py"))
 ENGINE_DRIVER = str(Path(__file__).with_name("wan_engine.py"))
-MIB = 1024 * 1024
-GIB = 1024 * MIB
 PROBE_PORT = 5201
-SLOWEST = 1e6  # bytes/s: any tool slower than this is cut off (timeout) and FAILs
-TARGETS = {"vs_link": 0.9, "vs_peer": 1.0, "cpu_s_per_gib": 0.2, "verify_vs_sha1": 0.8}
+SLOWEST_FILES = 2.0  # files/s: the same cut-off's allowance for per-file round trips
 
 
 class NamespacedSshServer(SshServer):
@@ -108,70 +108,6 @@ class NamespacedSshServer(SshServer):
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"sshd in {self.ns} did not start:\n{self.log()}")
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    name: str
-    remote: Path  # the payload on the seedbox (a file or a directory)
-    size: int
-
-    @property
-    def is_dir(self) -> bool:
-        return self.remote.is_dir()
-
-
-@dataclass(slots=True)
-class Row:
-    scenario: str
-    tool: str
-    kind: str  # "peer" or "q4d"
-    mb_s: float | None
-    seconds: float | None
-    ok: bool
-    note: str = ""
-    cpu_busy: float = 0.0  # both cores, 0..1: near 1 means ssh crypto, not the link, set the pace
-    lost_at_cap: int = 0  # packets the 1 Gbit/s bottleneck dropped (TCP probing it)
-
-
-# --- data ----------------------------------------------------------------------------
-
-
-def write_random(path: Path, size: int) -> None:
-    """Incompressible bytes (SSH compression is off anyway, but stay honest)."""
-    with path.open("wb") as handle:
-        for _ in range(size // MIB):
-            handle.write(os.urandom(MIB))
-        handle.write(os.urandom(size % MIB))
-
-
-def digests(root: Path) -> dict[str, tuple[int, str]]:
-    """relative path -> (size, sha256) for a file or every file under a directory."""
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    out = {}
-    for path in files:
-        with path.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        out[str(path.relative_to(root)) if path != root else ""] = (path.stat().st_size, digest)
-    return out
-
-
-def make_scenarios(seedbox: Path, args: argparse.Namespace) -> list[Scenario]:
-    seedbox.mkdir(parents=True)
-    big = seedbox / "movie.mkv"
-    write_random(big, args.file_mib * MIB)
-    pack = seedbox / "season"
-    pack.mkdir()
-    for n in range(args.dir_files):
-        write_random(pack / f"episode-{n:04}.mkv", args.dir_file_mib * MIB)
-    return [
-        Scenario(f"file {args.file_mib} MiB", big, big.stat().st_size),
-        Scenario(
-            f"dir {args.dir_files} x {args.dir_file_mib} MiB",
-            pack,
-            args.dir_files * args.dir_file_mib * MIB,
-        ),
-    ]
 
 
 # --- the link's own limits -----------------------------------------------------------
@@ -269,7 +205,7 @@ def lftp_script(sshd: SshServer, body: str, *, tuned: bool) -> str:
 
 
 def peer_commands(
-    sshd: SshServer, scenario: Scenario, dest: Path, scripts: Path
+    sshd: SshServer, scenario: Scenario, dest: Path, scripts: Path, *, untuned_lftp: bool
 ) -> dict[str, list[str]]:
     """Tool name -> argv (run in "home"); each writes scenario's payload under dest."""
     src, name = str(scenario.remote), scenario.remote.name
@@ -290,7 +226,7 @@ def peer_commands(
     else:
         body = f"pget -n 8 {lftp_quote(src)} -o {lftp_quote(str(target))}"
         label = "lftp pget -n 8"
-    for tuned in (False, True):
+    for tuned in (False, True) if untuned_lftp else (True,):
         tool = f"{label}{', 64 packets in flight' if tuned else ''}"
         script = scripts / f"lftp-{name}-{int(tuned)}.lftp"
         script.write_text(lftp_script(sshd, body, tuned=tuned))
@@ -316,9 +252,12 @@ def measure(
     dest: Path,
     expected: dict[str, tuple[int, str]],
     link: WanLink,
-    timing: Callable[[subprocess.CompletedProcess[str], float], float] | None = None,
+    *,
+    driver: bool = False,
 ) -> Row:
-    """Run argv (bounded), time it, verify dest/<payload name> against the source."""
+    """Run argv (bounded), time it, verify dest/<payload name> against the source.
+    driver: argv is bench/wan_engine.py, whose JSON line has its own timing (the
+    transfer, without the interpreter's start-up) and the engine's adaptation."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     losses = link.losses()
@@ -327,7 +266,7 @@ def measure(
     started = time.monotonic()
     row = Row(scenario.name, tool, kind, None, None, ok=False)
     try:
-        result = run_bounded(argv, 120 + scenario.size / SLOWEST)
+        result = run_bounded(argv, 120 + scenario.size / SLOWEST + scenario.files / SLOWEST_FILES)
     except TimeoutError as err:
         row.note = str(err)
     else:
@@ -338,8 +277,13 @@ def measure(
             tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or [""]
             row.note = f"exit {result.returncode}: {tail[0]}"
         else:
-            row.seconds = timing(result, elapsed) if timing else elapsed
+            row.seconds = elapsed
+            if driver:
+                report = json.loads(result.stdout.strip().splitlines()[-1])
+                row.seconds, row.adaptation = float(report["seconds"]), report.get("adaptation")
             row.mb_s = scenario.size / row.seconds / 1e6
+            if scenario.files > 1:
+                row.files_s = scenario.files / row.seconds
             landed = dest / scenario.remote.name
             row.ok = landed.exists() and digests(landed) == expected
             row.note = "" if row.ok else "content differs from the source"
@@ -356,102 +300,11 @@ def measure(
     return row
 
 
-def engine_seconds(result: subprocess.CompletedProcess[str], _elapsed: float) -> float:
-    """The driver's own timing: the transfer, without the interpreter's start-up."""
-    return float(json.loads(result.stdout.strip().splitlines()[-1])["seconds"])
-
-
-# --- loopback ------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of this process alone (its children, lftp and ssh, not counted)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def bridge_cpu(work: Path, payload: Path) -> dict[str, float]:
-    """One completion event through the real bridge (lftp engine) on loopback."""
-    with Mosquitto(work / "mosquitto") as broker, SshServer(work / "sshd") as sshd:
-        config = bridge_config(
-            work / "data", work / "library", key=sshd.client_key,
-            known_hosts=sshd.known_hosts, broker_port=broker.port, ssh_port=sshd.port,
-            user=sshd.user, remote_root=str(payload.parent), bridge_id="wan",
-        )  # fmt: skip
-        config["seedboxes"][0]["engine"] = "lftp"
-        config["log_level"] = "WARNING"
-        async with recording(broker.port, "q4d/bridge/wan/event", "q4d/bridge/wan/status") as rec:
-            with BridgeProcess(work / "bridge", config) as bridge:
-                assert bridge.proc is not None
-                await rec.wait_for(
-                    lambda: any(m.payload and m.json()["state"] == "online"
-                                for m in rec.on("q4d/bridge/wan/status")),
-                    30, "bridge online",
-                )  # fmt: skip
-                before = cpu_seconds(bridge.proc.pid)
-                started = time.monotonic()
-                event = {"v": 1, "event_id": "wan-cpu", "path": str(payload), "hash": "ab" * 20}
-                async with aiomqtt.Client("127.0.0.1", broker.port) as client:
-                    await client.publish(
-                        "q4d/seedbox/sb1/completed", json.dumps(event).encode(), qos=1
-                    )
-                finished = await rec.wait_for(
-                    lambda: rec.events("completed") or rec.events("failed"),
-                    120 + payload.stat().st_size / SLOWEST, "item finished",
-                )  # fmt: skip
-                elapsed = time.monotonic() - started
-                used = cpu_seconds(bridge.proc.pid) - before
-                if finished[0]["event"] != "completed":
-                    raise RuntimeError(
-                        f"bridge transfer failed: {finished[0]}\n{bridge.log()[-3000:]}"
-                    )
-    size = payload.stat().st_size
-    return {
-        "cpu_seconds": used,
-        "cpu_s_per_gib": used / (size / GIB),
-        "mb_s": size / elapsed / 1e6,
-    }
-
-
-def verify_speed(payload: Path, work: Path) -> dict[str, float]:
-    """verify.bad_pieces vs a bare hashlib.sha1 pass over the same (cached) file."""
-    torrent_path = work / "payload.torrent"
-    run(["mktorrent", "-l", "21", "-o", str(torrent_path), str(payload)], timeout=300)
-    torrent = TorrentInfo.from_bytes(torrent_path.read_bytes())
-
-    def plain() -> None:
-        digest = hashlib.sha1(usedforsecurity=False)
-        with payload.open("rb", buffering=0) as handle:
-            while block := handle.read(MIB):
-                digest.update(block)
-
-    def q4d() -> None:
-        if bad_pieces(payload, torrent):
-            raise RuntimeError("verify found bad pieces in an intact file")
-
-    def best(fn: Callable[[], None]) -> float:
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    plain()  # page cache warm for both
-    sha1_s, verify_s = best(plain), best(q4d)
-    size = payload.stat().st_size
-    return {
-        "sha1_mb_s": size / sha1_s / 1e6,
-        "verify_mb_s": size / verify_s / 1e6,
-        "ratio": sha1_s / verify_s,
-    }
-
-
 # --- main ----------------------------------------------------------------------------
 
 
 def run_wan(
-    args: argparse.Namespace, work: Path, scenarios: list[Scenario]
+    args: argparse.Namespace, profile: Profile, work: Path, scenarios: list[Scenario]
 ) -> tuple[dict[str, Any], list[Row]]:
     spec = LinkSpec(
         args.delay_ms, args.rate_mbit, args.tbf_mbit, args.mtu,
@@ -480,7 +333,9 @@ def run_wan(
             for scenario in scenarios:
                 expected = digests(scenario.remote)
                 dest = work / "home" / "dest"
-                commands = peer_commands(sshd, scenario, dest, work)
+                commands = peer_commands(
+                    sshd, scenario, dest, work, untuned_lftp=profile.untuned_lftp
+                )
                 for tool, argv in commands.items():
                     if args.tools and not any(t in tool for t in args.tools):
                         continue
@@ -502,7 +357,7 @@ def run_wan(
                     ]  # fmt: skip
                     rows.append(
                         measure(scenario, tool, "q4d", link.home_cmd(argv), dest,
-                                expected, link, engine_seconds)
+                                expected, link, driver=True)
                     )  # fmt: skip
         forwarder_cpu = link.cpu_seconds()
     info = {
@@ -510,6 +365,8 @@ def run_wan(
         "rate_mbit": args.rate_mbit,
         "tbf_mbit": args.tbf_mbit,
         "mtu": args.mtu,
+        "loss_pct": args.loss_pct,
+        "jitter_ms": args.jitter_ms,
         "rtt_ms": rtt,
         "goodput_mb_s": {str(k): v / 1e6 for k, v in goodput.items()},
         "payload_mb_s": {
@@ -521,77 +378,23 @@ def run_wan(
     return info, rows
 
 
-def report(
-    link: dict[str, Any], rows: list[Row], loopback: dict[str, Any], scenarios: list[Scenario]
-) -> dict[str, Any]:
-    limit = max(link["goodput_mb_s"].values())
-    print()
-    print(f"WAN: RTT {link['rtt_ms']['median_ms']:.1f} ms, link goodput "
-          + ", ".join(f"{k} streams {v:.1f} MB/s" for k, v in link["goodput_mb_s"].items()))  # fmt: skip
-    print(f"{'scenario':<22} {'tool':<52} {'MB/s':>8} {'/link':>6} {'cpu':>5}")
-    for row in rows:
-        speed = f"{row.mb_s:8.1f} {row.mb_s / limit:6.2f}" if row.mb_s else f"{'-':>8} {'-':>6}"
-        status = "" if row.ok else "FAIL " + row.note
-        print(f"{row.scenario:<22} {row.tool:<52} {speed} {row.cpu_busy:5.0%} {status}")
-    print(f"/link: share of the link limit ({limit:.1f} MB/s); cpu: both cores' busy time")
-    summary = {}
-    print("\nsummary (best q4d engine)")
-    for scenario in scenarios:
-        ok = [r for r in rows if r.scenario == scenario.name and r.ok and r.mb_s]
-        engines = [r for r in ok if r.kind == "q4d"]
-        peers = [r for r in ok if r.kind == "peer"]
-        if not engines:
-            continue
-        best = max(engines, key=lambda r: r.mb_s or 0)
-        entry: dict[str, Any] = {
-            "best_engine": best.tool,
-            "mb_s": best.mb_s,
-            "vs_link": (best.mb_s or 0) / limit,
-        }
-        line = (f"  {scenario.name:<22} {best.tool:<10} {best.mb_s:6.1f} MB/s  "
-                f"vs link {entry['vs_link']:.2f} {verdict(entry['vs_link'] >= TARGETS['vs_link'])}")  # fmt: skip
-        raw = max(link["payload_mb_s"].get(scenario.name, {}).values(), default=None)
-        if raw:
-            entry |= {"raw_tcp_mb_s": raw, "vs_raw_tcp": (best.mb_s or 0) / raw}
-            line += f"  vs raw TCP, same bytes ({raw:.1f}, {raw / limit:.2f} x link) {entry['vs_raw_tcp']:.2f}"
-        if peers:
-            peer = max(peers, key=lambda r: r.mb_s or 0)
-            entry |= {
-                "best_peer": peer.tool,
-                "peer_mb_s": peer.mb_s,
-                "vs_peer": (best.mb_s or 0) / (peer.mb_s or 1),
-            }
-            line += (f"  vs best peer ({peer.tool}, {peer.mb_s:.1f}) {entry['vs_peer']:.2f} "
-                     f"{verdict(entry['vs_peer'] >= TARGETS['vs_peer'])}")  # fmt: skip
-        summary[scenario.name] = entry
-        print(line)
-    if loopback:
-        cpu, ver = loopback["bridge_cpu"], loopback["verify"]
-        print(f"  bridge CPU (loopback, lftp, {cpu['mb_s']:.0f} MB/s)  {cpu['cpu_s_per_gib']:.3f} CPU-s/GiB "
-              f"(target <= {TARGETS['cpu_s_per_gib']}) {verdict(cpu['cpu_s_per_gib'] <= TARGETS['cpu_s_per_gib'])}")  # fmt: skip
-        print(f"  verify {ver['verify_mb_s']:.0f} MB/s vs sha1 {ver['sha1_mb_s']:.0f} MB/s  "
-              f"ratio {ver['ratio']:.2f} (target >= {TARGETS['verify_vs_sha1']}) "
-              f"{verdict(ver['ratio'] >= TARGETS['verify_vs_sha1'])}")  # fmt: skip
-    return summary
-
-
 def interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def verdict(passed: bool) -> str:
-    return "PASS" if passed else "MISS"
-
-
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, Profile]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
+                        help="scenario set, link and targets (bench/wan_profiles.py)")  # fmt: skip
     parser.add_argument("--file-mib", type=int, default=1024)
     parser.add_argument("--dir-files", type=int, default=200)
     parser.add_argument("--dir-file-mib", type=int, default=2)
+    parser.add_argument("--small-files", type=int, default=2000)
+    parser.add_argument("--small-min-kib", type=int, default=4)
+    parser.add_argument("--small-max-kib", type=int, default=128)
     parser.add_argument("--delay-ms", type=float, default=40.0, help="each way")
-    parser.add_argument(
-        "--rate-mbit", type=float, default=1000.0, help="delay-line rate cap (0: none)"
-    )
+    parser.add_argument("--rate-mbit", type=lambda s: [float(n) for n in s.split(",")],
+                        default=[1000.0], help="delay-line rate cap (0: none); a comma list runs each")  # fmt: skip
     parser.add_argument("--tbf-mbit", type=float, default=0.0, help="tc tbf rate cap")
     parser.add_argument("--mtu", type=int, default=16384)
     parser.add_argument("--loss-pct", type=float, default=0.0, help="random loss per packet")
@@ -605,34 +408,48 @@ def main() -> None:
     parser.add_argument("--engine-option", action="append", default=[],
                         help="section.key=value for the q4d engines, e.g. sftp.connections=8")  # fmt: skip
     parser.add_argument("--skip-loopback", action="store_true")
-    args = parser.parse_args()
+    # The profile's values become defaults, so options given on the command line win.
+    profile = PROFILES[parser.parse_known_args()[0].profile]
+    parser.set_defaults(**profile.defaults)
+    return parser.parse_args(), profile
+
+
+def main() -> None:
+    args, profile = parse_args()
     if os.geteuid() != 0:
         raise SystemExit("wan.py needs root (network namespaces, TUN devices)")
     # SIGTERM unwinds like Ctrl-C, so every finally block tears its part down.
     signal.signal(signal.SIGTERM, interrupt)
-
-    with tempfile.TemporaryDirectory(prefix="q4d-wan-") as tmp:
-        work = Path(tmp)
-        scenarios = make_scenarios(work / "seedbox", args)
-        link, rows = run_wan(args, work, scenarios)
-        loopback: dict[str, Any] = {}
-        if not args.skip_loopback:
-            big = scenarios[0].remote
-            loopback["bridge_cpu"] = asyncio.run(bridge_cpu(work / "loopback", big))
-            loopback["verify"] = verify_speed(big, work)
-        summary = report(link, rows, loopback, scenarios)
-    results = {
-        "args": vars(args),
-        "link": link,
-        "rows": [dataclasses.asdict(row) for row in rows],
-        "loopback": loopback,
-        "summary": summary,
-        "targets": TARGETS,
-    }
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    cap = f"{args.rate_mbit:g}mbit" if args.rate_mbit else "uncapped"
-    (out / f"wan-{cap}.json").write_text(json.dumps(results, indent=2))
+    with tempfile.TemporaryDirectory(prefix="q4d-wan-") as tmp:
+        work = Path(tmp)
+        scenarios = profile.make(work / "seedbox", args)
+        loopback: dict[str, Any] = {}
+        for rate in args.rate_mbit:
+            cap = f"{rate:g}mbit" if rate else "uncapped"
+            if len(args.rate_mbit) > 1:
+                print(f"\n== {profile.name}: {cap} ==", flush=True)
+            run_args = argparse.Namespace(**vars(args) | {"rate_mbit": rate})
+            link, rows = run_wan(run_args, profile, work / cap, scenarios)
+            if not args.skip_loopback and not loopback:
+                big = scenarios[0].remote
+                loopback["bridge_cpu"] = asyncio.run(bridge_cpu(work / "loopback", big))
+                loopback["verify"] = verify_speed(big, work)
+            table(link, rows, profile)
+            summary = summarize(link, rows, scenarios, profile)
+            if loopback:
+                loopback_lines(loopback, profile.targets)
+            results = {
+                "args": vars(run_args),
+                "profile": profile.name,
+                "link": link,
+                "rows": [dataclasses.asdict(row) for row in rows],
+                "loopback": loopback,
+                "summary": summary,
+                "targets": profile.targets,
+            }
+            (out / f"{profile.results}-{cap}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

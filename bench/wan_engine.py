@@ -102,13 +102,19 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
         await session.close()
         if isinstance(engine, SftpEngine):
             await engine.close()
-    return {
+    result = {
         "engine": args.engine,
         "warm": args.warm,
         "seconds": seconds,
         "bytes": landed.size,
         "path": str(final),
     }
+    # What an adaptive engine chose for this link (connections, request window, the
+    # loss and RTT it saw), when it records it; engines without it print nothing extra.
+    adaptation = getattr(engine, "last_adaptation", None)
+    if adaptation is not None:
+        result["adaptation"] = adaptation
+    return result
 
 
 class Unheard:
@@ -138,7 +144,7 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], help="section.key=value")
     parser.add_argument("--warm", action="store_true", help="connect before timing")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(transfer(args))))
+    print(json.dumps(asyncio.run(transfer(args)), default=str))
 
 
 if __name__ == "__main__":
