@@ -281,6 +281,7 @@ def measure(
             if driver:
                 report = json.loads(result.stdout.strip().splitlines()[-1])
                 row.seconds, row.adaptation = float(report["seconds"]), report.get("adaptation")
+                row.phases = report.get("phases_began_s")
             row.mb_s = scenario.size / row.seconds / 1e6
             if scenario.files > 1:
                 row.files_s = scenario.files / row.seconds

@@ -93,10 +93,11 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
         engine.warm(seedbox)
         if isinstance(engine, SftpEngine):
             await engine.wait_warm(seedbox)
-    started = time.monotonic()
+    reporter = Unheard()
+    started = reporter.started
     try:
         job = Job(f"wan-{args.engine}", seedbox, args.remote, args.dest, final)
-        landed = await run_transfer(job, session=session, engine=engine, reporter=Unheard())
+        landed = await run_transfer(job, session=session, engine=engine, reporter=reporter)
         seconds = time.monotonic() - started
     finally:
         await session.close()
@@ -108,6 +109,7 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": seconds,
         "bytes": landed.size,
         "path": str(final),
+        "phases_began_s": reporter.phases,  # e.g. when the listing ended and fetching began
     }
     # What an adaptive engine chose for this link (connections, request window, the
     # loss and RTT it saw), when it records it; engines without it print nothing extra.
@@ -118,10 +120,15 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class Unheard:
-    """A reporter nobody listens to: the benchmark times the whole attempt."""
+    """A reporter nobody listens to but for when each phase began: the benchmark times
+    the whole attempt, and says where the time went."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.phases: dict[str, float] = {}
 
     def phase(self, state: ItemState, remote: RemoteEntry) -> None:
-        pass
+        self.phases.setdefault(state.value, round(time.monotonic() - self.started, 3))
 
     def progress(self, done: int) -> None:
         pass

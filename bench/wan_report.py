@@ -24,6 +24,7 @@ class Row:
     lost_at_cap: int = 0  # packets the 1 Gbit/s bottleneck dropped (TCP probing it)
     files_s: float | None = None  # payload files per second (profiles that count them)
     adaptation: dict[str, Any] | None = None  # what the engine chose, if it says
+    phases: dict[str, float] | None = None  # q4d: seconds into the attempt each phase began
 
 
 def verdict(passed: bool) -> str:
@@ -48,6 +49,9 @@ def table(link: dict[str, Any], rows: list[Row], profile: Profile) -> None:
             speed += f" {row.files_s:8.1f}" if row.files_s else f" {'-':>8}"
         status = "" if row.ok else "FAIL " + row.note
         print(f"{row.scenario:<22} {row.tool:<52} {speed} {row.cpu_busy:5.0%} {status}")
+        if row.phases:
+            began = ", ".join(f"{phase} at {t:.2f} s" for phase, t in row.phases.items())
+            print(f"{'':<22}   {began}, done at {row.seconds:.2f} s")
         if row.adaptation is not None:
             print(f"{'':<22}   adaptation {json.dumps(row.adaptation, sort_keys=True)}")
     print(f"/link: share of the link limit ({limit:.1f} MB/s); cpu: both cores' busy time")

@@ -21,7 +21,7 @@ def test_valid_config_and_defaults(raw: dict[str, Any]) -> None:
     assert config.broker.topic_prefix == "q4d"
     assert config.broker.session_expiry == 7 * 86400
     assert config.routing.default_destination == "default"
-    assert config.seedboxes["sb1"].engine == "lftp"
+    assert config.seedboxes["sb1"].engine == "sftp"  # auto
     assert config.transfers.lftp.segments == 4
     assert config.dispatch.size_estimate == 10 * 1024**3 and config.dispatch.download_weight == 2.0
 

@@ -25,6 +25,11 @@ from ..remote import transfer_errors
 from .base import TransferRequest
 
 
+# Files one connection may have open ahead of its reads: each holds a local file
+# descriptor and a handle on the seedbox's sftp-server.
+FILES_AHEAD = 16
+
+
 @dataclass(slots=True)
 class Connection:
     ssh: asyncssh.SSHClientConnection
@@ -168,8 +173,11 @@ class ConnectionReader:
 
     @property
     def chunks_ahead(self) -> int:
-        """Chunks to have claimed ahead so the next file's open is answered in time."""
-        return -(-self.requests * self.block_size // self.chunk_size)
+        """Chunks to have claimed ahead so the next file's open is answered in time:
+        a window's worth of bytes, and for small files (a chunk, one read each) a
+        request's worth each, so the window stays full of them, up to FILES_AHEAD."""
+        by_bytes = -(-self.requests * self.block_size // self.chunk_size)
+        return max(by_bytes, min(self.requests, FILES_AHEAD))
 
     def widen(self, requests: int) -> None:
         """Keep up to `requests` reads in flight from now on."""
