@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import sqlite3
@@ -21,6 +23,7 @@ from .config.model import Config
 
 DEFAULT_CONFIG = "/etc/q4d/bridge.yaml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+OPEN_FILES_CAP = 1 << 16
 
 
 def _load(path: str) -> Config | None:
@@ -44,6 +47,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def raise_open_file_limit() -> None:
+    """The soft limit up to the hard one, as many servers do: each SFTP connection
+    keeps files open ahead of its reads, a transfer may use 24 connections, and the
+    usual soft limit of 1024 is a relic of select(), which asyncio does not use."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_CAP if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_CAP)
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):  # the kernel's nr_open is lower
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     # Logging first, so what loading the config warns about is formatted like the rest.
     level = "DEBUG" if args.debug else args.log_level
@@ -58,6 +72,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     from .bridge import Bridge  # noqa: PLC0415 - keeps check-config free of network imports
     from .datadir import DataDirBusy  # noqa: PLC0415 - as above
+
+    raise_open_file_limit()
 
     async def main() -> int:
         bridge = Bridge(config)

@@ -54,7 +54,7 @@ class RemoteEntry:
 
 
 MAX_TREE_FILES = 100_000
-READDIR_CONCURRENCY = 16
+READDIR_CONCURRENCY = 64
 # READDIR requests sent at once, doubling per round: OpenSSH answers 100 names each.
 READDIR_AHEAD = 4
 READDIR_AHEAD_MAX = 64
@@ -120,43 +120,45 @@ async def _first_link(sftp: asyncssh.SFTPClient, path: str, roots: Sequence[str]
 
 
 async def _list_tree(sftp: asyncssh.SFTPClient, path: str) -> RemoteEntry:
-    """A directory payload's files and folders. Each level of subfolders is listed at
-    once: round trips, not bytes, make this slow on a long link. READDIR reports each
-    entry's own attributes (lstat), so a link is seen as a link and set aside."""
+    """A directory payload's files and folders. A folder is listed as soon as its
+    parent's listing names it, many at once: round trips, not bytes, make this slow on
+    a long link. READDIR reports each entry's own attributes (lstat), so a link is
+    seen as a link and set aside."""
     limit = asyncio.Semaphore(READDIR_CONCURRENCY)
 
-    async def listing(rel: str) -> Sequence[asyncssh.SFTPName]:
+    async def listing(rel: str) -> tuple[str, Sequence[asyncssh.SFTPName]]:
         async with limit:
-            return await _list_dir(sftp, posixpath.join(path, rel) if rel else path)
+            return rel, await _list_dir(sftp, posixpath.join(path, rel) if rel else path)
 
     files: list[RemoteFile] = []
     dirs: list[str] = []
     skipped: list[str] = []
-    level: dict[str, asyncio.Future[Sequence[asyncssh.SFTPName]]] = {
-        "": asyncio.ensure_future(listing(""))
-    }
-    while level:
-        listed = await asyncio.gather(*level.values())
-        deeper: dict[str, asyncio.Future[Sequence[asyncssh.SFTPName]]] = {}
-        for current, entries in zip(level, listed, strict=True):
-            for entry in entries:
-                name = entry.filename
-                if isinstance(name, bytes):
-                    name = name.decode("utf-8", "surrogateescape")
-                if name in (".", ".."):
-                    continue
-                rel = posixpath.join(current, name) if current else name
-                if entry.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
-                    dirs.append(rel)
-                    deeper[rel] = asyncio.ensure_future(listing(rel))
-                elif entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
-                    files.append(RemoteFile(rel, entry.attrs.size or 0))
-                    if len(files) > MAX_TREE_FILES:
-                        await asyncio.gather(*deeper.values(), return_exceptions=True)
-                        raise TransferError(ErrorCode.TRANSFER, f"more than {MAX_TREE_FILES} files")
-                else:
-                    skipped.append(rel)
-        level = deeper
+    pending = {asyncio.ensure_future(listing(""))}
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for listed in done:
+                current, entries = listed.result()
+                for entry in entries:
+                    name = entry.filename
+                    if isinstance(name, bytes):
+                        name = name.decode("utf-8", "surrogateescape")
+                    if name in (".", ".."):
+                        continue
+                    rel = posixpath.join(current, name) if current else name
+                    if entry.attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+                        dirs.append(rel)
+                        pending.add(asyncio.ensure_future(listing(rel)))
+                    elif entry.attrs.type == asyncssh.FILEXFER_TYPE_REGULAR:
+                        files.append(RemoteFile(rel, entry.attrs.size or 0))
+                    else:
+                        skipped.append(rel)
+            if len(files) > MAX_TREE_FILES:
+                raise TransferError(ErrorCode.TRANSFER, f"more than {MAX_TREE_FILES} files")
+    finally:
+        for listing_left in pending:
+            listing_left.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
     return RemoteEntry(
         is_dir=True,
         entries=tuple(sorted(files, key=lambda f: f.rel)),

@@ -24,10 +24,10 @@ from ..payload import RemoteFile, close_behind
 from ..remote import transfer_errors
 from .base import TransferRequest
 
-
 # Files one connection may have open ahead of its reads: each holds a local file
-# descriptor and a handle on the seedbox's sftp-server.
-FILES_AHEAD = 16
+# descriptor (the bridge raises its soft limit) and a handle on the seedbox's
+# sftp-server (whose 1024 descriptors are per connection).
+FILES_AHEAD = 32
 
 
 @dataclass(slots=True)
