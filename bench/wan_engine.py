@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -88,8 +89,15 @@ async def transfer(args: argparse.Namespace) -> dict[str, Any]:
     final = args.dest / Path(args.remote).name
     if args.warm:
         # The bridge's steady state: its SSH link to the seedbox and the engine's pooled
-        # connections are open before a completion arrives (keep_connected + pool).
+        # connections are open before a completion arrives (keep_connected + pool), and
+        # the SFTP engine has moved a payload from this seedbox before, so it starts
+        # with the connections and reads in flight it learned (sftp_adapt.py).
         await session.inspect_payload(str(Path(args.remote).parent), ())
+        if isinstance(engine, SftpEngine):
+            scratch = args.work / "warm-up"
+            earlier = Job("wan-warm-up", seedbox, args.remote, scratch, scratch / "payload")
+            await run_transfer(earlier, session=session, engine=engine, reporter=Unheard())
+            shutil.rmtree(scratch)
         engine.warm(seedbox)
         if isinstance(engine, SftpEngine):
             await engine.wait_warm(seedbox)
