@@ -111,7 +111,7 @@ def test_its_environment_and_secrets_make_a_config_the_bridge_takes(tmp_path: Pa
     [seedbox] = config.seedboxes.values()
     assert seedbox.key == str(secrets / "seedbox_key")
     assert seedbox.known_hosts == str(config_dir / "known_hosts")
-    assert seedbox.engine == "lftp"  # the image has lftp
+    assert seedbox.engine == "sftp"  # auto: the built-in engine
     assert config.data_dir == tmp_path / "data"
     assert all(
         str(p).startswith(f"{tmp_path}/library/") for p in config.routing.destinations.values()
