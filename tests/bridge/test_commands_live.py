@@ -299,7 +299,8 @@ async def test_pausing_one_running_item_leaves_the_other_running(
         paused = await wait_item(env, first, lambda i: i["state"] == "queued", "back in queue")
         assert paused["paused"] is True and paused["attempts"] == 0
         assert paused["held"] == "item"
-        assert latest(env, second)["state"] == "transferring"
+        # Still going, or (on a busy machine) its bytes all in already.
+        assert latest(env, second)["state"] in ("transferring", "verifying", "done")
         first_on_disk, second_on_disk = staged_bytes(env, first), staged_bytes(env, second)
         await asyncio.sleep(1.0)
         assert staged_bytes(env, first) == first_on_disk, "the paused transfer still writes"

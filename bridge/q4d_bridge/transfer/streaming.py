@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import hashlib
 import logging
 import queue
@@ -193,6 +194,9 @@ class PieceStream:
         self.processed = 0
         self.failed: BaseException | None = None
         self.abandoned = False
+        # Resolved on the loop when the worker has ended: waiting for it takes no thread.
+        self._loop = asyncio.get_running_loop()
+        self.stopped: asyncio.Future[None] = self._loop.create_future()
         self.thread = threading.Thread(target=self._run, name="q4d-piece-hash", daemon=True)
         self.thread.start()
 
@@ -218,15 +222,19 @@ class PieceStream:
         self.queue.put(None)
 
     def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.abandoned or self.failed is not None:
-                continue
-            rel, offset, data = item
-            try:
-                self.tally.feed(rel, offset, data)
-            except Exception as err:  # a bug here must cost a read-back, not the item
-                self.failed = err
-            self.processed += len(data)
+        try:
+            while (item := self.queue.get()) is not None:
+                if self.abandoned or self.failed is not None:
+                    continue
+                rel, offset, data = item
+                try:
+                    self.tally.feed(rel, offset, data)
+                except Exception as err:  # a bug here must cost a read-back, not the item
+                    self.failed = err
+                self.processed += len(data)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                self._loop.call_soon_threadsafe(_resolve, self.stopped)
 
 
 class StreamSlot:
@@ -256,4 +264,10 @@ class StreamSlot:
         stream, self.stream = self.stream, None
         if stream is not None:
             stream.abandon()
-            await asyncio.to_thread(stream.thread.join)
+            await stream.stopped
+            stream.thread.join(timeout=1.0)  # past its last line already: microseconds
+
+
+def _resolve(stopped: asyncio.Future[None]) -> None:
+    if not stopped.done():
+        stopped.set_result(None)
