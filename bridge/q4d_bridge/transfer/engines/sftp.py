@@ -108,9 +108,9 @@ class SftpEngine:
             raise classify_ssh_error(err) from err
         return Connection(ssh, sftp)
 
-    async def _acquire_many(self, seedbox: SeedboxConfig, count: int) -> list[Connection]:
-        """count connections, opened in parallel; on failure or cancellation the ones
-        that open go back to the pool instead of leaking."""
+    async def _opened(self, seedbox: SeedboxConfig, count: int) -> list[asyncio.Task[Connection]]:
+        """count acquisitions run in parallel, all finished; if the caller is cancelled,
+        what still opens goes to the pool."""
         tasks = [asyncio.ensure_future(self._acquire(seedbox)) for _ in range(count)]
         try:
             await asyncio.wait(tasks)
@@ -119,6 +119,12 @@ class SftpEngine:
                 task.cancel()  # no effect on one that already finished
                 task.add_done_callback(lambda done: self._adopt(seedbox, done))
             raise
+        return tasks
+
+    async def _acquire_many(self, seedbox: SeedboxConfig, count: int) -> list[Connection]:
+        """count connections, opened in parallel; on failure or cancellation the ones
+        that open go back to the pool instead of leaking."""
+        tasks = await self._opened(seedbox, count)
         conns = [t.result() for t in tasks if t.exception() is None]
         failure = next((t.exception() for t in tasks if t.exception() is not None), None)
         if failure is not None:
@@ -154,14 +160,7 @@ class SftpEngine:
     async def _acquire_some(self, seedbox: SeedboxConfig, count: int) -> list[Connection]:
         """Up to count more connections; a seedbox that refuses some (a limit on
         sessions per user) just gets fewer."""
-        tasks = [asyncio.ensure_future(self._acquire(seedbox)) for _ in range(count)]
-        try:
-            await asyncio.wait(tasks)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-                task.add_done_callback(lambda done: self._adopt(seedbox, done))
-            raise
+        tasks = await self._opened(seedbox, count)
         failures = [t.exception() for t in tasks if t.exception() is not None]
         if failures:
             _LOGGER.info("seedbox %s: %d more connection(s) refused: %s",
