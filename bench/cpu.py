@@ -140,7 +140,7 @@ def main() -> int:
 
             def commands(payload: Path) -> dict[str, list[str]]:
                 scenario = Scenario(payload.name, payload, payload.stat().st_size)
-                tools = peer_commands(sshd, scenario, dest, scripts)
+                tools = peer_commands(sshd, scenario, dest, scripts, untuned_lftp=True)
                 tools = {k: v for k, v in tools.items() if "packets in flight" not in k}
                 for engine in args.engines.split(","):
                     tools[f"q4d {engine}"] = q4d_argv(engine, sshd, payload, dest, work / "data")
