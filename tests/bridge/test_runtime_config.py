@@ -225,6 +225,8 @@ async def test_entries_refused_before_the_loader(env: Env) -> None:
         (seedbox(password=" padded"), {"password": "must not start or end with a space or line break"}),
         (seedbox(password=PASSWORD, host_key="ssh-ed25519 notbase64"), {"host_key": "not a public host key"}),
         (seedbox(password=PASSWORD, host_key="AAAA", known_hosts="/x"), {"host_key": "give host_key (the key) or known_hosts (a file), not both"}),
+        (seedbox(password_file="/etc/hostname"), {"password_file": "send the secret itself (password), not a file"}),
+        (seedbox(client={"type": "qbittorrent", "url": "http://x", "password_file": "/etc/hostname"}), {"client.password_file": "send the secret itself (client.password), not a file"}),
     ]  # fmt: skip
     for value, fields in cases:
         error = await env.refused(
@@ -259,7 +261,8 @@ def _mistakes() -> list[Any]:
     for mutate, expected in MISTAKES:
         label = expected.split(":")[0]
         about_one = label.startswith(("seedboxes[0].", "rules[0].")) or "regular exp" in expected
-        if about_one and label != "seedboxes[0].id":  # an id is the command's argument
+        # An id is the command's argument; a runtime entry sends secrets, not their files.
+        if about_one and label not in ("seedboxes[0].id", "seedboxes[0].client.password_file"):
             out.append(pytest.param(mutate, expected, id=expected[:60]))
     return out
 

@@ -375,6 +375,21 @@ def _host_key(
     value["known_hosts"] = paths("known_hosts")
 
 
+def _own_files(value: dict[str, Any], paths: Callable[[str], str], fields: dict[str, str]) -> None:
+    """A secret file of a runtime entry is one the layer wrote for it: a path sent over
+    MQTT could name any file the bridge can read, whose text would then go to the
+    host the entry names as a password."""
+    client = value.get("client")
+    named = [("password_file", value.get("password_file"), "password"),
+             ("passphrase_file", value.get("passphrase_file"), "passphrase"),
+             ("client.password_file",
+              client.get("password_file") if isinstance(client, dict) else None,
+              "client_password")]  # fmt: skip
+    for key, path, field_name in named:
+        if path is not None and path != paths(field_name):
+            fields[key] = f"send the secret itself ({key.removesuffix('_file')}), not a file"
+
+
 def prepare(
     section: str,
     entry_id: str,
@@ -407,6 +422,7 @@ def prepare(
         _login(value, previous, paths, out, fields)
         _client(value, previous, paths, out, fields)
         _host_key(value, previous, paths, out, fields)
+        _own_files(value, paths, fields)
     if fields:
         raise EntryError(fields)
     return out
