@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncssh
 import pytest
+import yaml
+from q4d_bridge import cli
 from q4d_bridge.config.model import Config
 from q4d_bridge.config.runtime import field_errors, merge
 from q4d_bridge.config.source import ConfigSource
@@ -352,3 +354,45 @@ def test_merge_puts_runtime_entries_in_place_and_the_yaml_wins(raw: dict[str, An
     assert merged["destinations"]["tv"] == raw["destinations"]["tv"]
     assert [r.get("id") for r in merged["rules"]] == ["a", "b", None, None]
     assert "order" not in merged["rules"][0] and "sb9" not in json.dumps(raw)
+
+
+async def test_export_passes_check_config_and_loads_the_same(
+    env: Env, raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    _, host_line = keypair()
+    await env.ok("config_set", section="destinations", id="films", value=str(env.data / "films"))
+    await env.ok("config_set", section="rules", id="films",
+                 value={"destination": "films", "match": [{"field": "category", "is": "films"}]})  # fmt: skip
+    await env.ok("config_set", section="seedboxes", id="sb2",
+                 value=seedbox(password=PASSWORD, host_key=host_line))  # fmt: skip
+    assert cli.main(["config", "export", "-c", str(path)]) == 0
+    exported = capsys.readouterr().out
+    assert PASSWORD not in exported and CLIENT_PASSWORD not in exported
+    assert "#   seedboxes[0].client.password\n" in exported  # written as ***: to fill in
+    moved = tmp_path / "exported.yaml"
+    moved.write_text(exported)
+    assert cli.main(["check-config", "-c", str(moved)]) == 0
+    assert (
+        "OK (bridge 'test', 2 seedbox(es), 4 destination(s), 3 rule(s))" in capsys.readouterr().out
+    )
+    loaded = ConfigSource.read(moved, {}).load()
+    assert loaded.seedboxes["sb2"] == env.config.seedboxes["sb2"]
+    assert loaded.seedboxes["sb2"].password == PASSWORD
+    assert loaded.routing.rules == env.config.routing.rules
+    assert loaded.routing.destinations == env.config.routing.destinations
+
+
+async def test_a_runtime_entry_the_file_no_longer_fits_is_named_at_start(
+    env: Env, raw: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await env.ok("config_set", section="rules", id="mv", value={"destination": "movies"})
+    del raw["destinations"]["movies"], raw["rules"][1], raw["type_codes"]["M"]
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert cli.main(["check-config", "-c", str(path)]) == 1
+    assert (
+        "rules[0].destination: 'movies' is not in destinations (in rules.mv, set from Home "
+        "Assistant)" in capsys.readouterr().err
+    )
