@@ -18,6 +18,7 @@ import asyncssh
 import pytest
 import yaml
 from q4d_bridge import cli
+from q4d_bridge.config.loader import ConfigError, load_config
 from q4d_bridge.config.model import Config
 from q4d_bridge.config.runtime import field_errors, merge
 from q4d_bridge.config.source import ConfigSource
@@ -26,6 +27,7 @@ from q4d_bridge.mqtt.config_commands import ConfigDesk
 from q4d_bridge.persistence.store import Store
 
 from tests.bridge.test_config import MISTAKES
+from tests.bridge.test_legacy_env import SEED_DOCKER_RUN
 
 PASSWORD = "pw-Secret-7f3a"
 PASSPHRASE = "pp-Secret-91c2"
@@ -396,3 +398,18 @@ async def test_a_runtime_entry_the_file_no_longer_fits_is_named_at_start(
         "rules[0].destination: 'movies' is not in destinations (in rules.mv, set from Home "
         "Assistant)" in capsys.readouterr().err
     )
+
+
+def test_the_environment_alone_reads_as_through_load_config(tmp_path: Path) -> None:
+    """`run` and `check-config` read through ConfigSource: the same as load_config."""
+    absent = tmp_path / "absent.yaml"
+    creds = tmp_path / "credentials"
+    creds.write_text("me:pass,word\n")
+    environ = {**SEED_DOCKER_RUN, "Q4D_CREDS": str(creds)}
+    assert ConfigSource.read(absent, environ).load() == load_config(absent, environ)
+    incomplete = {"Q4D_BUS_HOST": "mqtt.lan"}
+    with pytest.raises(ConfigError) as through_source:
+        ConfigSource.read(absent, incomplete).load()
+    with pytest.raises(ConfigError) as through_loader:
+        load_config(absent, incomplete)
+    assert through_source.value.errors == through_loader.value.errors

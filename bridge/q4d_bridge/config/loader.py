@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,25 +136,23 @@ def load_raw(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, 
     layer (config/runtime.py) is merged into before check_raw validates the whole."""
     environ = os.environ if environ is None else environ
     raw = _read_file(path, environ)
-    errors = apply_environment({} if raw is None else raw, environ)
-    if errors:
+    if raw is None:
+        raw = {}
+        if errors := apply_environment(raw, environ):
+            raise ConfigError([f"{path}: not found, and the environment is not valid", *errors])
+    elif errors := apply_environment(raw, environ):
         raise ConfigError(errors)
-    return {} if raw is None else raw
+    return raw
 
 
-Merge = Callable[[dict[str, Any]], list[str]]
-
-
-def load_config(
-    path: Path, environ: Mapping[str, str] | None = None, merge: Merge | None = None
-) -> Config:
-    """The file at path, with the environment over it, then what `merge` adds (the
-    runtime layer). Without the file, the environment alone may hold the whole
-    configuration."""
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """The file at path, with the environment over it (without the runtime layer:
+    config/source.py adds it). Without the file, the environment alone may hold the
+    whole configuration."""
     environ = os.environ if environ is None else environ
     raw = _read_file(path, environ)
     try:
-        return parse_config({} if raw is None else raw, environ, merge)
+        return parse_config({} if raw is None else raw, environ)
     except ConfigError as invalid:
         if raw is not None:
             raise
@@ -166,12 +164,8 @@ def load_config(
         ) from invalid
 
 
-def parse_config(
-    raw: dict[str, Any], environ: Mapping[str, str] | None = None, merge: Merge | None = None
-) -> Config:
+def parse_config(raw: dict[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     errors = apply_environment(raw, environ or {})
-    if merge is not None and not errors:
-        errors = merge(raw)
     if errors:
         _read_secret_files(copy.deepcopy(raw), errors)  # reported together with them
         raise ConfigError(errors)
