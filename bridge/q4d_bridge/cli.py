@@ -204,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         ("route", "route --dry-run: which rule, destination and steps a completion would get"),
         ("tracker-rule", "add, list or remove the running bridge's tracker rules"),
         ("cleanup", "the seedbox torrents whose clean-up goal is reached (--now: remove them)"),
-        ("config", "config export: the effective configuration as YAML, secrets redacted"),
+        (
+            "config",
+            "config export: the effective configuration as YAML, secrets redacted; "
+            "config remove SECTION ID: an entry set from Home Assistant, bridge stopped",
+        ),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", "-c", default=default, help=f"config file (default {default})")

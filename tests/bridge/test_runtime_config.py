@@ -22,6 +22,7 @@ from q4d_bridge.config.loader import ConfigError, load_config
 from q4d_bridge.config.model import Config
 from q4d_bridge.config.runtime import field_errors, merge
 from q4d_bridge.config.source import ConfigSource
+from q4d_bridge.datadir import DataDirLock
 from q4d_bridge.mqtt.commands import CommandDesk
 from q4d_bridge.mqtt.config_commands import ConfigDesk
 from q4d_bridge.persistence.store import Store
@@ -398,6 +399,16 @@ async def test_a_runtime_entry_the_file_no_longer_fits_is_named_at_start(
         "rules[0].destination: 'movies' is not in destinations (in rules.mv, set from Home "
         "Assistant)" in capsys.readouterr().err
     )
+    # The way out while the bridge cannot start (and so cannot be asked over MQTT).
+    lock = DataDirLock(env.data)
+    lock.acquire()  # as a running bridge holds it
+    assert cli.main(["config", "remove", "rules", "mv", "-c", str(path)]) == 1
+    assert "stop the bridge first" in capsys.readouterr().err
+    lock.release()
+    assert cli.main(["config", "remove", "rules", "mv", "-c", str(path)]) == 0
+    assert capsys.readouterr().out == "removed rules.mv (revision 2)\n"
+    assert cli.main(["config", "remove", "rules", "mv", "-c", str(path)]) == 1
+    assert cli.main(["check-config", "-c", str(path)]) == 0
 
 
 def test_the_environment_alone_reads_as_through_load_config(tmp_path: Path) -> None:
