@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .runtime import SECRET_FIELDS
+from .runtime_entry import SECRET_FIELDS
 
 
 class SecretFiles:

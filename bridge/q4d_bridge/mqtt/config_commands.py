@@ -19,17 +19,8 @@ import voluptuous as vol
 
 from ..config.loader import ConfigError, check_raw
 from ..config.model import Config
-from ..config.runtime import (
-    SECTIONS,
-    EntryError,
-    Layer,
-    entry_path,
-    field_errors,
-    prepare,
-    secret_paths,
-    sections,
-    with_paths,
-)
+from ..config.runtime import SECTIONS, Layer, entry_path, field_errors, sections
+from ..config.runtime_entry import EntryError, prepare, secret_paths, with_paths
 from ..config.secret_files import SecretFiles
 from ..config.source import ConfigSource
 from ..config.values import ID_PATTERN
