@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -424,3 +425,37 @@ def test_the_environment_alone_reads_as_through_load_config(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as through_loader:
         load_config(absent, incomplete)
     assert through_source.value.errors == through_loader.value.errors
+
+
+async def test_junk_entries_are_refused_clearly_never_with_internal(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Random values under the keys the sections know (and some they do not): each is
+    answered `invalid` (or stored when it happens to be valid), logged without values."""
+    rng = random.Random(20)
+    keys = {
+        "seedboxes": [*seedbox(), "port", "key", "password", "passphrase", "private_key",
+                      "host_key", "known_hosts", "client", "engine", "reconcile", "junk"],
+        "destinations": ["path", "owner", "extract", "handoff", "junk"],
+        "rules": ["order", "destination", "match", "subdir", "ignore", "engine", "junk"],
+    }  # fmt: skip
+    scalars = [None, True, 0, -1, 2**40, 1.5, "", "x", "/abs", "ssh-ed25519 AAAA", "-----BEGIN"]
+
+    def junk(depth: int) -> Any:
+        roll = rng.random()
+        if depth < 2 and roll < 0.2:
+            return [junk(depth + 1) for _ in range(rng.randrange(3))]
+        if depth < 2 and roll < 0.4:
+            return {rng.choice(["type", "url", "field", "is", "path", "x"]): junk(depth + 1)}
+        return rng.choice(scalars)
+
+    codes: set[str] = set()
+    for n in range(150):
+        section = rng.choice(list(keys))
+        value = {k: junk(0) for k in rng.sample(keys[section], rng.randrange(1, 5))}
+        if section == "seedboxes":
+            value = {**seedbox(), **value}
+        answer = await env.ask("config_set", section=section, id=f"e{n}", value=value)
+        codes.add("ok" if answer["ok"] else answer["error"]["code"])
+    assert codes <= {"ok", "invalid"} and "invalid" in codes, codes
+    assert "refused: invalid (" in caplog.text and "Traceback" not in caplog.text

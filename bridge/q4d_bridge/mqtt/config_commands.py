@@ -262,13 +262,33 @@ def _replaced(line: str, paths: dict[str, str]) -> str:
     return line
 
 
+async def _logged(what: str, change: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A refused change logged by code and the key paths at fault: the reasons stay in
+    the answer (a reason may quote a value)."""
+    try:
+        return await change
+    except ConfigCommandError as err:
+        paths = [line.partition(": ")[0] for line in err.detail.get("errors", [])]
+        _LOGGER.warning(
+            "configuration change %s refused: %s%s",
+            what, err.code, f" ({', '.join(paths)})" if paths else "",
+        )  # fmt: skip
+        raise
+
+
 def handlers(desk: ConfigDesk, valid: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     """What each op does with its validated arguments: config_get answers at once, the
     changes once applied (an awaitable)."""
+    what = f"{valid.get('section')}.{valid.get('id')}"
     return {
         "config_get": desk.body,
-        "config_set": lambda: desk.set(
-            valid["section"], valid["id"], copy.deepcopy(valid["value"]), valid["confirm"]
+        "config_set": lambda: _logged(
+            what,
+            desk.set(
+                valid["section"], valid["id"], copy.deepcopy(valid["value"]), valid["confirm"]
+            ),
         ),
-        "config_remove": lambda: desk.remove(valid["section"], valid["id"], valid["confirm"]),
+        "config_remove": lambda: _logged(
+            what, desk.remove(valid["section"], valid["id"], valid["confirm"])
+        ),
     }
