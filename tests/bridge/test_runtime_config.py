@@ -459,3 +459,19 @@ async def test_junk_entries_are_refused_clearly_never_with_internal(
         codes.add("ok" if answer["ok"] else answer["error"]["code"])
     assert codes <= {"ok", "invalid"} and "invalid" in codes, codes
     assert "refused: invalid (" in caplog.text and "Traceback" not in caplog.text
+
+
+async def test_another_address_needs_its_host_key_confirmed_again(env: Env) -> None:
+    _, host_line = keypair()
+    pinned = env.data / "known_hosts" / "sb2"
+    await env.ok("config_set", section="seedboxes", id="sb2",
+                 value=seedbox(password=PASSWORD, host_key=host_line))  # fmt: skip
+    await env.ok("config_set", section="seedboxes", id="sb2", value=seedbox(host_key=None))
+    assert env.applied[-1][0].seedboxes["sb2"].known_hosts == str(pinned)  # same address: kept
+    error = await env.refused("config_set", "invalid", section="seedboxes", id="sb2",
+                              value={**seedbox(host_key=None), "port": 2200})  # fmt: skip
+    assert error["fields"]["known_hosts"].startswith("required")
+    assert pinned.exists()  # refused: nothing changed
+    # Trust on first use: the key pinned for the old address goes, the next is pinned.
+    await env.ok("config_set", section="seedboxes", id="sb2", value=seedbox(port=2200))
+    assert not pinned.exists() and env.applied[-1][0].seedboxes["sb2"].trust_on_first_use

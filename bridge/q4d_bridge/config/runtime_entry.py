@@ -125,10 +125,16 @@ def _host_key(
     fields: dict[str, str],
 ) -> None:
     """A host key confirmed in HA (an OpenSSH public key line) is pinned in the file
-    trust on first use would use; left out, the pinned file the entry had stays."""
+    trust on first use would use; left out, the pinned file the entry had stays while
+    the entry's address does (another host needs its key confirmed again)."""
     host_key = value.pop("host_key", None)
     if host_key is None:
-        if "known_hosts" not in value and previous is not None and "known_hosts" in previous:
+        if (
+            "known_hosts" not in value
+            and previous is not None
+            and "known_hosts" in previous
+            and not moved(previous, value)
+        ):
             value["known_hosts"] = previous["known_hosts"]
         return
     if "known_hosts" in value:
@@ -199,6 +205,17 @@ def prepare(
     if fields:
         raise EntryError(fields)
     return out
+
+
+def moved(previous: Any, value: Any) -> bool:
+    """Whether a seedbox entry's SSH address changed: a key pinned for the old one is
+    no longer the seedbox's."""
+    if not isinstance(previous, Mapping) or not isinstance(value, Mapping):
+        return False
+    return (previous.get("host"), previous.get("port", 22)) != (
+        value.get("host"),
+        value.get("port", 22),
+    )
 
 
 def secret_paths(value: Any) -> list[str]:

@@ -20,7 +20,7 @@ import voluptuous as vol
 from ..config.loader import ConfigError, check_raw
 from ..config.model import Config
 from ..config.runtime import SECTIONS, Layer, entry_path, field_errors, sections
-from ..config.runtime_entry import EntryError, prepare, secret_paths, with_paths
+from ..config.runtime_entry import EntryError, moved, prepare, secret_paths, with_paths
 from ..config.secret_files import SecretFiles
 from ..config.source import ConfigSource
 from ..config.values import ID_PATTERN
@@ -172,6 +172,10 @@ class ConfigDesk:
             )  # fmt: skip
             kept = set(secret_paths(prepared.value))
             dropped = [p for p in secret_paths(previous) if p not in kept]
+            pin = self.files.path(section, entry_id, "known_hosts")
+            if moved(previous, prepared.value) and "known_hosts" not in prepared.files:
+                # Trust on first use pins the new address's key, not the old one's.
+                SecretFiles.remove([pin])
             return await self._applied(new, confirm, self._managed(section, entry_id, dropped))
 
     async def remove(self, section: str, entry_id: str, confirm: bool) -> dict[str, Any]:
