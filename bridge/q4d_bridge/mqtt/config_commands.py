@@ -20,7 +20,14 @@ import voluptuous as vol
 from ..config.loader import ConfigError, check_raw
 from ..config.model import Config
 from ..config.runtime import SECTIONS, Layer, entry_path, field_errors, sections
-from ..config.runtime_entry import EntryError, moved, prepare, secret_paths, with_paths
+from ..config.runtime_entry import (
+    EntryError,
+    Prepared,
+    moved,
+    prepare,
+    secret_paths,
+    with_paths,
+)
 from ..config.secret_files import SecretFiles
 from ..config.source import ConfigSource
 from ..config.values import ID_PATTERN
@@ -149,19 +156,7 @@ class ConfigDesk:
                 raise ConfigCommandError(
                     "invalid", "; ".join(errors), errors=errors, fields=err.fields
                 ) from None
-            staged = self.files.stage(section, entry_id, prepared.files)
-            try:
-                staged_value = with_paths(prepared.value, staged)
-                self._check(section, entry_id, _with(self.layer, section, entry_id, staged_value))
-                self.files.commit(staged)  # the entry is valid: its secrets replace the old
-                staged = {}
-            except ConfigCommandError as err:
-                unstaged = {tmp: final for final, tmp in staged.items()}
-                err.detail["errors"] = [_replaced(e, unstaged) for e in err.detail["errors"]]
-                err.message = "; ".join(err.detail["errors"])
-                raise
-            finally:
-                self.files.discard(staged)
+            self._write_secrets(section, entry_id, prepared)
             layer = _with(self.layer, section, entry_id, prepared.value)
             new = self._check(section, entry_id, layer)
             self.revision = save_entry(self.store, section, entry_id, prepared.value)
@@ -170,13 +165,30 @@ class ConfigDesk:
                 "configuration: %s.%s %s from Home Assistant (revision %d)",
                 section, entry_id, "changed" if previous is not None else "added", self.revision,
             )  # fmt: skip
-            kept = set(secret_paths(prepared.value))
-            dropped = [p for p in secret_paths(previous) if p not in kept]
-            pin = self.files.path(section, entry_id, "known_hosts")
             if moved(previous, prepared.value) and "known_hosts" not in prepared.files:
                 # Trust on first use pins the new address's key, not the old one's.
-                SecretFiles.remove([pin])
+                SecretFiles.remove([self.files.path(section, entry_id, "known_hosts")])
+            kept = set(secret_paths(prepared.value))
+            dropped = [p for p in secret_paths(previous) if p not in kept]
             return await self._applied(new, confirm, self._managed(section, entry_id, dropped))
+
+    def _write_secrets(self, section: str, entry_id: str, prepared: Prepared) -> None:
+        """The entry's secrets staged beside the files in use, the whole configuration
+        checked with them, and only then put in place: a refused change leaves the
+        running secrets as they were."""
+        staged = self.files.stage(section, entry_id, prepared.files)
+        try:
+            staged_value = with_paths(prepared.value, staged)
+            self._check(section, entry_id, _with(self.layer, section, entry_id, staged_value))
+            self.files.commit(staged)
+            staged = {}
+        except ConfigCommandError as err:
+            unstaged = {tmp: final for final, tmp in staged.items()}
+            err.detail["errors"] = [_replaced(e, unstaged) for e in err.detail["errors"]]
+            err.message = "; ".join(err.detail["errors"])
+            raise
+        finally:
+            self.files.discard(staged)
 
     async def remove(self, section: str, entry_id: str, confirm: bool) -> dict[str, Any]:
         async with self._lock:
