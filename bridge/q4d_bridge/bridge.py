@@ -9,6 +9,7 @@ and labels) → mqtt.publisher.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -27,6 +28,7 @@ from .clients.monitor import ClientMonitor
 from .clients.reconcile import Reconciler
 from .clients.rtorrent_transport import SshLink
 from .config.model import Config
+from .config.source import ConfigSource
 from .datadir import DataDirLock
 from .dispatch.dispatcher import Dispatcher
 from .dispatch.tracker import RequestTracker
@@ -39,7 +41,9 @@ from .lifecycle.post import PostRunner
 from .lifecycle.runner import Runner
 from .lifecycle.scheduler import Scheduler
 from .models import ACTIVE_STATES, FINISHED_STATES, ItemState
+from .mqtt.codec import dumps
 from .mqtt.commands import CommandDesk
+from .mqtt.config_commands import ConfigDesk
 from .mqtt.link import MqttLink
 from .mqtt.listing import ItemPayloads
 from .mqtt.noise import quiet_closed_sockets
@@ -86,9 +90,17 @@ def client_ssh_link(session: SeedboxSession) -> SshLink:
 
 
 class Bridge:
-    def __init__(self, config: Config, *, disk_free: DiskFree = disk_usage_free) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        disk_free: DiskFree = disk_usage_free,
+        source: ConfigSource | None = None,
+    ) -> None:
         """disk_free: bytes free on the filesystem holding a path (injectable, so
-        tests of the space checks do not depend on the machine's own disk)."""
+        tests of the space checks do not depend on the machine's own disk). source:
+        where config came from (ConfigSource.load); with it, Home Assistant's
+        configuration commands can change the runtime layer."""
         self.config = config
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
@@ -224,11 +236,24 @@ class Bridge:
             rescan=self.reconciler.rescan,
             cleanup=self.cleanup,
         )
+        self.tracker_rules = TrackerRuleDesk(self.store, config.routing)
+        self.config_desk: ConfigDesk | None = None
+        if source is not None:
+            self.config_desk = ConfigDesk(
+                self.store,
+                source,
+                apply=self.apply,
+                current=lambda: self.config,
+                unfinished=self.lifecycle.unfinished.values,
+                publish=lambda body: self.publisher.retained(self.topics.config, dumps(body)),
+            )
+            self.publisher.retained(self.topics.config, dumps(self.config_desk.body()))
         self.commands = CommandDesk(
             self.controller,
             self.publisher.result,
             self.dispatcher,
-            TrackerRuleDesk(self.store, config.routing),
+            self.tracker_rules,
+            self.config_desk,
         )
         # The HTTP API, only when asked for (it opens a port); metrics, health and the
         # management routes join it at the end (_mount_observability).
@@ -292,6 +317,23 @@ class Bridge:
             )
         )
         api.add_routes(management_routes(self.dispatcher, admin_key=self.config.api.admin_key))
+
+    async def apply(self, new: Config, *, confirm: bool) -> dict[str, Any]:
+        """A configuration changed from Home Assistant, until live apply replaces this:
+        the routing (rules, destinations, plans, type codes) is swapped where everything
+        reads it, so the next completion sees it; seedbox changes wait for a restart."""
+        del confirm  # nothing is cancelled here
+        old, fresh = self.config.seedboxes, new.seedboxes
+        restart = sorted(sb for sb in old.keys() | fresh.keys() if old.get(sb) != fresh.get(sb))
+        routing = dataclasses.replace(new.routing, tracker_rules=self.config.routing.tracker_rules)
+        config = dataclasses.replace(self.config, routing=routing)
+        for part in (self, self.intake, self.reconciler, self.runner, self.controller, self.post,
+                     self.dispatcher):  # fmt: skip
+            part.config = config
+        self.tracker_rules.routing = routing
+        self.housekeeping.destinations = routing.destinations
+        self.publisher.state_changed()
+        return {"routing": True, "seedboxes_on_restart": restart}
 
     def state(self) -> BridgeState:
         breakers = self.scheduler.breakers

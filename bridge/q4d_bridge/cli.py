@@ -1,4 +1,5 @@
-"""`q4d-bridge run | check-config | check | status | add | clients | route | tracker-rule`."""
+"""`q4d-bridge run | check-config | check | status | add | clients | route | tracker-rule |
+config export`."""
 
 from __future__ import annotations
 
@@ -16,24 +17,33 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, cli_check, cli_cleanup, cli_dispatch, cli_route, cli_tracker
+from . import __version__, cli_check, cli_cleanup, cli_config, cli_dispatch, cli_route, cli_tracker
 from .addon import run as addon_run
-from .config.loader import ConfigError, load_config
+from .config.loader import ConfigError
 from .config.model import Config
+from .config.source import ConfigSource
 
 DEFAULT_CONFIG = "/etc/q4d/bridge.yaml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 OPEN_FILES_CAP = 1 << 16
 
 
-def _load(path: str) -> Config | None:
+def _source(path: str) -> tuple[ConfigSource, Config] | None:
+    """The file with the environment over it, and the runtime layer from the store: what
+    the bridge runs (every command reads the configuration this one way)."""
     try:
-        return load_config(Path(path))
+        source = ConfigSource.read(Path(path))
+        return source, source.load()
     except ConfigError as err:
         print(f"q4d-bridge: invalid configuration in {path}:", file=sys.stderr)
         for line in err.errors:
             print(f"  - {line}", file=sys.stderr)
         return None
+
+
+def _load(path: str) -> Config | None:
+    loaded = _source(path)
+    return None if loaded is None else loaded[1]
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -65,9 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         level=level or "INFO",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = _load(args.config)
-    if config is None:
+    loaded = _source(args.config)
+    if loaded is None:
         return 1
+    source, config = loaded
     logging.getLogger().setLevel(level or config.log_level)  # the command line wins
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     from .bridge import Bridge  # noqa: PLC0415 - keeps check-config free of network imports
@@ -76,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     raise_open_file_limit()
 
     async def main() -> int:
-        bridge = Bridge(config)
+        bridge = Bridge(config, source=source)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, bridge.stop)
@@ -159,6 +170,22 @@ def _remote(
     return run
 
 
+def _with_source(
+    command: Callable[[ConfigSource, argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            source = ConfigSource.read(Path(args.config))
+        except ConfigError as err:
+            print(f"q4d-bridge: invalid configuration in {args.config}:", file=sys.stderr)
+            for line in err.errors:
+                print(f"  - {line}", file=sys.stderr)
+            return 1
+        return command(source, args)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="q4d-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -177,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         ("route", "route --dry-run: which rule, destination and steps a completion would get"),
         ("tracker-rule", "add, list or remove the running bridge's tracker rules"),
         ("cleanup", "the seedbox torrents whose clean-up goal is reached (--now: remove them)"),
+        (
+            "config",
+            "config export: the effective configuration as YAML, secrets redacted; "
+            "config remove SECTION ID: an entry set from Home Assistant, bridge stopped",
+        ),
     ):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", "-c", default=default, help=f"config file (default {default})")
@@ -204,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             cli_tracker.add_arguments(p)
         if name == "cleanup":
             cli_cleanup.add_arguments(p)
+        if name == "config":
+            cli_config.add_arguments(p)
     addon_run.add_parser(sub)
     args = parser.parse_args(argv)
     handler = {
@@ -216,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "route": _remote(cli_route.route),
         "tracker-rule": _remote(cli_tracker.tracker_rule),
         "cleanup": _remote(cli_cleanup.cleanup),
+        "config": _with_source(cli_config.config_command),
         "addon-run": addon_run.command,
     }[args.command]
     started = time.monotonic()

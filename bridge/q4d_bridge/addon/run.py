@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from ..config.loader import ConfigError, load_config
+from ..config.loader import ConfigError
 from ..config.model import Config
+from ..config.source import ConfigSource
 from . import DEFAULT_URL, TOKEN_ENV, TOKEN_ENVS, URL_ENV, AddonError
 from .options import Plan, build, parse
 from .supervisor import MqttService, mqtt_service
@@ -104,7 +105,7 @@ def prepare(
         mqtt = asyncio.run(mqtt_service(url, environ.get(TOKEN_ENV, ""), wait=wait))
     config_path = _write(build(options, mqtt, data), data)
     try:
-        config = load_config(config_path, environ)
+        config = ConfigSource.read(config_path, environ).load()  # as `run` will
     except ConfigError as err:
         raise AddonError(
             [f"{line} (in {config_path}, made from the options)" for line in err.errors]

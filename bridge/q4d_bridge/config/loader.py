@@ -5,6 +5,7 @@ rules, installed engines, host-key files, how each seedbox logs in)."""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections.abc import Mapping
@@ -108,24 +109,15 @@ def _login_problems(where: str, sb: dict[str, Any], engines: set[str]) -> list[s
     return []
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """The file at path, with the environment over it. Without the file, the environment
-    alone (a container's `-e` options) may hold the whole configuration."""
-    environ = os.environ if environ is None else environ
+def _read_file(path: Path, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The file's top-level mapping; None when it is missing and the environment alone
+    may hold the whole configuration (a container's `-e` options)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         if not configures(environ):
             raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
-        try:
-            return parse_config({}, environ)
-        except ConfigError as invalid:
-            raise ConfigError(
-                [
-                    f"{path}: not found, and the environment alone is not a whole configuration",
-                    *invalid.errors,
-                ]
-            ) from invalid
+        return None
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
     try:
@@ -136,11 +128,56 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"{path}: the top level must be a mapping of keys"])
-    return parse_config(raw, environ)
+    return raw
+
+
+def load_raw(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The file at path with the environment over it, unchecked: the base the runtime
+    layer (config/runtime.py) is merged into before check_raw validates the whole."""
+    environ = os.environ if environ is None else environ
+    raw = _read_file(path, environ)
+    if raw is None:
+        raw = {}
+        if errors := apply_environment(raw, environ):
+            raise ConfigError([f"{path}: not found, and the environment is not valid", *errors])
+    elif errors := apply_environment(raw, environ):
+        raise ConfigError(errors)
+    return raw
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """The file at path, with the environment over it (without the runtime layer:
+    config/source.py adds it). Without the file, the environment alone may hold the
+    whole configuration."""
+    environ = os.environ if environ is None else environ
+    raw = _read_file(path, environ)
+    try:
+        return parse_config({} if raw is None else raw, environ)
+    except ConfigError as invalid:
+        if raw is not None:
+            raise
+        raise ConfigError(
+            [
+                f"{path}: not found, and the environment alone is not a whole configuration",
+                *invalid.errors,
+            ]
+        ) from invalid
 
 
 def parse_config(raw: dict[str, Any], environ: Mapping[str, str] | None = None) -> Config:
     errors = apply_environment(raw, environ or {})
+    if errors:
+        _read_secret_files(copy.deepcopy(raw), errors)  # reported together with them
+        raise ConfigError(errors)
+    return check_raw(raw)
+
+
+def check_raw(raw: dict[str, Any]) -> Config:
+    """What `check-config` checks, on a raw mapping the environment (and the runtime
+    layer) already went into: secret files read, the schema, the cross-checks. raw itself
+    is left as it is, so the same mapping can be checked, printed or checked again."""
+    raw = copy.deepcopy(raw)
+    errors: list[str] = []
     _read_secret_files(raw, errors)
     if errors:
         raise ConfigError(errors)
@@ -179,9 +216,13 @@ def _build(data: dict[str, Any]) -> Config:
 
     tools = {name: data["transfers"][name]["binary"] for name in ("lftp", "rsync")}
     installed = {name for name, binary in tools.items() if shutil.which(binary)} | {"sftp"}
+    rule_ids: set[str] = set()
     for i, rule in enumerate(data["rules"]):
         if rule.get("engine", "sftp") not in installed:
             errors.append(f"rules[{i}].engine: {rule['engine']} is not installed")
+        if "id" in rule and rule["id"] in rule_ids:
+            errors.append(f"rules[{i}].id: duplicate rule id {rule['id']!r}")
+        rule_ids.add(rule.get("id", ""))  # "" is no identifier: never a duplicate
     seedboxes: dict[str, SeedboxConfig] = {}
     rule_engines = {rule["engine"] for rule in data["rules"] if rule.get("engine")}
     for i, sb in enumerate(data["seedboxes"]):

@@ -153,6 +153,9 @@ SEEDBOX_SCHEMA = vol.Schema(
 
 RULE_SCHEMA = vol.Schema(
     {
+        # optional name: a rule set from Home Assistant has one (config/runtime.py), and
+        # keeps it when exported to a file
+        vol.Optional("id"): v.identifier,
         # required unless the rule ignores what it matches
         vol.Optional("destination"): str,
         vol.Optional("match", default=list): [v.condition],

@@ -16,7 +16,7 @@ import voluptuous as vol
 
 from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..models import Item, ItemState
-from . import dispatch_commands, rule_commands
+from . import config_commands, dispatch_commands, rule_commands
 from .codec import MAX_COMMAND_BYTES, RejectedEvent, decode_json
 from .payloads import EncodedItems, command_result
 
@@ -138,11 +138,13 @@ def execute(
     args: dict[str, Any],
     dispatcher: Dispatcher | None = None,
     rules: rule_commands.TrackerRuleDesk | None = None,
+    config: config_commands.ConfigDesk | None = None,
 ) -> Any:
     schemas = {
         **SCHEMAS,
         **(dispatch_commands.SCHEMAS if dispatcher else {}),
         **(rule_commands.SCHEMAS if rules else {}),
+        **(config_commands.SCHEMAS if config else {}),
     }
     schema = schemas.get(op)
     if schema is None:
@@ -158,6 +160,8 @@ def execute(
             return rule_commands.handlers(rules, valid)[op]()
         except rule_commands.RuleCommandError as err:
             raise CommandError(err.code, err.message) from err
+    if config is not None and op in config_commands.SCHEMAS:
+        return config_commands.handlers(config, valid)[op]()
     handlers: dict[str, Callable[[], Any]] = {
         "retry": lambda: requeued(controller.retry(valid.get("item_id"), force=valid["force"])),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
@@ -196,11 +200,13 @@ class CommandDesk:
         answer: Callable[[bytes], None],
         dispatcher: Dispatcher | None = None,
         rules: rule_commands.TrackerRuleDesk | None = None,
+        config: config_commands.ConfigDesk | None = None,
     ) -> None:
         self.controller = controller
         self.answer = answer
         self.dispatcher = dispatcher
         self.rules = rules
+        self.config = config
         self._pending: set[asyncio.Future[None]] = set()  # answers still being worked out
 
     def handle(self, payload: bytes) -> None:
@@ -214,7 +220,9 @@ class CommandDesk:
             self.answer(command_result(None, error=("internal", type(err).__name__)))
             return
         try:
-            result = execute(self.controller, command.op, command.args, self.dispatcher, self.rules)
+            result = execute(
+                self.controller, command.op, command.args, self.dispatcher, self.rules, self.config
+            )
             if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
                 task = asyncio.ensure_future(self._answer_later(command.id, result))
                 self._pending.add(task)
@@ -240,6 +248,8 @@ class CommandDesk:
             answer = command_result(command_id, result=await result)
         except (CommandError, DispatchError) as err:
             answer = command_result(command_id, error=(err.code, err.message))
+        except config_commands.ConfigCommandError as err:
+            answer = command_result(command_id, error=(err.code, err.message), detail=err.detail)
         except Exception as err:
             _LOGGER.exception("command %s failed", command_id)
             answer = command_result(command_id, error=("internal", f"{type(err).__name__}"))

@@ -64,6 +64,7 @@ class Publisher:
         self._outbox_wakeup = asyncio.Event()
         self._flush_wakeup = asyncio.Event()
         self._republishing: asyncio.Task[None] | None = None
+        self._retained: dict[str, bytes] = {}  # sent again on every (re)connect
 
     # --- connection lifecycle ------------------------------------------------------
 
@@ -88,6 +89,8 @@ class Publisher:
         for request in self._requests():
             self.request(request)
         self._send(self.topics.state, dumps(self._snapshot()), retain=True)
+        for topic, payload in self._retained.items():
+            self._send(topic, payload, retain=True)
         self._state_sent = time.monotonic()
         self._state_dirty = False
         self._outbox_wakeup.set()
@@ -202,6 +205,12 @@ class Publisher:
         else:
             self._state_dirty = True
             self._flush_wakeup.set()
+
+    def retained(self, topic: str, payload: bytes) -> None:
+        """A retained topic of its own (the configuration): sent now if connected, and
+        again on every reconnect."""
+        self._retained[topic] = payload
+        self._send(topic, payload, retain=True)
 
     def result(self, payload: bytes) -> None:
         self._send(self.topics.command_result, payload)

@@ -27,10 +27,11 @@ def _json(message: aiomqtt.Message) -> dict[str, Any]:
 
 
 class RemoteError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.detail = detail or {}  # the answer's whole error object (e.g. `fields`)
 
 
 async def call_bridge(
@@ -81,7 +82,7 @@ async def call_bridge(
                     if answer.get("ok"):
                         return answer.get("result")
                     error = answer.get("error") or {}
-                    raise RemoteError(str(error.get("code")), str(error.get("message")))
+                    raise RemoteError(str(error.get("code")), str(error.get("message")), error)
         except TimeoutError:
             if asked:
                 raise

@@ -57,6 +57,11 @@ class Topics:
         return f"{self.bridge}/event"
 
     @property
+    def config(self) -> str:
+        """Retained: the configuration's entries, redacted (mqtt/config_commands.py)."""
+        return f"{self.bridge}/config"
+
+    @property
     def command(self) -> str:
         return f"{self.bridge}/command"
 

@@ -164,6 +164,15 @@ CREATE TABLE IF NOT EXISTS tracker_rules (
     ignore INTEGER NOT NULL DEFAULT 0,
     added_at REAL NOT NULL
 );
+-- the configuration set from Home Assistant (persistence/runtime_config.py), merged
+-- over the YAML file's; secrets are never here, only the paths of their files
+CREATE TABLE IF NOT EXISTS runtime_config (
+    section TEXT NOT NULL,
+    id TEXT NOT NULL,
+    value TEXT NOT NULL,  -- JSON: the entry as the YAML file would hold it
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (section, id)
+);
 CREATE TABLE IF NOT EXISTS sequence_received (
     seedbox TEXT NOT NULL,
     stream TEXT NOT NULL,
