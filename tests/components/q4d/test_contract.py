@@ -589,6 +589,9 @@ def assert_result(parsed: CommandResult, sent: Mapping[str, Any]) -> None:
             "result": sent.get("result"),
             "error_code": None if error is None else error["code"],
             "error_message": None if error is None else error["message"],
+            "error_details": {
+                k: v for k, v in (error or {}).items() if k not in ("code", "message")
+            },
         },
         derived_from=frozenset({"error"} if error is not None else {"result"}),
         unused=frozenset({"v"}),
