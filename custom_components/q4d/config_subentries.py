@@ -254,7 +254,7 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
 
 SSH_FIELDS: Final = frozenset(
     {"id", "name", "host", "port", "user", "private_key", "passphrase", "password",
-     "remote_roots", "max_concurrent", "engine"}
+     "remote_roots", "max_concurrent", "engine", "new_host_key"}
 )  # fmt: skip
 CLIENT_FIELDS: Final = frozenset({"url", "username", "password"})
 
@@ -290,7 +290,9 @@ class SeedboxSubentryFlow(BridgeSubentryFlow):
         """SSH: where the seedbox is, how to log in, which folders to fetch from."""
         if user_input is None:
             return self._show_ssh({})
-        self._form |= {k: v for k, v in user_input.items() if k not in SECRET_KEYS}
+        self._form |= {
+            k: v for k, v in user_input.items() if k not in SECRET_KEYS and k != "new_host_key"
+        }
         errors = self._check_id(user_input)
         value, value_errors = seedbox_value({**user_input, "id": self._id}, self._current)
         errors |= value_errors
@@ -370,6 +372,8 @@ class SeedboxSubentryFlow(BridgeSubentryFlow):
             vol.Required("max_concurrent", default=2): _number(1, 64),
             vol.Required("engine", default="auto"): _select(ENGINES, "seedbox_engine"),
         }
+        if not self._creating:
+            schema[vol.Optional("new_host_key", default=False)] = BooleanSelector()
         return self.async_show_form(
             step_id="ssh",
             data_schema=self.add_suggested_values_to_schema(vol.Schema(schema), self._form),

@@ -132,8 +132,9 @@ def seedbox_value(
     value["max_concurrent"] = int(form["max_concurrent"])
     value["remote_roots"] = [r.strip() for r in form.get("remote_roots") or [] if r.strip()]
     _set_or_drop(value, "name", form.get("name", "").strip())
-    if (form["host"], value["port"]) != (current.get("host"), current.get("port", 22)):
-        value.pop("known_hosts", None)  # another server: its host key is confirmed anew
+    moved = (form["host"], value["port"]) != (current.get("host"), current.get("port", 22))
+    if moved or form.get("new_host_key"):
+        value.pop("known_hosts", None)  # its host key is shown and confirmed anew
     errors: dict[str, str] = {}
     if form["auth"] == "key":
         for key in ("password", "password_file"):

@@ -967,3 +967,27 @@ async def test_flow_closed_after_unload(
     hass.config_entries.subentries.async_abort(result["flow_id"])
     await hass.async_block_till_done()
     assert subentries(init_integration) == before
+
+
+async def test_seedbox_reconfigure_new_host_key(
+    hass: HomeAssistant, init_integration: MockConfigEntry, config_bridge: ConfigBridge
+) -> None:
+    """Same host, a host key that really changed: asked for, the pinned one is dropped
+    and the new one confirmed."""
+    stored = {"id": "sb2", "host": "127.0.0.1", "port": 2222, "user": "me", "key": "/k",
+              "known_hosts": "/data/q4d/known_hosts/sb2"}  # fmt: skip
+    config_bridge.add("seedboxes", "sb2", stored)
+    config_bridge.publish()
+    await hass.async_block_till_done()
+    form = {k: v for k, v in SSH_FORM.items() if k not in ("id", "private_key", "passphrase")}
+    result = await edit(hass, init_integration, "seedbox:sb2")
+    config_bridge.tests = [refusal("host_key_mismatch", "changed")]
+    result = await step(hass, result, form)
+    assert result["errors"] == {"base": "host_key_mismatch"}
+    assert config_bridge.commands("config_test")[0]["value"]["known_hosts"] == stored["known_hosts"]
+    config_bridge.tests = [
+        refusal("host_key_unknown", "", fingerprint=FINGERPRINT, host_key=HOST_KEY)
+    ]
+    result = await step(hass, result, {**form, "new_host_key": True})
+    assert result["step_id"] == "host_key"
+    assert "known_hosts" not in config_bridge.commands("config_test")[1]["value"]
