@@ -431,7 +431,7 @@ async def test_seedbox_bridge_silent(
     """A bridge that does not answer: `cannot_connect`, and the user may retry."""
     result = await start(hass, init_integration, "seedbox")
     fake_bridge.silent = True
-    with patch("custom_components.q4d.config_subentries.TEST_TIMEOUT", 0.01):
+    with patch("custom_components.q4d.subentry_flow.TEST_TIMEOUT", 0.01):
         result = await step(hass, result, SSH_FORM)
     assert result["errors"] == {"base": "cannot_connect"}
     fake_bridge.silent = False
