@@ -103,9 +103,9 @@ class ConfigSync:
     # --- what the flows ask --------------------------------------------------------------
 
     def entry_of(self, subentry_type: str, entry_id: str) -> BridgeEntry | None:
-        """The bridge's entry behind a subentry, as last published."""
-        if self.config is None:
-            return None
+        """The bridge's entry behind a subentry, as last published (the flows start
+        only once the bridge has published its configuration)."""
+        assert self.config is not None
         return self.config.entry(SECTIONS[subentry_type], entry_id)
 
     def ids(self, subentry_type: str) -> set[str]:

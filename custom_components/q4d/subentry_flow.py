@@ -104,10 +104,7 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         """Add an entry to the bridge."""
-        if (sync := self._bridge()) is None:
-            return self.async_abort(reason="cannot_connect")
-        self._sync = sync
-        return await self._async_first_step()
+        return self._refusal() or await self._async_first_step()
 
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
@@ -116,11 +113,12 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
         subentry = self._get_reconfigure_subentry()
         if subentry.data.get("read_only"):
             return self.async_abort(reason="read_only_yaml")
-        if (sync := self._bridge()) is None:
-            return self.async_abort(reason="cannot_connect")
-        self._sync = sync
+        if refused := self._refusal():
+            return refused
+        assert self._sync is not None
         self._id = str(subentry.data["id"])
-        bridge_entry = sync.entry_of(self.subentry_type, self._id)
+        # what the bridge has, unless its configuration since the last change is not in
+        bridge_entry = self._sync.entry_of(self.subentry_type, self._id)
         self._current = dict(
             bridge_entry.value if bridge_entry is not None else subentry.data["value"]
         )
@@ -136,12 +134,16 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
     def _prepare(self) -> None:
         """Fill the forms in from the entry being edited (nothing on a new one)."""
 
-    def _bridge(self) -> ConfigSync | None:
-        """The bridge's configuration, if the bridge can be asked now."""
+    def _refusal(self) -> SubentryFlowResult | None:
+        """Why the bridge cannot be asked now, if it cannot; else it is `_sync`."""
         entry = self._get_entry()
-        if entry.state is not ConfigEntryState.LOADED:
-            return None
-        return entry.runtime_data.config_sync if entry.runtime_data.coordinator.online else None
+        if entry.state is not ConfigEntryState.LOADED or not entry.runtime_data.coordinator.online:
+            return self.async_abort(reason="cannot_connect")
+        self._sync = entry.runtime_data.config_sync
+        if self._sync.config is None:
+            # a bridge from before configuration commands (a new one publishes at start)
+            return self.async_abort(reason="unsupported")
+        return None
 
     def _check_id(self, form: dict[str, Any]) -> dict[str, str]:
         """A new entry's id (or name) is the bridge's kind of id, and not taken."""

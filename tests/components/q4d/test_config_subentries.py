@@ -210,6 +210,12 @@ async def test_stale_config_and_restart(
     stale["revision"] = 1
     await async_send(hass, CONFIG_TOPIC, json.dumps(stale))
     assert "destination:music" in subentries(entry)
+    # the bridge's newer configuration is not in: the subentry fills the form in
+    result = await edit(hass, entry, "destination:music")
+    schema = result["data_schema"].schema
+    assert {str(k): k.description["suggested_value"] for k in schema if k.description}["path"] == (
+        "/media/music"
+    )
     await async_send(hass, STATUS_TOPIC, status("offline"))
     await async_send(hass, STATUS_TOPIC, status())
     assert "destination:music" not in subentries(entry)
@@ -929,18 +935,11 @@ async def test_removal_during_unload(
 
 
 async def test_steps_without_input(
-    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+    hass: HomeAssistant, init_integration: MockConfigEntry, config_bridge: ConfigBridge
 ) -> None:
-    """A step asked again without input shows its form again; an entry edited before
-    any configuration arrived is prefilled from its subentry."""
-    ConfigBridge(hass, fake_bridge)
-    sub = ConfigSubentry(
-        data={"id": "shows", "read_only": False, "value": {"order": 7, "match": "bad"}},  # type: ignore[arg-type]
-        subentry_type="rule",
-        title="#7 shows",
-        unique_id="rule:shows",
-    )
-    hass.config_entries.async_add_subentry(init_integration, sub)
+    """A step asked again without input shows its form again."""
+    config_bridge.add("rules", "shows", {"id": "shows", "order": 7, "match": "bad"})
+    config_bridge.publish()
     await hass.async_block_till_done()
     result = await edit(hass, init_integration, "rule:shows")
     schema = result["data_schema"].schema
@@ -953,6 +952,14 @@ async def test_steps_without_input(
     result = await start(hass, init_integration, "seedbox")
     result = await step(hass, result, SSH_FORM)
     assert (await step(hass, result, None))["step_id"] == "client"
+
+
+async def test_flows_abort_without_config(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """A bridge that publishes no configuration cannot be configured from here."""
+    result = await start(hass, init_integration, "rule")
+    assert result["reason"] == "unsupported"
 
 
 async def test_flow_closed_after_unload(
