@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 from unittest.mock import MagicMock, patch
 
@@ -94,25 +95,52 @@ def no_secrets(hass: HomeAssistant, entry: MockConfigEntry) -> None:
         assert not SECRET_KEYS & set(sub.data["value"])
 
 
+STRINGS = json.loads(
+    (Path(__file__).parents[3] / "custom_components/q4d/strings.json").read_text()
+)["config_subentries"]
+
+
+def translated(result: Any) -> Any:
+    """Every label, error and abort reason a flow result shows is in strings.json."""
+    strings = STRINGS[result["handler"][1]]
+    if result["type"] is FlowResultType.FORM:
+        step_strings = strings["step"][result["step_id"]]
+        assert step_strings["title"]
+        schema = result["data_schema"].schema if result["data_schema"] else {}
+        assert {str(key) for key in schema} <= set(step_strings.get("data", {}))
+        assert set((result["errors"] or {}).values()) <= set(strings["error"])
+    elif result["type"] is FlowResultType.ABORT:
+        assert result["reason"] in strings["abort"]
+    return result
+
+
 async def start(hass: HomeAssistant, entry: MockConfigEntry, kind: str) -> dict[str, Any]:
     """A new subentry flow."""
-    return await hass.config_entries.subentries.async_init(
-        (entry.entry_id, kind), context={"source": SOURCE_USER}
+    return translated(
+        await hass.config_entries.subentries.async_init(
+            (entry.entry_id, kind), context={"source": SOURCE_USER}
+        )
     )
 
 
 async def edit(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> dict[str, Any]:
     """A reconfigure flow of the subentry with that unique id."""
     sub = subentries(entry)[key]
-    return await hass.config_entries.subentries.async_init(
-        (entry.entry_id, sub.subentry_type),
-        context={"source": SOURCE_RECONFIGURE, "subentry_id": sub.subentry_id},
+    return translated(
+        await hass.config_entries.subentries.async_init(
+            (entry.entry_id, sub.subentry_type),
+            context={"source": SOURCE_RECONFIGURE, "subentry_id": sub.subentry_id},
+        )
     )
 
 
-async def step(hass: HomeAssistant, result: dict[str, Any], user_input: dict[str, Any]) -> Any:
+async def step(
+    hass: HomeAssistant, result: dict[str, Any], user_input: dict[str, Any] | None
+) -> Any:
     """Submit a form."""
-    return await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
+    return translated(
+        await hass.config_entries.subentries.async_configure(result["flow_id"], user_input)
+    )
 
 
 # --- the retained configuration ------------------------------------------------------------
@@ -748,10 +776,9 @@ async def test_rule_reconfigure_no_conditions(
 
 
 async def remove(hass: HomeAssistant, entry: MockConfigEntry, key: str) -> None:
-    """Remove a subentry as the frontend does."""
+    """Remove a subentry as the frontend does; the bridge is told in the background."""
     hass.config_entries.async_remove_subentry(entry, subentries(entry)[key].subentry_id)
-    await hass.async_block_till_done()
-    await hass.async_block_till_done()
+    await hass.async_block_till_done(wait_background_tasks=True)
 
 
 @pytest.fixture
