@@ -8,6 +8,7 @@ spec of issue 20 says.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.q4d.config_values import SECRET_KEYS
+from custom_components.q4d.diagnostics import async_get_config_entry_diagnostics
 
 from .common import FakeBridge, async_send
 from .config_bridge import CONFIG_TOPIC, ConfigBridge, refusal
@@ -253,10 +255,14 @@ async def test_stale_config_and_restart(
 
 
 async def test_seedbox_flow(
-    hass: HomeAssistant, init_integration: MockConfigEntry, config_bridge: ConfigBridge
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    config_bridge: ConfigBridge,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """SSH tested, host key shown and confirmed, client tested, seedbox saved on the
-    bridge; the subentry holds no secret."""
+    bridge; no secret in the subentry, the integration's log or the diagnostics."""
+    caplog.set_level(logging.DEBUG)
     entry = init_integration
     result = await start(hass, entry, "seedbox")
     assert result["type"] is FlowResultType.FORM
@@ -297,6 +303,11 @@ async def test_seedbox_flow(
     assert sub.data["value"]["key"].startswith("/data/q4d/secrets/")  # the bridge's view
     assert sub.data["value"]["known_hosts"] == "/data/q4d/known_hosts/sb3"
     no_secrets(hass, entry)
+    diagnostics = json.dumps(await async_get_config_entry_diagnostics(hass, entry))
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("custom_components")]
+    for secret in SECRETS:
+        assert secret not in diagnostics
+        assert not [line for line in ours if secret in line]
 
 
 async def test_seedbox_password_without_client(
