@@ -91,9 +91,16 @@ class SeedboxSubentryFlow(BridgeSubentryFlow):
         self._host_key = None
         return await self._async_test_ssh()
 
+    def _ssh_value(self) -> dict[str, Any]:
+        """The SSH settings, with the host key confirmed in this flow (which replaces
+        the file pinning the old one: the bridge takes one or the other)."""
+        if not self._host_key:
+            return dict(self._ssh)
+        value = {k: v for k, v in self._ssh.items() if k != "known_hosts"}
+        return value | {"host_key": self._host_key}
+
     async def _async_test_ssh(self) -> SubentryFlowResult:
-        host_key = {"host_key": self._host_key} if self._host_key else {}
-        answer = await self._async_test("ssh", {**self._ssh, **host_key})
+        answer = await self._async_test("ssh", self._ssh_value())
         offered = answer.details.get("host_key")
         if answer.code == "host_key_unknown" and isinstance(offered, str):
             self._offered_key = offered
@@ -127,16 +134,15 @@ class SeedboxSubentryFlow(BridgeSubentryFlow):
         if errors:
             return self._show_client(errors)
         if client is not None:
-            through_ssh = client["url"].startswith("scgi+ssh://")
-            answer = await self._async_test(
-                "client", {**client, **({"seedbox": self._id} if through_ssh else {})}
-            )
+            # A test uses only what it is sent: a password being dropped is left out,
+            # and a socket reached over SSH needs the seedbox's settings (maybe unsaved).
+            tested = {k: v for k, v in client.items() if v is not None}
+            if client["url"].startswith("scgi+ssh://"):
+                tested["seedbox"] = self._ssh_value()
+            answer = await self._async_test("client", tested)
             if answer.code is not None:
                 return self._show_client(self._errors(answer, CLIENT_FIELDS, "client"))
-        value = {**self._ssh, **({"client": client} if client else {})}
-        if self._host_key:
-            value["host_key"] = self._host_key
-        result = await self._async_save(value)
+        result = await self._async_save(self._ssh_value() | ({"client": client} if client else {}))
         if not isinstance(result, Answer):
             return result
         ssh_errors = self._errors(result, SSH_FIELDS)

@@ -254,6 +254,9 @@ class ConfigSync:
                 "config_remove", args, time_limit=APPLY_TIMEOUT
             )
         except BridgeRefusal as err:
+            if err.code == "apply_failed":  # removed, and so when the bridge restarts
+                self.async_changed(err.details.get("revision"))
+                return None
             if err.code == "not_found":
                 return None  # gone from the bridge already
             message = (err.translation_placeholders or {}).get("message", "")

@@ -172,8 +172,10 @@ def client_value(
     if form["type"] == "none":
         return None, {}
     client = public(current or {})
-    if client.get("type") != form["type"]:
-        client = {}  # another kind of client: its settings do not carry over
+    if client and client.get("type") != form["type"]:
+        # Another kind of client: its settings do not carry over, nor does its password
+        # (which the bridge keeps while a value leaves it out; null drops it).
+        client = {"password": None}
     client["type"] = form["type"]
     client["url"] = form.get("url", "").strip()
     _set_or_drop(client, "username", form.get("username", "").strip())

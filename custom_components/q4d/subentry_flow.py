@@ -35,6 +35,7 @@ from .config_values import (
     subentry_title,
     unique_id,
 )
+from .const import LOGGER
 
 # An SSH probe may wait for the bridge's 20 s connect timeout, then check every root.
 TEST_TIMEOUT: Final = 60.0
@@ -45,11 +46,11 @@ KNOWN_CODES: Final = frozenset(
     {
         "cannot_connect", "invalid", "read_only", "host_key_mismatch", "auth_failed",
         "unreachable", "timeout", "root_missing", "root_unreadable", "not_writable",
-        "chown_failed", "missing",
+        "chown_failed", "missing", "unsupported",
     }
 )  # fmt: skip
 # What any probe may answer; a client's are told apart from the SSH link's.
-TEST_CODES: Final = frozenset({"auth_failed", "unreachable", "timeout"})
+TEST_CODES: Final = frozenset({"auth_failed", "unreachable", "timeout", "unsupported"})
 # The form field a refusal points at, when it points at one.
 CODE_FIELDS: Final = {
     "root_missing": "remote_roots",
@@ -95,7 +96,7 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
         """A new flow: nothing known yet."""
         self._id = ""
         self._current: dict[str, Any] = {}
-        self._placeholders: dict[str, str] = {"message": "", "root": ""}
+        self._placeholders: dict[str, str] = {"message": "", "root": "", "fingerprint": ""}
         self._sync: ConfigSync | None = None
 
     @property
@@ -191,7 +192,11 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
             lines = answer.details.get("errors")
             if isinstance(lines, list) and lines:
                 message = "; ".join(str(line) for line in lines)
-        self._placeholders = {"message": message, "root": str(answer.details.get("root", ""))}
+        self._placeholders = {
+            "message": message,
+            "root": str(answer.details.get("root", "")),
+            "fingerprint": str(answer.details.get("fingerprint", "")),
+        }
         if code not in KNOWN_CODES:
             errors["base"] = "unknown"
         elif CODE_FIELDS.get(code) in fields:
@@ -212,6 +217,16 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
             {"section": SECTIONS[self.subentry_type], "id": self._id, "value": value},
             APPLY_TIMEOUT,
         )
+        if answer.code == "apply_failed":
+            # Stored, and applied when the bridge starts again: saved all the same.
+            LOGGER.warning(
+                "Bridge %s saved %s %s but could not apply it now: it applies when the "
+                "bridge restarts (its log says why)",
+                self._sync.coordinator.name,
+                self.subentry_type,
+                self._id,
+            )
+            answer = Answer(result=answer.details)
         if answer.code is not None:
             self._sync.async_release(key)
             return answer

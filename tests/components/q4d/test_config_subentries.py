@@ -358,7 +358,8 @@ async def test_seedbox_form_errors(
 @pytest.mark.parametrize(
     ("answer", "errors", "placeholders"),
     [
-        (refusal("host_key_mismatch", "changed"), {"base": "host_key_mismatch"}, {}),
+        (refusal("host_key_mismatch", "changed", fingerprint=FINGERPRINT, host_key=HOST_KEY),
+         {"base": "host_key_mismatch"}, {"fingerprint": FINGERPRINT}),
         (refusal("auth_failed", "denied"), {"base": "auth_failed"}, {}),
         (refusal("unreachable", "refused"), {"base": "unreachable"}, {"message": "refused"}),
         (refusal("timeout", "20 s"), {"base": "timeout"}, {"message": "20 s"}),
@@ -399,6 +400,8 @@ async def test_seedbox_ssh_refused(
         (refusal("auth_failed", "403"), {"base": "client_auth_failed"}),
         (refusal("unreachable", "refused"), {"base": "client_unreachable"}),
         (refusal("timeout", "10 s"), {"base": "client_timeout"}),
+        (refusal("unsupported", "not qBittorrent", type="qbittorrent"),
+         {"base": "client_unsupported"}),
         (refusal("invalid", "bad", fields={"client.url": "must be http(s)", "password": "x"}),
          {"base": "invalid", "url": "invalid_field"}),
     ],
@@ -426,14 +429,21 @@ async def test_seedbox_client_refused(
 async def test_seedbox_client_through_ssh(
     hass: HomeAssistant, init_integration: MockConfigEntry, config_bridge: ConfigBridge
 ) -> None:
-    """An rTorrent socket reached over the seedbox's SSH link names the seedbox."""
+    """An rTorrent socket reached over the seedbox's SSH link: the test gets the
+    seedbox's settings (not saved yet), with the host key just confirmed."""
     result = await start(hass, init_integration, "seedbox")
+    config_bridge.tests = [
+        refusal("host_key_unknown", "", fingerprint=FINGERPRINT, host_key=HOST_KEY)
+    ]
     result = await step(hass, result, SSH_FORM)
+    result = await step(hass, result, {})
     url = "scgi+ssh:///home/me/.rtorrent.sock"
     result = await step(hass, result, {"type": "rtorrent", "url": url})
     assert result["type"] is FlowResultType.CREATE_ENTRY
+    ssh = config_bridge.commands("config_test")[1]["value"]
+    assert ssh["host_key"] == HOST_KEY
     assert config_bridge.commands("config_test")[-1] == {
-        "kind": "client", "value": {"type": "rtorrent", "url": url, "seedbox": "sb3"}
+        "kind": "client", "value": {"type": "rtorrent", "url": url, "seedbox": ssh}
     }  # fmt: skip
 
 
@@ -1036,3 +1046,61 @@ async def test_seedbox_reconfigure_new_host_key(
     result = await step(hass, result, {**form, "new_host_key": True})
     assert result["step_id"] == "host_key"
     assert "known_hosts" not in config_bridge.commands("config_test")[1]["value"]
+
+
+async def test_seedbox_client_type_changed(
+    hass: HomeAssistant, init_integration: MockConfigEntry, config_bridge: ConfigBridge
+) -> None:
+    """Another kind of client: the old one's settings and password do not carry over;
+    a host key pinned again replaces the file that pinned the old one."""
+    stored = {"id": "sb2", "host": "127.0.0.1", "port": 2222, "user": "me", "key": "/k",
+              "known_hosts": "/data/q4d/known_hosts/sb2",
+              "client": {"type": "deluge", "url": "http://127.0.0.1:8112", "poll_interval": "9s",
+                         "password_file": "/data/q4d/secrets/seedboxes-sb2-client_password"}}  # fmt: skip
+    config_bridge.add("seedboxes", "sb2", stored)
+    config_bridge.publish()
+    await hass.async_block_till_done()
+    result = await edit(hass, init_integration, "seedbox:sb2")
+    form = {k: v for k, v in SSH_FORM.items() if k not in ("id", "private_key", "passphrase")}
+    # the bridge lost the pinned key's file: the key is shown again
+    config_bridge.tests = [
+        refusal("host_key_unknown", "", fingerprint=FINGERPRINT, host_key=HOST_KEY)
+    ]
+    result = await step(hass, result, form)
+    result = await step(hass, result, {})
+    result = await step(hass, result, {"type": "transmission", "url": "http://127.0.0.1:9091"})
+    assert result["reason"] == "reconfigure_successful"
+    tests = config_bridge.commands("config_test")
+    assert tests[1]["value"]["host_key"] == HOST_KEY
+    assert "known_hosts" not in tests[1]["value"]
+    assert tests[2]["value"] == {"type": "transmission", "url": "http://127.0.0.1:9091"}
+    value = config_bridge.commands("config_set")[0]["value"]
+    assert value["client"] == {
+        "type": "transmission",
+        "url": "http://127.0.0.1:9091",
+        "password": None,
+    }
+    assert value["host_key"] == HOST_KEY
+    assert "known_hosts" not in value
+
+
+async def test_stored_but_not_applied(
+    hass: HomeAssistant,
+    init_integration: MockConfigEntry,
+    config_bridge: ConfigBridge,
+    notify: MagicMock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """`apply_failed`: stored on the bridge, applied when it restarts; saved (or
+    removed) here too."""
+    config_bridge.sets = [
+        refusal("apply_failed", "stored as revision 9 but not applied", revision=9)
+    ]
+    result = await start(hass, init_integration, "destination")
+    result = await step(hass, result, {"name": "music", "path": "/media/music"})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert "could not apply it now" in caplog.text
+    config_bridge.removes = [refusal("apply_failed", "stored as revision 10", revision=10)]
+    await remove(hass, init_integration, "rule:shows")
+    assert "rule:shows" not in subentries(init_integration)
+    notify.assert_not_called()
