@@ -60,8 +60,10 @@ class ConfigBridge:
             listed = []
             for entry_id, (source, value) in entries.items():
                 entry: dict[str, Any] = {"id": entry_id, "source": source, "value": dict(value)}
-                if section == "rules" and "order" in value:
-                    entry["order"] = entry["value"].pop("order")
+                if section == "rules":  # the id is the entry's, the order beside the value
+                    entry["value"].pop("id", None)
+                    if "order" in value:
+                        entry["order"] = entry["value"].pop("order")
                 listed.append(entry)
             if section == "rules":  # runtime rules by order, then the YAML ones
                 listed.sort(key=lambda e: (e["source"] != "runtime", e.get("order", 0)))
@@ -95,6 +97,7 @@ class ConfigBridge:
         args = command["args"]
         section, entry_id = args["section"], args["id"]
         stored = dict(args["value"])
+        stored.pop("id", None)  # the entry's id, not part of what is stored
         # what the bridge keeps: files for the secrets, their paths in the entry
         for secret, key in (("private_key", "key"), ("password", "password_file")):
             if secret in stored:
