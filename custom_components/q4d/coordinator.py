@@ -47,7 +47,7 @@ from .models import (
 )
 from .sync import RetainedItemsSync
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover - config_sync imports this module
     from .config_sync import ConfigSync
 
 type Q4dConfigEntry = ConfigEntry[Q4dRuntimeData]
