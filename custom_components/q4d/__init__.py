@@ -13,6 +13,7 @@ from homeassistant.helpers.typing import ConfigType
 
 from . import unique_ids
 from .card import async_setup_card
+from .config_sync import ConfigSync
 from .const import CONF_BRIDGE_ID, CONF_ITEM_ENTITIES, DOMAIN, LOGGER
 from .coordinator import Q4dConfigEntry, Q4dCoordinator, Q4dRuntimeData
 from .repairs import Q4dRepairs
@@ -42,7 +43,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: Q4dConfigEntry) -> bool:
     if not await mqtt.async_wait_for_mqtt_client(hass):
         raise ConfigEntryNotReady(translation_domain=DOMAIN, translation_key="mqtt_not_available")
     coordinator = Q4dCoordinator(hass, entry)
-    entry.runtime_data = Q4dRuntimeData(coordinator=coordinator)
+    config_sync = ConfigSync(coordinator)
+    entry.runtime_data = Q4dRuntimeData(coordinator=coordinator, config_sync=config_sync)
     entry.async_on_unload(coordinator.async_stop)
     entry.async_on_unload(coordinator.item_entities.async_start())
     entry.async_on_unload(Q4dRepairs(coordinator).async_start())
@@ -50,6 +52,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: Q4dConfigEntry) -> bool:
     coordinator.devices.async_update_bridge(coordinator.name, None)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await coordinator.async_start()
+    entry.async_on_unload(await config_sync.async_start())
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
     return True
 

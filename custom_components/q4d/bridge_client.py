@@ -20,6 +20,24 @@ from .const import COMMAND_TIMEOUT, DOMAIN
 from .models import CommandResult
 
 
+class BridgeRefusal(HomeAssistantError):
+    """The bridge answered a command with an error: its code, message and details."""
+
+    def __init__(self, op: str, result: CommandResult) -> None:
+        """Translated like every refusal (`command_failed`)."""
+        self.code = result.error_code or "error"
+        self.details = result.error_details
+        super().__init__(
+            translation_domain=DOMAIN,
+            translation_key="command_failed",
+            translation_placeholders={
+                "op": op,
+                "code": self.code,
+                "message": result.error_message or "",
+            },
+        )
+
+
 class BridgeClient:
     """Sends commands to one bridge and matches its results to them."""
 
@@ -70,15 +88,7 @@ class BridgeClient:
         finally:
             self._pending.pop(request_id, None)
         if not result.ok:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="command_failed",
-                translation_placeholders={
-                    "op": op,
-                    "code": result.error_code or "error",
-                    "message": result.error_message or "",
-                },
-            )
+            raise BridgeRefusal(op, result)
         return result.result
 
     @callback

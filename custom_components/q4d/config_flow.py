@@ -12,6 +12,7 @@ from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryFlow,
     OptionsFlow,
 )
 from homeassistant.core import HomeAssistant, callback
@@ -24,6 +25,7 @@ from homeassistant.helpers.selector import (
 )
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
+from .config_subentries import SUBENTRY_FLOWS
 from .const import (
     CONF_BRIDGE_ID,
     CONF_ITEM_ENTITIES,
@@ -104,6 +106,14 @@ class Q4dConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_options_flow(config_entry: ConfigEntry) -> Q4dOptionsFlow:
         """Options: item entities and how long finished items keep them."""
         return Q4dOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Seedboxes, destinations and rules of the bridge (see `config_subentries`)."""
+        return SUBENTRY_FLOWS
 
     async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
         """A bridge's retained status on `<prefix>/bridge/<id>/status`."""

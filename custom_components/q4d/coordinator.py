@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
@@ -47,6 +47,9 @@ from .models import (
 )
 from .sync import RetainedItemsSync
 
+if TYPE_CHECKING:  # pragma: no cover - config_sync imports this module
+    from .config_sync import ConfigSync
+
 type Q4dConfigEntry = ConfigEntry[Q4dRuntimeData]
 
 RECENT_EVENTS = 1000
@@ -57,6 +60,7 @@ class Q4dRuntimeData:
     """Runtime data of a q4d config entry."""
 
     coordinator: Q4dCoordinator
+    config_sync: ConfigSync
 
 
 class Q4dCoordinator(Q4dListeners):

@@ -290,6 +290,9 @@ class BridgeState:
         return sum(self.counts.values())
 
 
+RESULT_KEYS = frozenset({"v", "id", "op", "ok", "result", "error", "code", "message"})
+
+
 @dataclass(slots=True, kw_only=True)
 class CommandResult:
     """`<prefix>/bridge/<id>/command/result`."""
@@ -299,6 +302,10 @@ class CommandResult:
     result: Any
     error_code: str | None
     error_message: str | None
+    # What a refusal says besides its code and message (the configuration commands'
+    # `fields`, `fingerprint`, `items`...): read from the error object and, since
+    # the protocol leaves it open, from beside it.
+    error_details: dict[str, Any]
 
     @classmethod
     def from_payload(cls, payload: str | bytes | bytearray) -> CommandResult:
@@ -308,10 +315,13 @@ class CommandResult:
         if not isinstance(ok, bool):
             raise PayloadError("'ok' must be a boolean")
         error = obj_field(data, "error")
+        details = {k: v for k, v in data.items() if k not in RESULT_KEYS}
+        details.update((k, v) for k, v in error.items() if k not in ("code", "message"))
         return cls(
             id=opt_str(data, "id"),
             ok=ok,
             result=data.get("result"),
-            error_code=opt_str(error, "code"),
-            error_message=opt_str(error, "message"),
+            error_code=opt_str(error, "code") or opt_str(data, "code"),
+            error_message=opt_str(error, "message") or opt_str(data, "message"),
+            error_details={} if ok else details,
         )

@@ -589,6 +589,9 @@ def assert_result(parsed: CommandResult, sent: Mapping[str, Any]) -> None:
             "result": sent.get("result"),
             "error_code": None if error is None else error["code"],
             "error_message": None if error is None else error["message"],
+            "error_details": {
+                k: v for k, v in (error or {}).items() if k not in ("code", "message")
+            },
         },
         derived_from=frozenset({"error"} if error is not None else {"result"}),
         unused=frozenset({"v"}),
@@ -1075,6 +1078,9 @@ async def test_topics_and_payloads_reach_the_coordinator(
         topics.item("+"),
         topics.event,
         topics.command_result,
+        # the retained configuration (issue 20): `topics.config` once the bridge's
+        # runtime configuration layer is merged
+        f"{topics.bridge}/config",
     }
     ours = {t for t in subscribed if t.startswith(f"{topics.bridge}/")}
     assert ours == expected, (
