@@ -1078,9 +1078,7 @@ async def test_topics_and_payloads_reach_the_coordinator(
         topics.item("+"),
         topics.event,
         topics.command_result,
-        # the retained configuration (issue 20): `topics.config` once the bridge's
-        # runtime configuration layer is merged
-        f"{topics.bridge}/config",
+        topics.config,
     }
     ours = {t for t in subscribed if t.startswith(f"{topics.bridge}/")}
     assert ours == expected, (
