@@ -43,6 +43,7 @@ from .mqtt.commands import CommandDesk
 from .mqtt.link import MqttLink
 from .mqtt.listing import ItemPayloads
 from .mqtt.noise import quiet_closed_sockets
+from .mqtt.probe_commands import ProbeDesk
 from .mqtt.publisher import Publisher
 from .mqtt.router import Router
 from .mqtt.rule_commands import TrackerRuleDesk
@@ -229,6 +230,7 @@ class Bridge:
             self.publisher.result,
             self.dispatcher,
             TrackerRuleDesk(self.store, config.routing),
+            ProbeDesk(lambda: self.config),
         )
         # The HTTP API, only when asked for (it opens a port); metrics, health and the
         # management routes join it at the end (_mount_observability).

@@ -16,7 +16,8 @@ import voluptuous as vol
 
 from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..models import Item, ItemState
-from . import dispatch_commands, rule_commands
+from ..probes.base import ProbeError
+from . import dispatch_commands, probe_commands, rule_commands
 from .codec import MAX_COMMAND_BYTES, RejectedEvent, decode_json
 from .payloads import EncodedItems, command_result
 
@@ -47,10 +48,13 @@ def parse_command(raw: bytes) -> Command:
 
 
 class CommandError(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    """details: findings that go with the error in the answer (a test's host key)."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.details = details or {}
 
 
 class Controller(Protocol):
@@ -138,11 +142,13 @@ def execute(
     args: dict[str, Any],
     dispatcher: Dispatcher | None = None,
     rules: rule_commands.TrackerRuleDesk | None = None,
+    probes: probe_commands.ProbeDesk | None = None,
 ) -> Any:
     schemas = {
         **SCHEMAS,
         **(dispatch_commands.SCHEMAS if dispatcher else {}),
         **(rule_commands.SCHEMAS if rules else {}),
+        **(probe_commands.SCHEMAS if probes else {}),
     }
     schema = schemas.get(op)
     if schema is None:
@@ -158,6 +164,8 @@ def execute(
             return rule_commands.handlers(rules, valid)[op]()
         except rule_commands.RuleCommandError as err:
             raise CommandError(err.code, err.message) from err
+    if probes is not None and op in probe_commands.SCHEMAS:
+        return _tested(probe_commands.handlers(probes, valid)[op]())
     handlers: dict[str, Callable[[], Any]] = {
         "retry": lambda: requeued(controller.retry(valid.get("item_id"), force=valid["force"])),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
@@ -180,6 +188,14 @@ def execute(
     return handlers[op]()
 
 
+async def _tested(test: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A test's findings, or its failure as the command's error (with its findings)."""
+    try:
+        return await test
+    except ProbeError as err:
+        raise CommandError(err.code, err.message, err.details) from err
+
+
 def requeued(items: list[Item]) -> dict[str, Any]:
     """What a retry did, for a UI to say: ids, how many, and their names."""
     return {"items": [i.id for i in items], "count": len(items), "names": [i.name for i in items]}
@@ -196,11 +212,13 @@ class CommandDesk:
         answer: Callable[[bytes], None],
         dispatcher: Dispatcher | None = None,
         rules: rule_commands.TrackerRuleDesk | None = None,
+        probes: probe_commands.ProbeDesk | None = None,
     ) -> None:
         self.controller = controller
         self.answer = answer
         self.dispatcher = dispatcher
         self.rules = rules
+        self.probes = probes
         self._pending: set[asyncio.Future[None]] = set()  # answers still being worked out
 
     def handle(self, payload: bytes) -> None:
@@ -214,7 +232,9 @@ class CommandDesk:
             self.answer(command_result(None, error=("internal", type(err).__name__)))
             return
         try:
-            result = execute(self.controller, command.op, command.args, self.dispatcher, self.rules)
+            result = execute(
+                self.controller, command.op, command.args, self.dispatcher, self.rules, self.probes
+            )
             if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
                 task = asyncio.ensure_future(self._answer_later(command.id, result))
                 self._pending.add(task)
@@ -238,7 +258,9 @@ class CommandDesk:
     async def _answer_later(self, command_id: str, result: Awaitable[Any]) -> None:
         try:
             answer = command_result(command_id, result=await result)
-        except (CommandError, DispatchError) as err:
+        except CommandError as err:
+            answer = command_result(command_id, error=(err.code, err.message), details=err.details)
+        except DispatchError as err:
             answer = command_result(command_id, error=(err.code, err.message))
         except Exception as err:
             _LOGGER.exception("command %s failed", command_id)

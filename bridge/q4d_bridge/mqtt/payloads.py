@@ -3,6 +3,7 @@ command results. Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ..dispatch.requests import Request, RequestState
@@ -139,7 +140,9 @@ def command_result(
     *,
     result: Any = None,
     error: tuple[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> bytes:
+    """details: findings that go with an error, beside its code and message."""
     if isinstance(result, EncodedItems) and error is None:
         # spliced in as they are: a long listing is not decoded and encoded again
         head = dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": True})
@@ -149,5 +152,5 @@ def command_result(
     if error is None:
         payload["result"] = result
     else:
-        payload["error"] = {"code": error[0], "message": error[1]}
+        payload["error"] = {**(details or {}), "code": error[0], "message": error[1]}
     return dumps(payload)
