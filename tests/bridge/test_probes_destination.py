@@ -37,7 +37,7 @@ try:
     target = destination_target(json.loads(sys.argv[1]), None)
     print(json.dumps({"ok": True, **asyncio.run(probe_destination(target, 0))}))
 except ProbeError as err:
-    print(json.dumps({"ok": False, "code": err.code, "message": err.message, **err.details}))
+    print(json.dumps({"ok": False, "code": err.code, "message": err.message, **err.detail}))
 """
 
 
@@ -99,7 +99,7 @@ async def test_refusals(tmp_path: Path, config: Config) -> None:
         "chown_failed",
         "no such user or group q4d-nobody-here: on this host: use numeric ids",
     )
-    assert err.details == {
+    assert err.detail == {
         "path": str(tmp_path), "existed": True, "checks": ["create", "write", "rename"],
     }  # fmt: skip
     a_file = tmp_path / "file"
@@ -114,10 +114,10 @@ async def test_refusals(tmp_path: Path, config: Config) -> None:
         "no destination 'music' (known: tv, movies, default)",
     )
     err = await failure("relative/path", config)
-    assert err.details["errors"] == ["(top level): must be an absolute path, got 'relative/path'"]
+    assert err.detail["errors"] == ["(top level): must be an absolute path, got 'relative/path'"]
     err = await failure({"path": "/x", "owner": "no spaces", "extract": "yes"}, config)
     assert err.code == "invalid"
-    assert set(err.details["fields"]) == {"owner", "extract"}
+    assert set(err.detail["fields"]) == {"owner", "extract"}
 
 
 def as_nobody(value: Any) -> dict[str, Any]:

@@ -88,7 +88,7 @@ async def test_an_unknown_host_key_is_shown_and_nothing_is_sent(
     err = await failure(settings(sshd, tmp_path), config)
     assert err.code == "host_key_unknown"
     fingerprint = keygen_fingerprint(sshd.host_key.with_name(sshd.host_key.name + ".pub"))
-    assert err.details == {"fingerprint": fingerprint, "host_key": sshd.host_public_key}
+    assert err.detail == {"fingerprint": fingerprint, "host_key": sshd.host_public_key}
     assert fingerprint in err.message and "nothing was sent" in err.message
     assert logins(sshd) == before  # no login tried, so no credentials offered
     # trust_on_first_use does not pin anything from a test
@@ -102,9 +102,9 @@ async def test_the_key_shown_pins_the_next_test(
 ) -> None:
     shown = await failure(settings(sshd, tmp_path), config)
     found = await probes.run(
-        "ssh", settings(sshd, tmp_path, host_key=shown.details["host_key"]), config
+        "ssh", settings(sshd, tmp_path, host_key=shown.detail["host_key"]), config
     )
-    assert found["fingerprint"] == shown.details["fingerprint"]
+    assert found["fingerprint"] == shown.detail["fingerprint"]
     assert found["host_key"] == sshd.host_public_key
     assert found["server_version"].startswith("SSH-2.0-OpenSSH")
     assert found["roots"] == [{"path": str(tmp_path), "ok": True}]
@@ -120,7 +120,7 @@ async def test_a_pinned_key_that_differs(tmp_path: Path, sshd: SshServer, config
     ):
         err = await failure(value, config)
         assert err.code == "host_key_mismatch", err.message
-        assert err.details["host_key"] == sshd.host_public_key  # what the server shows now
+        assert err.detail["host_key"] == sshd.host_public_key  # what the server shows now
     assert logins(sshd) == before
 
 
@@ -151,7 +151,7 @@ async def test_a_refused_password_is_not_echoed(
     )
     err = await failure(value, config)
     assert err.code == "auth_failed"
-    assert wrong not in repr((err.message, err.details)) and wrong not in caplog.text
+    assert wrong not in repr((err.message, err.detail)) and wrong not in caplog.text
 
 
 async def test_roots_missing_a_file_and_unreadable(
@@ -160,12 +160,12 @@ async def test_roots_missing_a_file_and_unreadable(
     pinned = {"host_key": sshd.host_public_key}
     missing = tmp_path / "nowhere"
     err = await failure(settings(sshd, tmp_path, missing, **pinned), config)
-    assert (err.code, err.details["root"]) == ("root_missing", str(missing))
-    assert err.details["roots"] == [
+    assert (err.code, err.detail["root"]) == ("root_missing", str(missing))
+    assert err.detail["roots"] == [
         {"path": str(tmp_path), "ok": True},
         {"path": str(missing), "ok": False},
     ]
-    assert err.details["fingerprint"].startswith("SHA256:")  # logged in: the key is known
+    assert err.detail["fingerprint"].startswith("SHA256:")  # logged in: the key is known
     a_file = tmp_path / "file"
     a_file.write_text("x")
     err = await failure(settings(sshd, a_file, **pinned), config)
@@ -178,10 +178,10 @@ async def test_roots_missing_a_file_and_unreadable(
     as_user = {"user": user.name, "key": None, "password": user.password, **pinned}
     try:
         err = await failure(settings(sshd, user.home, closed, **as_user), config)
-        assert (err.code, err.details["root"]) == ("root_unreadable", str(closed))
+        assert (err.code, err.detail["root"]) == ("root_unreadable", str(closed))
         assert err.message == f"{closed} cannot be listed: permission denied"
         err = await failure(settings(sshd, behind, **as_user), config)
-        assert (err.code, err.details["root"]) == ("root_unreadable", str(behind))
+        assert (err.code, err.detail["root"]) == ("root_unreadable", str(behind))
         found = await probes.run("ssh", settings(sshd, user.home, **as_user), config)
         assert found["roots"] == [{"path": str(user.home), "ok": True}]
     finally:
@@ -224,13 +224,13 @@ async def test_a_value_the_schema_refuses(sshd: SshServer, config: Config) -> No
         {"host": LOOPBACK, "port": 70000, "user": "me", "remote_roots": ["relative"]}, config
     )
     assert err.code == "invalid"
-    assert err.details["errors"] == [
+    assert err.detail["errors"] == [
         "port: value must be at most 65535",
         "remote_roots[0]: must be an absolute path, got 'relative'",
     ]
-    assert err.details["fields"]["port"] == "value must be at most 65535"
+    assert err.detail["fields"]["port"] == "value must be at most 65535"
     err = await failure({"host": LOOPBACK, "user": "me", "host_key": "not a key"}, config)
-    assert err.details["errors"] == [
+    assert err.detail["errors"] == [
         "host_key: expected a public host key like 'ssh-ed25519 AAAA…' (a line of "
         "ssh-keyscan's output)",
         "key: required (a private key file), or password_file to log in by password",
@@ -239,6 +239,6 @@ async def test_a_value_the_schema_refuses(sshd: SshServer, config: Config) -> No
         {"host": LOOPBACK, "user": "me", "private_key": "-----BEGIN OPENSSH PRIVATE KEY-----"},
         config,
     )
-    assert err.details["fields"] == {
+    assert err.detail["fields"] == {
         "private_key": "not a private key (expected -----BEGIN OPENSSH PRIVATE KEY----- …)"
     }

@@ -48,13 +48,10 @@ def parse_command(raw: bytes) -> Command:
 
 
 class CommandError(Exception):
-    """details: findings that go with the error in the answer (a test's host key)."""
-
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.details = details or {}
 
 
 class Controller(Protocol):
@@ -165,7 +162,7 @@ def execute(
         except rule_commands.RuleCommandError as err:
             raise CommandError(err.code, err.message) from err
     if probes is not None and op in probe_commands.SCHEMAS:
-        return _tested(probe_commands.handlers(probes, valid)[op]())
+        return probe_commands.handlers(probes, valid)[op]()
     handlers: dict[str, Callable[[], Any]] = {
         "retry": lambda: requeued(controller.retry(valid.get("item_id"), force=valid["force"])),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
@@ -186,14 +183,6 @@ def execute(
         "seedbox_cleanup": lambda: controller.seedbox_cleanup(valid["dry_run"]),
     }
     return handlers[op]()
-
-
-async def _tested(test: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    """A test's findings, or its failure as the command's error (with its findings)."""
-    try:
-        return await test
-    except ProbeError as err:
-        raise CommandError(err.code, err.message, err.details) from err
 
 
 def requeued(items: list[Item]) -> dict[str, Any]:
@@ -258,10 +247,10 @@ class CommandDesk:
     async def _answer_later(self, command_id: str, result: Awaitable[Any]) -> None:
         try:
             answer = command_result(command_id, result=await result)
-        except CommandError as err:
-            answer = command_result(command_id, error=(err.code, err.message), details=err.details)
-        except DispatchError as err:
+        except (CommandError, DispatchError) as err:
             answer = command_result(command_id, error=(err.code, err.message))
+        except ProbeError as err:  # what a test found goes with its code and message
+            answer = command_result(command_id, error=(err.code, err.message), detail=err.detail)
         except Exception as err:
             _LOGGER.exception("command %s failed", command_id)
             answer = command_result(command_id, error=("internal", f"{type(err).__name__}"))

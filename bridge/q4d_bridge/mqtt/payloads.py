@@ -140,9 +140,10 @@ def command_result(
     *,
     result: Any = None,
     error: tuple[str, str] | None = None,
-    details: Mapping[str, Any] | None = None,
+    detail: Mapping[str, Any] | None = None,
 ) -> bytes:
-    """details: findings that go with an error, beside its code and message."""
+    """The answer to a command; `detail` joins an error's code and message (e.g. the
+    `errors` and `fields` of an invalid configuration)."""
     if isinstance(result, EncodedItems) and error is None:
         # spliced in as they are: a long listing is not decoded and encoded again
         head = dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": True})
@@ -152,5 +153,5 @@ def command_result(
     if error is None:
         payload["result"] = result
     else:
-        payload["error"] = {**(details or {}), "code": error[0], "message": error[1]}
+        payload["error"] = {**(detail or {}), "code": error[0], "message": error[1]}
     return dumps(payload)

@@ -12,7 +12,6 @@ from typing import Any
 import voluptuous as vol
 
 from .. import probes
-from ..config import values as v
 from ..config.model import Config
 from ..probes.base import ProbeError, secrets_in
 
@@ -29,8 +28,6 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
             vol.Required("kind"): vol.In(probes.KINDS),
             # a destination may be a bare folder, as in the YAML file
             vol.Required("value"): vol.Any(dict, str),
-            # a client over scgi+ssh://: its seedbox's id, or its settings
-            vol.Optional("seedbox"): vol.Any(v.identifier, dict),
         }
     ),
 }
@@ -62,16 +59,10 @@ class ProbeDesk:
         secrets = [s for s in secrets_in(valid) if len(s) >= MIN_REDACTED]
         async with self._slots:
             try:
-                found = await probes.run(
-                    kind,
-                    valid["value"],
-                    self.config(),
-                    seedbox=valid.get("seedbox"),
-                    within=self.timeout,
-                )
+                found = await probes.run(kind, valid["value"], self.config(), within=self.timeout)
             except ProbeError as err:
                 failed = ProbeError(
-                    err.code, _redacted(err.message, secrets), **_redacted(err.details, secrets)
+                    err.code, _redacted(err.message, secrets), **_redacted(err.detail, secrets)
                 )
                 _LOGGER.info("config_test %s: %s: %s", kind, failed.code, failed.message)
                 raise failed from None

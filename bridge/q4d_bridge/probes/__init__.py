@@ -17,9 +17,7 @@ from .ssh import probe_ssh, ssh_target
 KINDS = ("ssh", "client", "destination")
 
 
-async def run(
-    kind: str, value: Any, config: Config, *, seedbox: Any = None, within: float = TIMEOUT
-) -> dict[str, Any]:
+async def run(kind: str, value: Any, config: Config, *, within: float = TIMEOUT) -> dict[str, Any]:
     """The findings of one test of `value` (settings, or `{"id": ...}` of an entry of
     the running configuration), or a ProbeError; `within` (seconds) bounds what goes over the
     network or to the disk."""
@@ -31,7 +29,7 @@ async def run(
     elif kind == "ssh":
         work = probe_ssh(ssh_target(value, config))
     else:
-        work = probe_client(client_target(value, seedbox, config))
+        work = probe_client(client_target(value, config))
     try:
         async with asyncio.timeout(within):
             return await work

@@ -19,13 +19,13 @@ REFERENCE_KEY = "id"
 
 class ProbeError(Exception):
     """The probe's answer when what it tried failed: `code` (stable, translated by Home
-    Assistant), `message` (English), `details` (findings that go with the answer)."""
+    Assistant), `message` (English), `detail` (findings that go with the answer)."""
 
-    def __init__(self, code: str, message: str, **details: Any) -> None:
+    def __init__(self, code: str, message: str, **detail: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
-        self.details = details
+        self.detail = detail
 
 
 def invalid(lines: Iterable[str]) -> ProbeError:

@@ -28,7 +28,7 @@ CODES = {
     ClientErrorKind.REFUSED: "unsupported",
     ClientErrorKind.NOT_FOUND: "unsupported",
 }
-SEEDBOX_ARG = "seedbox"  # the config_test argument naming the seedbox of a client over SSH
+SEEDBOX_KEY = "seedbox"  # in a client value: the seedbox whose SSH link reaches the client
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +44,10 @@ def _over_ssh(client: ClientConfig) -> bool:
     return client.url.startswith("scgi+ssh://")
 
 
-def client_target(value: dict[str, Any], seedbox: Any, config: Config) -> ClientTarget:
+def client_target(value: dict[str, Any], config: Config) -> ClientTarget:
     """The client a `config_test` value gives (a seedbox's `client` mapping) or names
     (`{"id": <seedbox>}`: that seedbox's client in the running configuration). A client
-    over SSH also needs `seedbox`: a seedbox id, or a seedbox's settings."""
+    over SSH also needs `seedbox` in the value: a seedbox id, or a seedbox's settings."""
     ident = reference(value)
     if ident is not None:
         target = ssh_target(value, config)
@@ -56,6 +56,7 @@ def client_target(value: dict[str, Any], seedbox: Any, config: Config) -> Client
         client = target.seedbox.client
         return ClientTarget(client, target if _over_ssh(client) else None)
     raw = copy.deepcopy(value)
+    seedbox = raw.pop(SEEDBOX_KEY, None)
     errors: list[str] = []
     read_secret_keys(WHERE, raw, ("password",), errors)
     try:
@@ -70,7 +71,7 @@ def client_target(value: dict[str, Any], seedbox: Any, config: Config) -> Client
     if not isinstance(seedbox, str | dict):
         raise invalid(
             [
-                f"{SEEDBOX_ARG}: scgi+ssh:// goes through the seedbox's SSH link: give the "
+                f"{SEEDBOX_KEY}: scgi+ssh:// goes through the seedbox's SSH link: give the "
                 "seedbox's id, or its settings"
             ]
         )
@@ -79,7 +80,7 @@ def client_target(value: dict[str, Any], seedbox: Any, config: Config) -> Client
     except ProbeError as err:
         if err.code != "invalid":
             raise
-        raise invalid(f"{SEEDBOX_ARG}.{line}" for line in err.details["errors"]) from None
+        raise invalid(f"{SEEDBOX_KEY}.{line}" for line in err.detail["errors"]) from None
     return ClientTarget(client, link)
 
 
