@@ -114,7 +114,7 @@ async def test_refusals(tmp_path: Path, config: Config) -> None:
         "no destination 'music' (known: tv, movies, default)",
     )
     err = await failure("relative/path", config)
-    assert err.detail["errors"] == ["(top level): must be an absolute path, got 'relative/path'"]
+    assert err.detail["errors"] == ["path: must be an absolute path, got 'relative/path'"]
     err = await failure({"path": "/x", "owner": "no spaces", "extract": "yes"}, config)
     assert err.code == "invalid"
     assert set(err.detail["fields"]) == {"owner", "extract"}

@@ -114,55 +114,6 @@ def login_problems(where: str, sb: dict[str, Any], engines: set[str]) -> list[st
     return []
 
 
-def client_config(client: dict[str, Any]) -> ClientConfig:
-    """A torrent client's settings as CLIENT_SCHEMA checked them."""
-    return ClientConfig(
-        type=client["type"],
-        url=client["url"],
-        username=client.get("username"),
-        password=client.get("password"),
-        verify_tls=client["verify_tls"],
-        poll_interval=client["poll_interval"],
-        dispatch=ClientDispatch(
-            enabled=client["dispatch"],
-            weight=client["weight"],
-            min_free=client["min_free"],
-            max_downloads=client["max_downloads"],
-            save_path=client.get("save_path"),
-        ),
-    )
-
-
-def seedbox_config(sb: dict[str, Any], *, engine: str, known_hosts: str) -> SeedboxConfig:
-    """A seedbox as SEEDBOX_SCHEMA checked it, with its engine and host-key file decided."""
-    client = sb.get("client")
-    return SeedboxConfig(
-        id=sb["id"],
-        name=sb.get("name", sb["id"]),
-        host=sb["host"],
-        port=sb["port"],
-        user=sb["user"],
-        key=sb.get("key"),
-        password=sb.get("password"),
-        passphrase=sb.get("passphrase"),
-        known_hosts=known_hosts,
-        remote_roots=tuple(sb["remote_roots"]),
-        max_concurrent=sb["max_concurrent"],
-        engine=engine,
-        trust_on_first_use=sb["trust_on_first_use"],
-        torrent_file=sb.get("torrent_file"),
-        client=client_config(client) if client else None,
-        hook_flush=sb["hook_flush"].strip(),
-        broker_forward_port=sb["broker_forward"]["port"] if "broker_forward" in sb else None,
-        reconcile=ReconcileConfig(
-            interval=sb["reconcile"]["interval"],
-            max_age=sb["reconcile"]["max_age"],
-            categories=tuple(sb["reconcile"]["categories"]),
-            tags=tuple(sb["reconcile"]["tags"]),
-        ),
-    )
-
-
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
     """The file at path, with the environment over it. Without the file, the environment
     alone (a container's `-e` options) may hold the whole configuration."""
@@ -373,4 +324,53 @@ def _build(data: dict[str, Any]) -> Config:
         api=ApiConfig(**api),
         arr={name: ArrConfig(**a) for name, a in data["arr"].items()},
         home_clients={name: HomeClientConfig(**h) for name, h in data["home_clients"].items()},
+    )
+
+
+def client_config(client: dict[str, Any]) -> ClientConfig:
+    """A torrent client's settings as CLIENT_SCHEMA checked them."""
+    return ClientConfig(
+        type=client["type"],
+        url=client["url"],
+        username=client.get("username"),
+        password=client.get("password"),
+        verify_tls=client["verify_tls"],
+        poll_interval=client["poll_interval"],
+        dispatch=ClientDispatch(
+            enabled=client["dispatch"],
+            weight=client["weight"],
+            min_free=client["min_free"],
+            max_downloads=client["max_downloads"],
+            save_path=client.get("save_path"),
+        ),
+    )
+
+
+def seedbox_config(sb: dict[str, Any], *, engine: str, known_hosts: str) -> SeedboxConfig:
+    """A seedbox as SEEDBOX_SCHEMA checked it, with its engine and host-key file decided."""
+    client = sb.get("client")
+    return SeedboxConfig(
+        id=sb["id"],
+        name=sb.get("name", sb["id"]),
+        host=sb["host"],
+        port=sb["port"],
+        user=sb["user"],
+        key=sb.get("key"),
+        password=sb.get("password"),
+        passphrase=sb.get("passphrase"),
+        known_hosts=known_hosts,
+        remote_roots=tuple(sb["remote_roots"]),
+        max_concurrent=sb["max_concurrent"],
+        engine=engine,
+        trust_on_first_use=sb["trust_on_first_use"],
+        torrent_file=sb.get("torrent_file"),
+        client=client_config(client) if client else None,
+        hook_flush=sb["hook_flush"].strip(),
+        broker_forward_port=sb["broker_forward"]["port"] if "broker_forward" in sb else None,
+        reconcile=ReconcileConfig(
+            interval=sb["reconcile"]["interval"],
+            max_age=sb["reconcile"]["max_age"],
+            categories=tuple(sb["reconcile"]["categories"]),
+            tags=tuple(sb["reconcile"]["tags"]),
+        ),
     )

@@ -189,7 +189,8 @@ def destination_target(value: Any, config: Config) -> DestinationTarget:
             raise ProbeError("not_found", f"no destination {ident!r} (known: {known})")
         return DestinationTarget(root, accounts(config, ident))
     try:
-        data = destination(value)
+        # a bare folder checked as its mapping's `path`, so a refusal names that field
+        data = destination({"path": value} if isinstance(value, str) else value)
     except vol.Invalid as err:
         raise invalid(schema_lines(err)) from None
     account = Account(data.get("owner"), data.get("group"))
