@@ -8,6 +8,7 @@ configuration."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from q4d_bridge import probes
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config
 from q4d_bridge.probes import ProbeError
+from q4d_bridge.transfer.errors import ErrorCode, TransferError
+from q4d_bridge.transfer.remote import connect
 
 from tests.bridge.test_ssh_password import user as password_user
 from tests.conftest import allow_loopback_sockets
@@ -241,4 +244,39 @@ async def test_a_value_the_schema_refuses(sshd: SshServer, config: Config) -> No
     )
     assert err.detail["fields"] == {
         "private_key": "not a private key (expected -----BEGIN OPENSSH PRIVATE KEY----- …)"
+    }
+
+
+async def test_an_encrypted_key(tmp_path: Path, sshd: SshServer, config: Config) -> None:
+    key = tmp_path / "id_encrypted"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret-phrase", "-C", "", "-f", str(key)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with sshd.authorized_keys.open("a") as keys:
+        keys.write(key.with_name(key.name + ".pub").read_text())
+    pinned = {"host_key": sshd.host_public_key}
+    text = {"key": None, "private_key": key.read_text(), **pinned}
+    found = await probes.run(
+        "ssh", settings(sshd, tmp_path, passphrase="s3cret-phrase", **text), config
+    )
+    assert found["roots"] == [{"path": str(tmp_path), "ok": True}]
+    found = await probes.run(
+        "ssh", settings(sshd, tmp_path, key=str(key), passphrase="s3cret-phrase", **pinned), config
+    )
+    assert found["roots"] == [{"path": str(tmp_path), "ok": True}]
+    err = await failure(settings(sshd, tmp_path, passphrase="wrong-phrase", **text), config)
+    assert err.code == "invalid" and set(err.detail["fields"]) == {"passphrase"}
+    err = await failure(
+        settings(sshd, tmp_path, key=str(key), passphrase="wrong-phrase", **pinned), config
+    )
+    assert err.code == "auth_failed" and err.message.startswith(f"cannot use the key {key}: ")
+    # the transfers' connections classify it the same way (an OpenSSH key's own error)
+    wrong = dataclasses.replace(config.seedboxes["sb1"], key=str(key), passphrase="wrong-phrase")
+    with pytest.raises(TransferError) as refused:
+        await connect(wrong)
+    assert refused.value.code is ErrorCode.AUTH_FAILED
+    err = await failure(settings(sshd, tmp_path, private_key=key.read_text(), **pinned), config)
+    assert err.detail["fields"] == {
+        "private_key": "give private_key (the key's text) or key (its path), not both"
     }

@@ -70,7 +70,9 @@ def ssh_target(value: dict[str, Any], config: Config) -> SshTarget:
     login = {**data, "key": "(given as private_key)"} if private_key is not None else data
     errors += login_problems(WHERE, login, {engine})
     if private_key is not None and "key" in data:
-        errors.append(f"{WHERE}.private_key: give key (a file) or private_key, not both")
+        errors.append(
+            f"{WHERE}.private_key: give private_key (the key's text) or key (its path), not both"
+        )
     pins: asyncssh.SSHKnownHosts | None = None
     client_key: asyncssh.SSHKey | None = None
     # addon/keys.py checks a pasted host key or private key as the add-on's options do
@@ -104,7 +106,7 @@ def _read_pins(path: Path) -> asyncssh.SSHKnownHosts | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as err:
-        raise ProbeError("invalid", f"cannot read the pinned host keys in {path}: {err}") from None
+        raise invalid([f"known_hosts: cannot read the host keys pinned in {path}: {err}"]) from None
 
 
 def _pinned(pins: asyncssh.SSHKnownHosts, host: str, port: int) -> bool:
@@ -172,7 +174,7 @@ async def open_connection(target: SshTarget) -> asyncssh.SSHClientConnection:
         raise ProbeError(
             "auth_failed", f"{sb.user}@{target.where} refused the login: {err.reason}"
         ) from None
-    except asyncssh.KeyImportError as err:  # an unreadable key file, or a wrong passphrase
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as err:  # or a wrong passphrase
         raise ProbeError("auth_failed", f"cannot use the key {sb.key}: {err}") from None
     except (OSError, asyncssh.Error) as err:
         raise unreachable(target, err) from None

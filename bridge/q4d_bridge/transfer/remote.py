@@ -164,7 +164,8 @@ async def connect(
         )
     except (OSError, asyncssh.Error, TimeoutError) as err:
         raise classify_ssh_error(err) from err
-    except asyncssh.KeyImportError as err:  # an unreadable key, or a wrong passphrase
+    # an unreadable key, or a wrong passphrase (KeyEncryptionError for an OpenSSH key)
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as err:
         raise TransferError(ErrorCode.AUTH_FAILED, f"cannot use key {seedbox.key}: {err}") from err
 
 
