@@ -82,6 +82,10 @@ async def test_config_test_over_mqtt(
             env, "config_test", kind="ssh", value={k: v for k, v in login.items() if v}
         )
         assert answer["error"]["code"] == "auth_failed"
+        # a password typed into another field too: the refusal quotes that field
+        mixed = {"host": LOOPBACK, "user": "me", "password": secret, "remote_roots": [secret]}
+        answer = await command(env, "config_test", kind="ssh", value=mixed)
+        assert answer["error"]["errors"] == ["remote_roots[0]: must be an absolute path, got '***'"]
         assert secret not in caplog.text
         said = [m for m in env.recorder.on("q4d/") if m.topic != "q4d/bridge/test/command"]
         assert said and not [m for m in said if secret in m.payload.decode()]

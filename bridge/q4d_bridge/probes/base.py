@@ -70,7 +70,5 @@ def secrets_in(value: Any) -> list[str]:
         return [s for v in value for s in secrets_in(v)]
     if not isinstance(value, dict):
         return []
-    found = [
-        str(value[k]) for k in SECRET_KEYS if isinstance(value.get(k), str | int) and value[k] != ""
-    ]
+    found = [str(v) for k, v in value.items() if k in SECRET_KEYS and v not in (None, "")]
     return found + [s for k, v in value.items() if k not in SECRET_KEYS for s in secrets_in(v)]
