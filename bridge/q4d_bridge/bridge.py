@@ -47,6 +47,7 @@ from .mqtt.config_commands import ConfigDesk
 from .mqtt.link import MqttLink
 from .mqtt.listing import ItemPayloads
 from .mqtt.noise import quiet_closed_sockets
+from .mqtt.probe_commands import ProbeDesk
 from .mqtt.publisher import Publisher
 from .mqtt.router import Router
 from .mqtt.rule_commands import TrackerRuleDesk
@@ -254,6 +255,7 @@ class Bridge:
             self.dispatcher,
             self.tracker_rules,
             self.config_desk,
+            ProbeDesk(lambda: self.config),
         )
         # The HTTP API, only when asked for (it opens a port); metrics, health and the
         # management routes join it at the end (_mount_observability).

@@ -48,7 +48,7 @@ class ConfigError(Exception):
         self.errors = errors
 
 
-def _format_path(path: list[Any]) -> str:
+def format_path(path: list[Any]) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -77,19 +77,25 @@ def _read_secret_files(raw: dict[str, Any], errors: list[str]) -> None:
                 sections.append((f"seedboxes[{i}]", sb, ("password", "passphrase")))
                 sections.append((f"seedboxes[{i}].client", sb.get("client"), ("password",)))
     for where, section, keys in sections:
-        if not isinstance(section, dict):
+        if isinstance(section, dict):
+            read_secret_keys(where, section, keys, errors)
+
+
+def read_secret_keys(
+    where: str, section: dict[str, Any], keys: tuple[str, ...], errors: list[str]
+) -> None:
+    """Each `<key>_file` of one section replaced by `<key>` holding that file's text."""
+    for key in keys:
+        if f"{key}_file" not in section:
             continue
-        for key in keys:
-            if f"{key}_file" not in section:
-                continue
-            path = section.pop(f"{key}_file")
-            try:
-                section[key] = Path(str(path)).read_text(encoding="utf-8").strip()
-            except OSError as err:
-                errors.append(f"{where}.{key}_file: cannot read {path}: {err.strerror}")
+        path = section.pop(f"{key}_file")
+        try:
+            section[key] = Path(str(path)).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            errors.append(f"{where}.{key}_file: cannot read {path}: {err.strerror}")
 
 
-def _login_problems(where: str, sb: dict[str, Any], engines: set[str]) -> list[str]:
+def login_problems(where: str, sb: dict[str, Any], engines: set[str]) -> list[str]:
     """A seedbox logs in by key (perhaps encrypted) or by password, never both: each tool
     answers one prompt. rsync hands a password or passphrase to ssh through sshpass."""
     if "key" in sb and "password" in sb:
@@ -184,7 +190,7 @@ def check_raw(raw: dict[str, Any]) -> Config:
     try:
         data = CONFIG_SCHEMA(raw)
     except vol.MultipleInvalid as err:
-        raise ConfigError(sorted({f"{_format_path(e.path)}: {e.msg}" for e in err.errors})) from err
+        raise ConfigError(sorted({f"{format_path(e.path)}: {e.msg}" for e in err.errors})) from err
     return _build(data)
 
 
@@ -233,7 +239,7 @@ def _build(data: dict[str, Any]) -> Config:
             engine = "sftp"
         elif engine not in installed:
             errors.append(f"seedboxes[{i}].engine: {engine} is not installed (use sftp or auto)")
-        errors += _login_problems(f"seedboxes[{i}]", sb, {engine} | rule_engines)
+        errors += login_problems(f"seedboxes[{i}]", sb, {engine} | rule_engines)
         known_hosts = sb.get("known_hosts")
         if known_hosts is None and sb["trust_on_first_use"]:
             known_hosts = str(Path(data["data_dir"]) / "known_hosts" / sb["id"])
@@ -251,47 +257,7 @@ def _build(data: dict[str, Any]) -> Config:
             )
         if sb["id"] in seedboxes:
             errors.append(f"seedboxes[{i}].id: duplicate seedbox id {sb['id']!r}")
-        seedboxes[sb["id"]] = SeedboxConfig(
-            id=sb["id"],
-            name=sb.get("name", sb["id"]),
-            host=sb["host"],
-            port=sb["port"],
-            user=sb["user"],
-            key=sb.get("key"),
-            password=sb.get("password"),
-            passphrase=sb.get("passphrase"),
-            known_hosts=known_hosts or "",
-            remote_roots=tuple(sb["remote_roots"]),
-            max_concurrent=sb["max_concurrent"],
-            engine=engine,
-            trust_on_first_use=sb["trust_on_first_use"],
-            torrent_file=sb.get("torrent_file"),
-            client=ClientConfig(
-                type=client["type"],
-                url=client["url"],
-                username=client.get("username"),
-                password=client.get("password"),
-                verify_tls=client["verify_tls"],
-                poll_interval=client["poll_interval"],
-                dispatch=ClientDispatch(
-                    enabled=client["dispatch"],
-                    weight=client["weight"],
-                    min_free=client["min_free"],
-                    max_downloads=client["max_downloads"],
-                    save_path=client.get("save_path"),
-                ),
-            )
-            if client
-            else None,
-            hook_flush=sb["hook_flush"].strip(),
-            broker_forward_port=sb["broker_forward"]["port"] if "broker_forward" in sb else None,
-            reconcile=ReconcileConfig(
-                interval=sb["reconcile"]["interval"],
-                max_age=sb["reconcile"]["max_age"],
-                categories=tuple(sb["reconcile"]["categories"]),
-                tags=tuple(sb["reconcile"]["tags"]),
-            ),
-        )
+        seedboxes[sb["id"]] = seedbox_config(sb, engine=engine, known_hosts=known_hosts or "")
 
     types_rules: tuple[TypeRule, ...] = ()
     if "types_config" in data:
@@ -399,4 +365,53 @@ def _build(data: dict[str, Any]) -> Config:
         api=ApiConfig(**api),
         arr={name: ArrConfig(**a) for name, a in data["arr"].items()},
         home_clients={name: HomeClientConfig(**h) for name, h in data["home_clients"].items()},
+    )
+
+
+def client_config(client: dict[str, Any]) -> ClientConfig:
+    """A torrent client's settings as CLIENT_SCHEMA checked them."""
+    return ClientConfig(
+        type=client["type"],
+        url=client["url"],
+        username=client.get("username"),
+        password=client.get("password"),
+        verify_tls=client["verify_tls"],
+        poll_interval=client["poll_interval"],
+        dispatch=ClientDispatch(
+            enabled=client["dispatch"],
+            weight=client["weight"],
+            min_free=client["min_free"],
+            max_downloads=client["max_downloads"],
+            save_path=client.get("save_path"),
+        ),
+    )
+
+
+def seedbox_config(sb: dict[str, Any], *, engine: str, known_hosts: str) -> SeedboxConfig:
+    """A seedbox as SEEDBOX_SCHEMA checked it, with its engine and host-key file decided."""
+    client = sb.get("client")
+    return SeedboxConfig(
+        id=sb["id"],
+        name=sb.get("name", sb["id"]),
+        host=sb["host"],
+        port=sb["port"],
+        user=sb["user"],
+        key=sb.get("key"),
+        password=sb.get("password"),
+        passphrase=sb.get("passphrase"),
+        known_hosts=known_hosts,
+        remote_roots=tuple(sb["remote_roots"]),
+        max_concurrent=sb["max_concurrent"],
+        engine=engine,
+        trust_on_first_use=sb["trust_on_first_use"],
+        torrent_file=sb.get("torrent_file"),
+        client=client_config(client) if client else None,
+        hook_flush=sb["hook_flush"].strip(),
+        broker_forward_port=sb["broker_forward"]["port"] if "broker_forward" in sb else None,
+        reconcile=ReconcileConfig(
+            interval=sb["reconcile"]["interval"],
+            max_age=sb["reconcile"]["max_age"],
+            categories=tuple(sb["reconcile"]["categories"]),
+            tags=tuple(sb["reconcile"]["tags"]),
+        ),
     )

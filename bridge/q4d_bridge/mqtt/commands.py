@@ -16,7 +16,8 @@ import voluptuous as vol
 
 from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..models import Item, ItemState
-from . import config_commands, dispatch_commands, rule_commands
+from ..probes.base import ProbeError
+from . import config_commands, dispatch_commands, probe_commands, rule_commands
 from .codec import MAX_COMMAND_BYTES, RejectedEvent, decode_json
 from .payloads import EncodedItems, command_result
 
@@ -139,12 +140,14 @@ def execute(
     dispatcher: Dispatcher | None = None,
     rules: rule_commands.TrackerRuleDesk | None = None,
     config: config_commands.ConfigDesk | None = None,
+    probes: probe_commands.ProbeDesk | None = None,
 ) -> Any:
     schemas = {
         **SCHEMAS,
         **(dispatch_commands.SCHEMAS if dispatcher else {}),
         **(rule_commands.SCHEMAS if rules else {}),
         **(config_commands.SCHEMAS if config else {}),
+        **(probe_commands.SCHEMAS if probes else {}),
     }
     schema = schemas.get(op)
     if schema is None:
@@ -162,6 +165,8 @@ def execute(
             raise CommandError(err.code, err.message) from err
     if config is not None and op in config_commands.SCHEMAS:
         return config_commands.handlers(config, valid)[op]()
+    if probes is not None and op in probe_commands.SCHEMAS:
+        return probe_commands.handlers(probes, valid)[op]()
     handlers: dict[str, Callable[[], Any]] = {
         "retry": lambda: requeued(controller.retry(valid.get("item_id"), force=valid["force"])),
         "cancel": lambda: {"item": controller.cancel(valid["item_id"])},
@@ -201,12 +206,14 @@ class CommandDesk:
         dispatcher: Dispatcher | None = None,
         rules: rule_commands.TrackerRuleDesk | None = None,
         config: config_commands.ConfigDesk | None = None,
+        probes: probe_commands.ProbeDesk | None = None,
     ) -> None:
         self.controller = controller
         self.answer = answer
         self.dispatcher = dispatcher
         self.rules = rules
         self.config = config
+        self.probes = probes
         self._pending: set[asyncio.Future[None]] = set()  # answers still being worked out
 
     def handle(self, payload: bytes) -> None:
@@ -221,7 +228,13 @@ class CommandDesk:
             return
         try:
             result = execute(
-                self.controller, command.op, command.args, self.dispatcher, self.rules, self.config
+                self.controller,
+                command.op,
+                command.args,
+                self.dispatcher,
+                self.rules,
+                self.config,
+                self.probes,
             )
             if inspect.isawaitable(result):  # e.g. rescan: answered when the seedboxes replied
                 task = asyncio.ensure_future(self._answer_later(command.id, result))
@@ -248,7 +261,7 @@ class CommandDesk:
             answer = command_result(command_id, result=await result)
         except (CommandError, DispatchError) as err:
             answer = command_result(command_id, error=(err.code, err.message))
-        except config_commands.ConfigCommandError as err:
+        except (config_commands.ConfigCommandError, ProbeError) as err:
             answer = command_result(command_id, error=(err.code, err.message), detail=err.detail)
         except Exception as err:
             _LOGGER.exception("command %s failed", command_id)

@@ -153,5 +153,5 @@ def command_result(
     if error is None:
         payload["result"] = result
     else:
-        payload["error"] = {"code": error[0], "message": error[1], **(detail or {})}
+        payload["error"] = {**(detail or {}), "code": error[0], "message": error[1]}
     return dumps(payload)

@@ -80,6 +80,13 @@ def known_hosts_line(host: str, port: int, public_key: str) -> str:
     return f"{name} {public_key}\n"
 
 
+def public_key_line(key: asyncssh.SSHKey) -> str:
+    """`ssh-ed25519 AAAA…`: the key's type and base64, as ssh-keyscan prints it (no
+    comment), the form a known_hosts line and Home Assistant's confirmation take."""
+    kind, data = key.export_public_key("openssh").decode().split()[:2]
+    return f"{kind} {data}"
+
+
 async def pin_host_key(seedbox: SeedboxConfig) -> None:
     """Trust on first use, only when configured: write the key the server shows now to
     the known_hosts file, which every later connection (ours, lftp's, rsync's) checks."""
@@ -97,8 +104,7 @@ async def pin_host_key(seedbox: SeedboxConfig) -> None:
             raise classify_ssh_error(err) from err
         if key is None:
             raise TransferError(ErrorCode.CONNECTION, "the seedbox showed no host key")
-        public = key.export_public_key("openssh").decode().split()
-        line = known_hosts_line(seedbox.host, seedbox.port, f"{public[0]} {public[1]}")
+        line = known_hosts_line(seedbox.host, seedbox.port, public_key_line(key))
         try:
             await asyncio.to_thread(_write_private, path, line)
         except OSError as err:
@@ -123,38 +129,43 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-async def connect(
-    seedbox: SeedboxConfig, *, window: int | None = None
-) -> asyncssh.SSHClientConnection:
-    """An SSH connection with the pinned host key, the configured key or password only
-    (no agent, no ~/.ssh keys or config), and keepalives; errors come back classified."""
-    await pin_host_key(seedbox)
-    options: dict[str, Any] = {"encryption_algs": PREFERRED_CIPHERS}
-    if window is not None:
-        options["window"] = window
+def connect_options(seedbox: SeedboxConfig) -> dict[str, Any]:
+    """What every connection to the seedbox gives asyncssh.connect besides host and port:
+    the pinned host keys, the configured key or password only (no agent, no ~/.ssh keys
+    or config), keepalives and the preferred ciphers."""
+    options: dict[str, Any] = {
+        "username": seedbox.user,
+        "known_hosts": seedbox.known_hosts,
+        "agent_path": None,
+        "config": None,
+        "keepalive_interval": 15,
+        "keepalive_count_max": 4,
+        "encryption_algs": PREFERRED_CIPHERS,
+    }
     if seedbox.key is None:
         # None, not []: asyncssh would load ~/.ssh's keys for an empty list
         options.update(client_keys=None, password=seedbox.password)
     else:
         options.update(client_keys=[seedbox.key], passphrase=seedbox.passphrase)
+    return options
+
+
+async def connect(
+    seedbox: SeedboxConfig, *, window: int | None = None
+) -> asyncssh.SSHClientConnection:
+    """An SSH connection with connect_options; errors come back classified."""
+    await pin_host_key(seedbox)
+    options = connect_options(seedbox)
+    if window is not None:
+        options["window"] = window
     try:
         return await asyncio.wait_for(
-            asyncssh.connect(
-                seedbox.host,
-                port=seedbox.port,
-                username=seedbox.user,
-                known_hosts=seedbox.known_hosts,
-                agent_path=None,
-                config=None,
-                keepalive_interval=15,
-                keepalive_count_max=4,
-                **options,
-            ),
-            CONNECT_TIMEOUT,
+            asyncssh.connect(seedbox.host, port=seedbox.port, **options), CONNECT_TIMEOUT
         )
     except (OSError, asyncssh.Error, TimeoutError) as err:
         raise classify_ssh_error(err) from err
-    except asyncssh.KeyImportError as err:  # an unreadable key, or a wrong passphrase
+    # an unreadable key, or a wrong passphrase (KeyEncryptionError for an OpenSSH key)
+    except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as err:
         raise TransferError(ErrorCode.AUTH_FAILED, f"cannot use key {seedbox.key}: {err}") from err
 
 
