@@ -97,6 +97,10 @@ class Reconciler:
         except ClientError as err:
             _LOGGER.warning("seedbox %s: reconciliation skipped: %s", seedbox_id, err)
             return {"enqueued": [], "error": str(err)}
+        if self.config.seedboxes.get(seedbox_id) is not seedbox:
+            # removed or changed while its client answered (Bridge.apply): the answer is
+            # the old client's; the changed seedbox's next pass asks its new one
+            return {"enqueued": [], "error": "the seedbox's configuration changed meanwhile"}
         items = self.lifecycle.items.values()
         known = {i.hash.lower() for i in items if i.seedbox == seedbox_id and i.hash}
         client = seedbox.client.type if seedbox.client else "unknown"

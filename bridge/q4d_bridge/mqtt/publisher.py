@@ -203,6 +203,11 @@ class Publisher:
             self._state_dirty = True
             self._flush_wakeup.set()
 
+    def seedboxes_changed(self) -> None:
+        """The seedboxes served changed (Bridge.apply): the retained status lists them."""
+        self._send(self.topics.status, self.status_payload("online"), retain=True)
+        self.state_changed()
+
     def result(self, payload: bytes) -> None:
         self._send(self.topics.command_result, payload)
 
