@@ -81,7 +81,7 @@ def changes(old: Config, new: Config) -> Changes:
     restart = {
         SECTION_OF.get(f.name, f.name)
         for f in dataclasses.fields(Config)
-        if f.name not in LIVE_SECTIONS and getattr(old, f.name) != getattr(new, f.name)
+        if f.name not in LIVE_SECTIONS and _section(old, f.name) != _section(new, f.name)
     }
     return Changes(
         routing=old.routing != new.routing,
@@ -95,6 +95,14 @@ def changes(old: Config, new: Config) -> Changes:
         ),
         restart_required=tuple(sorted(restart)),
     )
+
+
+def _section(config: Config, name: str) -> object:
+    """A section as it matters to the running bridge: classic mode switched off is off,
+    whichever seedbox it would use (by default the first, which a change may remove)."""
+    if name == "classic" and not config.classic.enabled:
+        return None
+    return getattr(config, name)
 
 
 def link_job(bridge: Bridge, session: SeedboxSession) -> Coroutine[Any, Any, None] | None:

@@ -16,10 +16,13 @@ import pytest
 from q4d_bridge.bridge import Bridge
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import Config
-from q4d_bridge.live import ConfirmRequired
+from q4d_bridge.live import ConfirmRequired, changes
 from q4d_bridge.models import Item, ItemState
+from q4d_bridge.mqtt.commands import CommandError
+from q4d_bridge.tracker_rules import TrackerRule
 
 from tests.bridge.test_e2e import Env, digest_tree, make_file, running_bridge
+from tests.helpers.configs import bridge_config
 from tests.helpers.mqtt import publish
 from tests.helpers.services import Mosquitto, SshServer
 
@@ -165,6 +168,15 @@ async def test_a_destination_gone_with_queued_items_asks_for_confirmation(
             del raw["destinations"]["movies"], raw["rules"][1]
             raw["type_codes"].pop("M")
 
+        # A tracker rule (stored, not configuration) sending there holds it, confirmed or not.
+        desk = bridge.commands.rules
+        assert desk is not None
+        desk.add(TrackerRule("example.org", None, "movies", False))
+        with pytest.raises(CommandError) as in_use:
+            await bridge.apply(config(env.raw, no_movies), confirm=True)
+        assert in_use.value.code == "in_use" and "example.org" in in_use.value.message
+        desk.remove("example.org")
+
         with pytest.raises(ConfirmRequired) as refused:
             await bridge.apply(config(env.raw, no_movies), confirm=False)
         assert refused.value.code == "confirm_required" and refused.value.items == [item.id]
@@ -287,3 +299,23 @@ async def test_sections_read_once_at_start_are_said_to_need_a_restart(
         }
         assert bridge.config.transfers.max_attempts == 2  # still what it started with
         assert bridge.sessions["sb1"] is session  # nothing rebuilt
+
+
+def test_what_changes_is_told_apart_without_a_bridge(tmp_path: Path, sshd: SshServer) -> None:
+    raw = bridge_config(
+        tmp_path / "data", tmp_path / "library", key=sshd.client_key, known_hosts=sshd.known_hosts
+    )
+    del raw["classic"]["seedbox"]  # classic mode off: by default it would use the first
+    sb2 = {**raw["seedboxes"][0], "id": "sb2", "remote_roots": ["/srv/b"]}
+    both = config(raw, lambda r: r["seedboxes"].append(sb2))
+    only_sb2 = config(raw, lambda r: r.update(seedboxes=[sb2]))
+    moved = config(raw, lambda r: r["destinations"].update(tv=str(tmp_path / "elsewhere")))
+
+    found = changes(both, only_sb2)
+    assert (found.removed, found.added, found.changed) == (("sb1",), (), ())
+    assert found.restart_required == () and found.routing is False
+    assert found.gone_destinations == frozenset()
+    # A destination at another path is gone for the items routed to the old one.
+    assert changes(parse_config(copy.deepcopy(raw)), moved).gone_destinations == {"tv"}
+    renamed = config(raw, lambda r: r["bridge"].update(name="Other"))
+    assert changes(parse_config(copy.deepcopy(raw)), renamed).restart_required == ("bridge",)
