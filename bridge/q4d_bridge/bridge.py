@@ -413,6 +413,10 @@ class Bridge:
     def has_job(self, name: str) -> bool:
         return self._jobs is not None and name in self._jobs
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self, *, failed: bool = False) -> None:
         self.failed = self.failed or failed
         self._stopping.set()

@@ -136,6 +136,8 @@ class LiveConfig:
 
     async def apply(self, new: Config, *, confirm: bool) -> dict[str, Any]:
         bridge = self.bridge
+        if bridge.stopping:  # what it would start could no longer be stopped
+            raise CommandError("unavailable", "the bridge is stopping")
         found = changes(bridge.config, new)
         self._check_tracker_rules(new)
         stranded = [i for i in bridge.lifecycle.unfinished.values() if found.strands(i)]
