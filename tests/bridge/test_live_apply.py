@@ -24,6 +24,7 @@ from q4d_bridge.tracker_rules import TrackerRule
 from tests.bridge.test_e2e import Env, digest_tree, make_file, running_bridge
 from tests.helpers.configs import bridge_config
 from tests.helpers.mqtt import publish
+from tests.helpers.qbittorrent import QBittorrent
 from tests.helpers.services import Mosquitto, SshServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -252,6 +253,7 @@ async def test_a_seedbox_changed_mid_transfer_finishes_it_and_uses_the_new_setti
         item = await in_state(await item_of(bridge, big), ItemState.TRANSFERRING)
         await until(lambda: item.bytes_done > 0, "the first bytes")
         old_session, old_config = bridge.sessions["sb1"], bridge.config.seedboxes["sb1"]
+        old_link = bridge._jobs["ssh-sb1"] if bridge._jobs else None
 
         def moved(raw: dict[str, Any]) -> None:
             raw["seedboxes"][0]["remote_roots"].append(str(other_root))
@@ -262,6 +264,8 @@ async def test_a_seedbox_changed_mid_transfer_finishes_it_and_uses_the_new_setti
         assert applied["seedboxes"]["changed"] == ["sb1"]
         assert bridge.sessions["sb1"] is not old_session
         assert bridge.scheduler.limits.per_seedbox["sb1"] == 2
+        assert old_link is not None and old_link.cancelling()  # its held link: the new one's
+        assert bridge._jobs and bridge._jobs["ssh-sb1"] is not old_link
         assert item.state is ItemState.TRANSFERRING  # not cancelled
         await until(lambda: old_session._conn is not None, "the old session still open")
         await in_state(item, ItemState.DONE)
@@ -319,3 +323,36 @@ def test_what_changes_is_told_apart_without_a_bridge(tmp_path: Path, sshd: SshSe
     assert changes(parse_config(copy.deepcopy(raw)), moved).gone_destinations == {"tv"}
     renamed = config(raw, lambda r: r["bridge"].update(name="Other"))
     assert changes(parse_config(copy.deepcopy(raw)), renamed).restart_required == ("bridge",)
+
+
+async def test_a_client_added_changed_and_removed_live_is_polled_as_configured(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    with QBittorrent(tmp_path / "qbt") as qbt:
+        async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp") as env:
+            bridge = env.bridge
+            assert not bridge.has_job("clients")  # no seedbox has a client yet
+            client = {"type": "qbittorrent", "url": qbt.url, "username": qbt.username,
+                      "password": qbt.password, "poll_interval": 1}  # fmt: skip
+            sb2 = second_seedbox(env, tmp_path, client=client, reconcile={"interval": 0})
+            await bridge.apply(config(env.raw, lambda r: r["seedboxes"].append(sb2)), confirm=False)
+
+            # The first client brings the client loops; it is polled at once.
+            assert bridge.has_job("clients") and bridge.has_job("requests")
+            await until(lambda: bridge.monitor.status["sb2"].reachable, "sb2's client polled")
+            assert bridge.state().seedboxes["sb2"].client is not None
+
+            wrong = {**sb2, "client": {**client, "password": "not-the-password"}}
+            applied = await bridge.apply(
+                config(env.raw, lambda r: r["seedboxes"].append(wrong)), confirm=False
+            )
+            assert applied["seedboxes"]["changed"] == ["sb2"]
+            # A fresh status, then the new client's answer: its login is refused.
+            status = bridge.monitor.status["sb2"]
+            assert status.reachable is None
+            await until(lambda: status.reachable is False, "the new client's login refused")
+
+            await bridge.apply(config(env.raw, lambda r: None), confirm=False)
+            assert "sb2" not in bridge.monitor.status and "sb2" not in bridge.clients
+            await asyncio.sleep(1.5)  # a poll interval: the monitor goes on without it
+            assert bridge.has_job("clients") and not bridge.failed
