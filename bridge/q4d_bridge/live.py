@@ -158,11 +158,11 @@ class LiveConfig:
             self._started(seedbox)
         for seedbox in found.changed:
             job = bridge.end_job(f"ssh-{seedbox.id}")
-            old = bridge.seedboxes.put(seedbox)
-            assert old is not None  # changed: it was there
+            replaced = bridge.seedboxes.put(seedbox)
             bridge.monitor.untrack(seedbox.id)
             self._started(seedbox)
-            self._retire(old, job)
+            if replaced is not None:  # always: it was there
+                self._retire(replaced, job)
         if found.added or found.removed:
             bridge.publisher.seedboxes_changed()
         bridge.housekeeping.space_used()  # a new destination's free space, for the state
