@@ -121,8 +121,11 @@ async def test_a_seedbox_added_live_lands_its_completion(
             10,
             "sb2 in the state",
         )
-        status = env.recorder.on(f"{PREFIX}/status")[-1].json()
-        assert status["seedboxes"] == ["sb1", "sb2"]
+        await env.recorder.wait_for(
+            lambda: env.recorder.on(f"{PREFIX}/status")[-1].json()["seedboxes"] == ["sb1", "sb2"],
+            10,
+            "the retained status listing sb2",
+        )
 
 
 async def test_a_rule_changed_live_routes_the_next_completion(
