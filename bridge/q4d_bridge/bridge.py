@@ -12,9 +12,8 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
-
-import asyncssh
 
 from .api.health import routes as health_routes
 from .api.health import store_write_check
@@ -22,11 +21,8 @@ from .api.management import routes as management_routes
 from .api.metrics import Metrics
 from .api.metrics import routes as metrics_routes
 from .api.server import ApiServer, qbittorrent_server
-from .clients import make_client
-from .clients.base import ClientError, ClientErrorKind
 from .clients.monitor import ClientMonitor
 from .clients.reconcile import Reconciler
-from .clients.rtorrent_transport import SshLink
 from .config.model import Config
 from .config.source import ConfigSource
 from .datadir import DataDirLock
@@ -36,10 +32,11 @@ from .housekeeping import Housekeeping
 from .intake.intake import Intake
 from .lifecycle.controller import Controller
 from .lifecycle.machine import Lifecycle
-from .lifecycle.policy import Breaker, Limits
+from .lifecycle.policy import Limits
 from .lifecycle.post import PostRunner
 from .lifecycle.runner import Runner
 from .lifecycle.scheduler import Scheduler
+from .live import LiveConfig, client_jobs, link_job
 from .models import ACTIVE_STATES, FINISHED_STATES, ItemState
 from .mqtt.codec import dumps
 from .mqtt.commands import CommandDesk
@@ -58,6 +55,7 @@ from .persistence.store import Store
 from .persistence.tracker_rules import load_tracker_rules
 from .postprocess.cleanup import CleanupWatcher
 from .postprocess.steps import post_steps
+from .seedbox_parts import SeedboxRegistry
 from .state import BridgeState, FinishedTally, SeedboxFacts, build_state, tally_finished
 from .transfer.bandwidth import Bandwidth
 from .transfer.engines.base import Engine
@@ -65,29 +63,10 @@ from .transfer.engines.lftp import LftpEngine
 from .transfer.engines.process import kill_leftover_writers
 from .transfer.engines.rsync import RsyncEngine
 from .transfer.engines.sftp import SftpEngine
-from .transfer.errors import ErrorCode, TransferError
 from .transfer.landing import Modes, process_umask, staging_dir
 from .transfer.pipeline import DiskFree, disk_usage_free
-from .transfer.remote import SeedboxSession
-from .transfer.torrents import TorrentSource
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def client_ssh_link(session: SeedboxSession) -> SshLink:
-    """The seedbox's SSH connection as its torrent client's adapter takes it (rTorrent's
-    `scgi+ssh://`): a failure to connect is the client's, `auth` when retrying cannot
-    help (a login or host key refused), else `unreachable`, retried like any other."""
-
-    async def connection() -> asyncssh.SSHClientConnection:
-        try:
-            return await session.connection()
-        except TransferError as err:
-            login = err.code in (ErrorCode.AUTH_FAILED, ErrorCode.HOST_KEY_MISMATCH)
-            kind = ClientErrorKind.AUTH if login else ClientErrorKind.UNREACHABLE
-            raise ClientError(f"{err.code.value}: {err.message}", kind) from err
-
-    return connection
 
 
 class Bridge:
@@ -102,18 +81,26 @@ class Bridge:
         tests of the space checks do not depend on the machine's own disk). source:
         where config came from (ConfigSource.load); with it, Home Assistant's
         configuration commands can change the runtime layer."""
-        self.config = config
+        # The bridge's own mapping of seedboxes: live.py changes it (and the routing) in
+        # place while it runs, and every part holds this config.
+        live_seedboxes = dict(config.seedboxes)
+        self.config = config = dataclasses.replace(config, seedboxes=live_seedboxes)
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
         # The stored tracker rules join the routing everything shares (rules.resolve).
         with self.store.transaction() as db:
             config.routing.tracker_rules.replace(load_tracker_rules(db))
         self.payloads = ItemPayloads(queue_paused=lambda: self.scheduler.paused)
+        self.seedboxes = SeedboxRegistry(
+            live_seedboxes,
+            config.transfers,
+            on_link_change=lambda: self.publisher.state_changed(),  # noqa: PLW0108 - comes later
+        )
         self.publisher = Publisher(
             topics=self.topics,
             store=self.store,
             bridge_name=config.bridge_name,
-            seedbox_ids=list(config.seedboxes),
+            seedbox_ids=self.seedboxes.ids,
             classic_label_topic=(
                 config.classic.label_topic
                 if config.classic.enabled and config.classic.labels
@@ -136,22 +123,12 @@ class Bridge:
             self.publisher,
             limits=Limits(
                 global_max=self.store.get_setting("max_concurrent", transfers.max_concurrent),
-                per_seedbox={sb.id: sb.max_concurrent for sb in config.seedboxes.values()},
+                per_seedbox=self.seedboxes.limits,
             ),
-            breakers={
-                sb: Breaker(transfers.breaker_failures, transfers.breaker_cooldown)
-                for sb in config.seedboxes
-            },
+            breakers=self.seedboxes.breakers,
         )
-        self.sessions = {
-            sb.id: SeedboxSession(sb, on_link_change=self.publisher.state_changed)
-            for sb in config.seedboxes.values()
-        }
-        self.clients = {
-            sb.id: make_client(sb.client, ssh=client_ssh_link(self.sessions[sb.id]))
-            for sb in config.seedboxes.values()
-            if sb.client
-        }
+        self.sessions = self.seedboxes.sessions
+        self.clients = self.seedboxes.clients
         self.sftp = SftpEngine(transfers.sftp, self.bandwidth)
         engines: dict[str, Engine] = {
             "lftp": LftpEngine(
@@ -183,14 +160,11 @@ class Bridge:
             self.publisher,
             self.intake.sequences,
             retention=config.history_retention,
-            destinations=config.routing.destinations,
+            destinations=lambda: config.routing.destinations,
             disk_free=disk_free,
             state_changed=self.publisher.state_changed,
         )
-        torrents = {
-            sb.id: TorrentSource(sb, self.sessions[sb.id], self.clients.get(sb.id))
-            for sb in config.seedboxes.values()
-        }
+        torrents = self.seedboxes.torrents
         steps = post_steps(config, torrents=torrents, sessions=self.sessions, clients=self.clients)
         self.post = PostRunner(config, self.lifecycle, steps)
         self.cleanup = CleanupWatcher(CleanupRecords(self.store), self.clients.get)
@@ -247,6 +221,7 @@ class Bridge:
                 current=lambda: self.config,
                 unfinished=self.lifecycle.unfinished.values,
                 publish=lambda body: self.publisher.retained(self.topics.config, dumps(body)),
+                vet=lambda new, confirm: self.live.vet(new, confirm=confirm),
             )
             self.publisher.retained(self.topics.config, dumps(self.config_desk.body()))
         self.commands = CommandDesk(
@@ -294,6 +269,8 @@ class Bridge:
         )
         self.connected = self.link.connected
         self.failed = False
+        self.live = LiveConfig(self)
+        self._jobs: dict[str, asyncio.Task[None]] | None = None  # while it runs
         self._lock = DataDirLock(config.data_dir)
         self._stopping = asyncio.Event()
         if self.api is not None:
@@ -319,23 +296,6 @@ class Bridge:
             )
         )
         api.add_routes(management_routes(self.dispatcher, admin_key=self.config.api.admin_key))
-
-    async def apply(self, new: Config, *, confirm: bool) -> dict[str, Any]:
-        """A configuration changed from Home Assistant, until live apply replaces this:
-        the routing (rules, destinations, plans, type codes) is swapped where everything
-        reads it, so the next completion sees it; seedbox changes wait for a restart."""
-        del confirm  # nothing is cancelled here
-        old, fresh = self.config.seedboxes, new.seedboxes
-        restart = sorted(sb for sb in old.keys() | fresh.keys() if old.get(sb) != fresh.get(sb))
-        routing = dataclasses.replace(new.routing, tracker_rules=self.config.routing.tracker_rules)
-        config = dataclasses.replace(self.config, routing=routing)
-        for part in (self, self.intake, self.reconciler, self.runner, self.controller, self.post,
-                     self.dispatcher):  # fmt: skip
-            part.config = config
-        self.tracker_rules.routing = routing
-        self.housekeeping.destinations = routing.destinations
-        self.publisher.state_changed()
-        return {"routing": True, "seedboxes_on_restart": restart}
 
     def state(self) -> BridgeState:
         breakers = self.scheduler.breakers
@@ -376,6 +336,10 @@ class Bridge:
                 **self.dispatcher.score(seedbox).as_dict(),
             },
         }
+
+    async def apply(self, new: Config, *, confirm: bool) -> dict[str, Any]:
+        """Adopt a new configuration while running: what changed, live (live.py)."""
+        return await self.live.apply(new, confirm=confirm)
 
     def recover(self) -> None:
         """Items caught mid-transfer by a crash or stop go back to the queue; their
@@ -419,31 +383,31 @@ class Bridge:
             "sequences": self.intake.watch_sequences(self.reconciler.rescan),
         }
         if self.clients:
-            jobs["clients"] = self.monitor.run(self.reconciler.reconcile)
-            jobs["requests"] = self._follow_requests()
-            jobs["cleanup"] = self.cleanup.run()  # torrents whose seeding goal is reached
+            jobs.update(client_jobs(self))
         if self.api is not None:
             jobs["api"] = self.api.run()
-        broker = (self.config.broker.host, self.config.broker.port)
         for sb_id, session in self.sessions.items():
-            if session.seedbox.hook_flush or session.seedbox.broker_forward_port:
-                jobs[f"ssh-{sb_id}"] = session.keep_connected(broker, self.connected)
-        background = [asyncio.create_task(job, name=name) for name, job in jobs.items()]
+            if (job := link_job(self, session)) is not None:
+                jobs[f"ssh-{sb_id}"] = job
+        self._jobs = {}
+        for name, job in jobs.items():
+            self.start_job(name, job)
         mqtt_task = asyncio.create_task(self.link.run(), name="mqtt")
-        for task in [*background, mqtt_task]:
-            task.add_done_callback(self._background_done)
+        mqtt_task.add_done_callback(self._background_done)
         try:
             await self._stopping.wait()
         finally:
             _LOGGER.info(
                 "stopping: %d transfer(s) will resume on the next start", len(self.runner.running)
             )
+            background, self._jobs = list(self._jobs.values()), None
             for task in background:
                 task.remove_done_callback(self._background_done)
                 task.cancel()
             await self.runner.stop()
             await self.post.stop()
             await asyncio.gather(*background, return_exceptions=True)
+            await self.live.close()  # parts a change replaced, once their attempts ended
             await self.publisher.detach(graceful=True)
             mqtt_task.remove_done_callback(self._background_done)
             mqtt_task.cancel()
@@ -455,9 +419,30 @@ class Bridge:
                 await client.close()
             self.store.close()
 
-    async def _follow_requests(self) -> None:
-        await self.dispatcher.recover()
-        await self.tracker.run()
+    def start_job(self, name: str, job: Coroutine[Any, Any, None]) -> None:
+        """A loop that runs as long as the bridge: at start, or when a change applied
+        live brings one (a seedbox's SSH link); none once it stops."""
+        if self._jobs is None:
+            job.close()
+            return
+        task = asyncio.create_task(job, name=name)
+        task.add_done_callback(self._background_done)
+        self._jobs[name] = task
+
+    def end_job(self, name: str) -> asyncio.Task[None] | None:
+        """Cancel a loop started with start_job (returned, to wait for its end)."""
+        task = self._jobs.pop(name, None) if self._jobs is not None else None
+        if task is not None:
+            task.remove_done_callback(self._background_done)
+            task.cancel()
+        return task
+
+    def has_job(self, name: str) -> bool:
+        return self._jobs is not None and name in self._jobs
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self, *, failed: bool = False) -> None:
         self.failed = self.failed or failed

@@ -97,9 +97,9 @@ async def client_events(config: Config, seedbox: SeedboxConfig) -> list[Completi
     if seedbox.client is None:
         raise ValueError(f"seedbox {seedbox.id} has no torrent client configured")
     # Imported here: the bridge's SSH link (rTorrent over scgi+ssh) and the adapters.
-    from .bridge import client_ssh_link  # noqa: PLC0415
     from .clients import make_client  # noqa: PLC0415
     from .clients.base import ClientError  # noqa: PLC0415
+    from .seedbox_parts import client_ssh_link  # noqa: PLC0415
     from .transfer.remote import SeedboxSession  # noqa: PLC0415
 
     session = SeedboxSession(seedbox)

@@ -28,7 +28,7 @@ class Housekeeping:
         sequences: Sequences,
         *,
         retention: float,
-        destinations: Mapping[str, Path],
+        destinations: Callable[[], Mapping[str, Path]],  # as configured now (Bridge.apply)
         disk_free: DiskFree,
         state_changed: Callable[[], None],
     ) -> None:
@@ -62,9 +62,8 @@ class Housekeeping:
     async def watch_space(self) -> None:
         """Free space of each destination for the state, read off the event loop (a
         hung network mount must not stall the bridge)."""
-        roots = self.destinations
         while True:
-            free = await asyncio.to_thread(lambda: {n: self._free(r) for n, r in roots.items()})
+            free = await asyncio.to_thread(self._free_all, self.destinations())
             if free != self.free_space:
                 self.free_space = free
                 self.state_changed()
@@ -72,6 +71,9 @@ class Housekeeping:
             with contextlib.suppress(TimeoutError):
                 # a landed payload changes it at once; anything else, within SPACE_POLL
                 await asyncio.wait_for(self._space_used.wait(), SPACE_POLL)
+
+    def _free_all(self, roots: Mapping[str, Path]) -> dict[str, int | None]:
+        return {name: self._free(root) for name, root in roots.items()}
 
     def _free(self, root: Path) -> int | None:
         """Bytes free where a destination lives (None while it does not exist yet)."""

@@ -225,8 +225,11 @@ def classify(event: CompletionEvent, rules: Sequence[TypeRule], default: str | N
 # --- Resolving the destination and the local path ----------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Routing:
+    """The one routing a running bridge shares (intake, reconciliation, the runner, the
+    API, housekeeping): `adopt` swaps a new configuration's in, in place."""
+
     rules: tuple[Rule, ...]
     destinations: Mapping[str, Path]
     type_codes: Mapping[str, str]
@@ -236,6 +239,15 @@ class Routing:
     plans: Mapping[str, PostPlan] = field(default_factory=dict)  # by destination
     # live, not config: compared by identity, never part of a config's equality
     tracker_rules: TrackerRules = field(default_factory=TrackerRules, compare=False)
+
+    def adopt(self, new: Routing) -> None:
+        """Take another configuration's routing (Bridge.apply): every part holds this
+        object, so the next completion resolves with the new rules. Each field is rebound,
+        never changed in place, so a reader that took a mapping (the free-space poll, in
+        a thread) keeps a whole one. The tracker rules stay: they are not configuration."""
+        for f in dataclasses.fields(self):
+            if f.name != "tracker_rules":
+                setattr(self, f.name, getattr(new, f.name))
 
     def rule_name(self, rule: Rule | TrackerRule | None) -> str:
         """How logs, events and the CLI name the rule that decided: `rules[2]` (its

@@ -18,7 +18,6 @@ from typing import Any
 
 import asyncssh
 import pytest
-from q4d_bridge.bridge import client_ssh_link
 from q4d_bridge.clients import make_client
 from q4d_bridge.clients.base import ClientErrorKind, NewTorrent
 from q4d_bridge.clients.rtorrent import RtorrentClient
@@ -26,6 +25,7 @@ from q4d_bridge.clients.rtorrent_transport import SshScgiTransport
 from q4d_bridge.config.loader import ConfigError, parse_config
 from q4d_bridge.config.model import ClientConfig
 from q4d_bridge.models import ItemState
+from q4d_bridge.seedbox_parts import client_ssh_link
 from q4d_bridge.transfer.remote import SeedboxSession
 
 from tests.bridge.test_client_rtorrent import Sleeps, _state, eventually, one, raises, single_file

@@ -104,7 +104,13 @@ async def test_runtime_entries_apply_persist_export_and_stay_secret(
         await ask(bridge, "config_set", section="destinations", id="films", value=str(films))
         rule = {"destination": "films", "match": [{"field": "category", "is": "films"}]}
         result = await ask(bridge, "config_set", section="rules", id="films", value=rule)
-        assert result == {"revision": 2, "applied": {"routing": True, "seedboxes_on_restart": []}}
+        assert result["revision"] == 2
+        assert result["applied"] == {
+            "routing": True,
+            "seedboxes": {"added": [], "changed": [], "removed": []},
+            "unconfigured": [],
+            "restart_required": [],
+        }
         with pytest.raises(RemoteError) as refused:
             await ask(bridge, "config_set", section="rules", id="bad",
                       value={"destination": "nowhere"})  # fmt: skip
@@ -125,7 +131,7 @@ async def test_runtime_entries_apply_persist_export_and_stay_secret(
                    "remote_roots": [str(remote2)], "private_key": pem, "passphrase": PASSPHRASE,
                    "host_key": sshd.host_public_key},
         )  # fmt: skip
-        assert result["applied"]["seedboxes_on_restart"] == ["sb2"]
+        assert result["applied"]["seedboxes"]["added"] == ["sb2"]
         config_topic = recorder.on(TOPICS.config)
         assert config_topic[-1].json()["revision"] == 3
         heard += said_by_bridge(recorder)

@@ -152,7 +152,7 @@ async def test_connections_the_adaptation_adds_read_too_and_are_kept(
             assert (engine.last_adaptation["connections"], engine.last_adaptation["requests"]) == (
                 6, 4,
             )  # fmt: skip
-        assert len(engine._idle["sb1"]) == 6
+        assert len(engine._idle[seedbox]) == 6
     finally:
         await session.close()
         await engine.close()

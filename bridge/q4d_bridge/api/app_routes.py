@@ -4,6 +4,7 @@ Radarr probe before every poll, and the preferences they check (docs/arr.md)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -18,9 +19,10 @@ BANNED = "Your IP address has been banned after too many failed authentication a
 
 
 class AppRoutes:
-    def __init__(self, auth: Auth, save_path: Path) -> None:
+    def __init__(self, auth: Auth, save_path: Callable[[], Path]) -> None:
         self.auth = auth
-        self.save_path = save_path  # the default destination, where uncategorised land
+        # the default destination, where uncategorised land, as configured now
+        self.save_path = save_path
 
     def routes(self) -> list[web.RouteDef]:
         reads = {
@@ -68,7 +70,7 @@ class AppRoutes:
         return web.Response(text=APP_VERSION)
 
     async def default_save_path(self, request: web.Request) -> web.Response:
-        return web.Response(text=str(self.save_path))
+        return web.Response(text=str(self.save_path()))
 
     async def preferences(self, request: web.Request) -> web.Response:
         """What Sonarr and Radarr read: no share limit that removes torrents (their test
@@ -76,7 +78,7 @@ class AppRoutes:
         "First" priority needs it) and where downloads land."""
         return web.json_response(
             {
-                "save_path": str(self.save_path),
+                "save_path": str(self.save_path()),
                 "temp_path_enabled": False,
                 "dht": True,
                 "queueing_enabled": True,

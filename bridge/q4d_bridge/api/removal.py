@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..config.model import ApiConfig
@@ -35,13 +35,13 @@ class Removal:
         catalog: Catalog,
         dispatcher: Dispatcher,
         controller: Controller,
-        destinations: Iterable[Path],
+        destinations: Callable[[], Iterable[Path]],  # as configured now (Bridge.apply)
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.dispatcher = dispatcher
         self.controller = controller
-        self.destinations = tuple(destinations)
+        self.destinations = destinations
 
     async def delete(self, keys: list[str], *, delete_files: bool) -> None:
         found = [(key, self.catalog.request_of(key), self.catalog.item_of(key)) for key in keys]
@@ -66,7 +66,7 @@ class Removal:
         )
         if not (delete_files and self.settings.delete_home_copy and landed):
             return
-        if await asyncio.to_thread(delete_landed, Path(landed), self.destinations):
+        if await asyncio.to_thread(delete_landed, Path(landed), tuple(self.destinations())):
             _LOGGER.info("deleted the home copy of %s: %s", key, landed)
 
     async def _from_seedbox(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -114,9 +115,17 @@ def qbittorrent_server(
     catalog = Catalog(records, lifecycle.items, ApiMarks(store), routing)
     lifecycle.observers.append(catalog.item_changed)
     categories = Categories(store, dispatcher, catalog)
-    removal = Removal(settings, catalog, dispatcher, controller, routing.destinations.values())
+
+    # the routing is live (Bridge.apply): read at each use
+    def roots() -> Iterable[Path]:
+        return routing.destinations.values()
+
+    def default_root() -> Path:
+        return routing.destinations[routing.default_destination]
+
+    removal = Removal(settings, catalog, dispatcher, controller, roots)
     auth = Auth(settings)
-    default_root = routing.destinations[routing.default_destination]
+
     return ApiServer(
         settings.host,
         settings.port,

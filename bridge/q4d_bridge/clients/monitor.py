@@ -4,6 +4,7 @@ reconciliation pass (what a pass does is handed in)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -61,6 +62,8 @@ class ClientMonitor:
         *,
         on_change: Callable[[], None],
     ) -> None:
+        """seedboxes and clients: the bridge's live mappings; a client that joins or is
+        replaced while the bridge runs is announced with `track` (Bridge.apply)."""
         self.seedboxes = seedboxes
         self.clients = clients
         self.on_change = on_change
@@ -68,6 +71,23 @@ class ClientMonitor:
             sb: ClientStatus(client.type if (client := seedboxes[sb].client) else "")
             for sb in clients
         }
+        self._next_poll: dict[str, float] = {}
+        self._next_pass: dict[str, float] = {}
+        self._changed = asyncio.Event()
+
+    def track(self, seedbox: str) -> None:
+        """A seedbox's client joined or was replaced: a fresh status, polled at once."""
+        client = self.seedboxes[seedbox].client
+        self.status[seedbox] = ClientStatus(client.type if client else "")
+        self.untrack(seedbox, keep_status=True)
+
+    def untrack(self, seedbox: str, *, keep_status: bool = False) -> None:
+        """A seedbox's client left (or is replaced): no more polls or passes of it."""
+        if not keep_status:
+            self.status.pop(seedbox, None)
+        self._next_poll.pop(seedbox, None)
+        self._next_pass.pop(seedbox, None)
+        self._changed.set()
 
     async def refresh(self, seedboxes: Iterable[str]) -> None:
         """Poll these clients now, together, each within POLL_TIMEOUT."""
@@ -96,27 +116,32 @@ class ClientMonitor:
 
     async def run(self, reconcile: Callable[[str], Awaitable[object]]) -> None:
         """Poll every client on its interval, and run `reconcile` (a pass) on each
-        seedbox's reconcile interval, forever."""
-        now = time.monotonic()
-        next_poll = dict.fromkeys(self.clients, now)
-        next_pass = {
-            sb: now + FIRST_RECONCILE_DELAY
-            for sb in self.clients
-            if self.seedboxes[sb].reconcile.interval > 0
-        }
+        seedbox's reconcile interval, forever. A client is first polled when it is
+        seen (at start, or when it joins), its first pass FIRST_RECONCILE_DELAY later."""
         while True:
+            self._changed.clear()
             now = time.monotonic()
-            for sb, due in next_poll.items():
-                if now >= due:
+            for sb in self.clients:
+                if sb not in self._next_poll:
+                    self._next_poll[sb] = now
+                    if self.seedboxes[sb].reconcile.interval > 0:
+                        self._next_pass[sb] = now + FIRST_RECONCILE_DELAY
+            # Each await may see a client leave or be replaced (untrack): what is due
+            # is checked again after it, and a schedule it dropped is not brought back.
+            for sb, due in list(self._next_poll.items()):
+                if now >= due and self._next_poll.get(sb) == due:
                     await self.poll(sb)
-                    client = self.seedboxes[sb].client
-                    next_poll[sb] = now + (client.poll_interval if client else 30.0)
-            for sb, due in next_pass.items():
-                if now >= due:
+                    client = self.seedboxes[sb].client if sb in self.seedboxes else None
+                    if self._next_poll.get(sb) == due:
+                        self._next_poll[sb] = now + (client.poll_interval if client else 30.0)
+            for sb, due in list(self._next_pass.items()):
+                if now >= due and self._next_pass.get(sb) == due:
                     try:
                         await reconcile(sb)
                     except Exception:  # the next pass may do better; never stop polling
                         _LOGGER.exception("seedbox %s: reconciliation failed", sb)
-                    next_pass[sb] = now + self.seedboxes[sb].reconcile.interval
-            wake = min([*next_poll.values(), *next_pass.values()])
-            await asyncio.sleep(max(0.1, wake - time.monotonic()))
+                    if self._next_pass.get(sb) == due:
+                        self._next_pass[sb] = now + self.seedboxes[sb].reconcile.interval
+            wake = min([*self._next_poll.values(), *self._next_pass.values()], default=now + 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), max(0.1, wake - time.monotonic()))

@@ -91,17 +91,23 @@ class Reconciler:
     async def reconcile(self, seedbox_id: str, settle: float = SETTLE) -> dict[str, Any]:
         """Enqueue completed torrents the torrent client has and no event announced
         (leaving those completed in the last `settle` seconds to their own events)."""
-        seedbox = self.config.seedboxes[seedbox_id]
+        seedbox, client = self.config.seedboxes.get(seedbox_id), self.clients.get(seedbox_id)
+        if seedbox is None or client is None:  # removed meanwhile (Bridge.apply)
+            return {"enqueued": [], "error": "no torrent client configured"}
         try:
-            torrents = await self.clients[seedbox_id].completed_torrents()
+            torrents = await client.completed_torrents()
         except ClientError as err:
             _LOGGER.warning("seedbox %s: reconciliation skipped: %s", seedbox_id, err)
             return {"enqueued": [], "error": str(err)}
+        if self.config.seedboxes.get(seedbox_id) is not seedbox:
+            # removed or changed while its client answered (Bridge.apply): the answer is
+            # the old client's; the changed seedbox's next pass asks its new one
+            return {"enqueued": [], "error": "the seedbox's configuration changed meanwhile"}
         items = self.lifecycle.items.values()
         known = {i.hash.lower() for i in items if i.seedbox == seedbox_id and i.hash}
-        client = seedbox.client.type if seedbox.client else "unknown"
+        kind = seedbox.client.type if seedbox.client else "unknown"
         missed = missed_completions(
-            seedbox_id, client, torrents, known, seedbox.reconcile, time.time(), settle
+            seedbox_id, kind, torrents, known, seedbox.reconcile, time.time(), settle
         )
         enqueued = []
         for event in missed:

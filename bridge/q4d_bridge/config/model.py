@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..models import Item
 from ..rules import Routing
 
 
@@ -231,6 +232,9 @@ class ClassicConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """In a running bridge `seedboxes` and `routing` are live: Bridge.apply changes them
+    in place (live.py) and every part reads them at each use. The rest is fixed at start."""
+
     bridge_id: str
     bridge_name: str
     data_dir: Path
@@ -245,3 +249,7 @@ class Config:
     api: ApiConfig = ApiConfig()
     arr: Mapping[str, ArrConfig] = field(default_factory=dict)
     home_clients: Mapping[str, HomeClientConfig] = field(default_factory=dict)
+
+    def serves(self, item: Item) -> bool:
+        """Whether the item's seedbox and destination are still configured."""
+        return item.seedbox in self.seedboxes and item.destination in self.routing.destinations

@@ -67,9 +67,7 @@ class Dispatcher:
     ) -> None:
         self.config = config
         self.settings = config.dispatch
-        self.clients = {
-            sb: client for sb, client in clients.items() if isinstance(client, ManagedTorrentClient)
-        }
+        self._clients = clients  # the bridge's live mapping (Bridge.apply changes it)
         self.monitor = monitor
         self.records = records
         self.tracker = tracker
@@ -79,6 +77,15 @@ class Dispatcher:
         # categories created through the HTTP API (torrents/createCategory), accepted
         # besides those the configuration names
         self.extra_categories: set[str] = set()
+
+    @property
+    def clients(self) -> dict[str, ManagedTorrentClient]:
+        """The seedboxes' clients that can take torrents, as configured now."""
+        return {
+            sb: client
+            for sb, client in self._clients.items()
+            if isinstance(client, ManagedTorrentClient)
+        }
 
     def busy(self, request_id: str) -> bool:
         return request_id in self._adding

@@ -176,10 +176,7 @@ class Controller:
         return {"dry_run": dry_run, "torrents": [asdict(d) for d in decisions]}
 
     def configured(self, item: Item) -> bool:
-        return (
-            item.seedbox in self.config.seedboxes
-            and item.destination in self.config.routing.destinations
-        )
+        return self.config.serves(item)
 
     def _item(self, item_id: str) -> Item:
         item = self.lifecycle.get(item_id)

@@ -52,6 +52,9 @@ class PostRunner:
         await close_steps(self.steps)
 
     async def _run(self, item: Item) -> None:
+        if not self.config.serves(item):  # its seedbox or destination left (live.py)
+            self.lifecycle.unconfigured(item)
+            return
         root = self.config.routing.destinations[item.destination]
         landed = Landed(item.id, item.name, item.hash, item.seedbox, item.category,
                         Path(item.local_path), root, item.plan, item.remote_path)  # fmt: skip

@@ -30,6 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 # Why a running attempt is stopped from outside.
 REQUEUE = "requeue"  # back to the queue, resuming later (pause, a new rate limit)
 CANCEL = "cancel"  # the item is cancelled and its staging deleted
+UNCONFIGURED = "unconfigured"  # its seedbox or destination left the configuration (live.py)
 
 
 class AttemptReporter:
@@ -118,6 +119,11 @@ class Runner:
         await asyncio.gather(*self.running.values(), return_exceptions=True)
 
     async def _attempt(self, item: Item) -> None:
+        if not self.config.serves(item):
+            # Its seedbox or destination left while it waited (a configuration applied
+            # live took it away during an attempt that then failed and was requeued).
+            self.lifecycle.unconfigured(item)
+            return
         reporter = AttemptReporter(self.lifecycle, item)
         transfers = self.config.transfers
         try:
@@ -217,6 +223,9 @@ class Runner:
     def _stopped(self, item: Item, reason: str) -> None:
         if reason == CANCEL:
             self._cancelled(item)
+            return
+        if reason == UNCONFIGURED:  # as at start-up: failed, its staging kept
+            self.lifecycle.unconfigured(item)
             return
         self.lifecycle.requeued(
             item, "paused" if item.paused or self.scheduler.paused else "requeued"

@@ -98,8 +98,12 @@ class ConfigDesk:
         current: Callable[[], Config],
         unfinished: Callable[[], Iterable[Item]],
         publish: Callable[[dict[str, Any]], None],
+        vet: Callable[[Config, bool], None] = lambda new, confirm: None,
     ) -> None:
+        """vet: refuses (ConfigCommandError) a configuration the running bridge would
+        not apply, before it is stored."""
         self.store = store
+        self.vet = vet
         self.source = source
         self.apply = apply
         self.current = current
@@ -159,6 +163,7 @@ class ConfigDesk:
             self._write_secrets(section, entry_id, prepared)
             layer = _with(self.layer, section, entry_id, prepared.value)
             new = self._check(section, entry_id, layer)
+            self.vet(new, confirm)
             self.revision = save_entry(self.store, section, entry_id, prepared.value)
             self.layer = layer
             _LOGGER.info(
@@ -209,6 +214,7 @@ class ConfigDesk:
                 self._check_unused(entry_id)
             layer = _with(self.layer, section, entry_id, None)
             new = self._check(section, entry_id, layer)
+            self.vet(new, confirm)
             self.revision = delete_entry(self.store, section, entry_id)
             self.layer = layer
             _LOGGER.info(

@@ -212,6 +212,11 @@ class Publisher:
         self._retained[topic] = payload
         self._send(topic, payload, retain=True)
 
+    def seedboxes_changed(self) -> None:
+        """The seedboxes served changed (Bridge.apply): the retained status lists them."""
+        self._send(self.topics.status, self.status_payload("online"), retain=True)
+        self.state_changed()
+
     def result(self, payload: bytes) -> None:
         self._send(self.topics.command_result, payload)
 

@@ -51,12 +51,16 @@ class SftpEngine:
     def __init__(self, config: SftpConfig, bandwidth: Bandwidth) -> None:
         self.config = config
         self.bandwidth = bandwidth
-        self._idle: dict[str, list[Connection]] = {}
-        self._warming: dict[str, list[asyncio.Task[Connection]]] = {}
+        # Pools and what was learned are keyed by the seedbox's whole configuration: once
+        # a seedbox's settings change (Bridge.apply), its new attempts never get a
+        # connection opened with the old ones, and what the old link taught is not
+        # assumed of the new. `forget` lets the old key go when its last attempt ended.
+        self._idle: dict[SeedboxConfig, list[Connection]] = {}
+        self._warming: dict[SeedboxConfig, list[asyncio.Task[Connection]]] = {}
         self._dropped: set[asyncssh.SSHClientConnection] = set()
         # Per seedbox, what the last transfer's adaptation found: connections and
         # requests each. The next one starts there, and the pool keeps that many.
-        self._learned: dict[str, tuple[int, int]] = {}
+        self._learned: dict[SeedboxConfig, tuple[int, int]] = {}
         self.last_adaptation: dict[str, object] | None = None  # for bench/wan_engine.py
 
     # --- connections ---------------------------------------------------------------
@@ -64,23 +68,23 @@ class SftpEngine:
     def warm(self, seedbox: SeedboxConfig) -> None:
         """Start opening the connections a transfer will want, while the caller still
         stats the payload: an SSH handshake costs ~10 round trips."""
-        warming = self._warming.setdefault(seedbox.id, [])
+        warming = self._warming.setdefault(seedbox, [])
         warming[:] = [task for task in warming if not _failed(task)]  # the link was down
-        have = len(self._idle.get(seedbox.id, [])) + len(warming)
+        have = len(self._idle.get(seedbox, [])) + len(warming)
         for _ in range(self._connections(seedbox) - have):
             warming.append(asyncio.create_task(self._open(seedbox)))
 
     async def wait_warm(self, seedbox: SeedboxConfig) -> None:
         """Wait until the connections warm() started are open (or failed)."""
-        await asyncio.gather(*self._warming.get(seedbox.id, []), return_exceptions=True)
+        await asyncio.gather(*self._warming.get(seedbox, []), return_exceptions=True)
 
     async def _acquire(self, seedbox: SeedboxConfig) -> Connection:
-        idle = self._idle.setdefault(seedbox.id, [])
+        idle = self._idle.setdefault(seedbox, [])
         while idle:
             conn = idle.pop()
             if not conn.ssh.is_closed():
                 return conn
-        warming = self._warming.setdefault(seedbox.id, [])
+        warming = self._warming.setdefault(seedbox, [])
         while warming:
             task = warming.pop(0)
             try:
@@ -134,7 +138,7 @@ class SftpEngine:
         return conns
 
     def _release(self, seedbox: SeedboxConfig, conn: Connection, *, healthy: bool) -> None:
-        idle = self._idle.setdefault(seedbox.id, [])
+        idle = self._idle.setdefault(seedbox, [])
         if healthy and not conn.ssh.is_closed() and len(idle) < self._connections(seedbox):
             idle.append(conn)
         else:
@@ -145,17 +149,17 @@ class SftpEngine:
         self.last_adaptation = adaptation.summary()
         # Never less than before: a payload of few chunks uses few connections, which
         # says nothing about the link.
-        before = self._learned.get(seedbox.id, (self.config.connections, self.config.max_requests))
+        before = self._learned.get(seedbox, (self.config.connections, self.config.max_requests))
         found = (max(before[0], adaptation.connections), max(before[1], adaptation.requests))
         if found != before:
             _LOGGER.info(
                 "seedbox %s: round trip %.0f ms; %d connections with %d reads in flight "
                 "each carry the most", seedbox.id, adaptation.rtt * 1000, *found,
             )  # fmt: skip
-        self._learned[seedbox.id] = found
+        self._learned[seedbox] = found
 
     def _connections(self, seedbox: SeedboxConfig) -> int:
-        return self._learned.get(seedbox.id, (self.config.connections, 0))[0]
+        return self._learned.get(seedbox, (self.config.connections, 0))[0]
 
     async def _acquire_some(self, seedbox: SeedboxConfig, count: int) -> list[Connection]:
         """Up to count more connections; a seedbox that refuses some (a limit on
@@ -166,6 +170,18 @@ class SftpEngine:
             _LOGGER.info("seedbox %s: %d more connection(s) refused: %s",
                          seedbox.id, len(failures), failures[0])  # fmt: skip
         return [t.result() for t in tasks if t.exception() is None]
+
+    async def forget(self, seedbox: SeedboxConfig) -> None:
+        """A seedbox's former settings, once no attempt uses them: their pool closes."""
+        closing = [conn.ssh for conn in self._idle.pop(seedbox, [])]
+        for result in await asyncio.gather(*self._warming.pop(seedbox, []), return_exceptions=True):
+            if isinstance(result, Connection):
+                closing.append(result.ssh)
+        self._learned.pop(seedbox, None)
+        for ssh in closing:
+            ssh.close()
+        for ssh in closing:
+            await ssh.wait_closed()
 
     async def close(self) -> None:
         closing = list(self._dropped)
@@ -219,7 +235,7 @@ class SftpEngine:
             return
         seedbox = request.seedbox
         connections, requests = self._learned.get(
-            seedbox.id, (self.config.connections, self.config.max_requests)
+            seedbox, (self.config.connections, self.config.max_requests)
         )
         ready = await self._acquire_many(seedbox, min(connections, chunks))
 
