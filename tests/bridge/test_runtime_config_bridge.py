@@ -179,3 +179,47 @@ async def test_runtime_entries_apply_persist_export_and_stay_secret(
     for secret in (PASSPHRASE, *pem.splitlines()[1:3]):
         assert secret.encode() not in said and secret.encode() not in stored, secret
     assert (tmp_path / "data" / "secrets" / "seedboxes-sb2-passphrase").read_text() == PASSPHRASE
+
+
+async def test_a_change_that_strands_queued_items_is_refused_before_it_is_stored(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    """A destination given another path while an item waits for it: refused with the
+    item (nothing stored, the revision unchanged) until confirmed; confirmed, the item
+    fails as not configured and the new path is used."""
+    remote, library = tmp_path / "seedbox", tmp_path / "library"
+    raw = bridge_config(
+        tmp_path / "data", library, key=sshd.client_key, known_hosts=sshd.known_hosts,
+        broker_port=mosquitto.port, ssh_port=sshd.port, user=sshd.user, remote_root=str(remote),
+    )  # fmt: skip
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    async with running(path, mosquitto.port) as (bridge, _):
+        first = await ask(bridge, "config_set", section="destinations", id="films",
+                          value=str(library / "films"))  # fmt: skip
+        rule = {"destination": "films", "match": [{"field": "category", "is": "films"}]}
+        await ask(bridge, "config_set", section="rules", id="films", value=rule)
+        await ask(bridge, "pause")
+        make_file(remote / "Waiting.mkv", 1000, seed=2)
+        event = {"v": 1, "event_id": "w1", "path": str(remote / "Waiting.mkv"), "hash": None,
+                 "category": "films"}  # fmt: skip
+        await publish(mosquitto.port, [("q4d/seedbox/sb1/completed", json.dumps(event).encode())])
+        for _ in range(200):
+            waiting = [i for i in bridge.lifecycle.unfinished.values() if i.destination == "films"]
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert [i.name for i in waiting] == ["Waiting.mkv"]
+        moved = str(tmp_path / "elsewhere")
+        with pytest.raises(RemoteError) as refused:
+            await ask(bridge, "config_set", section="destinations", id="films", value=moved)
+        assert refused.value.code == "confirm_required"
+        assert refused.value.detail["items"] == [waiting[0].id]
+        listed = await ask(bridge, "config_get")
+        assert listed["revision"] == first["revision"] + 1  # the rule's, nothing since
+        assert bridge.config.routing.destinations["films"] == library / "films"
+        done = await ask(bridge, "config_set", section="destinations", id="films", value=moved,
+                         confirm=True)  # fmt: skip
+        assert done["applied"]["unconfigured"] == [waiting[0].id]
+        assert bridge.config.routing.destinations["films"] == Path(moved)
+        assert bridge.lifecycle.items[waiting[0].id].state is ItemState.FAILED
