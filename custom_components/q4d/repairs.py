@@ -53,6 +53,7 @@ class Q4dRepairs:
         self._last_rejection: dict[str, tuple[str, str]] = {}  # seedbox -> (reason, message)
         self._rejection_issues: set[str] = set()
         self._rejection_timer: CALLBACK_TYPE | None = None
+        self._rejection_check: float | None = None  # when the timer fires
 
     @callback
     def async_start(self) -> CALLBACK_TYPE:
@@ -212,7 +213,9 @@ class Q4dRepairs:
             return  # not a seedbox of the bridge: it has no device to repair
         if kind == "completion_rejected":
             at = data.get("at")
-            self._rejections.rejected(seedbox, at if isinstance(at, float) else time.time())
+            self._rejections.rejected(
+                seedbox, float(at) if isinstance(at, int | float) else time.time()
+            )
             self._last_rejection[seedbox] = (
                 data.get("reason") or "",
                 data.get("message") or "",
@@ -224,10 +227,11 @@ class Q4dRepairs:
         self._async_update_rejections()
 
     @callback
-    def _async_update_rejections(self, _now: datetime | None = None) -> None:
+    def _async_update_rejections(self, fired: datetime | None = None) -> None:
         """Raise and clear the rejection issues; look again when the next one would
         clear by itself (its rejections fall out of the window)."""
-        self._async_cancel_rejection_timer()
+        if fired is not None:
+            self._rejection_timer = self._rejection_check = None
         now = time.time()
         too_many = self._rejections.too_many(now)
         for seedbox in sorted(self._rejection_issues - too_many):
@@ -245,7 +249,12 @@ class Q4dRepairs:
                 message=message[:MAX_MESSAGE],
             )
         self._rejection_issues = too_many
-        if (change := self._rejections.next_change(now)) is not None:
+        change = self._rejections.next_change(now)
+        if change == self._rejection_check:
+            return  # every state the bridge publishes gets here: the timer stays
+        self._async_cancel_rejection_timer()
+        if change is not None:
+            self._rejection_check = change
             self._rejection_timer = async_track_point_in_utc_time(
                 self.hass,
                 HassJob(self._async_update_rejections, cancel_on_shutdown=True),
@@ -256,7 +265,7 @@ class Q4dRepairs:
     def _async_cancel_rejection_timer(self) -> None:
         if self._rejection_timer is not None:
             self._rejection_timer()
-            self._rejection_timer = None
+        self._rejection_timer = self._rejection_check = None
 
 
 def _space_key(item: Item | None) -> str | None:
