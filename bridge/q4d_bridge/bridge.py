@@ -324,6 +324,7 @@ class Bridge:
             destinations=self.config.routing.destinations,
             min_free_space=self.config.transfers.min_free_space,
             requests=self.tracker.counts(),
+            last_rejections=self.store.last_rejections(),
             now=time.time(),
         )
 

@@ -12,6 +12,7 @@ from typing import Any
 from .lifecycle.policy import Breaker, Limits
 from .models import ACTIVE_STATES, FINISHED_STATES, Item, ItemState
 from .mqtt.codec import PROTOCOL_VERSION
+from .persistence.store import DUPLICATES_COUNTER, REJECTIONS_COUNTER
 
 TOTALS = (
     "received", "completed", "failed", "rejected", "duplicates", "ignored", "bytes_transferred",
@@ -33,6 +34,9 @@ class SeedboxState:
     ssh: dict[str, Any] | None  # the SSH link held to it; None: no link held
     lost_events: int
     ignored: int  # completions an ignore rule left on this seedbox, in all
+    rejected: int  # what it sent that intake refused, in all
+    duplicates: int  # completions of items it had sent already, in all
+    last_rejection: dict[str, Any] | None  # {reason, message, at}; None: never refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +143,12 @@ def build_state(
     min_free_space: int,
     now: float,
     requests: Mapping[str, int] | None = None,
+    last_rejections: Mapping[str, dict[str, Any]] | None = None,
 ) -> BridgeState:
     """`unfinished`: the items not finished; `finished`: the others, summed up.
-    `requests`: add requests standing in the queue before their item, per phase."""
+    `requests`: add requests standing in the queue before their item, per phase.
+    `last_rejections`: each seedbox's last rejection (Store.last_rejections)."""
+    last_rejections = last_rejections or {}
     counts: Counter[str] = Counter()
     per_state: dict[str, Counter[str]] = {sb: Counter() for sb in seedboxes}
     rates: dict[str, float] = dict.fromkeys(seedboxes, 0.0)
@@ -186,6 +193,9 @@ def build_state(
                 ssh=facts.ssh,
                 lost_events=facts.lost_events,
                 ignored=counters.get(f"ignored.{sb}", 0),
+                rejected=counters.get(f"{REJECTIONS_COUNTER}{sb}", 0),
+                duplicates=counters.get(f"{DUPLICATES_COUNTER}{sb}", 0),
+                last_rejection=last_rejections.get(sb),
             )
             for sb, facts in seedboxes.items()
         },

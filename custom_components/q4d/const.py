@@ -67,6 +67,12 @@ DISPATCH_REASONS: Final = (
 
 TRANSFER_EVENTS: Final = ("queued", "started", "completed", "failed")
 EVENT_TRANSFER_PREFIX: Final = "q4d_transfer_"
+# Completions the bridge refused: its `rejected` and `duplicate` events, fired on the
+# bus as q4d_<kind>, event types of the event entity and device triggers.
+COMPLETION_EVENTS: Final = ("completion_rejected", "completion_duplicate")
+# This many rejections of one seedbox within the window raise a repair issue.
+REJECTIONS_ISSUE_COUNT: Final = 5
+REJECTIONS_ISSUE_WINDOW: Final = 3600.0
 
 # Bridge error codes that raise repair issues.
 SPACE_ERROR_CODES: Final = frozenset({"insufficient_space", "no_space"})

@@ -26,9 +26,11 @@ from homeassistant.util import dt as dt_util
 
 from . import unique_ids
 from .bridge_client import BridgeClient
+from .bus_events import duplicate_data, rejected_data, transfer_data
 from .const import (
     CONF_BRIDGE_ID,
     CONF_PREFIX,
+    DOMAIN,
     EVENT_TRANSFER_PREFIX,
     LOGGER,
     TRANSFER_EVENTS,
@@ -91,7 +93,7 @@ class Q4dCoordinator(Q4dListeners):
         )
         self.item_entities = ItemEntities(self)
 
-        self._recent_events: OrderedDict[tuple[str, str, Any], None] = OrderedDict()
+        self._recent_events: OrderedDict[tuple[str, Any, Any], None] = OrderedDict()
         self._unsubscribe: list[CALLBACK_TYPE] = []
         self._sync = RetainedItemsSync(hass, self._async_synced)
         self._cooldown_timer: CALLBACK_TYPE | None = None
@@ -278,22 +280,46 @@ class Q4dCoordinator(Q4dListeners):
             LOGGER.warning("Ignoring invalid event from bridge %s: %s", self.bridge_id, err)
             return
         if item is None:
+            if kind == "rejected":
+                key = (kind, data.get("topic"), data.get("at"))
+                self._async_fire("completion_rejected", key, rejected_data(data))
             return
         known = self.items.get(item.id)
         # The event's copy of the item is only used if nothing newer arrived already; it
         # never creates an item (a redelivered event may be about an item long pruned).
         if known is not None and (item.updated_at or 0) > (known.updated_at or 0):
             self._async_update_item(item)
-        if kind not in TRANSFER_EVENTS:
-            return
         key = (kind, item.id, data.get("at"))
-        if key in self._recent_events:  # the outbox delivers at least once
+        if kind == "duplicate":
+            self._async_fire("completion_duplicate", key, duplicate_data(item, data))
+        elif kind in TRANSFER_EVENTS:
+            self._async_fire(kind, key, transfer_data(kind, item, data))
+
+    @callback
+    def _async_fire(self, kind: str, key: tuple[str, Any, Any], data: dict[str, Any]) -> None:
+        """Fire a bus event and tell the event listeners, once per bridge event (the
+        outbox delivers at least once)."""
+        if key in self._recent_events:
             return
         self._recent_events[key] = None
         if len(self._recent_events) > RECENT_EVENTS:
             self._recent_events.popitem(last=False)
-        event_data = self._event_data(kind, item, data)
-        self.hass.bus.async_fire(f"{EVENT_TRANSFER_PREFIX}{kind}", event_data)
+        seedbox = data.get("seedbox")
+        event_data = {
+            "bridge_id": self.bridge_id,
+            "config_entry_id": self.config_entry.entry_id,
+            "bridge_device_id": self.devices.device_id(
+                unique_ids.bridge_identifier(self.bridge_id)
+            ),
+            "device_id": self.devices.device_id(
+                unique_ids.seedbox_identifier(self.bridge_id, seedbox)
+            )
+            if isinstance(seedbox, str)
+            else None,
+            **data,
+        }
+        prefix = EVENT_TRANSFER_PREFIX if kind in TRANSFER_EVENTS else f"{DOMAIN}_"
+        self.hass.bus.async_fire(f"{prefix}{kind}", event_data)
         self._notify_event(kind, event_data)
 
     @callback
@@ -379,38 +405,3 @@ class Q4dCoordinator(Q4dListeners):
         self._cooldown_timer = None
         self._async_schedule_cooldown()
         self._notify_bridge()
-
-    # --- events ---------------------------------------------------------------------
-
-    def _event_data(self, kind: str, item: Item, data: dict[str, Any]) -> dict[str, Any]:
-        event_data: dict[str, Any] = {
-            "bridge_id": self.bridge_id,
-            "config_entry_id": self.config_entry.entry_id,
-            "bridge_device_id": self.devices.device_id(
-                unique_ids.bridge_identifier(self.bridge_id)
-            ),
-            "device_id": self.devices.device_id(
-                unique_ids.seedbox_identifier(self.bridge_id, item.seedbox)
-            ),
-            "item_id": item.id,
-            "name": item.name,
-            "seedbox": item.seedbox,
-            "category": item.category,
-            "destination": item.destination,
-            "destination_path": item.local_path,
-            "size": item.size,
-            "duration": item.duration if kind in ("completed", "failed") else None,
-            "error": item.error_message if kind == "failed" else None,
-            "error_code": item.error_code if kind == "failed" else None,
-            "at": data.get("at"),
-        }
-        if kind == "queued":
-            event_data["retry"] = data.get("retry") is True
-        if kind == "completed":
-            event_data["verified"] = data.get("verified")
-            event_data["repaired_pieces"] = data.get("repaired_pieces")
-            # after post-processing: what each step did
-            event_data["steps"] = data.get("steps")
-        if kind == "failed":
-            event_data["step"] = data.get("step")  # failed in post-processing, payload home
-        return event_data

@@ -1,4 +1,5 @@
-"""Device triggers: transfer queued, started, completed or failed on a bridge or seedbox."""
+"""Device triggers: transfer queued, started, completed or failed on a bridge or seedbox,
+and a completion it refused (rejected, or a duplicate)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,15 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 
-from .const import DOMAIN, EVENT_TRANSFER_PREFIX, TRANSFER_EVENTS
+from .const import COMPLETION_EVENTS, DOMAIN, EVENT_TRANSFER_PREFIX, TRANSFER_EVENTS
 from .unique_ids import SEEDBOX_SEPARATOR
 
-TRIGGER_TYPES = [f"transfer_{kind}" for kind in TRANSFER_EVENTS]
+# trigger type -> the bus event it listens to
+BUS_EVENTS = {
+    **{f"transfer_{kind}": f"{EVENT_TRANSFER_PREFIX}{kind}" for kind in TRANSFER_EVENTS},
+    **{kind: f"{DOMAIN}_{kind}" for kind in COMPLETION_EVENTS},
+}
+TRIGGER_TYPES = list(BUS_EVENTS)
 
 TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend({vol.Required(CONF_TYPE): vol.In(TRIGGER_TYPES)})
 
@@ -40,7 +46,7 @@ def _event_data_key(hass: HomeAssistant, device_id: str) -> str | None:
 
 
 async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[str, str]]:
-    """The transfer triggers of a q4d device."""
+    """The triggers of a q4d device."""
     if _event_data_key(hass, device_id) is None:
         return []
     return [
@@ -60,16 +66,15 @@ async def async_attach_trigger(
     action: TriggerActionType,
     trigger_info: TriggerInfo,
 ) -> CALLBACK_TYPE:
-    """Listen to the `q4d_transfer_*` bus event for this device."""
+    """Listen to the trigger's bus event for this device."""
     device_id: str = config[CONF_DEVICE_ID]
     key = _event_data_key(hass, device_id)
     if key is None:
         raise InvalidDeviceAutomationConfig(f"Device {device_id} is not a q4d device")
-    kind = config[CONF_TYPE].removeprefix("transfer_")
     event_config = event_trigger.TRIGGER_SCHEMA(
         {
             CONF_PLATFORM: "event",
-            event_trigger.CONF_EVENT_TYPE: f"{EVENT_TRANSFER_PREFIX}{kind}",
+            event_trigger.CONF_EVENT_TYPE: BUS_EVENTS[config[CONF_TYPE]],
             CONF_EVENT_DATA: {key: device_id},
         }
     )

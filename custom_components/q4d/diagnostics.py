@@ -15,8 +15,9 @@ from .coordinator import Q4dConfigEntry, Q4dCoordinator
 # Paths reveal user names and library layout; hashes and names identify torrents;
 # error messages quote paths and hosts.
 TO_REDACT = {"remote_path", "local_path", "hash", "name", "tags", "message"}
-# A client's error quotes its URL, and a dispatch reason quotes that error.
-STATE_TO_REDACT = {"error", "reason"}
+# A client's error quotes its URL, and a dispatch reason quotes that error; a rejection's
+# message quotes the refused payload's path.
+STATE_TO_REDACT = {"error", "reason", "message"}
 
 
 def _items(coordinator: Q4dCoordinator, seedbox: str | None = None) -> list[dict[str, Any]]:

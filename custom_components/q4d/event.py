@@ -1,4 +1,5 @@
-"""Event entity: the bridge's transfer events (queued, started, completed, failed)."""
+"""Event entity: the bridge's transfer events (queued, started, completed, failed) and the
+completions it refused (completion_rejected, completion_duplicate)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,23 @@ from homeassistant.components.event import EventEntity, EventEntityDescription
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import TRANSFER_EVENTS
+from .const import COMPLETION_EVENTS, TRANSFER_EVENTS
 from .coordinator import Q4dConfigEntry, Q4dCoordinator
 from .entity import Q4dBridgeEntity
 
 PARALLEL_UPDATES = 0
 
 TRANSFER = EventEntityDescription(
-    key="transfer", translation_key="transfer", event_types=list(TRANSFER_EVENTS)
+    key="transfer",
+    translation_key="transfer",
+    event_types=[*TRANSFER_EVENTS, *COMPLETION_EVENTS],
 )
 
 
 def _event_attributes(coordinator: Q4dCoordinator, data: dict[str, Any]) -> dict[str, Any]:
     """What the entity keeps of a bus event: the torrent's name first, its seedbox by
-    name, units in the keys, and nothing the event lacks (no error on success)."""
+    name, units in the keys, and nothing the event lacks (no error on success, no
+    reason but for a refused completion)."""
     seedbox = data.get("seedbox")
     attributes = {
         "name": data.get("name"),
@@ -32,6 +36,8 @@ def _event_attributes(coordinator: Q4dCoordinator, data: dict[str, Any]) -> dict
         "size_bytes": data.get("size"),
         "duration_seconds": data.get("duration"),
         "error": data.get("error"),
+        "reason": data.get("reason"),
+        "message": data.get("message"),
     }
     return {key: value for key, value in attributes.items() if value is not None}
 
@@ -46,18 +52,18 @@ async def async_setup_entry(
 
 
 class Q4dTransferEvent(Q4dBridgeEntity, EventEntity):
-    """The latest transfer event of the bridge.
+    """The latest transfer event of the bridge, or completion it refused.
 
     Like every q4d entity it writes at most once per second: in a burst only the last
-    event of each second is kept. The `q4d_transfer_*` bus events (and the device
-    triggers built on them) carry every single event.
+    event of each second is kept. The `q4d_transfer_*` and `q4d_completion_*` bus
+    events (and the device triggers built on them) carry every single event.
     """
 
     _pending: tuple[str, dict[str, Any]] | None = None
     _serial = 0
 
     async def async_added_to_hass(self) -> None:
-        """Listen to the coordinator's transfer events."""
+        """Listen to the coordinator's bus events."""
         await super().async_added_to_hass()
         self.async_on_remove(self.coordinator.async_add_event_listener(self._handle_event))
 

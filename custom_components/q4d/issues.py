@@ -116,6 +116,40 @@ def async_delete_host_key(hass: HomeAssistant, entry_id: str, seedbox: str) -> N
 
 
 @callback
+def async_create_rejections(
+    hass: HomeAssistant,
+    entry_id: str,
+    *,
+    seedbox: str,
+    name: str,
+    count: int,
+    minutes: int,
+    reason: str,
+    message: str,
+) -> None:
+    """The bridge keeps refusing a seedbox's completions."""
+    _create(
+        hass,
+        _issue_id(entry_id, "completion_rejections", seedbox),
+        "completion_rejections",
+        ir.IssueSeverity.WARNING,
+        {
+            "seedbox": name,
+            "count": str(count),
+            "minutes": str(minutes),
+            "reason": reason,
+            "message": message,
+        },
+    )
+
+
+@callback
+def async_delete_rejections(hass: HomeAssistant, entry_id: str, seedbox: str) -> None:
+    """A completion of the seedbox was accepted, or its rejections became rarer."""
+    ir.async_delete_issue(hass, DOMAIN, _issue_id(entry_id, "completion_rejections", seedbox))
+
+
+@callback
 def async_delete_all(hass: HomeAssistant, entry_id: str) -> None:
     """Remove every issue of a config entry (unload or removal)."""
     registry = ir.async_get(hass)

@@ -60,7 +60,8 @@ class Q4dListeners:
 
     @callback
     def async_add_event_listener(self, event_callback: TransferEventCallback) -> CALLBACK_TYPE:
-        """Listen to transfer events (queued, started, completed, failed)."""
+        """Listen to the events fired on the bus: transfers (queued, started, completed,
+        failed) and refused completions (completion_rejected, completion_duplicate)."""
         self._event_listeners.add(event_callback)
         return lambda: self._event_listeners.discard(event_callback)
 

@@ -3,21 +3,34 @@
 It listens to the coordinator like any entity and works out, from what is known
 now, which issues should exist: a bridge offline (or never seen) for too long, open
 circuit breakers, destinations short of space, seedboxes refusing the pinned host
-key. Raising or clearing one happens only when that answer changes.
+key, seedboxes whose completions the bridge keeps rejecting. Raising or clearing one
+happens only when that answer changes.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HassJob, callback
-from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.event import async_call_later, async_track_point_in_utc_time
+from homeassistant.util import dt as dt_util
 
 from . import issues
-from .const import HOST_KEY_ERROR, OFFLINE_ISSUE_AFTER, SPACE_ERROR_CODES
+from .const import (
+    HOST_KEY_ERROR,
+    OFFLINE_ISSUE_AFTER,
+    REJECTIONS_ISSUE_COUNT,
+    REJECTIONS_ISSUE_WINDOW,
+    SPACE_ERROR_CODES,
+)
 from .coordinator import Q4dCoordinator
 from .models import BridgeState, Item
+from .rejection_rate import RejectionRate
+
+# A rejection's message quotes the payload's path: the issue shows its beginning.
+MAX_MESSAGE = 255
 
 
 class Q4dRepairs:
@@ -36,6 +49,11 @@ class Q4dRepairs:
         self._breakers_open: set[str] = set()
         self._space_issues: set[str] = set()
         self._host_key_issues: set[str] = set()
+        self._rejections = RejectionRate(REJECTIONS_ISSUE_COUNT, REJECTIONS_ISSUE_WINDOW)
+        self._last_rejection: dict[str, tuple[str, str]] = {}  # seedbox -> (reason, message)
+        self._rejection_issues: set[str] = set()
+        self._rejection_timer: CALLBACK_TYPE | None = None
+        self._rejection_check: float | None = None  # when the timer fires
 
     @callback
     def async_start(self) -> CALLBACK_TYPE:
@@ -43,6 +61,7 @@ class Q4dRepairs:
         unsubscribe = [
             self.coordinator.async_add_listener(self._async_bridge_changed),
             self.coordinator.async_add_item_change_listener(self._async_item_changed),
+            self.coordinator.async_add_event_listener(self._async_event),
         ]
         # Not seen online yet: a bridge that never shows up is reported like an offline one.
         self._async_bridge_changed()
@@ -52,6 +71,7 @@ class Q4dRepairs:
             for unsub in unsubscribe:
                 unsub()
             self._async_cancel_offline_timer()
+            self._async_cancel_rejection_timer()
             issues.async_delete_all(self.hass, self.entry_id)
 
         return stop
@@ -73,7 +93,9 @@ class Q4dRepairs:
         if (state := self.coordinator.state) is not None:
             self._async_update_breakers(state)
             self._async_update_host_key_links(state)
+            self._rejections.keep(state.seedboxes)
         self._async_update_repairs()
+        self._async_update_rejections()
 
     @callback
     def _async_cancel_offline_timer(self) -> None:
@@ -180,6 +202,70 @@ class Q4dRepairs:
             )
         self._space_issues = space
         self._host_key_issues = host_key
+
+    @callback
+    def _async_event(self, kind: str, data: dict[str, Any]) -> None:
+        """Count the rejections of each seedbox the bridge has; one of its completions
+        accepted (queued, not a retry) starts the count over."""
+        seedbox = data.get("seedbox")
+        state = self.coordinator.state
+        if state is None or seedbox not in state.seedboxes:
+            return  # not a seedbox of the bridge: it has no device to repair
+        if kind == "completion_rejected":
+            at = data.get("at")
+            self._rejections.rejected(
+                seedbox, float(at) if isinstance(at, int | float) else time.time()
+            )
+            self._last_rejection[seedbox] = (
+                data.get("reason") or "",
+                data.get("message") or "",
+            )
+        elif kind == "queued" and not data.get("retry"):
+            self._rejections.accepted(seedbox)
+        else:
+            return
+        self._async_update_rejections()
+
+    @callback
+    def _async_update_rejections(self, fired: datetime | None = None) -> None:
+        """Raise and clear the rejection issues; look again when the next one would
+        clear by itself (its rejections fall out of the window)."""
+        if fired is not None:
+            self._rejection_timer = self._rejection_check = None
+        now = time.time()
+        too_many = self._rejections.too_many(now)
+        for seedbox in sorted(self._rejection_issues - too_many):
+            issues.async_delete_rejections(self.hass, self.entry_id, seedbox)
+        for seedbox in sorted(too_many - self._rejection_issues):
+            reason, message = self._last_rejection.get(seedbox, ("", ""))
+            issues.async_create_rejections(
+                self.hass,
+                self.entry_id,
+                seedbox=seedbox,
+                name=self.coordinator.seedbox_name(seedbox),
+                count=REJECTIONS_ISSUE_COUNT,
+                minutes=round(REJECTIONS_ISSUE_WINDOW / 60),
+                reason=reason,
+                message=message[:MAX_MESSAGE],
+            )
+        self._rejection_issues = too_many
+        change = self._rejections.next_change(now)
+        if change == self._rejection_check:
+            return  # every state the bridge publishes gets here: the timer stays
+        self._async_cancel_rejection_timer()
+        if change is not None:
+            self._rejection_check = change
+            self._rejection_timer = async_track_point_in_utc_time(
+                self.hass,
+                HassJob(self._async_update_rejections, cancel_on_shutdown=True),
+                dt_util.utc_from_timestamp(change),
+            )
+
+    @callback
+    def _async_cancel_rejection_timer(self) -> None:
+        if self._rejection_timer is not None:
+            self._rejection_timer()
+        self._rejection_timer = self._rejection_check = None
 
 
 def _space_key(item: Item | None) -> str | None:

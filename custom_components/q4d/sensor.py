@@ -53,6 +53,7 @@ class Q4dSeedboxSensorDescription(SensorEntityDescription):
     """A sensor of a seedbox device."""
 
     value_fn: Callable[[SeedboxState], StateType]
+    attributes_fn: Callable[[SeedboxState], dict[str, Any]] | None = None
     needs_client: bool = False
 
 
@@ -73,6 +74,16 @@ def _dispatch_reason(seedbox: SeedboxState) -> str | None:
     dispatch = seedbox.client.dispatch if seedbox.client else None
     reason = dispatch.reason_code if dispatch else None
     return reason if reason in DISPATCH_REASONS else None
+
+
+def _last_rejection(seedbox: SeedboxState) -> dict[str, Any]:
+    """Why the bridge refused the seedbox's last message, and when."""
+    last = seedbox.last_rejection
+    return {
+        "last_reason": last.reason_code if last else None,
+        "last_message": _text(last.message) if last and last.message else None,
+        "last_rejected_at": _timestamp(last.at) if last else None,
+    }
 
 
 def _text(value: str) -> str:
@@ -288,6 +299,24 @@ SEEDBOX_SENSORS: tuple[Q4dSeedboxSensorDescription, ...] = (
         needs_client=True,
         value_fn=_dispatch_reason,
     ),
+    # Shown by default: a completion the bridge refused never lands, and only its log
+    # said why (a path outside remote_roots, a broken hook).
+    Q4dSeedboxSensorDescription(
+        key="rejected",
+        translation_key="rejected_completions",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda sb: sb.rejected,
+        attributes_fn=_last_rejection,
+    ),
+    Q4dSeedboxSensorDescription(
+        key="duplicates",
+        translation_key="duplicate_completions",
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda sb: sb.duplicates,
+    ),
 )
 
 DESTINATION_FREE_SPACE = SensorEntityDescription(
@@ -407,5 +436,12 @@ class Q4dSeedboxSensor(Q4dSeedboxEntity, SensorEntity):
         seedbox = self.seedbox_state
         return None if seedbox is None else self.entity_description.value_fn(seedbox)
 
+    @property
+    def extra_state_attributes(self) -> dict[str, Any] | None:
+        """The attributes of sensors that have some, for this seedbox."""
+        attributes_fn = self.entity_description.attributes_fn
+        seedbox = self.seedbox_state
+        return None if attributes_fn is None or seedbox is None else attributes_fn(seedbox)
+
     def _value_key(self) -> Any:
-        return self.native_value
+        return (self.native_value, self.extra_state_attributes)

@@ -76,7 +76,7 @@ class Intake:
         try:
             stream, seq = parse_sequence(payload)
         except RejectedEvent as err:
-            self.reject(topic, payload, Rejected(err.reason, err.detail))
+            self.reject(topic, payload, Rejected(err.reason, err.detail, seedbox))
             return
         self.sequences.announced(seedbox, stream, seq, time.time())
 
@@ -92,18 +92,21 @@ class Intake:
                 self.announcer.event_message("queued", new),
                 *self.announcer.label_messages(new, Label.QUEUED),
             ],
+            duplicate_messages=lambda known: [
+                self.announcer.event_message(
+                    "duplicate",
+                    self.lifecycle.get(known.item.id) or known.item,
+                    reason=known.reason,
+                )
+            ],
         )[0]
         item = admission.item
         if admission.duplicate:
-            self.store.incr("duplicates")
             _LOGGER.info(
                 "duplicate event %s for %s (%s)", outcome.event.event_id, item.id, admission.reason
             )
-            current = self.lifecycle.get(item.id) or item
-            self.store.enqueue(
-                [self.announcer.event_message("duplicate", current, reason=admission.reason)]
-            )
             self.announcer.outbox_pending()
+            self.announcer.state_changed()
             return None
         self.lifecycle.admitted(item)
         self.queued()
@@ -126,12 +129,18 @@ class Intake:
         self.announcer.state_changed()
 
     def reject(self, topic: str, payload: bytes, outcome: Rejected) -> None:
+        """Stored, counted (for its seedbox too, if configured) and announced with the
+        seedbox and torrent name when known: never the payload itself."""
         _LOGGER.warning("rejected event on %s: %s: %s", topic, outcome.reason, outcome.detail)
         notice = self.announcer.event_message(
-            "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic
-        )
+            "rejected", reason=outcome.reason, detail=outcome.detail, topic=topic,
+            seedbox=outcome.seedbox, name=outcome.name,
+        )  # fmt: skip
         messages = [notice, *self._classic_nope(topic, payload)]
-        self.store.record_rejected(topic, payload, outcome.reason, outcome.detail, messages)
+        seedbox = outcome.seedbox if outcome.seedbox in self.config.seedboxes else None
+        self.store.record_rejected(
+            topic, payload, outcome.reason, outcome.detail, messages, seedbox=seedbox
+        )
         self.announcer.outbox_pending()
         self.announcer.state_changed()
 

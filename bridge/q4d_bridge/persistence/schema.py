@@ -64,6 +64,14 @@ CREATE TABLE IF NOT EXISTS rejected (
     detail TEXT NOT NULL,
     payload BLOB
 );
+-- each seedbox's last rejected message (intake/intake.py), for the state snapshot:
+-- kept whatever `history_retention` prunes from `rejected`
+CREATE TABLE IF NOT EXISTS last_rejections (
+    seedbox TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,

@@ -22,6 +22,9 @@ from .rows import ITEM_COLUMNS, item_id_for, item_to_row, row_to_item, steps_jso
 from .schema import migrate
 
 REJECTED_PAYLOAD_LIMIT = 64 * 1024
+# Per-seedbox counters (+ the seedbox id). Not `rejected.`: that prefix counts by reason.
+REJECTIONS_COUNTER = "rejections."
+DUPLICATES_COUNTER = "duplicates."
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +94,22 @@ class Store:
         batch: Sequence[tuple[CompletionEvent, Resolution]],
         *,
         messages_for: Callable[[Item], Sequence[Message]] = lambda _item: (),
+        duplicate_messages: Callable[[Admission], Sequence[Message]] = lambda _known: (),
         now: float | None = None,
     ) -> list[Admission]:
         """Record a batch of valid events, and the messages each new item announces, in
-        one transaction; duplicates change nothing."""
+        one transaction; a duplicate changes no item, and is counted (in all and for
+        its seedbox) and announced in that transaction."""
         now = time.time() if now is None else now
         results: list[Admission] = []
         with self.transaction() as db:
             for event, resolution in batch:
                 admission = self._admit_one(db, event, resolution, now)
-                if not admission.duplicate:
+                if admission.duplicate:
+                    self.enqueue_in(db, duplicate_messages(admission), now)
+                    self._incr(db, "duplicates", 1)
+                    self._incr(db, f"{DUPLICATES_COUNTER}{event.seedbox}", 1)
+                else:
                     self.enqueue_in(db, messages_for(admission.item), now)
                     self._incr(db, "received", 1)
                 results.append(admission)
@@ -175,7 +184,11 @@ class Store:
         detail: str,
         messages: Sequence[Message] = (),
         now: float | None = None,
+        *,
+        seedbox: str | None = None,
     ) -> None:
+        """Keep, count and announce a rejection; with `seedbox` (a configured one) also
+        its count and last rejection."""
         now = time.time() if now is None else now
         with self.transaction() as db:
             self.enqueue_in(db, messages, now)
@@ -185,6 +198,20 @@ class Store:
             )
             self._incr(db, f"rejected.{reason}", 1)
             self._incr(db, "rejected", 1)
+            if seedbox is not None:
+                self._incr(db, f"{REJECTIONS_COUNTER}{seedbox}", 1)
+                db.execute(
+                    "INSERT OR REPLACE INTO last_rejections VALUES (?, ?, ?, ?)",
+                    (seedbox, now, reason, detail),
+                )
+
+    def last_rejections(self) -> dict[str, dict[str, Any]]:
+        """Each seedbox's last rejection, `{reason, message, at}` (as the state has it)."""
+        rows = self._db.execute("SELECT seedbox, at, reason, detail FROM last_rejections")
+        return {
+            r["seedbox"]: {"reason": r["reason"], "message": r["detail"], "at": r["at"]}
+            for r in rows
+        }
 
     def rejected(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute(

@@ -13,6 +13,7 @@ from .bridge import (
     Destination,
     DispatchState,
     LastCompleted,
+    LastRejection,
     SeedboxState,
     SshLink,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "DispatchState",
     "Item",
     "LastCompleted",
+    "LastRejection",
     "PayloadError",
     "SeedboxState",
     "SshLink",

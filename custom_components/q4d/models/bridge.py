@@ -136,6 +136,24 @@ class SshLink:
 
 
 @dataclass(slots=True, kw_only=True)
+class LastRejection:
+    """The last message of a seedbox the bridge refused (`seedboxes.<id>.last_rejection`)."""
+
+    reason_code: str
+    message: str | None
+    at: float | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LastRejection:
+        """Parse the last_rejection object of a seedbox."""
+        return cls(
+            reason_code=req_str(data, "reason"),
+            message=opt_str(data, "message"),
+            at=opt_float(data, "at"),
+        )
+
+
+@dataclass(slots=True, kw_only=True)
 class SeedboxState:
     """One seedbox in the state snapshot."""
 
@@ -152,13 +170,17 @@ class SeedboxState:
     max_concurrent: int | None
     client: ClientStats | None
     ssh: SshLink | None
+    rejected: int | None  # None: a bridge that does not count them per seedbox
+    duplicates: int | None
+    last_rejection: LastRejection | None
 
     @classmethod
     def from_dict(cls, seedbox_id: str, data: dict[str, Any], limit: int | None) -> SeedboxState:
-        """Parse one entry of `seedboxes` (`client` and `ssh` are missing from older
-        bridges; older bridges call the client `node`)."""
+        """Parse one entry of `seedboxes` (`client`, `ssh` and the refusals are missing
+        from older bridges; older bridges call the client `node`)."""
         client = data.get("client", data.get("node"))
         ssh = data.get("ssh")
+        last_rejection = data.get("last_rejection")
         return cls(
             id=seedbox_id,
             name=opt_str(data, "name") or seedbox_id,
@@ -173,6 +195,11 @@ class SeedboxState:
             max_concurrent=limit,
             client=ClientStats.from_dict(client) if isinstance(client, dict) else None,
             ssh=SshLink.from_dict(ssh) if isinstance(ssh, dict) else None,
+            rejected=opt_int(data, "rejected"),
+            duplicates=opt_int(data, "duplicates"),
+            last_rejection=LastRejection.from_dict(last_rejection)
+            if isinstance(last_rejection, dict)
+            else None,
         )
 
     def breaker_open_at(self, now: float) -> bool:

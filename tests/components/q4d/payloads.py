@@ -102,6 +102,22 @@ def seedbox(
         "rate": 52428800.0,
         "client": client_stats() if with_client else None,
         "ssh": ssh() if with_ssh else None,
+        "lost_events": 0,
+        "ignored": 0,
+        "rejected": 0,
+        "duplicates": 0,
+        "last_rejection": None,
+    }
+    payload.update(overrides)
+    return payload
+
+
+def last_rejection(**overrides: Any) -> dict[str, Any]:
+    """A seedbox's last rejected completion."""
+    payload: dict[str, Any] = {
+        "reason": "unsafe_path",
+        "message": "remote path '/etc/passwd' is not inside the seedbox roots",
+        "at": NOW - 300,
     }
     payload.update(overrides)
     return payload
@@ -146,7 +162,9 @@ def state_dict(**overrides: Any) -> dict[str, Any]:
             "per_seedbox": {"seedbox1": 2, "seedbox2": 1},
         },
         "seedboxes": {
-            "seedbox1": seedbox("My seedbox"),
+            "seedbox1": seedbox(
+                "My seedbox", rejected=2, duplicates=1, last_rejection=last_rejection()
+            ),
             "seedbox2": seedbox(
                 "Second seedbox",
                 with_client=False,

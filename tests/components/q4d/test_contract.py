@@ -61,6 +61,7 @@ from q4d_bridge.transfer.errors import PERMANENT, ErrorCode, TransferError
 from custom_components.q4d import config_flow
 from custom_components.q4d.const import (
     ACTIVE_STATES,
+    COMPLETION_EVENTS,
     CONF_BRIDGE_ID,
     CONF_ITEM_ENTITIES,
     CONF_PREFIX,
@@ -85,6 +86,7 @@ from custom_components.q4d.models import (
     Destination,
     DispatchState,
     LastCompleted,
+    LastRejection,
     SeedboxState,
     SshLink,
     decode,
@@ -106,9 +108,10 @@ LAYOUT_IDS = ["q4d", "home-q4d"]
 
 # Item event kinds the bridge sends and Home Assistant deliberately fires no bus event
 # for (docs/home-assistant.md: "For every queued, started, completed and failed event").
-NOT_FIRED = frozenset(
-    {"waiting", "cancelled", "duplicate", "landed", "step_done", "refetch_failed"}
-)
+NOT_FIRED = frozenset({"waiting", "cancelled", "landed", "step_done", "refetch_failed"})
+# The bridge's event kinds for completions it refused, and what Home Assistant calls them
+# (bus events q4d_<name>, event types of the event entity and device triggers).
+REFUSED = {"rejected": "completion_rejected", "duplicate": "completion_duplicate"}
 
 
 # --- the bridge ---------------------------------------------------------------------------
@@ -508,6 +511,8 @@ def assert_state(parsed: BridgeState, sent: Mapping[str, Any]) -> None:
                     "waiting",
                     "failed",
                     "rate",
+                    "rejected",
+                    "duplicates",
                 )
             },
             derived={
@@ -516,8 +521,9 @@ def assert_state(parsed: BridgeState, sent: Mapping[str, Any]) -> None:
                 "max_concurrent": limits["per_seedbox"][sb_id],
                 "client": NESTED,
                 "ssh": NESTED,
+                "last_rejection": NESTED,
             },
-            derived_from=frozenset({"breaker", "client", "ssh"}),
+            derived_from=frozenset({"breaker", "client", "ssh", "last_rejection"}),
             # per seedbox in the state only; Home Assistant counts ignored bridge-wide
             unused=frozenset({"lost_events", "ignored"}),
         )
@@ -538,6 +544,18 @@ def assert_state(parsed: BridgeState, sent: Mapping[str, Any]) -> None:
                 parsed_part,
                 part,
                 same={f.name: f.name for f in dataclasses.fields(parsed_part)},
+            )
+        if (last_rejection := sb_sent["last_rejection"]) is None:
+            assert sb.last_rejection is None, f"state.seedboxes.{sb_id}.last_rejection: null"
+        else:
+            assert isinstance(sb.last_rejection, LastRejection)
+            assert_parsed(
+                f"state.seedboxes.{sb_id}.last_rejection",
+                sb.last_rejection,
+                last_rejection,
+                same={"message": "message", "at": "at"},
+                derived={"reason_code": last_rejection["reason"]},
+                derived_from=frozenset({"reason"}),
             )
     assert set(parsed.destinations) == set(sent["destinations"])
     for name, dest_sent in sent["destinations"].items():
@@ -743,6 +761,8 @@ EVENTS = [
             "reason": "unsafe_path",
             "detail": "remote path is not normalised: '/a/../b'",
             "topic": "q4d/seedbox/seedbox1/completed",
+            "seedbox": "seedbox1",
+            "name": "passwd",
         },
     ),
     EventCase("breaker_open", None, {"seedbox": "seedbox1", "failures": 5, "until": 1.7e9}),
@@ -867,13 +887,15 @@ def test_event_kinds_agree() -> None:
         f"the integration fires {sorted(f'{EVENT_TRANSFER_PREFIX}{k}' for k in never_sent)} "
         "for event kinds the bridge never sends with an item"
     )
-    unhandled = item_kinds - set(TRANSFER_EVENTS) - NOT_FIRED
+    unhandled = item_kinds - set(TRANSFER_EVENTS) - set(REFUSED) - NOT_FIRED
     assert not unhandled, (
         f"the bridge sends item events {sorted(unhandled)} that the integration neither "
         "fires nor lists as deliberately ignored"
     )
     stale = NOT_FIRED - item_kinds
     assert not stale, f"NOT_FIRED lists kinds the bridge no longer sends: {sorted(stale)}"
+    assert set(REFUSED) <= {kind for kind, _, _ in emitted_events()}
+    assert sorted(REFUSED.values()) == sorted(COMPLETION_EVENTS)
 
 
 def event_payloads(bridge: Bridge) -> list[tuple[EventCase, dict[str, Any]]]:
@@ -929,6 +951,10 @@ async def test_state_snapshot_parses(bridge: Bridge) -> None:
         f"looks for '{HOST_KEY_ERROR}: ...'"
     )
     assert sb2.ssh is None and sb2.client is not None and sb2.client.reachable is True
+    # intake refused a completion of sb1 and saw one twice (populate)
+    assert (sb1.rejected, sb1.duplicates, sb2.rejected, sb2.duplicates) == (1, 1, 0, 0)
+    assert sb1.last_rejection is not None and sb1.last_rejection.reason_code == "malformed"
+    assert sb2.last_rejection is None
     assert parsed.destinations["movies"].short_of_space
     assert parsed.destinations["default"].free_space is None
     assert parsed.last_completed is not None
@@ -1161,6 +1187,53 @@ async def test_transfer_events_fire(
         if case.kind in ("completed", "failed"):
             checks["duration"] = round(item["finished_at"] - item["started_at"], 1)
         wrong = {k: (data.get(k), v) for k, v in checks.items() if data.get(k) != v}
+        assert not wrong, f"{event.event_type}: (fired, sent) differ for {wrong}"
+    assert integration_warnings(caplog) == []
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=LAYOUT_IDS)
+async def test_refused_completions_fire(
+    hass: HomeAssistant,
+    bridge: Bridge,
+    setup_entry: MockConfigEntry,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bridge's `rejected` and `duplicate` events fire q4d_completion_* with what the
+    bridge's payload says of the seedbox, the torrent and the reason."""
+    fired: list[Event[Any]] = []
+
+    @callback
+    def _record(event: Event[Any]) -> None:
+        if str(event.event_type) in {f"{DOMAIN}_{name}" for name in REFUSED.values()}:
+            fired.append(event)
+
+    hass.bus.async_listen("*", _record)
+    await async_publish_retained(hass, bridge)
+    sent_events = [(c, sent) for c, sent in event_payloads(bridge) if c.kind in REFUSED]
+    for _case, sent in sent_events:
+        async_fire_mqtt_message(hass, bridge.topics.event, dumps(sent))
+        await hass.async_block_till_done()
+
+    assert [e.event_type for e in fired] == [f"{DOMAIN}_{REFUSED[c.kind]}" for c, _ in sent_events]
+    for event, (case, sent) in zip(fired, sent_events, strict=True):
+        if case.kind == "rejected":
+            checks = {
+                "seedbox": sent["seedbox"],
+                "name": sent["name"],
+                "reason": sent["reason"],
+                "message": sent["detail"],
+                "topic": sent["topic"],
+            }
+        else:
+            item = sent["item"]
+            checks = {
+                "item_id": item["id"],
+                "seedbox": item["seedbox"],
+                "name": item["name"],
+                "reason": sent["reason"],
+            }
+        checks |= {"bridge_id": bridge.topics.bridge_id, "at": sent["at"]}
+        wrong = {k: (event.data.get(k), v) for k, v in checks.items() if event.data.get(k) != v}
         assert not wrong, f"{event.event_type}: (fired, sent) differ for {wrong}"
     assert integration_warnings(caplog) == []
 

@@ -251,7 +251,8 @@ async def test_device_triggers(
     device_registry: dr.DeviceRegistry,
     service_calls: list[ServiceCall],
 ) -> None:
-    """Bridge and seedbox devices offer transfer triggers that fire on the bus events."""
+    """Bridge and seedbox devices offer transfer triggers that fire on the bus events
+    (and triggers for the completions the bridge refused: test_refusals.py)."""
     bridge = q4d_device(hass, "home")
     sb1 = q4d_device(hass, "home:seedbox:seedbox1")
     sb2 = q4d_device(hass, "home:seedbox:seedbox2")
@@ -261,10 +262,14 @@ async def test_device_triggers(
             "platform": "device",
             "domain": DOMAIN,
             "device_id": sb1.id,
-            "type": f"transfer_{kind}",
+            "type": trigger_type,
             "metadata": {},
         }
-        for kind in ("queued", "started", "completed", "failed")
+        for trigger_type in (
+            *(f"transfer_{kind}" for kind in ("queued", "started", "completed", "failed")),
+            "completion_rejected",
+            "completion_duplicate",
+        )
     ]
     triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, sb1.id)
     assert [t for t in triggers if t["domain"] == DOMAIN] == expected
