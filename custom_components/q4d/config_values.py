@@ -77,6 +77,8 @@ def _entry(section: str, raw: Any) -> BridgeEntry:
     if not isinstance(value, dict):
         raise PayloadError(f"{section}.{raw['id']}: value must be an object")
     value = dict(value)
+    # The bridge says beside the value what a form cannot be shown (`has_password`...).
+    value |= {k: v for k, v in raw.items() if k.startswith("has_") and type(v) is bool}
     if section == "rules" and type(raw.get("order")) is int:
         value["order"] = raw["order"]
     return BridgeEntry(id=raw["id"], read_only=raw.get("source") == "yaml", value=value)

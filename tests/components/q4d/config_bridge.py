@@ -60,6 +60,8 @@ class ConfigBridge:
             listed = []
             for entry_id, (source, value) in entries.items():
                 entry: dict[str, Any] = {"id": entry_id, "source": source, "value": dict(value)}
+                # the `has_*` hints sit beside the value, as the bridge publishes them
+                entry |= {k: entry["value"].pop(k) for k in value if k.startswith("has_")}
                 if section == "rules":  # the id is the entry's, the order beside the value
                     entry["value"].pop("id", None)
                     if "order" in value:
