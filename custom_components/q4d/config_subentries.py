@@ -87,8 +87,9 @@ class SeedboxSubentryFlow(BridgeSubentryFlow):
         errors |= value_errors
         if errors:
             return self._show_ssh(errors)
+        if (value["host"], value["port"]) != (self._ssh.get("host"), self._ssh.get("port")):
+            self._host_key = None  # a host key confirmed in this flow is for its address
         self._ssh = value
-        self._host_key = None
         return await self._async_test_ssh()
 
     def _ssh_value(self) -> dict[str, Any]:

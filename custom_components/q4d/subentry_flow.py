@@ -3,6 +3,7 @@ answers as form errors, and saving an entry on the bridge and in Home Assistant.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
@@ -187,6 +188,8 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
                 name = str(key)
                 if scope:
                     name = name.removeprefix(f"{scope}.") if name.startswith(f"{scope}.") else ""
+                # a key inside a field (`remote_roots[0]`, `extract.subfolder`) is its field's
+                name = re.split(r"[.\[]", name, maxsplit=1)[0]
                 if name in fields:
                     errors[name] = "invalid_field"
             lines = answer.details.get("errors")

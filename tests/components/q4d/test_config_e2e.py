@@ -131,16 +131,28 @@ async def test_seedbox_destination_and_rule_from_home_assistant(
         private_key = sshd.client_key.read_text()
         flow = await start(hass, entry, "seedbox")
         assert (flow["type"], flow["step_id"]) == (FlowResultType.FORM, "ssh")
-        flow = await step(
-            hass, flow,
-            {"id": "sb2", "name": "Added from HA", "host": "127.0.0.1", "port": sshd.port,
-             "user": sshd.user, "auth": "key", "private_key": private_key,
-             "remote_roots": [str(remote)], "max_concurrent": 2, "engine": "sftp"},
-        )  # fmt: skip
+        form = {
+            "id": "sb2", "name": "Added from HA", "host": "127.0.0.1", "port": sshd.port,
+            "user": sshd.user, "auth": "key", "private_key": private_key,
+            "remote_roots": ["downloads"], "max_concurrent": 2, "engine": "sftp",
+        }  # fmt: skip
+        # the bridge's schema refuses a relative root, by its field
+        flow = await step(hass, flow, form)
+        assert (flow["step_id"], flow["errors"]) == (
+            "ssh", {"base": "invalid", "remote_roots": "invalid_field"}
+        ), flow  # fmt: skip
+        assert "remote_roots[0]" in flow["description_placeholders"]["message"]
+        # a root the seedbox lacks: found once its host key is confirmed
+        missing = str(tmp_path / "no-such-root")
+        flow = await step(hass, flow, form | {"remote_roots": [missing]})
         assert (flow["type"], flow["step_id"]) == (FlowResultType.FORM, "host_key"), flow
         shown = flow["description_placeholders"]["fingerprint"]
         assert shown == fingerprint(sshd.host_key.with_name(sshd.host_key.name + ".pub"))
         flow = await step(hass, flow, {})
+        assert (flow["step_id"], flow["errors"]) == ("ssh", {"remote_roots": "root_missing"}), flow
+        assert flow["description_placeholders"]["root"] == missing
+        # the same host: its key stays confirmed
+        flow = await step(hass, flow, form | {"remote_roots": [str(remote)]})
         assert (flow["type"], flow["step_id"]) == (FlowResultType.FORM, "client"), flow
         flow = await step(hass, flow, {"type": "none"})
         assert flow["type"] is FlowResultType.CREATE_ENTRY, flow
@@ -176,6 +188,10 @@ async def test_seedbox_destination_and_rule_from_home_assistant(
         # --- a destination and a rule sending category e2e there -------------------------
         flow = await start(hass, entry, "destination")
         assert (flow["type"], flow["step_id"]) == (FlowResultType.FORM, "destination")
+        blocked = tmp_path / "a-file"
+        blocked.write_text("not a folder")
+        flow = await step(hass, flow, {"name": "e2e", "path": str(blocked / "e2e")})
+        assert (flow["step_id"], flow["errors"]) == ("destination", {"path": "missing"}), flow
         flow = await step(hass, flow, {"name": "e2e", "path": str(library / "e2e")})
         assert flow["type"] is FlowResultType.CREATE_ENTRY, flow
         flow = await start(hass, entry, "rule")

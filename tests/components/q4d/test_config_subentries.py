@@ -370,6 +370,9 @@ async def test_seedbox_form_errors(
         (refusal("host_key_unknown", "no key offered"), {"base": "unknown"}, {}),
         (refusal("invalid", "bad", errors=["seedboxes[0].port: too big"], fields={"port": "too big"}),
          {"base": "invalid", "port": "invalid_field"}, {"message": "seedboxes[0].port: too big"}),
+        # the bridge names a key inside a field: the field shows it
+        (refusal("invalid", "bad", fields={"remote_roots[0]": "expected an absolute path"}),
+         {"base": "invalid", "remote_roots": "invalid_field"}, {"message": "bad"}),
         ({"ok": False, "code": "weird", "message": "flat"}, {"base": "unknown"},
          {"message": "flat"}),
     ],
@@ -424,6 +427,36 @@ async def test_seedbox_client_refused(
     assert result["errors"] == {"url": "url_required"}
     result = await step(hass, result, CLIENT_FORM)
     assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_seedbox_host_key_kept_for_its_address(
+    hass: HomeAssistant, init_integration: MockConfigEntry, config_bridge: ConfigBridge
+) -> None:
+    """A host key confirmed in the flow stays confirmed while the SSH form is fixed for
+    the same host and port; another port shows its own key."""
+    result = await start(hass, init_integration, "seedbox")
+    config_bridge.tests = [
+        refusal("host_key_unknown", "", fingerprint=FINGERPRINT, host_key=HOST_KEY),
+        refusal("root_missing", "no", root="/home/me/done"),
+    ]
+    result = await step(hass, result, SSH_FORM)
+    result = await step(hass, result, {})
+    assert result["errors"] == {"remote_roots": "root_missing"}
+    result = await step(hass, result, {**SSH_FORM, "remote_roots": ["/home/me/seeding"]})
+    assert result["step_id"] == "client"
+    assert config_bridge.commands("config_test")[-1]["value"]["host_key"] == HOST_KEY
+    flow = await start(hass, init_integration, "seedbox")
+    config_bridge.tests = [
+        refusal("host_key_unknown", "", fingerprint=FINGERPRINT, host_key=HOST_KEY),
+        refusal("root_missing", "no", root="/home/me/done"),
+        refusal("host_key_unknown", "", fingerprint="SHA256:other", host_key="ssh-ed25519 B"),
+    ]
+    flow = await step(hass, flow, SSH_FORM)
+    flow = await step(hass, flow, {})
+    flow = await step(hass, flow, {**SSH_FORM, "port": 2223})
+    assert flow["step_id"] == "host_key"
+    assert flow["description_placeholders"]["fingerprint"] == "SHA256:other"
+    assert "host_key" not in config_bridge.commands("config_test")[-1]["value"]
 
 
 async def test_seedbox_client_through_ssh(
