@@ -68,6 +68,14 @@ async def test_a_broker_only_bridge_takes_its_first_seedbox_destination_and_rule
         assert listed["sections"] == {"seedboxes": [], "destinations": [], "rules": []}
         assert not bridge.failed
 
+        # Before any seedbox, a completion is refused at the door, nothing else happens.
+        early = {"v": 1, "event_id": "before", "path": str(remote / "Before.mkv")}
+        await publish(mosquitto.port, [("q4d/seedbox/sb1/completed", json.dumps(early).encode())])
+        [unknown] = await recorder.wait_for(
+            lambda: recorder.events("rejected"), 10, "the first rejection"
+        )
+        assert unknown["reason"] == "unknown_seedbox" and not bridge.failed
+
         # The first seedbox, its host key confirmed as HA's flow sends it.
         seedbox = {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
                    "key": str(sshd.client_key), "host_key": sshd.host_public_key,
@@ -84,8 +92,10 @@ async def test_a_broker_only_bridge_takes_its_first_seedbox_destination_and_rule
         make_file(remote / "Early.mkv", 1000, seed=1)
         event = {"v": 1, "event_id": "early", "path": str(remote / "Early.mkv"), "hash": None}
         await publish(mosquitto.port, [("q4d/seedbox/sb1/completed", json.dumps(event).encode())])
-        [rejected] = await recorder.wait_for(
-            lambda: recorder.events("rejected"), 10, "the rejection"
+        _, rejected = await recorder.wait_for(
+            lambda: recorder.events("rejected")[1:] and recorder.events("rejected"),
+            10,
+            "the rejection",
         )
         assert rejected["reason"] == "no_destination", rejected
         assert "no default destination is configured" in rejected["detail"]
