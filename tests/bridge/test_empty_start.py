@@ -15,6 +15,7 @@ import yaml
 from q4d_bridge.bridge import Bridge
 from q4d_bridge.config.loader import load_config
 from q4d_bridge.models import ItemState
+from q4d_bridge.mqtt.remote import RemoteError
 
 from tests.bridge.test_api_metrics import scrape, served
 from tests.bridge.test_e2e import digest_tree, make_file
@@ -66,6 +67,9 @@ async def test_a_broker_only_bridge_takes_its_first_seedbox_destination_and_rule
         assert (await ask(bridge, "get_queue"))["items"] == []
         listed = await ask(bridge, "config_get")
         assert listed["sections"] == {"seedboxes": [], "destinations": [], "rules": []}
+        with pytest.raises(RemoteError) as refused:  # no torrent client to add it to
+            await ask(bridge, "add", magnet=f"magnet:?xt=urn:btih:{'ab' * 20}&dn=Film")
+        assert refused.value.code == "no_eligible_client"
         assert not bridge.failed
 
         # Before any seedbox, a completion is refused at the door, nothing else happens.
