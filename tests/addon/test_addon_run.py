@@ -183,14 +183,17 @@ async def test_own_broker_needs_no_supervisor(tmp_path: Path, keys: dict[str, st
     assert (broker["host"], broker["port"], broker["username"]) == ("192.168.1.5", 1883, "q4d")
 
 
-@pytest.mark.parametrize("given", ["empty lists", "left out"])
+@pytest.mark.parametrize("given", ["the defaults", "left out"])
 async def test_no_seedbox_nor_destination_starts_idle(tmp_path: Path, given: str) -> None:
     """The HA-first install: the broker alone; seedboxes, destinations and rules are
-    added later from Home Assistant (the bridge's runtime layer)."""
+    added later from Home Assistant (the bridge's runtime layer). The add-on's default
+    options are such a start."""
     data = tmp_path / "data"
     options: dict[str, Any] = {"bridge_id": "home", "log_level": "info"}
-    if given == "empty lists":
-        options |= {"seedboxes": [], "destinations": [], "rules": []}
+    if given == "the defaults":
+        config_yaml = Path(__file__).parents[2] / "addon/q4d-bridge/config.yaml"
+        options = yaml.safe_load(config_yaml.read_text())["options"]
+        assert (options["seedboxes"], options["destinations"]) == ([], [])
     async with fake_supervisor(mosquitto_service("h", 1883, "u", MQTT_PASSWORD)) as supervisor:
         ran = await addon_run(options, data, supervisor.url)
     assert ran.code == 0, ran.err
