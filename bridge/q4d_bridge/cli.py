@@ -54,6 +54,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{args.config}: OK (bridge {config.bridge_id!r}, {len(config.seedboxes)} seedbox(es), "
         f"{len(config.routing.destinations)} destination(s), {len(config.routing.rules)} rule(s))"
     )
+    # A valid start, not a mistake: an install configured from Home Assistant begins so.
+    if not config.seedboxes:
+        print("note: no seedbox yet: add one from Home Assistant")
+    if not config.routing.destinations:
+        print(
+            "note: no destination yet: completions are rejected (no_destination) until one is added"
+        )
     return 0
 
 

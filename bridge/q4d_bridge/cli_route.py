@@ -63,6 +63,8 @@ def _reason(err: Exception) -> str:
 
 
 def _seedbox(config: Config, given: str | None) -> SeedboxConfig:
+    if not config.seedboxes:
+        raise ValueError("no seedbox is configured yet")
     if given is None and len(config.seedboxes) == 1:
         return next(iter(config.seedboxes.values()))
     if given is None:

@@ -29,6 +29,11 @@ class UnsafePathError(ValueError):
     """A remote path or payload name that must never be turned into a local path."""
 
 
+class NoDestinationError(LookupError):
+    """No rule sends the payload anywhere and there is no default destination (a bridge
+    configured from Home Assistant before its first destination): rejected, never fetched."""
+
+
 @dataclass(frozen=True, slots=True)
 class Condition:
     field: str
@@ -233,7 +238,7 @@ class Routing:
     rules: tuple[Rule, ...]
     destinations: Mapping[str, Path]
     type_codes: Mapping[str, str]
-    default_destination: str
+    default_destination: str | None  # None: no destination configured yet
     types_rules: tuple[TypeRule, ...] = ()
     default_type: str | None = None
     plans: Mapping[str, PostPlan] = field(default_factory=dict)  # by destination
@@ -298,6 +303,10 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
         else:
             if type_code is not None and type_code in routing.type_codes:
                 destination = routing.type_codes[type_code]
+    if destination is None:
+        raise NoDestinationError(
+            "no rule matched and no default destination is configured: add a destination"
+        )
     root = routing.destinations[destination]
     parent = root
     if subdir:
@@ -318,15 +327,24 @@ def resolve(event: CompletionEvent, routing: Routing) -> Resolution:
     )
 
 
-def category_destination(routing: Routing, category: str | None) -> str:
+def category_destination(routing: Routing, category: str | None) -> str | None:
     """The destination a torrent of this category lands in, as far as the category alone
-    tells: the first rule naming it (`category is ...`), else the default destination."""
+    tells: the first rule naming it (`category is ...`), else the default destination
+    (None while no destination is configured)."""
     for rule in routing.rules:
         if category is not None and any(
             c.field == "category" and c.op == "is" and c.value == category for c in rule.conditions
         ):
             return rule.destination
     return routing.default_destination
+
+
+def destination_root(routing: Routing, name: str | None) -> Path:
+    """The folder of a destination category_destination named. The configuration
+    guarantees one wherever this is asked (the qBittorrent API needs a destination)."""
+    if name is None:
+        raise NoDestinationError("no destination is configured")
+    return routing.destinations[name]
 
 
 SUBDIR_PLACEHOLDERS = ("category", "type", "seedbox")

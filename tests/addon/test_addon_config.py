@@ -56,6 +56,21 @@ def _mutate(path: str, value: Any) -> Any:
 
 
 _DELETE = object()
+# a seedbox in the options (the defaults have none: it is added from Home Assistant)
+_SEEDBOX = {"id": "seedbox1", "host": "seedbox.example.com", "port": 22, "user": "me",
+            "key_file": "/ssl/q4d/id_ed25519", "remote_root": "/home/me/downloads"}  # fmt: skip
+_DESTINATION = {"name": "default", "path": "/media/downloads"}
+
+
+def _given(path: str, value: Any) -> Any:
+    """_mutate on options that hold one seedbox and one destination."""
+
+    def apply(config: dict[str, Any]) -> None:
+        config["options"]["seedboxes"] = [dict(_SEEDBOX)]
+        config["options"]["destinations"] = [dict(_DESTINATION)]
+        _mutate(path, value)(config)
+
+    return apply
 
 
 @pytest.mark.parametrize(
@@ -76,11 +91,11 @@ _DELETE = object()
         (_mutate("schema.log_level", "string"), "@ data['schema']['log_level']"),
         (_mutate("schema.seedboxes", [["str"]]), "@ data['schema']['seedboxes'][0]"),
         (_mutate("options.log_level", "verbose"), "value must be one of"),
-        (_mutate("options.seedboxes.0.port", 70000), "value must be at most 65535"),
-        (_mutate("options.seedboxes.0.host", _DELETE), "Missing option 'host' in seedboxes"),
+        (_given("options.seedboxes.0.port", 70000), "value must be at most 65535"),
+        (_given("options.seedboxes.0.host", _DELETE), "Missing option 'host' in seedboxes"),
         (_mutate("options.bridge_id", "Home"), "does not match"),
         (_mutate("options.colour", "blue"), "options not in the schema under root: ['colour']"),
-        (_mutate("options.destinations.0.path", "/data/x"), "does not match"),
+        (_given("options.destinations.0.path", "/data/x"), "does not match"),
     ],
 )
 def test_the_rules_refuse_what_the_supervisor_refuses(
@@ -129,8 +144,11 @@ def test_config_schema_and_the_run_step_know_the_same_options(config: dict[str, 
     _same_options(config["schema"], addon_options.OPTIONS, "options")
     # the defaults the Supervisor shows are options the run step accepts
     defaults = copy.deepcopy(config["options"])
-    defaults["seedboxes"][0]["host_key"] = "ssh-ed25519 AAAA"
-    addon_options.OPTIONS(defaults)
+    assert addon_options.OPTIONS(defaults)["seedboxes"] == []  # added from Home Assistant
+    given = defaults | {"seedboxes": [_SEEDBOX | {"host_key": "ssh-ed25519 AAAA"}],
+                        "destinations": [_DESTINATION]}  # fmt: skip
+    rules.check_options(config["schema"], given)
+    addon_options.OPTIONS(given)
 
 
 def test_init_runs_the_bridge_not_s6() -> None:

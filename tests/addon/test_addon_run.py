@@ -183,6 +183,30 @@ async def test_own_broker_needs_no_supervisor(tmp_path: Path, keys: dict[str, st
     assert (broker["host"], broker["port"], broker["username"]) == ("192.168.1.5", 1883, "q4d")
 
 
+@pytest.mark.parametrize("given", ["the defaults", "left out"])
+async def test_no_seedbox_nor_destination_starts_idle(tmp_path: Path, given: str) -> None:
+    """The HA-first install: the broker alone; seedboxes, destinations and rules are
+    added later from Home Assistant (the bridge's runtime layer). The add-on's default
+    options are such a start."""
+    data = tmp_path / "data"
+    options: dict[str, Any] = {"bridge_id": "home", "log_level": "info"}
+    if given == "the defaults":
+        config_yaml = Path(__file__).parents[2] / "addon/q4d-bridge/config.yaml"
+        options = yaml.safe_load(config_yaml.read_text())["options"]
+        assert (options["seedboxes"], options["destinations"]) == ([], [])
+    async with fake_supervisor(mosquitto_service("h", 1883, "u", MQTT_PASSWORD)) as supervisor:
+        ran = await addon_run(options, data, supervisor.url)
+    assert ran.code == 0, ran.err
+    assert "  seedboxes: none yet (add them from Home Assistant)" in ran.out
+    assert "  destinations: none yet (add them from Home Assistant)" in ran.out
+    config = yaml.safe_load((data / "bridge.yaml").read_text())
+    assert (config["seedboxes"], config["destinations"], config["rules"]) == ([], {}, [])
+    checked = check_config(data / "bridge.yaml")
+    assert checked.returncode == 0, checked.stderr
+    assert "OK (bridge 'home', 0 seedbox(es), 0 destination(s), 0 rule(s))" in checked.stdout
+    assert "note: no seedbox yet: add one from Home Assistant" in checked.stdout
+
+
 def _docs_yaml(number: int) -> Any:
     docs = (Path(__file__).parents[2] / "addon/q4d-bridge/DOCS.md").read_text()
     return re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL)[number]
@@ -287,9 +311,10 @@ BAD_OPTIONS: list[tuple[str, Any, str]] = [
         "destinations: 'tv' named twice",
     ),
     (
-        "no seedboxes",
-        lambda o: o.update(seedboxes=[]),
-        "seedboxes: length of value must be at least 1",
+        # an empty list is a valid start (test_no_seedbox_nor_destination_starts_idle)
+        "a rule naming a destination with none configured",
+        lambda o: o.update(seedboxes=[], destinations=[]),
+        "rules[0].destination: 'tv' is not in destinations",
     ),
     ("bad level", lambda o: o.update(log_level="loud"), "log_level: value must be one of"),
     ("bad size", lambda o: o.update(bandwidth_limit="20MB"), "bandwidth_limit: expected a size"),

@@ -95,10 +95,21 @@ MISTAKES: list[tuple[Callable[[dict[str, Any]], Any], str]] = [
         (lambda r: r.update(dispatch={"history": 0}), "dispatch.history: value must be at least 1"),
         (lambda r: r.update(dispatch={"categories": "tv"}), "dispatch.categories: expected a list"),
         (lambda r: r.update(dispatch={"weights": {}}), "dispatch.weights: extra keys not allowed"),
+        (lambda r: r.update(seedboxes={}), "seedboxes: expected a list"),
+]  # fmt: skip
+
+# An empty configuration (seedboxes and destinations added from HA later) is valid, but
+# not what names a destination or a seedbox that is not there. Apart from MISTAKES:
+# these change the whole file, not one entry the runtime layer's tests could send.
+EMPTY_MISTAKES: list[tuple[Callable[[dict[str, Any]], Any], str]] = [
+        (lambda r: r.update(destinations={}, type_codes={}, rules=[], default_destination="tv"), "default_destination: 'tv' is not in destinations"),
+        (lambda r: r.update(destinations={}, type_codes={}, rules=[{"match": [], "ignore": True}]), "rules[0].destination: required while no destination is configured"),
+        (lambda r: r.update(seedboxes=[], classic={"enabled": True}), "classic.seedbox: classic mode needs a configured seedbox"),
+        (lambda r: r.update(destinations={}, type_codes={}, rules=[], api={"enabled": True, "api_key": "k" * 32}), "api.enabled: needs a destination"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("mutate", "expected"), MISTAKES)
+@pytest.mark.parametrize(("mutate", "expected"), MISTAKES + EMPTY_MISTAKES)
 def test_mistakes_are_named(raw: dict[str, Any], mutate: Any, expected: str) -> None:
     mutate(raw)
     errors = errors_of(raw)
@@ -182,6 +193,31 @@ def test_yaml_errors(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_the_broker_alone_is_a_valid_idle_configuration(tmp_path: Path) -> None:
+    """An install configured from Home Assistant starts so: no seedbox, no destination,
+    no rule; a completion then has nowhere to go (rules.resolve: no_destination)."""
+    minimal = tmp_path / "bridge.yaml"
+    minimal.write_text(
+        "bridge: {id: home}\n"
+        f"data_dir: {tmp_path / 'data'}\n"
+        "broker: {host: 127.0.0.1, port: 1883}\n"
+    )
+    config = parse_config(yaml.safe_load(minimal.read_text()))
+    assert config.seedboxes == {} and config.routing.destinations == {}
+    assert config.routing.rules == () and config.routing.default_destination is None
+    assert (config.classic.enabled, config.classic.seedbox) == (False, "")
+    ok = subprocess.run(
+        [sys.executable, "-m", "q4d_bridge.cli", "check-config", "--config", str(minimal)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == [
+        f"{minimal}: OK (bridge 'home', 0 seedbox(es), 0 destination(s), 0 rule(s))",
+        "note: no seedbox yet: add one from Home Assistant",
+        "note: no destination yet: completions are rejected (no_destination) until one is added",
+    ]
 
 
 def test_check_config_cli(raw: dict[str, Any], tmp_path: Path) -> None:

@@ -167,8 +167,9 @@ def test_without_the_file_an_incomplete_environment_says_what_is_missing(tmp_pat
     assert info.value.errors == [
         f"{tmp_path / 'absent.yaml'}: not found, and the environment alone is not a whole "
         "configuration",
-        "destinations: required key not provided",
-        "seedboxes: required key not provided",
+        # the old variables turn classic mode on, and it speaks for a seedbox (a bridge
+        # without seedboxes is valid otherwise: one configured from Home Assistant)
+        "classic.seedbox: classic mode needs a configured seedbox",
     ]
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path / "absent.yaml", {"Q4D_CONFIG": str(tmp_path / "absent.yaml")})

@@ -287,16 +287,17 @@ async def test_lands_payloads_as_puid_pgid_then_stops_offline_on_sigterm(
 def test_refuses_a_bad_config_with_its_reasons(
     bridge_image: str, sshd: SshServer, tmp_path: Path
 ) -> None:
-    lay = layout(tmp_path, sshd, destinations={})
+    lay = layout(tmp_path, sshd)
     config = yaml.safe_load((lay.config / "bridge.yaml").read_text())
     config["seedboxes"][0]["port"] = 70000
+    config["log_level"] = "loud"  # a second mistake, said together with the first
     (lay.config / "bridge.yaml").write_text(yaml.safe_dump(config))
     with podman.running(bridge_image, volumes=lay.volumes(), network="none") as box:
         assert box.wait(60) == 1
         logs = box.logs()
     assert "q4d-bridge: invalid configuration in /config/bridge.yaml:" in logs
     assert "seedboxes[0].port: value must be at most 65535" in logs
-    assert "destinations: length of value must be at least 1" in logs
+    assert "log_level: value must be one of" in logs
 
     # No config file and nothing in the environment: both said.
     bare = podman.run(bridge_image)

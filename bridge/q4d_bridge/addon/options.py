@@ -78,8 +78,10 @@ OPTIONS = vol.Schema(
     {
         vol.Required("bridge_id"): v.identifier,
         vol.Optional("bridge_name"): _TEXT,
-        vol.Required("seedboxes"): vol.All([SEEDBOX_OPTIONS], vol.Length(min=1)),
-        vol.Required("destinations"): vol.All([DESTINATION_OPTIONS], vol.Length(min=1)),
+        # Both may be empty: seedboxes and destinations are then added from Home
+        # Assistant (Settings → Devices & services), kept in the bridge's runtime layer.
+        vol.Optional("seedboxes", default=list): [SEEDBOX_OPTIONS],
+        vol.Optional("destinations", default=list): [DESTINATION_OPTIONS],
         vol.Optional("default_destination"): v.identifier,
         vol.Optional("rules", default=list): [RULE_OPTIONS],
         vol.Optional("max_concurrent"): vol.All(int, vol.Range(min=1, max=256)),

@@ -84,6 +84,9 @@ def _summary(config: Config, mqtt: MqttService | None, config_path: Path) -> str
         f"{sb.id} ({sb.user}@{sb.host}:{sb.port}, {sb.engine})" for sb in config.seedboxes.values()
     )
     destinations = ", ".join(f"{n} → {p}" for n, p in config.routing.destinations.items())
+    # none at all is a valid start: they are then added from Home Assistant
+    from_ha = "none yet (add them from Home Assistant)"
+    seedboxes, destinations = seedboxes or from_ha, destinations or from_ha
     return (
         f"q4d add-on: bridge {config.bridge_id!r}, found by Home Assistant on "
         f"{broker.topic_prefix}/bridge/{config.bridge_id}/status\n"

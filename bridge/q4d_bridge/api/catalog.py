@@ -14,7 +14,7 @@ from ..dispatch.requests import Request
 from ..models import Item
 from ..persistence.api_marks import ApiMark, ApiMarks
 from ..persistence.requests import DispatchRecords
-from ..rules import Routing, category_destination
+from ..rules import Routing, category_destination, destination_root
 from .states import TorrentView, view
 
 
@@ -107,7 +107,7 @@ class Catalog:
 
     def category_root(self, category: str | None) -> Path:
         """The home folder torrents of this category land under."""
-        return self.routing.destinations[category_destination(self.routing, category or None)]
+        return destination_root(self.routing, category_destination(self.routing, category or None))
 
     # --- the API's own changes -----------------------------------------------------------
 

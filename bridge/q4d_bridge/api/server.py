@@ -22,6 +22,7 @@ from ..lifecycle.machine import Lifecycle
 from ..persistence.api_marks import ApiMarks
 from ..persistence.requests import DispatchRecords
 from ..persistence.store import Store
+from ..rules import destination_root
 from .app_routes import LOGIN, AppRoutes
 from .auth import Auth
 from .catalog import Catalog
@@ -121,7 +122,7 @@ def qbittorrent_server(
         return routing.destinations.values()
 
     def default_root() -> Path:
-        return routing.destinations[routing.default_destination]
+        return destination_root(routing, routing.default_destination)
 
     removal = Removal(settings, catalog, dispatcher, controller, roots)
     auth = Auth(settings)

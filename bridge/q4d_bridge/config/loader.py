@@ -197,10 +197,12 @@ def check_raw(raw: dict[str, Any]) -> Config:
 def _build(data: dict[str, Any]) -> Config:
     errors: list[str] = []
     destinations = {name: Path(d["path"]) for name, d in data["destinations"].items()}
+    # None with no destination at all: a completion no rule sends anywhere is then
+    # rejected as no_destination (rules.resolve), the configuration itself is valid.
     default_destination = data.get("default_destination") or (
-        "default" if "default" in destinations else next(iter(destinations))
+        "default" if "default" in destinations else next(iter(destinations), None)
     )
-    if default_destination not in destinations:
+    if default_destination is not None and default_destination not in destinations:
         errors.append(f"default_destination: {default_destination!r} is not in destinations")
     plans = {name: PostPlan().merged(overrides(d)) for name, d in data["destinations"].items()}
     arr, home = set(data["arr"]), set(data["home_clients"])
@@ -209,7 +211,9 @@ def _build(data: dict[str, Any]) -> Config:
     rule_plans: list[PostPlan] = []
     for i, rule in enumerate(data["rules"]):
         rule.setdefault("destination", default_destination if rule["ignore"] else None)
-        if rule["destination"] is None:
+        if rule["destination"] is None and rule["ignore"]:
+            errors.append(f"rules[{i}].destination: required while no destination is configured")
+        elif rule["destination"] is None:
             errors.append(f"rules[{i}].destination: required (or ignore: true)")
         elif rule["destination"] not in destinations:
             errors.append(f"rules[{i}].destination: {rule['destination']!r} is not in destinations")
@@ -275,9 +279,15 @@ def _build(data: dict[str, Any]) -> Config:
             "api: set username and password (the *arr apps' login), or api_key, to enable it"
         )
 
+    if api["enabled"] and not destinations:
+        errors.append("api.enabled: needs a destination (the save path the *arr apps are told)")
+
     classic_raw = data["classic"]
-    classic_seedbox = classic_raw.get("seedbox") or data["seedboxes"][0]["id"]
-    if classic_raw["enabled"] and classic_seedbox not in seedboxes:
+    # "" with no seedbox: classic mode then has none to speak for, an error only if enabled
+    classic_seedbox = classic_raw.get("seedbox") or next(iter(seedboxes), "")
+    if classic_raw["enabled"] and not classic_seedbox:
+        errors.append("classic.seedbox: classic mode needs a configured seedbox")
+    elif classic_raw["enabled"] and classic_seedbox not in seedboxes:
         errors.append(f"classic.seedbox: {classic_seedbox!r} is not a configured seedbox")
     if errors:
         raise ConfigError(errors)

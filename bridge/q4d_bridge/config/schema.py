@@ -295,10 +295,10 @@ CONFIG_SCHEMA = vol.Schema(
         ),
         vol.Required("data_dir"): v.absolute_path,
         vol.Optional("broker", default=dict): BROKER_SCHEMA,
-        vol.Required("seedboxes"): vol.All([SEEDBOX_SCHEMA], vol.Length(min=1)),
-        vol.Required("destinations"): vol.All(
-            vol.Schema({v.identifier: destination}), vol.Length(min=1)
-        ),
+        # Both may be empty: an install configured from Home Assistant starts with the
+        # broker alone and gets its seedboxes and destinations through config_set.
+        vol.Optional("seedboxes", default=list): [SEEDBOX_SCHEMA],
+        vol.Optional("destinations", default=dict): vol.Schema({v.identifier: destination}),
         vol.Optional("default_destination"): v.identifier,
         vol.Optional("rules", default=list): [RULE_SCHEMA],
         vol.Optional("types_config"): v.existing_file,

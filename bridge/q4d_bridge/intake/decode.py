@@ -13,7 +13,14 @@ from ..models import CompletionEvent
 from ..mqtt.codec import RejectedEvent
 from ..mqtt.events import MAX_SIZE, parse_classic_down, parse_completed
 from ..mqtt.topics import Topics
-from ..rules import Resolution, Routing, UnsafePathError, check_remote_path, resolve
+from ..rules import (
+    NoDestinationError,
+    Resolution,
+    Routing,
+    UnsafePathError,
+    check_remote_path,
+    resolve,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,6 +87,8 @@ def accept(
         resolution = resolve(event, routing)
     except UnsafePathError as err:
         return Rejected("unsafe_path", str(err), *_whose(event))
+    except NoDestinationError as err:
+        return Rejected("no_destination", str(err), *_whose(event))
     # Fixed per item from here on: a resumed transfer continues with the engine that
     # wrote its staging files, whatever the config says later.
     engine = resolution.engine or seedboxes[event.seedbox].engine
