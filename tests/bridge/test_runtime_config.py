@@ -475,3 +475,26 @@ async def test_another_address_needs_its_host_key_confirmed_again(env: Env) -> N
     # Trust on first use: the key pinned for the old address goes, the next is pinned.
     await env.ok("config_set", section="seedboxes", id="sb2", value=seedbox(port=2200))
     assert not pinned.exists() and env.applied[-1][0].seedboxes["sb2"].trust_on_first_use
+
+
+async def test_an_implicit_default_destination_can_go_a_named_one_cannot(
+    raw: dict[str, Any], tmp_path: Path
+) -> None:
+    """With no default_destination in the file, the first destination is the default:
+    removing it moves the default on (a bridge set up from Home Assistant alone could
+    otherwise never remove its first destination); a named default stays in use."""
+    bare = {k: v for k, v in raw.items() if k not in ("destinations", "default_destination",
+                                                       "rules", "type_codes")}  # fmt: skip
+    implicit = make_env(bare, tmp_path / "implicit")
+    for name in ("first", "second"):
+        path = str(tmp_path / name)
+        await implicit.ok("config_set", section="destinations", id=name, value=path)
+    assert implicit.config.routing.default_destination == "first"
+    await implicit.ok("config_remove", section="destinations", id="first")
+    assert implicit.config.routing.default_destination == "second"
+    named = make_env({**bare, "destinations": {"home": str(tmp_path / "home")},
+                      "default_destination": "home"}, tmp_path / "named")  # fmt: skip
+    await named.ok("config_set", section="destinations", id="extra", value=str(tmp_path / "x"))
+    named.desk.source.base["default_destination"] = "extra"  # as if the file named it
+    error = await named.refused("config_remove", "in_use", section="destinations", id="extra")
+    assert error["used_by"] == ["default_destination"]

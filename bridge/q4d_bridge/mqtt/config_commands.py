@@ -235,9 +235,9 @@ class ConfigDesk:
         codes = merged.get("type_codes")
         if isinstance(codes, dict):
             users += [f"type_codes.{code}" for code, dest in codes.items() if dest == name]
-        routing = self.current().routing
-        if routing.default_destination == name:
+        if merged.get("default_destination") == name:  # named; an implicit default moves on
             users.append("default_destination")
+        routing = self.current().routing
         users += [
             f"tracker rule {r.tracker}"
             for r in routing.tracker_rules.rules
