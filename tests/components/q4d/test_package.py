@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,14 @@ def test_manifest() -> None:
         assert manifest[key]
 
 
+def strings_in(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from strings_in(value, f"{where}.{key}" if where else key)
+    elif isinstance(node, str):
+        yield where, node
+
+
 def test_translations() -> None:
     """en.json is strings.json, and every key the code uses is translated."""
     strings = load("strings.json")
@@ -87,6 +97,11 @@ def test_translations() -> None:
     assert load("translations/en.json") == strings
     # custom integrations get no build step that would resolve [%key:...%] references
     assert "[%key:" not in (PACKAGE / "strings.json").read_text()
+    # the frontend reads strings as ICU messages: a `<` opens a tag ("Translation error:
+    # UNCLOSED_TAG" under the field), a brace a placeholder
+    for where, text in strings_in(strings):
+        assert "<" not in text, f"{where}: {text}"
+        assert re.fullmatch(r"([^{}]|\{[a-z_0-9]+\})*", text, re.S), f"{where}: {text}"
     used = translation_keys_in_code()
     entity_keys = {key for platform in strings["entity"].values() for key in platform}
     assert used["entity"] <= entity_keys
