@@ -5,12 +5,12 @@
 
 Starts, each by PID in demo/docs-run/state.json (``--run``) and stopped at the end,
 everything on 127.0.0.1: Mosquitto; a throwaway sshd standing in for the seedbox, with a
-"download" in it; the bridge (its YAML file defines one seedbox, a destination and no
-rules: a bridge cannot start without a seedbox yet); Home Assistant with the demo user
+"download" in it; the bridge (its YAML file holds only the broker, the data folder and
+slow transfers: no seedbox, destination or rule); Home Assistant with the demo user
 onboarded and MQTT added (scripts/demo_hass.py), the q4d bridge discovered but not set
 up. Then, in headless Chromium (ConfinedBrowser: loopback only, every other request
 blocked), it goes where a new user goes: Settings → Devices & services, confirms the
-discovered bridge, adds a second seedbox (SSH form, host key confirmation, torrent
+discovered bridge, adds the first seedbox (SSH form, host key confirmation, torrent
 client), a destination and a rule, opens the seedbox's device page, publishes a
 completion as the seedbox's hook does and follows the item on the transfers card until
 it landed. Each step's picture is saved as docs/images/setup-*.png (cropped to the
@@ -55,7 +55,6 @@ from tests.helpers.services import (  # noqa: E402
 
 BRIDGE_ID = "home"
 BRIDGE_NAME = "q4d"
-YAML_SEEDBOX = "filebox"  # the seedbox of the bridge's YAML file (read-only in HA)
 SEEDBOX = "seedbox"  # the seedbox added from Home Assistant
 SEEDBOX_NAME = "My seedbox"
 PAYLOAD = "Big.Buck.Bunny.2008.1080p.mkv"
@@ -161,12 +160,11 @@ class Walkthrough:
         self.procs.start("sshd", sshd._argv(), ports=(sshd.port,))
         self.downloads = self.run / "seedbox" / "downloads"
         self.downloads.mkdir(parents=True)
-        (self.run / "seedbox" / "from-the-file").mkdir()
         with (self.downloads / PAYLOAD).open("wb") as payload:
             payload.truncate(48 * MiB)  # sparse: read back as zeros
         self.library = self.run / "library"
         self.connect_mqtt()
-        config = self.write_bridge_config(broker.port, sshd)
+        config = self.write_bridge_config(broker.port)
         bridge = str(Path(sys.executable).parent / "q4d-bridge")
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'bridge'}:{ROOT / 'seedbox'}"}
         self.procs.start("q4d-bridge", [bridge, "run", "--config", str(config)], env=env,
@@ -200,28 +198,13 @@ class Walkthrough:
         client.loop_start()
         self.mqtt = client
 
-    def write_bridge_config(self, broker_port: int, sshd: SshServer) -> Path:
+    def write_bridge_config(self, broker_port: int) -> Path:
         import yaml  # noqa: PLC0415 (the venv only)
 
         config = {
             "bridge": {"id": BRIDGE_ID, "name": BRIDGE_NAME},
             "data_dir": str(self.run / "bridge-data"),
             "broker": {"host": LOOPBACK, "port": broker_port, "keepalive": 10},
-            "seedboxes": [
-                {
-                    "id": YAML_SEEDBOX,
-                    "name": "Seedbox from the file",
-                    "host": LOOPBACK,
-                    "port": sshd.port,
-                    "user": sshd.user,
-                    "key": str(sshd.client_key),
-                    "known_hosts": str(sshd.known_hosts),
-                    "remote_roots": [str(self.run / "seedbox" / "from-the-file")],
-                    "engine": "sftp",
-                    "hook_flush": "true",
-                }
-            ],
-            "destinations": {"other": str(self.library / "other")},
             # Slow enough for the card to show the transfer running.
             "transfers": {"max_concurrent": 1, "bandwidth_limit": "8MiB", "max_attempts": 1},
         }
@@ -325,7 +308,7 @@ class Walkthrough:
 
     def integration_page(self) -> None:
         self.page.goto(f"{self.hass.url}/config/integrations/integration/q4d")
-        self.page.get_by_text("Seedbox from the file").first.wait_for(
+        self.page.get_by_text(BRIDGE_NAME).first.wait_for(
             state="visible", timeout=self.left("the q4d page") * 1000
         )
 
