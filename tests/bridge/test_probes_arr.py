@@ -78,18 +78,29 @@ async def test_an_instance_of_the_running_configuration(tmp_path: Path, arr: Ser
     assert (error.code, error.message) == ("not_found", "no arr instance 'tv' (known: films)")
 
 
-async def test_the_key_from_a_file(tmp_path: Path, arr: Serve) -> None:
+async def test_the_key_from_a_saved_instance_s_file(tmp_path: Path, arr: Serve) -> None:
+    """An edit in Home Assistant tests new settings with the key the layer kept; no
+    other file is read (its text would go to the URL as the key)."""
     sonarr: FakeArr = await arr()
-    key_file = tmp_path / "sonarr.key"
+    config = running_config(tmp_path)
+    key_file = config.data_dir / "secrets" / "arr-tv-api_key"
+    key_file.parent.mkdir(parents=True)
     key_file.write_text(KEY + "\n")
     value = sonarr_value(sonarr.url, api_key=None, api_key_file=str(key_file))
-    assert (await probes.run("arr", value, running_config(tmp_path)))["app_name"] == "Sonarr"
-    value["api_key_file"] = str(tmp_path / "absent")
-    error = await failure(value, running_config(tmp_path))
-    assert error.code == "invalid"
+    assert (await probes.run("arr", value, config))["app_name"] == "Sonarr"
+    for elsewhere in (tmp_path / "key", "/etc/hostname", str(tmp_path / "arr-tv-api_key")):
+        value["api_key_file"] = str(elsewhere)
+        error = await failure(value, config)
+        assert (error.code, error.detail["errors"]) == (
+            "invalid", ["api_key_file: only the key file of a saved instance; send api_key"],
+        )  # fmt: skip
+    assert len(sonarr.seen) == 1
+    value["api_key_file"] = str(key_file.with_name("arr-gone-api_key"))
+    error = await failure(value, config)
     assert error.detail["errors"] == [
         "api_key: required key not provided",
-        f"api_key_file: cannot read {tmp_path / 'absent'}: No such file or directory",
+        f"api_key_file: cannot read {key_file.with_name('arr-gone-api_key')}: "
+        "No such file or directory",
     ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,6 +36,10 @@ def arr_target(value: dict[str, Any], config: Config) -> ArrConfig:
         return instance
     raw = copy.deepcopy(value)
     errors: list[str] = []
+    key_file = raw.get("api_key_file")
+    if key_file is not None and not _own_key_file(key_file, config):
+        # Any file the bridge can read would go to the URL of the request as the key.
+        raise invalid(["api_key_file: only the key file of a saved instance; send api_key"])
     read_secret_keys(WHERE, raw, ("api_key",), errors)
     try:
         data = ARR_SCHEMA(raw)
@@ -43,6 +48,20 @@ def arr_target(value: dict[str, Any], config: Config) -> ArrConfig:
     if errors:
         raise invalid(relative(errors, WHERE))
     return ArrConfig(**data)
+
+
+def _own_key_file(path: Any, config: Config) -> bool:
+    """Whether path is a key file the runtime layer wrote for an arr instance
+    (`secrets/arr-<id>-api_key`, as config_get shows it): an edit from Home Assistant
+    tests new settings with the key it cannot see."""
+    if not isinstance(path, str):
+        return False
+    file = Path(path)
+    return (
+        file.parent == config.data_dir / "secrets"
+        and file.name.startswith("arr-")
+        and file.name.endswith("-api_key")
+    )
 
 
 def _status(instance: ArrConfig, status: int, text: str) -> dict[str, Any]:
