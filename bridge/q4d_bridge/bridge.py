@@ -23,7 +23,7 @@ from .api.metrics import routes as metrics_routes
 from .api.server import ApiServer, qbittorrent_server
 from .clients.monitor import ClientMonitor
 from .clients.reconcile import Reconciler
-from .config.model import Config
+from .config.model import ArrConfig, Config
 from .config.source import ConfigSource
 from .datadir import DataDirLock
 from .dispatch.dispatcher import Dispatcher
@@ -81,10 +81,11 @@ class Bridge:
         tests of the space checks do not depend on the machine's own disk). source:
         where config came from (ConfigSource.load); with it, Home Assistant's
         configuration commands can change the runtime layer."""
-        # The bridge's own mapping of seedboxes: live.py changes it (and the routing) in
-        # place while it runs, and every part holds this config.
+        # The bridge's own mappings of seedboxes and arr instances: live.py changes them
+        # (and the routing) in place while it runs, and every part holds this config.
         live_seedboxes = dict(config.seedboxes)
-        self.config = config = dataclasses.replace(config, seedboxes=live_seedboxes)
+        self.arr: dict[str, ArrConfig] = dict(config.arr)
+        self.config = config = dataclasses.replace(config, seedboxes=live_seedboxes, arr=self.arr)
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
         # The stored tracker rules join the routing everything shares (rules.resolve).

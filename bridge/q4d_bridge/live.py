@@ -13,6 +13,9 @@
   (ConfirmRequired) unless confirmed; confirmed, its running attempts stop and its
   unfinished items become `unconfigured` (a payload being verified finishes first: it
   is being moved into the library), and its parts close once those attempts ended.
+- The Sonarr/Radarr instances (`arr`) are replaced in place: the arr_import step looks
+  its instance up at each run, so the next import uses the new settings (one running
+  keeps the settings it started with).
 - Every other section is read once at start: a change to it is listed in
   `restart_required`, not pretended.
 """
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from .bridge import Bridge
 
 _LOGGER = logging.getLogger(__name__)
-LIVE_SECTIONS = frozenset({"seedboxes", "routing"})
+LIVE_SECTIONS = frozenset({"seedboxes", "routing", "arr"})
 # Config fields as the YAML names their sections.
 SECTION_OF = {"bridge_id": "bridge", "bridge_name": "bridge"}
 
@@ -61,6 +64,7 @@ class Changes:
     """What differs between the running configuration and a new one."""
 
     routing: bool
+    arr: bool
     added: tuple[SeedboxConfig, ...]
     changed: tuple[SeedboxConfig, ...]
     removed: tuple[str, ...]
@@ -86,6 +90,7 @@ def changes(old: Config, new: Config) -> Changes:
     }
     return Changes(
         routing=old.routing != new.routing,
+        arr=old.arr != new.arr,
         added=added,
         changed=changed,
         removed=tuple(sb_id for sb_id in old.seedboxes if sb_id not in new.seedboxes),
@@ -163,6 +168,9 @@ class LiveConfig:
         # whole change is in, so none sees half of it.
         if found.routing:
             bridge.config.routing.adopt(new.routing)
+        if found.arr:
+            bridge.arr.clear()
+            bridge.arr.update(new.arr)
         for item in stranded:
             self._unconfigure(item)
         for sb_id in found.removed:
@@ -194,6 +202,7 @@ class LiveConfig:
         )  # fmt: skip
         return {
             "routing": found.routing,
+            "arr": found.arr,
             "seedboxes": {
                 "added": [sb.id for sb in found.added],
                 "changed": [sb.id for sb in found.changed],

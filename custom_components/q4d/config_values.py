@@ -18,14 +18,17 @@ from typing import Any, Final
 from .models import PayloadError, decode
 
 # subentry type -> the bridge's section
-SECTIONS: Final = {"seedbox": "seedboxes", "destination": "destinations", "rule": "rules"}
+SECTIONS: Final = {
+    "seedbox": "seedboxes", "destination": "destinations", "rule": "rules", "arr": "arr",
+}  # fmt: skip
 REDACTED: Final = "***"
 # What a form sends and a subentry never holds.
-SECRET_KEYS: Final = frozenset({"password", "passphrase", "private_key", "host_key"})
+SECRET_KEYS: Final = frozenset({"password", "passphrase", "private_key", "host_key", "api_key"})
 # The bridge's rules (bridge/q4d_bridge/config/schema.py and rules.py).
 IDENTIFIER: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENGINES: Final = ("auto", "lftp", "sftp", "rsync")
 CLIENT_TYPES: Final = ("qbittorrent", "transmission", "deluge", "rtorrent")
+ARR_TYPES: Final = ("sonarr", "radarr")
 RULE_FIELDS: Final = ("category", "tags", "tracker", "name", "path", "type", "size", "seedbox")
 STRING_OPS: Final = ("is", "contains", "not", "regex", "glob")
 SIZE_OPS: Final = ("gt", "lt")
@@ -105,12 +108,15 @@ def subentry_data(subentry_type: str, entry: BridgeEntry) -> dict[str, Any]:
 
 
 def subentry_title(subentry_type: str, entry: BridgeEntry) -> str:
-    """A seedbox's name, a destination with its folder, a rule with its order."""
+    """A seedbox's name, a destination with its folder, a rule with its order, an arr
+    instance with its app."""
     value = entry.value
     if subentry_type == "seedbox":
         title = str(value.get("name") or entry.id)
     elif subentry_type == "destination":
         title = f"{entry.id} ({value.get('path')})"
+    elif subentry_type == "arr":
+        title = f"{entry.id} ({str(value.get('type', '')).capitalize()})"
     elif "order" in value:
         title = f"#{value['order']} {entry.id}"
     else:
@@ -201,6 +207,23 @@ def destination_value(form: dict[str, Any], current: dict[str, Any]) -> dict[str
         value.pop("extract", None)
     elif not value.get("extract"):
         value["extract"] = True  # an existing `{subfolder, keep_archives}` is kept
+    return value
+
+
+# --- Sonarr/Radarr instances ---------------------------------------------------------------
+
+
+def arr_value(form: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """An arr instance's mapping from the form over its current one (timeout, path_map
+    kept). The API key only when one is typed: else the bridge's key file stays named,
+    which the bridge accepts for its own instance (tested and saved with the key HA
+    never sees)."""
+    value = public(current)
+    value["type"] = form["type"]
+    value["url"] = form["url"].strip()
+    if key := form.get("api_key", "").strip():
+        value.pop("api_key_file", None)
+        value["api_key"] = key
     return value
 
 

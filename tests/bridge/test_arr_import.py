@@ -132,7 +132,7 @@ class Seen:
 
 @dataclass
 class FakeArr:
-    """Sonarr's or Radarr's `/api/v3/command` as their source behaves: the key in
+    """Sonarr's or Radarr's `/api/v3/command` (and `system/status`) as their source behaves: the key in
     `X-Api-Key` (or `apikey=`) else 401 with no body; JSON only; 201 with the command
     resource (enums in camelCase, nulls left out); a command equal to one queued or
     started hands back that one; each GET moves a command one step along `steps`, then
@@ -152,6 +152,17 @@ class FakeArr:
     held: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    version: str = "4.0.14.2939"
+
+    def system_status(self) -> dict[str, Any]:
+        """`Api.V3/System/SystemController.cs`'s status resource (a few of its keys)."""
+        title = APPS[self.app].title
+        return {
+            "appName": title, "instanceName": title, "version": self.version,
+            "buildTime": "2025-03-01T00:00:00Z", "isDebug": False, "isProduction": True,
+            "isAdmin": False, "isUserInteractive": False, "startupPath": "/app",
+            "appData": "/config", "osName": "debian", "urlBase": "", "authentication": "forms",
+        }  # fmt: skip
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         text = await request.text()
@@ -166,6 +177,8 @@ class FakeArr:
         key = request.headers.get("X-Api-Key") or request.query.get("apikey")
         if key != KEY:
             return web.Response(status=401)
+        if request.method == "GET" and request.path == "/api/v3/system/status":
+            return web.json_response(self.system_status())
         if request.method == "POST" and request.path == "/api/v3/command":
             return await self.start(request, json.loads(text))
         if request.method == "GET" and request.path.startswith("/api/v3/command/"):

@@ -104,6 +104,7 @@ async def test_a_seedbox_added_live_lands_its_completion(
 
         assert applied == {
             "routing": False,
+            "arr": False,
             "seedboxes": {"added": ["sb2"], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": [],
@@ -300,6 +301,7 @@ async def test_sections_read_once_at_start_are_said_to_need_a_restart(
 
         assert applied == {
             "routing": False,
+            "arr": False,
             "seedboxes": {"added": [], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": ["history_retention", "transfers"],

@@ -107,6 +107,7 @@ async def test_runtime_entries_apply_persist_export_and_stay_secret(
         assert result["revision"] == 2
         assert result["applied"] == {
             "routing": True,
+            "arr": False,
             "seedboxes": {"added": [], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": [],

@@ -1,7 +1,8 @@
 """The runtime configuration layer (docs/configuration.md, "Runtime configuration"):
-seedboxes, destinations and rules set from Home Assistant, kept in the store, merged
-into the YAML file's raw mapping before the loader's schema and cross-checks run, so an
-entry set at runtime is checked by exactly the code `check-config` runs.
+seedboxes, destinations, rules and Sonarr/Radarr instances (`arr`) set from Home
+Assistant, kept in the store, merged into the YAML file's raw mapping before the loader's
+schema and cross-checks run, so an entry set at runtime is checked by exactly the code
+`check-config` runs.
 
 Pure: the model, the merge (ids the YAML defines win), redaction, the entries as Home
 Assistant is shown them, and the loader's `path: reason` lines mapped back to the keys
@@ -13,7 +14,9 @@ import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SECTIONS = ("seedboxes", "destinations", "rules")
+SECTIONS = ("seedboxes", "destinations", "rules", "arr")
+# Sections the YAML file keeps as a mapping by name (the others are lists of entries with ids).
+NAMED = ("destinations", "arr")
 REDACTED = "***"
 # Values never shown: in answers, the retained config topic, `config export`, logs.
 SECRET_KEYS = frozenset({"password", "passphrase", "api_key", "admin_key", "private_key"})
@@ -33,15 +36,18 @@ def yaml_ids(base: Mapping[str, Any]) -> dict[str, list[str]]:
     """The ids each section has in the YAML file (with the environment over it): those
     entries are read-only from Home Assistant."""
     seedboxes = base.get("seedboxes")
-    destinations = base.get("destinations")
     rules = base.get("rules")
+    named = {section: base.get(section) for section in NAMED}
     return {
+        **{
+            section: [str(k) for k in entries] if isinstance(entries, dict) else []
+            for section, entries in named.items()
+        },
         "seedboxes": [
             sb["id"] for sb in seedboxes if isinstance(sb, dict) and isinstance(sb.get("id"), str)
         ]
         if isinstance(seedboxes, list)
         else [],
-        "destinations": [str(k) for k in destinations] if isinstance(destinations, dict) else [],
         "rules": [r["id"] for r in rules if isinstance(r, dict) and isinstance(r.get("id"), str)]
         if isinstance(rules, list)
         else [],
@@ -74,10 +80,11 @@ def merge(base: Mapping[str, Any], layer: Layer) -> tuple[dict[str, Any], list[s
         listed = raw.setdefault("seedboxes", [])
         if isinstance(listed, list):  # else the schema says what is wrong with the YAML
             listed += [{**value, "id": sb_id} for sb_id, value in sorted(seedboxes)]
-    if destinations := fresh("destinations"):
-        named = raw.setdefault("destinations", {})
-        if isinstance(named, dict):
-            named.update(destinations)
+    for section in NAMED:
+        if entries := fresh(section):
+            named = raw.setdefault(section, {})
+            if isinstance(named, dict):
+                named.update(entries)
     if rules := fresh("rules"):
         listed = raw.setdefault("rules", [])
         if isinstance(listed, list):
@@ -90,8 +97,8 @@ def merge(base: Mapping[str, Any], layer: Layer) -> tuple[dict[str, Any], list[s
 
 def entry_path(section: str, entry_id: str, merged: Mapping[str, Any]) -> str:
     """Where the entry sits in the merged mapping, as the loader's errors name it."""
-    if section == "destinations":
-        return f"destinations.{entry_id}"
+    if section in NAMED:
+        return f"{section}.{entry_id}"
     listed = merged.get(section)
     if isinstance(listed, list):
         for i, value in enumerate(listed):
@@ -186,11 +193,13 @@ def _entry(section: str, entry_id: str, source: str, value: Any) -> dict[str, An
     entry["value"] = redacted(value)
     if section == "seedboxes" and isinstance(value, dict):
         entry.update(_seedbox_flags(value))
+    if section == "arr" and isinstance(value, dict):
+        entry["has_api_key"] = "api_key" in value or "api_key_file" in value
     return entry
 
 
 def sections(base: Mapping[str, Any], layer: Layer) -> dict[str, list[dict[str, Any]]]:
-    """Every entry of the three sections, redacted, with its source; rules in the order
+    """Every entry of the sections, redacted, with its source; rules in the order
     they are tried, runtime ones with their `order`."""
     taken = yaml_ids(base)
     out: dict[str, list[dict[str, Any]]] = {}
@@ -204,15 +213,16 @@ def sections(base: Mapping[str, Any], layer: Layer) -> dict[str, list[dict[str, 
         for sb_id, value in sorted(layer.get("seedboxes", {}).items())
         if sb_id not in taken["seedboxes"]
     ]
-    destinations = base.get("destinations")
-    out["destinations"] = [
-        _entry("destinations", str(name), "yaml", value)
-        for name, value in (destinations.items() if isinstance(destinations, dict) else [])
-    ] + [
-        _entry("destinations", name, "runtime", value)
-        for name, value in sorted(layer.get("destinations", {}).items())
-        if name not in taken["destinations"]
-    ]
+    for section in NAMED:
+        entries = base.get(section)
+        out[section] = [
+            _entry(section, str(name), "yaml", value)
+            for name, value in (entries.items() if isinstance(entries, dict) else [])
+        ] + [
+            _entry(section, name, "runtime", value)
+            for name, value in sorted(layer.get(section, {}).items())
+            if name not in taken[section]
+        ]
     runtime_rules = sorted(
         ((k, v) for k, v in layer.get("rules", {}).items() if k not in taken["rules"]),
         key=rule_order,
@@ -226,4 +236,4 @@ def sections(base: Mapping[str, Any], layer: Layer) -> dict[str, list[dict[str, 
         for i, rule in enumerate(rules if isinstance(rules, list) else [])
         if isinstance(rule, dict)
     ]
-    return out
+    return {section: out[section] for section in SECTIONS}

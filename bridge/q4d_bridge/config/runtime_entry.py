@@ -1,7 +1,7 @@
 """A runtime entry as config_set sends it, to the entry as stored (config/runtime.py):
 its id checked, a rule's order kept or given, and every secret in it (passwords, a
-passphrase, a private key's text, a confirmed host key) turned into a file to write
-(secret_files.py), the entry naming the file. Pure."""
+passphrase, a private key's text, a confirmed host key, a Sonarr/Radarr API key) turned
+into a file to write (secret_files.py), the entry naming the file. Pure."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from .runtime import WHOLE_ENTRY
 
 # The files a seedbox entry's secrets are kept in (secret_files.py names them).
 SECRET_FIELDS = ("password", "passphrase", "key", "client_password", "known_hosts")
+# ... and the file an arr instance's API key is kept in.
+ARR_SECRET_FIELDS = ("api_key",)
+# Top-level keys of a stored entry that name a file the layer wrote.
+_FILE_KEYS = ("key", "password_file", "passphrase_file", "known_hosts", "api_key_file")
 # How an entry logs in: given any of these, the entry's login is what they say.
 _LOGIN_KEYS = ("private_key", "key", "password", "password_file", "passphrase", "passphrase_file")
 
@@ -169,6 +173,30 @@ def _own_files(value: dict[str, Any], paths: Callable[[str], str], fields: dict[
             fields[key] = f"send the secret itself ({key.removesuffix('_file')}), not a file"
 
 
+def _api_key(
+    value: dict[str, Any],
+    previous: Mapping[str, Any] | None,
+    paths: Callable[[str], str],
+    out: Prepared,
+    fields: dict[str, str],
+) -> None:
+    """An arr instance's API key: given, it is written; left out, the stored one stays
+    (HA was only told that there is one). A file of another's is refused, as for
+    _own_files."""
+    if "api_key" in value:
+        key = value.pop("api_key")
+        value.pop("api_key_file", None)
+        if key is not None and (text := _secret_text(fields, "api_key", key)):
+            out.files["api_key"] = text
+            value["api_key_file"] = paths("api_key")
+        return
+    path = value.get("api_key_file")
+    if path is None and previous is not None and "api_key_file" in previous:
+        value["api_key_file"] = previous["api_key_file"]
+    elif path is not None and path != paths("api_key"):
+        fields["api_key_file"] = "send the secret itself (api_key), not a file"
+
+
 def prepare(
     section: str,
     entry_id: str,
@@ -191,7 +219,9 @@ def prepare(
     if value.pop("id", entry_id) != entry_id:
         fields["id"] = f"must be {entry_id!r}, the entry's id, when given"
     out = Prepared(value)
-    if section == "rules":
+    if section == "arr":
+        _api_key(value, previous, paths, out, fields)
+    elif section == "rules":
         order = value.setdefault(
             "order", previous.get("order", next_order) if previous else next_order
         )
@@ -219,10 +249,11 @@ def moved(previous: Any, value: Any) -> bool:
 
 
 def secret_paths(value: Any) -> list[str]:
-    """The file paths a stored seedbox entry names (its key, secret and host key files)."""
+    """The file paths a stored entry names (a seedbox's key, secret and host key files,
+    an arr instance's API key file)."""
     if not isinstance(value, dict):
         return []
-    found = [value.get(k) for k in ("key", "password_file", "passphrase_file", "known_hosts")]
+    found = [value.get(k) for k in _FILE_KEYS]
     client = value.get("client")
     if isinstance(client, dict):
         found.append(client.get("password_file"))
@@ -235,7 +266,7 @@ def with_paths(value: Any, moved: Mapping[str, str]) -> Any:
     if not isinstance(value, dict) or not moved:
         return value
     out = dict(value)
-    for k in ("key", "password_file", "passphrase_file", "known_hosts"):
+    for k in _FILE_KEYS:
         if out.get(k) in moved:
             out[k] = moved[out[k]]
     client = out.get("client")

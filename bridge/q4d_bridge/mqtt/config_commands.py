@@ -1,5 +1,5 @@
 """The configuration commands (docs/protocol.md#configuration-commands): read the
-effective seedboxes, destinations and rules, set or remove a runtime entry.
+effective seedboxes, destinations, rules and arr instances, set or remove a runtime entry.
 
 A change is checked by building the whole configuration with the loader `check-config`
 uses (its `path: reason` lines come back, and by key inside the entry), stored only when
@@ -212,6 +212,8 @@ class ConfigDesk:
                     )
             if section == "destinations":
                 self._check_unused(entry_id)
+            if section == "arr":
+                self._check_arr_unused(entry_id)
             layer = _with(self.layer, section, entry_id, None)
             new = self._check(section, entry_id, layer)
             self.vet(new, confirm)
@@ -254,6 +256,20 @@ class ConfigDesk:
                 items=items,
             )
 
+    def _check_arr_unused(self, name: str) -> None:
+        """An arr instance a destination's or rule's arr_import names stays."""
+        merged = self.source.merged(self.layer)
+        users = [f"destinations.{d}" for d, plan in _named(merged.get("destinations"))
+                 if _imports_to(plan, name)]  # fmt: skip
+        rules = merged.get("rules")
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            if _imports_to(rule, name):
+                users.append(f"rules.{rule['id']}" if "id" in rule else f"rules[{i}]")
+        if users:
+            raise ConfigCommandError(
+                "in_use", f"arr instance {name} is still used by {', '.join(users)}", used_by=users
+            )
+
     def _managed(self, section: str, entry_id: str, paths: Iterable[str]) -> list[Path]:
         """Of paths, the files the layer made for the entry (never one a user named)."""
         ours = set(self.files.managed(section, entry_id))
@@ -276,6 +292,18 @@ class ConfigDesk:
             self.files.remove(unused)
             self.publish(self.body())
         return {"revision": self.revision, "applied": applied}
+
+
+def _named(section: Any) -> list[tuple[str, Any]]:
+    return [(str(k), v) for k, v in section.items()] if isinstance(section, dict) else []
+
+
+def _imports_to(entry: Any, name: str) -> bool:
+    """Whether a destination's or rule's mapping has arr_import call instance `name`."""
+    if not isinstance(entry, dict):
+        return False
+    plan = entry.get("arr_import")
+    return (plan.get("instance") if isinstance(plan, dict) else plan) == name
 
 
 def _replaced(line: str, paths: dict[str, str]) -> str:

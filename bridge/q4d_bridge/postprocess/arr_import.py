@@ -196,20 +196,28 @@ class ArrImport:
         log.info("%s: %s of %s sent (command %s)", app.title, app.command, path, command_id)
         polls = 0
         while (detail := outcome(app, resource)) is None:
+            # Sent again on the retry, the scan finds this same command if it is still
+            # running (the app's queue keeps one of equal commands).
+            still = StepError(
+                f"{app.title}: {app.command} still {resource['status']} after "
+                f"{config.timeout:g}s (command {command_id})",
+                transient=True,
+            )
             if polls >= self._max_polls or loop.time() + self._poll_interval > deadline:
-                # Sent again on the retry, the scan finds this same command if it is
-                # still running (the app's queue keeps one of equal commands).
-                raise StepError(
-                    f"{app.title}: {app.command} still {resource['status']} after "
-                    f"{config.timeout:g}s (command {command_id})",
-                    transient=True,
-                )
+                raise still
             await asyncio.sleep(self._poll_interval)
             polls += 1
-            resource = await self._call(
-                config, "GET", f"/api/v3/command/{command_id}", None, deadline,
-                gone=f"{app.title}: command {command_id} is gone",
-            )  # fmt: skip
+            try:
+                resource = await self._call(
+                    config, "GET", f"/api/v3/command/{command_id}", None, deadline,
+                    gone=f"{app.title}: command {command_id} is gone",
+                )  # fmt: skip
+            except NoAnswer as err:
+                # The time ran out during the last poll (a late wake-up from the sleep
+                # leaves it a moment): what is known is the status seen last.
+                if err.timed_out and loop.time() >= deadline:
+                    raise still from None
+                raise
         log.info("%s", detail)
         return detail
 
@@ -222,32 +230,57 @@ class ArrImport:
         deadline: float,
         gone: str | None = None,
     ) -> dict[str, Any]:
-        app = APPS[config.type]
-        # no credentials in messages
-        where = URL(config.url).with_user(None).human_repr().rstrip("/")
-        remaining = deadline - asyncio.get_running_loop().time()
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        try:
-            async with self._http.request(
-                method,
-                config.url + path,
-                json=body,
-                headers={"X-Api-Key": config.api_key},
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=max(remaining, 0.001)),
-            ) as response:
-                status = response.status
-                text = await response.text(errors="replace")
-        # `from None`: aiohttp's errors hold the request, whose headers hold the key.
-        except TimeoutError:
-            raise StepError(
-                f"{app.title} at {where}: no answer within {config.timeout:g}s", transient=True
-            ) from None
-        except aiohttp.ClientError as err:
-            reason = str(err) or type(err).__name__
-            raise StepError(
-                f"{app.title} at {where} unreachable: {reason}", transient=True
-            ) from None
-        # An answer quoting the request (a proxy's error page) must not quote the key.
-        return answer(app, where, status, text.replace(config.api_key, "***"), gone)
+        remaining = deadline - asyncio.get_running_loop().time()
+        status, text = await exchange(self._http, config, method, path, body, remaining)
+        return answer(APPS[config.type], where_of(config), status, text, gone)
+
+
+def where_of(config: ArrConfig) -> str:
+    """The app's URL as messages show it: no credentials."""
+    return URL(config.url).with_user(None).human_repr().rstrip("/")
+
+
+class NoAnswer(StepError):
+    """No HTTP answer from the app: `timed_out`, else unreachable. Always transient."""
+
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message, transient=True)
+        self.timed_out = timed_out
+
+
+async def exchange(
+    http: aiohttp.ClientSession,
+    config: ArrConfig,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+    within: float,
+) -> tuple[int, str]:
+    """One request to the app with its key, within `within` seconds: the status and the
+    text (the key blanked out), or NoAnswer. Shared by the step and its probe
+    (probes/arr.py), so both speak to the app alike."""
+    app = APPS[config.type]
+    where = where_of(config)
+    try:
+        async with http.request(
+            method,
+            config.url + path,
+            json=body,
+            headers={"X-Api-Key": config.api_key},
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=max(within, 0.001)),
+        ) as response:
+            status = response.status
+            text = await response.text(errors="replace")
+    # `from None`: aiohttp's errors hold the request, whose headers hold the key.
+    except TimeoutError:
+        raise NoAnswer(
+            f"{app.title} at {where}: no answer within {config.timeout:g}s", timed_out=True
+        ) from None
+    except aiohttp.ClientError as err:
+        reason = str(err) or type(err).__name__
+        raise NoAnswer(f"{app.title} at {where} unreachable: {reason}", timed_out=False) from None
+    # An answer quoting the request (a proxy's error page) must not quote the key.
+    return status, text.replace(config.api_key, "***")

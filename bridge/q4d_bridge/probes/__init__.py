@@ -1,7 +1,8 @@
 """The tests Home Assistant's configuration flows run before saving an entry: an SSH
-link to a seedbox (ssh.py), its torrent client (client.py) and a destination folder
-(destination.py). Each tries for real, within a time limit, and leaves nothing behind;
-a failure is a `ProbeError` with a precise code (base.py)."""
+link to a seedbox (ssh.py), its torrent client (client.py), a destination folder
+(destination.py) and a Sonarr or Radarr instance (arr.py). Each tries for real, within a
+time limit, and leaves nothing behind; a failure is a `ProbeError` with a precise code
+(base.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ import asyncio
 from typing import Any
 
 from ..config.model import Config
+from .arr import arr_target, probe_arr
 from .base import TIMEOUT, ProbeError
 from .client import client_target, probe_client
 from .destination import destination_target, probe_destination
 from .ssh import probe_ssh, ssh_target
 
-KINDS = ("ssh", "client", "destination")
+KINDS = ("ssh", "client", "destination", "arr")
 
 
 async def run(kind: str, value: Any, config: Config, *, within: float = TIMEOUT) -> dict[str, Any]:
@@ -28,6 +30,8 @@ async def run(kind: str, value: Any, config: Config, *, within: float = TIMEOUT)
         raise ProbeError("invalid", f"a {kind} test takes a mapping of settings")
     elif kind == "ssh":
         work = probe_ssh(ssh_target(value, config))
+    elif kind == "arr":
+        work = probe_arr(arr_target(value, config))
     else:
         work = probe_client(client_target(value, config))
     try:

@@ -61,7 +61,7 @@ def reference(value: Mapping[str, Any]) -> str | None:
     return ident
 
 
-SECRET_KEYS = ("password", "passphrase", "private_key")
+SECRET_KEYS = ("password", "passphrase", "private_key", "api_key")
 
 
 def secrets_in(value: Any) -> list[str]:

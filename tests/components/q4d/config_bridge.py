@@ -37,6 +37,7 @@ class ConfigBridge:
             "seedboxes": {},
             "destinations": {},
             "rules": {},
+            "arr": {},
         }
         # answers to give, in turn, before behaving normally
         self.tests: list[dict[str, Any]] = []
@@ -101,7 +102,9 @@ class ConfigBridge:
         stored = dict(args["value"])
         stored.pop("id", None)  # the entry's id, not part of what is stored
         # what the bridge keeps: files for the secrets, their paths in the entry
-        for secret, key in (("private_key", "key"), ("password", "password_file")):
+        for secret, key in (
+            ("private_key", "key"), ("password", "password_file"), ("api_key", "api_key_file"),
+        ):  # fmt: skip
             if secret in stored:
                 stored.pop(secret)
                 stored[key] = f"{SECRETS}/{section}-{entry_id}-{secret}"
