@@ -280,3 +280,26 @@ async def test_an_encrypted_key(tmp_path: Path, sshd: SshServer, config: Config)
     assert err.detail["fields"] == {
         "private_key": "give private_key (the key's text) or key (its path), not both"
     }
+
+
+async def test_only_the_bridges_own_secret_files_are_read(
+    tmp_path: Path, sshd: SshServer, config: Config
+) -> None:
+    """A test's value naming a file (`password_file`) could have the bridge send any file
+    it can read to the value's host as the password: only the runtime layer's own
+    secret files are taken, as config_get shows them."""
+    elsewhere = tmp_path / "not-a-secret"
+    elsewhere.write_text("private text")
+    value = settings(sshd, tmp_path, key=None, password_file=str(elsewhere),
+                     client={"type": "transmission", "url": "http://127.0.0.1:9",
+                             "password_file": str(elsewhere)},
+                     host_key=sshd.host_public_key)  # fmt: skip
+    err = await failure(value, config)
+    assert err.code == "invalid"
+    assert set(err.detail["fields"]) == {"password_file", "client.password_file"}
+    held = config.data_dir / "secrets"
+    held.mkdir(parents=True, exist_ok=True)
+    (held / "seedboxes-sb9-password").write_text("wrong")
+    value = settings(sshd, tmp_path, key=None, password_file=str(held / "seedboxes-sb9-password"),
+                     host_key=sshd.host_public_key)  # fmt: skip
+    assert (await failure(value, config)).code == "auth_failed"  # read, sent, refused

@@ -5,6 +5,7 @@ configuration schema as key-path errors, and the bound on how long a probe may t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import voluptuous as vol
@@ -72,3 +73,18 @@ def secrets_in(value: Any) -> list[str]:
         return []
     found = [str(v) for k, v in value.items() if k in SECRET_KEYS and v not in (None, "")]
     return found + [s for k, v in value.items() if k not in SECRET_KEYS for s in secrets_in(v)]
+
+
+def foreign_secret_files(
+    raw: Mapping[str, Any], keys: Iterable[str], data_dir: Path, where: str = ""
+) -> list[str]:
+    """A `<key>_file` in a test's value may only name a file the runtime layer keeps
+    (`<data_dir>/secrets/`, as config_get shows it): any other file the bridge can read
+    would go to the value's host as the password. The refusals, as `invalid` lines."""
+    held = (data_dir / "secrets").resolve()
+    return [
+        f"{where}{key}_file: only a secret file the bridge keeps; send {key}"
+        for key in keys
+        if (path := raw.get(f"{key}_file")) is not None
+        and (not isinstance(path, str) or Path(path).resolve().parent != held)
+    ]

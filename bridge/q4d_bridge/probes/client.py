@@ -18,7 +18,7 @@ from ..clients.rtorrent_transport import SshLink
 from ..config.loader import client_config, read_secret_keys
 from ..config.model import ClientConfig, Config
 from ..config.schema import CLIENT_SCHEMA
-from .base import ProbeError, invalid, reference, relative, schema_lines
+from .base import ProbeError, foreign_secret_files, invalid, reference, relative, schema_lines
 from .ssh import WHERE, SshTarget, open_connection, ssh_target
 
 CODES = {
@@ -58,6 +58,8 @@ def client_target(value: dict[str, Any], config: Config) -> ClientTarget:
     raw = copy.deepcopy(value)
     seedbox = raw.pop(SEEDBOX_KEY, None)
     errors: list[str] = []
+    if foreign := foreign_secret_files(raw, ("password",), config.data_dir):
+        raise invalid(foreign)
     read_secret_keys(WHERE, raw, ("password",), errors)
     try:
         data = CLIENT_SCHEMA(raw)

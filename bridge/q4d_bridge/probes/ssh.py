@@ -23,7 +23,7 @@ from ..config.loader import login_problems, read_secret_keys, seedbox_config
 from ..config.model import Config, SeedboxConfig
 from ..config.schema import SEEDBOX_SCHEMA, TRANSFER_ENGINES
 from ..transfer.remote import connect_options, public_key_line
-from .base import ProbeError, invalid, reference, relative, schema_lines
+from .base import ProbeError, foreign_secret_files, invalid, reference, relative, schema_lines
 
 WHERE = "value"  # the loader's lines about the value start with this
 PROBE_ID = "probe"  # a seedbox value without an id is tested under this one
@@ -59,6 +59,11 @@ def ssh_target(value: dict[str, Any], config: Config) -> SshTarget:
     host_key, private_key = raw.pop("host_key", None), raw.pop("private_key", None)
     raw.setdefault("id", PROBE_ID)
     errors: list[str] = []
+    foreign = foreign_secret_files(raw, ("password", "passphrase"), config.data_dir)
+    if isinstance(raw.get("client"), dict):
+        foreign += foreign_secret_files(raw["client"], ("password",), config.data_dir, "client.")
+    if foreign:
+        raise invalid(foreign)
     read_secret_keys(WHERE, raw, ("password", "passphrase"), errors)
     if isinstance(raw.get("client"), dict):
         read_secret_keys(f"{WHERE}.client", raw["client"], ("password",), errors)
