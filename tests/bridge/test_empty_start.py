@@ -66,7 +66,7 @@ async def test_a_broker_only_bridge_takes_its_first_seedbox_destination_and_rule
         assert state["seedboxes"] == {}
         assert (await ask(bridge, "get_queue"))["items"] == []
         listed = await ask(bridge, "config_get")
-        assert listed["sections"] == {"seedboxes": [], "destinations": [], "rules": []}
+        assert listed["sections"] == {"seedboxes": [], "destinations": [], "rules": [], "arr": []}
         with pytest.raises(RemoteError) as refused:  # no torrent client to add it to
             await ask(bridge, "add", magnet=f"magnet:?xt=urn:btih:{'ab' * 20}&dn=Film")
         assert refused.value.code == "no_eligible_client"
@@ -87,6 +87,7 @@ async def test_a_broker_only_bridge_takes_its_first_seedbox_destination_and_rule
         result = await ask(bridge, "config_set", section="seedboxes", id="sb1", value=seedbox)
         assert result["applied"] == {
             "routing": False,
+            "arr": False,
             "seedboxes": {"added": ["sb1"], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": [],  # classic mode, off, took no seedbox of its own
