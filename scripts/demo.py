@@ -980,6 +980,27 @@ def signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
+def run_check(
+    name: str, body: Callable[[], None], stop: Callable[[], None], where: Callable[[], str]
+) -> int:
+    """A headless check (the card's, the docs' screenshots): body run, everything it
+    started stopped whatever happens; 0 when body returned. where: what to look at on a
+    failure."""
+    code = 1
+    with signals_raise():
+        try:
+            body()
+            code = 0
+        except Stopped as stopped:
+            say(f"{stopped}: stopping")
+        except Exception as err:  # Playwright's errors too: reported, then all is stopped
+            say(f"FAILED: {err} ({where()})")
+        finally:
+            stop()
+    say(f"{name}: OK" if code == 0 else f"{name} failed (exit code {code})")
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.split("\n")[0])
     parser.add_argument("--headless", action="store_true",

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.demo import DEMO, DemoError, Processes, Stopped, say, signals_raise  # noqa: E402
+from scripts.demo import DEMO, DemoError, Processes, run_check, say  # noqa: E402
 from scripts.demo_hass import MDNS_SOCKETS, Dashboard, DemoHass  # noqa: E402
 from tests.helpers.services import (  # noqa: E402
     LOOPBACK,
@@ -371,9 +371,7 @@ class CardCheck:
     def stop(self) -> None:
         if self.dashboard is not None:
             self.dashboard.close()
-            browser = self.dashboard.browser
-            say(f"headless Chromium: {browser.loopback_requests()} requests to 127.0.0.1, "
-                f"{len(browser.blocked())} beyond loopback blocked")  # fmt: skip
+            say(self.dashboard.browser.summary())
         if self.log is not None:
             self.log.close()
         self.procs.stop_all()
@@ -391,19 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up after this many seconds (default 150)")  # fmt: skip
     args = parser.parse_args(argv)
     check = CardCheck(args.run.resolve(), args.screenshots.resolve(), args.timeout)
-    code = 1
-    with signals_raise():
-        try:
-            check.check()
-            code = 0
-        except Stopped as stop:
-            say(f"{stop}: stopping")
-        except Exception as err:  # Playwright's errors too: reported, then all is stopped
-            say(f"FAILED: {err} (logs: {check.procs.logs})")
-        finally:
-            check.stop()
-    say("card check: OK" if code == 0 else f"card check failed (exit code {code})")
-    return code
+    return run_check("card check", check.check, check.stop, lambda: f"logs: {check.procs.logs}")
 
 
 if __name__ == "__main__":

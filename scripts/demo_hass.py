@@ -159,7 +159,11 @@ class DemoHass:
         logbook = await self._request("GET", "/api/logbook")
         return sum(len(states) for states in history), len(logbook)
 
-    async def _set_up(self, broker_port: int, bridge_id: str) -> None:
+    def set_up_mqtt(self, broker_port: int, bridge_id: str, timeout: float) -> None:
+        """Onboard the demo user and add MQTT; the discovered q4d bridge's flow waits."""
+        _run(asyncio.wait_for(self._set_up_mqtt(broker_port, bridge_id), timeout))
+
+    async def _set_up_mqtt(self, broker_port: int, bridge_id: str) -> dict[str, Any]:
         answer = await self._request(
             "POST",
             "/api/onboarding/users",
@@ -182,7 +186,10 @@ class DemoHass:
             )
         if flow.get("type") != "create_entry":
             raise HassError(f"the MQTT config flow did not create an entry: {flow}")
-        discovered = await self._discovered_flow(bridge_id)
+        return await self._discovered_flow(bridge_id)
+
+    async def _set_up(self, broker_port: int, bridge_id: str) -> None:
+        discovered = await self._set_up_mqtt(broker_port, bridge_id)
         created = await self._request(
             "POST", f"/api/config/config_entries/flow/{discovered['flow_id']}", {}
         )
@@ -454,6 +461,10 @@ class ConfinedBrowser:
 
     def loopback_requests(self) -> int:
         return sum(1 for e in self.requests if e["event"] == "request" and e["loopback"])
+
+    def summary(self) -> str:
+        return (f"headless Chromium: {self.loopback_requests()} requests to 127.0.0.1, "
+                f"{len(self.blocked())} beyond loopback blocked")  # fmt: skip
 
     def close(self) -> None:
         if self._browser is not None:

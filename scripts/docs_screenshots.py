@@ -20,7 +20,6 @@ dialog or the card, palette PNG); exit 0 when every step showed what it should.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -35,14 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.demo import DEMO, DemoError, Processes, Stopped, say, signals_raise  # noqa: E402
+from scripts.demo import DEMO, DemoError, Processes, run_check, say  # noqa: E402
 from scripts.demo_hass import (  # noqa: E402
     MDNS_SOCKETS,
     PASSWORD,
     USERNAME,
     ConfinedBrowser,
     DemoHass,
-    HassError,
     _run,
 )
 from tests.helpers.services import (  # noqa: E402
@@ -68,36 +66,8 @@ MAX_TOTAL = 1_500_000  # bytes, all the setup-*.png together
 
 
 class DocsHass(DemoHass):
-    """The demo's Home Assistant, set up only as far as a new user finds it: onboarded,
-    MQTT added, the bridge discovered (its flow waiting for the user)."""
-
-    def set_up_mqtt(self, broker_port: int, bridge_id: str, timeout: float) -> None:
-        _run(asyncio.wait_for(self._set_up_mqtt(broker_port, bridge_id), timeout))
-
-    async def _set_up_mqtt(self, broker_port: int, bridge_id: str) -> None:
-        answer = await self._request(
-            "POST",
-            "/api/onboarding/users",
-            {
-                "client_id": self.client_id,
-                "name": "q4d demo",
-                "username": USERNAME,
-                "password": PASSWORD,
-                "language": "en",
-            },
-            auth=False,
-        )
-        self.token = await self._token(answer["auth_code"])
-        flow = await self._request("POST", "/api/config/config_entries/flow", {"handler": "mqtt"})
-        if flow.get("type") == "form":
-            flow = await self._request(
-                "POST",
-                f"/api/config/config_entries/flow/{flow['flow_id']}",
-                {"broker": "127.0.0.1", "port": broker_port},
-            )
-        if flow.get("type") != "create_entry":
-            raise HassError(f"the MQTT config flow did not create an entry: {flow}")
-        await self._discovered_flow(bridge_id)
+    """The demo's Home Assistant, set up only as far as a new user finds it (set_up_mqtt):
+    onboarded, MQTT added, the bridge discovered (its flow waiting for the user)."""
 
     def device_id(self, name: str) -> str | None:
         async def find() -> str | None:
@@ -425,8 +395,7 @@ class Walkthrough:
                 failure = self.run / "failure.png"
                 self.page.screenshot(path=str(failure))
             self.browser.close()
-            say(f"headless Chromium: {self.browser.loopback_requests()} requests to 127.0.0.1, "
-                f"{len(self.browser.blocked())} beyond loopback blocked")  # fmt: skip
+            say(self.browser.summary())
         if self.mqtt is not None:
             self.mqtt.disconnect()
             self.mqtt.loop_stop()
@@ -460,19 +429,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up after this many seconds (default 240)")  # fmt: skip
     args = parser.parse_args(argv)
     walk = Walkthrough(args.run.resolve(), args.out.resolve(), args.timeout)
-    code = 1
-    with signals_raise():
-        try:
-            walk.walk()
-            code = 0
-        except Stopped as stop:
-            say(f"{stop}: stopping")
-        except Exception as err:  # Playwright's errors too: reported, then all is stopped
-            say(f"FAILED: {err} (logs: {walk.procs.logs}; the last page: {walk.run}/failure.png)")
-        finally:
-            walk.stop()
-    say("docs screenshots: OK" if code == 0 else f"docs screenshots failed (exit code {code})")
-    return code
+    return run_check(
+        "docs screenshots", walk.walk, walk.stop,
+        lambda: f"logs: {walk.procs.logs}; the last page: {walk.run}/failure.png",
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
