@@ -980,6 +980,28 @@ def signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
+class TimedCheck:
+    """A headless check's clock: every wait draws on one deadline."""
+
+    poll = 0.1  # seconds between looks at a predicate
+
+    def __init__(self, timeout: float) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+
+    def left(self, what: str) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DemoError(f"gave up after {self.timeout:.0f} s waiting for {what}")
+        return left
+
+    def until(self, predicate: Callable[[], Any], what: str) -> Any:
+        while not (result := predicate()):
+            self.left(what)
+            time.sleep(self.poll)
+        return result
+
+
 def run_check(
     name: str, body: Callable[[], None], stop: Callable[[], None], where: Callable[[], str]
 ) -> int:

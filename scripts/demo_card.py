@@ -27,7 +27,6 @@ import os
 import shutil
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.demo import DEMO, DemoError, Processes, run_check, say  # noqa: E402
+from scripts.demo import (  # noqa: E402
+    DEMO,
+    DemoError,
+    Processes,
+    TimedCheck,
+    run_check,
+    say,
+)
 from scripts.demo_hass import MDNS_SOCKETS, Dashboard, DemoHass  # noqa: E402
 from tests.helpers.services import (  # noqa: E402
     LOOPBACK,
@@ -138,28 +144,15 @@ class BridgeLog:
         self.client.loop_stop()
 
 
-class CardCheck:
+class CardCheck(TimedCheck):
     def __init__(self, run: Path, screenshots: Path, timeout: float) -> None:
         self.run = run
         self.screenshots = screenshots
-        self.deadline = time.monotonic() + timeout
-        self.timeout = timeout
+        super().__init__(timeout)
         self.procs = Processes(run)
         self.log: BridgeLog | None = None
         self.dashboard: Dashboard | None = None
         self.appeared: dict[str, float] = {}
-
-    def left(self, what: str) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise DemoError(f"gave up after {self.timeout:.0f} s waiting for {what}")
-        return left
-
-    def until(self, predicate: Callable[[], Any], what: str) -> Any:
-        while not (result := predicate()):
-            self.left(what)
-            time.sleep(0.1)
-        return result
 
     # --- set-up ------------------------------------------------------------------------
 

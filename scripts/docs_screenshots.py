@@ -24,8 +24,6 @@ import json
 import os
 import shutil
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -34,7 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scripts.demo import DEMO, DemoError, Processes, run_check, say  # noqa: E402
+from scripts.demo import (  # noqa: E402
+    DEMO,
+    DemoError,
+    Processes,
+    TimedCheck,
+    run_check,
+    say,
+)
 from scripts.demo_hass import (  # noqa: E402
     MDNS_SOCKETS,
     PASSWORD,
@@ -82,29 +87,18 @@ class DocsHass(DemoHass):
         return found
 
 
-class Walkthrough:
+class Walkthrough(TimedCheck):
+    poll = 0.2
+
     def __init__(self, run: Path, out: Path, timeout: float) -> None:
         self.run = run
         self.out = out
-        self.deadline = time.monotonic() + timeout
-        self.timeout = timeout
+        super().__init__(timeout)
         self.procs = Processes(run)
         self.browser: ConfinedBrowser | None = None
         self.saved: list[Path] = []
         self.mqtt: Any = None
         self.page: Any = None
-
-    def left(self, what: str) -> float:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise DemoError(f"gave up after {self.timeout:.0f} s waiting for {what}")
-        return left
-
-    def until(self, predicate: Callable[[], Any], what: str) -> Any:
-        while not (result := predicate()):
-            self.left(what)
-            time.sleep(0.2)
-        return result
 
     # --- set-up ------------------------------------------------------------------------
 
