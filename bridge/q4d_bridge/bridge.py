@@ -23,7 +23,7 @@ from .api.metrics import routes as metrics_routes
 from .api.server import ApiServer, qbittorrent_server
 from .clients.monitor import ClientMonitor
 from .clients.reconcile import Reconciler
-from .config.model import ArrConfig, Config
+from .config.model import ArrConfig, Config, DispatchConfig, HomeClientConfig
 from .config.source import ConfigSource
 from .datadir import DataDirLock
 from .dispatch.dispatcher import Dispatcher
@@ -81,11 +81,15 @@ class Bridge:
         tests of the space checks do not depend on the machine's own disk). source:
         where config came from (ConfigSource.load); with it, Home Assistant's
         configuration commands can change the runtime layer."""
-        # The bridge's own mappings of seedboxes and arr instances: live.py changes them
-        # (and the routing) in place while it runs, and every part holds this config.
+        # The bridge's own mappings of seedboxes, arr instances and home clients: live.py
+        # changes them (and the routing) in place while it runs, and every part holds
+        # this config.
         live_seedboxes = dict(config.seedboxes)
         self.arr: dict[str, ArrConfig] = dict(config.arr)
-        self.config = config = dataclasses.replace(config, seedboxes=live_seedboxes, arr=self.arr)
+        self.home_clients: dict[str, HomeClientConfig] = dict(config.home_clients)
+        self.config = config = dataclasses.replace(
+            config, seedboxes=live_seedboxes, arr=self.arr, home_clients=self.home_clients
+        )
         self.topics = Topics(config.broker.topic_prefix, config.bridge_id)
         self.store = Store(config.data_dir / "q4d.sqlite3")
         # The stored tracker rules join the routing everything shares (rules.resolve).
@@ -338,6 +342,13 @@ class Bridge:
                 **self.dispatcher.score(seedbox).as_dict(),
             },
         }
+
+    def adopt_dispatch(self, settings: DispatchConfig) -> None:
+        """New dispatch settings (live.py): the next decision and the tracker's next
+        look use them; `config` shows them (it shares every live mapping)."""
+        self.config = dataclasses.replace(self.config, dispatch=settings)
+        self.dispatcher.settings = settings
+        self.tracker.interval = settings.watch_interval
 
     async def apply(self, new: Config, *, confirm: bool) -> dict[str, Any]:
         """Adopt a new configuration while running: what changed, live (live.py)."""

@@ -13,9 +13,12 @@
   (ConfirmRequired) unless confirmed; confirmed, its running attempts stop and its
   unfinished items become `unconfigured` (a payload being verified finishes first: it
   is being moved into the library), and its parts close once those attempts ended.
-- The Sonarr/Radarr instances (`arr`) are replaced in place: the arr_import step looks
-  its instance up at each run, so the next import uses the new settings (one running
-  keeps the settings it started with).
+- The Sonarr/Radarr instances (`arr`) and the home torrent clients (`home_clients`)
+  are replaced in place: the arr_import and handoff steps look their instance up at
+  each run, so the next one uses the new settings (one running keeps the settings it
+  started with).
+- The dispatch settings are handed to the dispatcher and the request tracker: the
+  next decision (and the next look at the requests) uses them.
 - Every other section is read once at start: a change to it is listed in
   `restart_required`, not pretended.
 """
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from .bridge import Bridge
 
 _LOGGER = logging.getLogger(__name__)
-LIVE_SECTIONS = frozenset({"seedboxes", "routing", "arr"})
+LIVE_SECTIONS = frozenset({"seedboxes", "routing", "arr", "home_clients", "dispatch"})
 # Config fields as the YAML names their sections.
 SECTION_OF = {"bridge_id": "bridge", "bridge_name": "bridge"}
 
@@ -65,6 +68,8 @@ class Changes:
 
     routing: bool
     arr: bool
+    home_clients: bool
+    dispatch: bool
     added: tuple[SeedboxConfig, ...]
     changed: tuple[SeedboxConfig, ...]
     removed: tuple[str, ...]
@@ -91,6 +96,8 @@ def changes(old: Config, new: Config) -> Changes:
     return Changes(
         routing=old.routing != new.routing,
         arr=old.arr != new.arr,
+        home_clients=old.home_clients != new.home_clients,
+        dispatch=old.dispatch != new.dispatch,
         added=added,
         changed=changed,
         removed=tuple(sb_id for sb_id in old.seedboxes if sb_id not in new.seedboxes),
@@ -171,6 +178,11 @@ class LiveConfig:
         if found.arr:
             bridge.arr.clear()
             bridge.arr.update(new.arr)
+        if found.home_clients:
+            bridge.home_clients.clear()
+            bridge.home_clients.update(new.home_clients)
+        if found.dispatch:
+            bridge.adopt_dispatch(new.dispatch)
         for item in stranded:
             self._unconfigure(item)
         for sb_id in found.removed:
@@ -192,9 +204,13 @@ class LiveConfig:
         bridge.housekeeping.space_used()  # a new destination's free space, for the state
         bridge.scheduler.wake()
         bridge.publisher.state_changed()
+        swapped = [name for name, changed in (("arr", found.arr),
+                    ("home_clients", found.home_clients), ("dispatch", found.dispatch))
+                    if changed]  # fmt: skip
         _LOGGER.info(
-            "configuration applied: routing %s; seedboxes added %s, changed %s, removed %s%s",
-            "changed" if found.routing else "unchanged",
+            "configuration applied: routing %s; %s replaced; seedboxes added %s, changed %s, "
+            "removed %s%s",
+            "changed" if found.routing else "unchanged", _names(swapped),
             _names(sb.id for sb in found.added), _names(sb.id for sb in found.changed),
             _names(found.removed),
             f"; a restart applies {', '.join(found.restart_required)}"
@@ -203,6 +219,8 @@ class LiveConfig:
         return {
             "routing": found.routing,
             "arr": found.arr,
+            "home_clients": found.home_clients,
+            "dispatch": found.dispatch,
             "seedboxes": {
                 "added": [sb.id for sb in found.added],
                 "changed": [sb.id for sb in found.changed],

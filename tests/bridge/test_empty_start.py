@@ -21,6 +21,7 @@ from tests.bridge.test_api_metrics import scrape, served
 from tests.bridge.test_e2e import digest_tree, make_file
 from tests.bridge.test_live_apply import until
 from tests.bridge.test_runtime_config_bridge import TOPICS, ask, land, running
+from tests.bridge.test_runtime_config_dispatch import DISPATCH_DEFAULTS
 from tests.helpers.mqtt import Recorder, publish
 from tests.helpers.services import Mosquitto, SshServer
 
@@ -66,7 +67,10 @@ async def test_a_broker_only_bridge_takes_its_first_seedbox_destination_and_rule
         assert state["seedboxes"] == {}
         assert (await ask(bridge, "get_queue"))["items"] == []
         listed = await ask(bridge, "config_get")
-        assert listed["sections"] == {"seedboxes": [], "destinations": [], "rules": [], "arr": []}
+        assert listed["sections"] == {
+            "seedboxes": [], "destinations": [], "rules": [], "arr": [], "home_clients": [],
+            "dispatch": [{"id": "dispatch", "source": "default", "value": DISPATCH_DEFAULTS}],
+        }  # fmt: skip
         with pytest.raises(RemoteError) as refused:  # no torrent client to add it to
             await ask(bridge, "add", magnet=f"magnet:?xt=urn:btih:{'ab' * 20}&dn=Film")
         assert refused.value.code == "no_eligible_client"
@@ -88,6 +92,8 @@ async def test_a_broker_only_bridge_takes_its_first_seedbox_destination_and_rule
         assert result["applied"] == {
             "routing": False,
             "arr": False,
+            "home_clients": False,
+            "dispatch": False,
             "seedboxes": {"added": ["sb1"], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": [],  # classic mode, off, took no seedbox of its own

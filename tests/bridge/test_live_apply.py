@@ -105,6 +105,8 @@ async def test_a_seedbox_added_live_lands_its_completion(
         assert applied == {
             "routing": False,
             "arr": False,
+            "home_clients": False,
+            "dispatch": False,
             "seedboxes": {"added": ["sb2"], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": [],
@@ -302,6 +304,8 @@ async def test_sections_read_once_at_start_are_said_to_need_a_restart(
         assert applied == {
             "routing": False,
             "arr": False,
+            "home_clients": False,
+            "dispatch": False,
             "seedboxes": {"added": [], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": ["history_retention", "transfers"],

@@ -44,7 +44,9 @@ async def test_an_instance_keeps_its_key_in_a_private_file(
         "id": "tv", "source": "runtime", "has_api_key": True,
         "value": {"type": "sonarr", "url": "http://127.0.0.1:8989", "api_key_file": str(key_file)},
     }  # fmt: skip
-    assert list(body["sections"]) == ["seedboxes", "destinations", "rules", "arr"]
+    assert list(body["sections"]) == [
+        "seedboxes", "destinations", "rules", "arr", "home_clients", "dispatch",
+    ]  # fmt: skip
     assert env.published[-1]["sections"]["arr"] == [entry]
 
     # an edit without the key keeps it; with one, replaces it (null drops it: refused,

@@ -108,6 +108,8 @@ async def test_runtime_entries_apply_persist_export_and_stay_secret(
         assert result["applied"] == {
             "routing": True,
             "arr": False,
+            "home_clients": False,
+            "dispatch": False,
             "seedboxes": {"added": [], "changed": [], "removed": []},
             "unconfigured": [],
             "restart_required": [],

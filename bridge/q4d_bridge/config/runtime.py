@@ -1,8 +1,8 @@
 """The runtime configuration layer (docs/configuration.md, "Runtime configuration"):
-seedboxes, destinations, rules and Sonarr/Radarr instances (`arr`) set from Home
-Assistant, kept in the store, merged into the YAML file's raw mapping before the loader's
-schema and cross-checks run, so an entry set at runtime is checked by exactly the code
-`check-config` runs.
+seedboxes, destinations, rules, Sonarr/Radarr instances (`arr`), home torrent clients
+(`home_clients`) and the dispatch settings set from Home Assistant, kept in the store,
+merged into the YAML file's raw mapping before the loader's schema and cross-checks
+run, so an entry set at runtime is checked by exactly the code `check-config` runs.
 
 Pure: the model, the merge (ids the YAML defines win), redaction, the entries as Home
 Assistant is shown them, and the loader's `path: reason` lines mapped back to the keys
@@ -10,13 +10,21 @@ inside one entry. runtime_entry.py turns an entry as sent into the entry as stor
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-SECTIONS = ("seedboxes", "destinations", "rules", "arr")
-# Sections the YAML file keeps as a mapping by name (the others are lists of entries with ids).
-NAMED = ("destinations", "arr")
+import voluptuous as vol
+
+from .schema import DISPATCH_SCHEMA
+
+SECTIONS = ("seedboxes", "destinations", "rules", "arr", "home_clients", "dispatch")
+# Sections the YAML file keeps as a mapping by name (seedboxes and rules are lists of
+# entries with ids).
+NAMED = ("destinations", "arr", "home_clients")
+# Sections that are one mapping in the YAML file: their one entry's id is the section's.
+SINGLETONS = ("dispatch",)
 REDACTED = "***"
 # Values never shown: in answers, the retained config topic, `config export`, logs.
 SECRET_KEYS = frozenset({"password", "passphrase", "api_key", "admin_key", "private_key"})
@@ -32,6 +40,11 @@ def empty_layer() -> Layer:
     return {section: {} for section in SECTIONS}
 
 
+def entry_name(section: str, entry_id: str) -> str:
+    """How messages name an entry: `rules.films`; a singleton by its section alone."""
+    return section if section in SINGLETONS else f"{section}.{entry_id}"
+
+
 def yaml_ids(base: Mapping[str, Any]) -> dict[str, list[str]]:
     """The ids each section has in the YAML file (with the environment over it): those
     entries are read-only from Home Assistant."""
@@ -39,6 +52,7 @@ def yaml_ids(base: Mapping[str, Any]) -> dict[str, list[str]]:
     rules = base.get("rules")
     named = {section: base.get(section) for section in NAMED}
     return {
+        **{section: [section] if section in base else [] for section in SINGLETONS},
         **{
             section: [str(k) for k in entries] if isinstance(entries, dict) else []
             for section, entries in named.items()
@@ -62,7 +76,8 @@ def rule_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, str]:
 
 def merge(base: Mapping[str, Any], layer: Layer) -> tuple[dict[str, Any], list[str]]:
     """The effective raw mapping (a copy): runtime seedboxes after the YAML's, runtime
-    destinations beside them, runtime rules (by order) BEFORE the YAML's. Also the
+    destinations (arr instances, home clients) beside them, runtime rules (by order)
+    BEFORE the YAML's, the dispatch settings where the YAML has none. Also the
     runtime entries the YAML now defines itself ("seedboxes.sb1"): the YAML wins (a
     configuration exported to the file and then edited there)."""
     raw = copy.deepcopy(dict(base))
@@ -73,7 +88,7 @@ def merge(base: Mapping[str, Any], layer: Layer) -> tuple[dict[str, Any], list[s
         entries = layer.get(section, {})
         for entry_id in entries:
             if entry_id in taken[section]:
-                shadowed.append(f"{section}.{entry_id}")
+                shadowed.append(entry_name(section, entry_id))
         return [(k, copy.deepcopy(v)) for k, v in entries.items() if k not in taken[section]]
 
     if seedboxes := fresh("seedboxes"):
@@ -85,6 +100,9 @@ def merge(base: Mapping[str, Any], layer: Layer) -> tuple[dict[str, Any], list[s
             named = raw.setdefault(section, {})
             if isinstance(named, dict):
                 named.update(entries)
+    for section in SINGLETONS:
+        for _, value in fresh(section):
+            raw[section] = value
     if rules := fresh("rules"):
         listed = raw.setdefault("rules", [])
         if isinstance(listed, list):
@@ -97,6 +115,8 @@ def merge(base: Mapping[str, Any], layer: Layer) -> tuple[dict[str, Any], list[s
 
 def entry_path(section: str, entry_id: str, merged: Mapping[str, Any]) -> str:
     """Where the entry sits in the merged mapping, as the loader's errors name it."""
+    if section in SINGLETONS:
+        return section
     if section in NAMED:
         return f"{section}.{entry_id}"
     listed = merged.get(section)
@@ -128,7 +148,7 @@ def runtime_notes(errors: list[str], merged: Mapping[str, Any], layer: Layer) ->
     """The loader's errors, those inside a runtime entry saying so: such an entry is in
     no file, and a bridge refusing to start must say where it came from."""
     prefixes = [
-        (entry_path(section, entry_id, merged), f"{section}.{entry_id}")
+        (entry_path(section, entry_id, merged), entry_name(section, entry_id))
         for section in SECTIONS
         for entry_id in layer.get(section, {})
     ]
@@ -195,7 +215,25 @@ def _entry(section: str, entry_id: str, source: str, value: Any) -> dict[str, An
         entry.update(_seedbox_flags(value))
     if section == "arr" and isinstance(value, dict):
         entry["has_api_key"] = "api_key" in value or "api_key_file" in value
+    if section == "home_clients" and isinstance(value, dict):
+        entry["has_password"] = "password" in value or "password_file" in value
     return entry
+
+
+def _dispatch(base: Mapping[str, Any], layer: Layer) -> dict[str, Any]:
+    """The dispatch settings in force, every key (sizes in bytes, durations in seconds,
+    as the schema reads them), and where they come from."""
+    if "dispatch" in base:
+        source, value = "yaml", base["dispatch"]
+    elif "dispatch" in layer.get("dispatch", {}):
+        source, value = "runtime", layer["dispatch"]["dispatch"]
+    else:
+        source, value = "default", {}
+    # an invalid one is shown as written (check-config names what is wrong with it)
+    with contextlib.suppress(vol.Invalid):
+        parsed = DISPATCH_SCHEMA(copy.deepcopy(value))
+        value = {str(k): parsed[str(k)] for k in DISPATCH_SCHEMA.schema}  # in the docs' order
+    return {"id": "dispatch", "source": source, "value": redacted(value)}
 
 
 def sections(base: Mapping[str, Any], layer: Layer) -> dict[str, list[dict[str, Any]]]:
@@ -236,4 +274,5 @@ def sections(base: Mapping[str, Any], layer: Layer) -> dict[str, list[dict[str, 
         for i, rule in enumerate(rules if isinstance(rules, list) else [])
         if isinstance(rule, dict)
     ]
+    out["dispatch"] = [_dispatch(base, layer)]
     return {section: out[section] for section in SECTIONS}

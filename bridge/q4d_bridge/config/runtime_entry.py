@@ -1,7 +1,8 @@
 """A runtime entry as config_set sends it, to the entry as stored (config/runtime.py):
 its id checked, a rule's order kept or given, and every secret in it (passwords, a
-passphrase, a private key's text, a confirmed host key, a Sonarr/Radarr API key) turned
-into a file to write (secret_files.py), the entry naming the file. Pure."""
+passphrase, a private key's text, a confirmed host key, a Sonarr/Radarr API key, a home
+client's password) turned into a file to write (secret_files.py), the entry naming the
+file. Pure."""
 
 from __future__ import annotations
 
@@ -13,10 +14,17 @@ from typing import Any
 from ..addon.keys import known_hosts, private_key
 from .runtime import WHOLE_ENTRY
 
-# The files a seedbox entry's secrets are kept in (secret_files.py names them).
-SECRET_FIELDS = ("password", "passphrase", "key", "client_password", "known_hosts")
-# ... and the file an arr instance's API key is kept in.
-ARR_SECRET_FIELDS = ("api_key",)
+# section -> the files its entries' secrets are kept in (secret_files.py names them
+# `<section>-<id>-<field>`): a seedbox's login, client password and pinned host key;
+# the one secret of an arr instance or a home client.
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "seedboxes": ("password", "passphrase", "key", "client_password", "known_hosts"),
+    "arr": ("api_key",),
+    "home_clients": ("password",),
+}
+# Sections whose secrets are plain keys (_plain_secret): `<field>` sent, `<field>_file`
+# kept. A seedbox's are not: its login keys replace each other (_login).
+PLAIN_SECRETS = ("arr", "home_clients")
 # Top-level keys of a stored entry that name a file the layer wrote.
 _FILE_KEYS = ("key", "password_file", "passphrase_file", "known_hosts", "api_key_file")
 # How an entry logs in: given any of these, the entry's login is what they say.
@@ -173,28 +181,30 @@ def _own_files(value: dict[str, Any], paths: Callable[[str], str], fields: dict[
             fields[key] = f"send the secret itself ({key.removesuffix('_file')}), not a file"
 
 
-def _api_key(
+def _plain_secret(
+    name: str,
     value: dict[str, Any],
     previous: Mapping[str, Any] | None,
     paths: Callable[[str], str],
     out: Prepared,
     fields: dict[str, str],
 ) -> None:
-    """An arr instance's API key: given, it is written; left out, the stored one stays
-    (HA was only told that there is one). A file of another's is refused, as for
-    _own_files."""
-    if "api_key" in value:
-        key = value.pop("api_key")
-        value.pop("api_key_file", None)
-        if key is not None and (text := _secret_text(fields, "api_key", key)):
-            out.files["api_key"] = text
-            value["api_key_file"] = paths("api_key")
+    """A secret such as an arr instance's API key or a home client's password: given,
+    it is written; null drops it; left out, the stored one stays (HA was only told that
+    there is one). A file of another's is refused, as for _own_files."""
+    kept = f"{name}_file"
+    if name in value:
+        secret = value.pop(name)
+        value.pop(kept, None)
+        if secret is not None and (text := _secret_text(fields, name, secret)):
+            out.files[name] = text
+            value[kept] = paths(name)
         return
-    path = value.get("api_key_file")
-    if path is None and previous is not None and "api_key_file" in previous:
-        value["api_key_file"] = previous["api_key_file"]
-    elif path is not None and path != paths("api_key"):
-        fields["api_key_file"] = "send the secret itself (api_key), not a file"
+    path = value.get(kept)
+    if path is None and previous is not None and kept in previous:
+        value[kept] = previous[kept]
+    elif path is not None and path != paths(name):
+        fields[kept] = f"send the secret itself ({name}), not a file"
 
 
 def prepare(
@@ -219,15 +229,16 @@ def prepare(
     if value.pop("id", entry_id) != entry_id:
         fields["id"] = f"must be {entry_id!r}, the entry's id, when given"
     out = Prepared(value)
-    if section == "arr":
-        _api_key(value, previous, paths, out, fields)
+    if section in PLAIN_SECRETS:
+        for name in SECRET_FIELDS[section]:
+            _plain_secret(name, value, previous, paths, out, fields)
     elif section == "rules":
         order = value.setdefault(
             "order", previous.get("order", next_order) if previous else next_order
         )
         if type(order) is not int or not -(10**6) <= order <= 10**6:
             fields["order"] = "expected a whole number (-1000000 to 1000000)"
-    else:
+    elif section == "seedboxes":
         _login(value, previous, paths, out, fields)
         _client(value, previous, paths, out, fields)
         _host_key(value, previous, paths, out, fields)
@@ -250,7 +261,7 @@ def moved(previous: Any, value: Any) -> bool:
 
 def secret_paths(value: Any) -> list[str]:
     """The file paths a stored entry names (a seedbox's key, secret and host key files,
-    an arr instance's API key file)."""
+    an arr instance's API key file, a home client's password file)."""
     if not isinstance(value, dict):
         return []
     found = [value.get(k) for k in _FILE_KEYS]

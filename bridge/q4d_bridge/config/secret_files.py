@@ -14,9 +14,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from .runtime_entry import ARR_SECRET_FIELDS, SECRET_FIELDS
-
-MANAGED = {"seedboxes": SECRET_FIELDS, "arr": ARR_SECRET_FIELDS}
+from .runtime_entry import SECRET_FIELDS
 
 
 class SecretFiles:
@@ -31,7 +29,7 @@ class SecretFiles:
 
     def managed(self, section: str, entry_id: str) -> list[Path]:
         """Every file the layer may keep for the entry (removed with it)."""
-        return [self.path(section, entry_id, field) for field in MANAGED.get(section, ())]
+        return [self.path(section, entry_id, field) for field in SECRET_FIELDS.get(section, ())]
 
     def stage(self, section: str, entry_id: str, files: Mapping[str, str]) -> dict[str, str]:
         """Each content written to a private temporary file beside its final path:

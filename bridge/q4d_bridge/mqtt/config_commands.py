@@ -1,5 +1,6 @@
 """The configuration commands (docs/protocol.md#configuration-commands): read the
-effective seedboxes, destinations, rules and arr instances, set or remove a runtime entry.
+effective seedboxes, destinations, rules, arr instances, home clients and dispatch
+settings, set or remove a runtime entry.
 
 A change is checked by building the whole configuration with the loader `check-config`
 uses (its `path: reason` lines come back, and by key inside the entry), stored only when
@@ -19,7 +20,15 @@ import voluptuous as vol
 
 from ..config.loader import ConfigError, check_raw
 from ..config.model import Config
-from ..config.runtime import SECTIONS, Layer, entry_path, field_errors, sections
+from ..config.runtime import (
+    SECTIONS,
+    SINGLETONS,
+    Layer,
+    entry_name,
+    entry_path,
+    field_errors,
+    sections,
+)
 from ..config.runtime_entry import (
     EntryError,
     Prepared,
@@ -40,23 +49,45 @@ _LOGGER = logging.getLogger(__name__)
 ENTRY_ID = vol.All(
     str, vol.Match(ID_PATTERN, msg="id must be lowercase letters, digits, '-' or '_' (max 63)")
 )
-SCHEMAS: dict[str, vol.Schema] = {
+
+
+def _singleton_id(args: dict[str, Any]) -> dict[str, Any]:
+    """A section that is one mapping (dispatch) has one entry, named as the section."""
+    section = args["section"]
+    if section in SINGLETONS and args["id"] != section:
+        raise vol.Invalid(f"the {section} section's only id is {section!r}", path=["id"])
+    return args
+
+
+SCHEMAS: dict[str, vol.Schema | vol.All] = {
     "config_get": vol.Schema({}),
-    "config_set": vol.Schema(
-        {
-            vol.Required("section"): vol.In(SECTIONS),
-            vol.Required("id"): ENTRY_ID,
-            vol.Required("value"): vol.Any(dict, str, msg="value must be an object"),
-            vol.Optional("confirm", default=False): bool,
-        }
+    "config_set": vol.All(
+        vol.Schema(
+            {
+                vol.Required("section"): vol.In(SECTIONS),
+                vol.Required("id"): ENTRY_ID,
+                vol.Required("value"): vol.Any(dict, str, msg="value must be an object"),
+                vol.Optional("confirm", default=False): bool,
+            }
+        ),
+        _singleton_id,
     ),
-    "config_remove": vol.Schema(
-        {
-            vol.Required("section"): vol.In(SECTIONS),
-            vol.Required("id"): ENTRY_ID,
-            vol.Optional("confirm", default=False): bool,
-        }
+    "config_remove": vol.All(
+        vol.Schema(
+            {
+                vol.Required("section"): vol.In(SECTIONS),
+                vol.Required("id"): ENTRY_ID,
+                vol.Optional("confirm", default=False): bool,
+            }
+        ),
+        _singleton_id,
     ),
+}
+# What a destination's or rule's post-processing names an instance of these sections
+# by: the step's key, the key inside its mapping, and the word for the instance.
+REFERENCES = {
+    "arr": ("arr_import", "instance", "arr instance"),
+    "home_clients": ("handoff", "client", "home client"),
 }
 
 
@@ -121,14 +152,16 @@ class ConfigDesk:
     def _writable(self, section: str, entry_id: str) -> None:
         listed = self.source.base.get(section)
         ids: Iterable[Any] = []
-        if isinstance(listed, dict):
+        if section in SINGLETONS:
+            ids = [section] if section in self.source.base else []
+        elif isinstance(listed, dict):
             ids = listed
         elif isinstance(listed, list):
             ids = [e.get("id") for e in listed if isinstance(e, dict)]
         if entry_id in ids:
             raise ConfigCommandError(
                 "read_only",
-                f"{section}.{entry_id} is defined in the YAML file; edit it there",
+                f"{entry_name(section, entry_id)} is defined in the YAML file; edit it there",
             )
 
     def _check(self, section: str, entry_id: str, layer: Layer) -> Config:
@@ -156,7 +189,8 @@ class ConfigDesk:
                     next_order=max(orders, default=-1) + 1,
                 )  # fmt: skip
             except EntryError as err:
-                errors = [f"{section}.{entry_id}.{k}: {r}" for k, r in err.fields.items()]
+                name = entry_name(section, entry_id)
+                errors = [f"{name}.{k}: {r}" for k, r in err.fields.items()]
                 raise ConfigCommandError(
                     "invalid", "; ".join(errors), errors=errors, fields=err.fields
                 ) from None
@@ -167,8 +201,9 @@ class ConfigDesk:
             self.revision = save_entry(self.store, section, entry_id, prepared.value)
             self.layer = layer
             _LOGGER.info(
-                "configuration: %s.%s %s from Home Assistant (revision %d)",
-                section, entry_id, "changed" if previous is not None else "added", self.revision,
+                "configuration: %s %s from Home Assistant (revision %d)",
+                entry_name(section, entry_id), "changed" if previous is not None else "added",
+                self.revision,
             )  # fmt: skip
             if moved(previous, prepared.value) and "known_hosts" not in prepared.files:
                 # Trust on first use pins the new address's key, not the old one's.
@@ -200,7 +235,9 @@ class ConfigDesk:
             self._writable(section, entry_id)
             previous = self.layer[section].get(entry_id)
             if previous is None:
-                raise ConfigCommandError("not_found", f"no runtime entry {section}.{entry_id}")
+                raise ConfigCommandError(
+                    "not_found", f"no runtime entry {entry_name(section, entry_id)}"
+                )
             if section == "seedboxes":
                 items = sorted(i.id for i in self.unfinished() if i.seedbox == entry_id)
                 if items and not confirm:
@@ -212,16 +249,16 @@ class ConfigDesk:
                     )
             if section == "destinations":
                 self._check_unused(entry_id)
-            if section == "arr":
-                self._check_arr_unused(entry_id)
+            if section in REFERENCES:
+                self._check_instance_unused(section, entry_id)
             layer = _with(self.layer, section, entry_id, None)
             new = self._check(section, entry_id, layer)
             self.vet(new, confirm)
             self.revision = delete_entry(self.store, section, entry_id)
             self.layer = layer
             _LOGGER.info(
-                "configuration: %s.%s removed from Home Assistant (revision %d)",
-                section, entry_id, self.revision,
+                "configuration: %s removed from Home Assistant (revision %d)",
+                entry_name(section, entry_id), self.revision,
             )  # fmt: skip
             files = self.files.managed(section, entry_id)
             return await self._applied(new, confirm, files)
@@ -256,18 +293,20 @@ class ConfigDesk:
                 items=items,
             )
 
-    def _check_arr_unused(self, name: str) -> None:
-        """An arr instance a destination's or rule's arr_import names stays."""
+    def _check_instance_unused(self, section: str, name: str) -> None:
+        """An arr instance a destination's or rule's arr_import names stays, and so does
+        a home client its handoff names."""
+        step, key, word = REFERENCES[section]
         merged = self.source.merged(self.layer)
         users = [f"destinations.{d}" for d, plan in _named(merged.get("destinations"))
-                 if _imports_to(plan, name)]  # fmt: skip
+                 if _refers_to(plan, step, key, name)]  # fmt: skip
         rules = merged.get("rules")
         for i, rule in enumerate(rules if isinstance(rules, list) else []):
-            if _imports_to(rule, name):
+            if _refers_to(rule, step, key, name):
                 users.append(f"rules.{rule['id']}" if "id" in rule else f"rules[{i}]")
         if users:
             raise ConfigCommandError(
-                "in_use", f"arr instance {name} is still used by {', '.join(users)}", used_by=users
+                "in_use", f"{word} {name} is still used by {', '.join(users)}", used_by=users
             )
 
     def _managed(self, section: str, entry_id: str, paths: Iterable[str]) -> list[Path]:
@@ -298,12 +337,13 @@ def _named(section: Any) -> list[tuple[str, Any]]:
     return [(str(k), v) for k, v in section.items()] if isinstance(section, dict) else []
 
 
-def _imports_to(entry: Any, name: str) -> bool:
-    """Whether a destination's or rule's mapping has arr_import call instance `name`."""
+def _refers_to(entry: Any, step: str, key: str, name: str) -> bool:
+    """Whether a destination's or rule's mapping has `step` (arr_import, handoff) name
+    instance `name`: as the step's value, or under `key` in its mapping."""
     if not isinstance(entry, dict):
         return False
-    plan = entry.get("arr_import")
-    return (plan.get("instance") if isinstance(plan, dict) else plan) == name
+    plan = entry.get(step)
+    return (plan.get(key) if isinstance(plan, dict) else plan) == name
 
 
 def _replaced(line: str, paths: dict[str, str]) -> str:
@@ -329,7 +369,7 @@ async def _logged(what: str, change: Awaitable[dict[str, Any]]) -> dict[str, Any
 def handlers(desk: ConfigDesk, valid: dict[str, Any]) -> dict[str, Callable[[], Any]]:
     """What each op does with its validated arguments: config_get answers at once, the
     changes once applied (an awaitable)."""
-    what = f"{valid.get('section')}.{valid.get('id')}"
+    what = entry_name(str(valid.get("section")), str(valid.get("id")))
     return {
         "config_get": desk.body,
         "config_set": lambda: _logged(

@@ -1,6 +1,7 @@
-"""`config_test` (docs/protocol.md#test-commands): the SSH, torrent-client, destination
-and Sonarr/Radarr tests Home Assistant runs before saving an entry. Answered when the test
-ends, like `rescan`: a test runs as its own task, so it never holds up other commands."""
+"""`config_test` (docs/protocol.md#test-commands): the SSH, torrent-client, destination,
+Sonarr/Radarr and home-client tests Home Assistant runs before saving an entry. Answered
+when the test ends, like `rescan`: a test runs as its own task, so it never holds up
+other commands."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The tests Home Assistant's configuration flows run before saving an entry: an SSH
 link to a seedbox (ssh.py), its torrent client (client.py), a destination folder
-(destination.py) and a Sonarr or Radarr instance (arr.py). Each tries for real, within a
+(destination.py), a Sonarr or Radarr instance (arr.py) and a home torrent client
+(home_client.py). Each tries for real, within a
 time limit, and leaves nothing behind; a failure is a `ProbeError` with a precise code
 (base.py)."""
 
@@ -14,9 +15,10 @@ from .arr import arr_target, probe_arr
 from .base import TIMEOUT, ProbeError
 from .client import client_target, probe_client
 from .destination import destination_target, probe_destination
+from .home_client import home_client_target, probe_home_client
 from .ssh import probe_ssh, ssh_target
 
-KINDS = ("ssh", "client", "destination", "arr")
+KINDS = ("ssh", "client", "destination", "arr", "home_client")
 
 
 async def run(kind: str, value: Any, config: Config, *, within: float = TIMEOUT) -> dict[str, Any]:
@@ -32,6 +34,8 @@ async def run(kind: str, value: Any, config: Config, *, within: float = TIMEOUT)
         work = probe_ssh(ssh_target(value, config))
     elif kind == "arr":
         work = probe_arr(arr_target(value, config))
+    elif kind == "home_client":
+        work = probe_home_client(home_client_target(value, config))
     else:
         work = probe_client(client_target(value, config))
     try:
