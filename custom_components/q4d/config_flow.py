@@ -13,32 +13,21 @@ from homeassistant.config_entries import (
     ConfigFlow,
     ConfigFlowResult,
     ConfigSubentryFlow,
-    OptionsFlow,
 )
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.selector import (
-    BooleanSelector,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
-    TextSelector,
-)
+from homeassistant.helpers.selector import TextSelector
 from homeassistant.helpers.service_info.mqtt import MqttServiceInfo
 
-from .config_subentries import SUBENTRY_FLOWS
 from .const import (
     CONF_BRIDGE_ID,
-    CONF_ITEM_ENTITIES,
     CONF_PREFIX,
-    CONF_RETENTION,
-    DEFAULT_ITEM_ENTITIES,
     DEFAULT_PREFIX,
-    DEFAULT_RETENTION,
     DOMAIN,
-    MAX_RETENTION,
     STATUS_TIMEOUT,
 )
 from .models import BridgeStatus, PayloadError
+from .options_flow import Q4dOptionsFlow
+from .subentries import SUBENTRY_FLOWS
 
 # The bridge's own rules (bridge/q4d_bridge/config/schema.py): ids and topic prefixes.
 BRIDGE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -104,7 +93,7 @@ class Q4dConfigFlow(ConfigFlow, domain=DOMAIN):
     @staticmethod
     @callback
     def async_get_options_flow(config_entry: ConfigEntry) -> Q4dOptionsFlow:
-        """Options: item entities and how long finished items keep them."""
+        """Options: display, the bridge's transfer limits and dispatch weights."""
         return Q4dOptionsFlow()
 
     @classmethod
@@ -112,7 +101,8 @@ class Q4dConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_supported_subentry_types(
         cls, config_entry: ConfigEntry
     ) -> dict[str, type[ConfigSubentryFlow]]:
-        """Seedboxes, destinations and rules of the bridge (see `config_subentries`)."""
+        """Seedboxes, destinations, rules, *arr instances and home torrent clients of the
+        bridge (see `subentries`)."""
         return SUBENTRY_FLOWS
 
     async def async_step_mqtt(self, discovery_info: MqttServiceInfo) -> ConfigFlowResult:
@@ -207,40 +197,4 @@ class Q4dConfigFlow(ConfigFlow, domain=DOMAIN):
             ),
             description_placeholders={"bridge_id": bridge_id},
             errors=errors,
-        )
-
-
-OPTIONS_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_ITEM_ENTITIES, default=DEFAULT_ITEM_ENTITIES): BooleanSelector(),
-        vol.Required(CONF_RETENTION, default=DEFAULT_RETENTION): NumberSelector(
-            NumberSelectorConfig(
-                min=0,
-                max=MAX_RETENTION,
-                step=1,
-                mode=NumberSelectorMode.BOX,
-                unit_of_measurement="min",
-            )
-        ),
-    }
-)
-
-
-class Q4dOptionsFlow(OptionsFlow):
-    """Whether queue items get entities, and for how long once finished."""
-
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Show and store the options."""
-        if user_input is not None:
-            return self.async_create_entry(
-                data={
-                    CONF_ITEM_ENTITIES: user_input[CONF_ITEM_ENTITIES],
-                    CONF_RETENTION: int(user_input[CONF_RETENTION]),
-                }
-            )
-        return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(
-                OPTIONS_SCHEMA, self.config_entry.options
-            ),
         )

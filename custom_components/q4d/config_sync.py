@@ -1,5 +1,7 @@
-"""Keeps a bridge entry's subentries (seedboxes, destinations, rules) in step with the
-bridge's configuration, and tells the bridge when one is removed in Home Assistant.
+"""Keeps a bridge entry's subentries (seedboxes, destinations, rules, *arr instances,
+home torrent clients) in step with the bridge's configuration, and tells the bridge
+when one is removed in Home Assistant. The configuration's `dispatch` section is not
+a subentry: the options flow edits it from `config`.
 
 The bridge owns the configuration and publishes it, redacted, on the retained
 `<prefix>/bridge/<id>/config` topic. Every entry there has a subentry here: entries

@@ -1,6 +1,7 @@
 """The bridge's configuration entries as Home Assistant sees them: the retained
 `config` topic parsed, the subentry data derived from an entry, and the values the
-subentry flows send back (`config_set`). Pure logic, no I/O.
+subentry flows and the options' dispatch weights send back (`config_set`). Pure logic,
+no I/O.
 
 The bridge owns the configuration; a subentry mirrors one of its entries. What the
 flows send is the entry's current value with the form's fields over it, so keys the
@@ -20,7 +21,10 @@ from .models import PayloadError, decode
 # subentry type -> the bridge's section
 SECTIONS: Final = {
     "seedbox": "seedboxes", "destination": "destinations", "rule": "rules", "arr": "arr",
+    "home_client": "home_clients",
 }  # fmt: skip
+# The bridge's one-entry section of dispatch weights: an option, not a subentry.
+DISPATCH: Final = "dispatch"
 REDACTED: Final = "***"
 # What a form sends and a subentry never holds.
 SECRET_KEYS: Final = frozenset({"password", "passphrase", "private_key", "host_key", "api_key"})
@@ -29,6 +33,7 @@ IDENTIFIER: Final = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENGINES: Final = ("auto", "lftp", "sftp", "rsync")
 CLIENT_TYPES: Final = ("qbittorrent", "transmission", "deluge", "rtorrent")
 ARR_TYPES: Final = ("sonarr", "radarr")
+HOME_CLIENT_TYPES: Final = {"qbittorrent": "qBittorrent", "transmission": "Transmission"}
 RULE_FIELDS: Final = ("category", "tags", "tracker", "name", "path", "type", "size", "seedbox")
 STRING_OPS: Final = ("is", "contains", "not", "regex", "glob")
 SIZE_OPS: Final = ("gt", "lt")
@@ -49,6 +54,7 @@ class BridgeConfig:
 
     revision: int
     sections: dict[str, list[BridgeEntry]]
+    dispatch: BridgeEntry | None = None  # None: a bridge without the runtime section
 
     def entry(self, section: str, entry_id: str) -> BridgeEntry | None:
         """The entry of that section with that id."""
@@ -68,7 +74,14 @@ def parse_config(payload: str | bytes | bytearray) -> BridgeConfig:
         if not isinstance(entries, list):
             raise PayloadError(f"{section} must be a list")
         parsed[section] = [_entry(section, raw) for raw in entries]
-    return BridgeConfig(revision=revision, sections=parsed)
+    dispatch = sections.get(DISPATCH)
+    if dispatch is not None and (not isinstance(dispatch, list) or len(dispatch) != 1):
+        raise PayloadError(f"{DISPATCH} must be a list of one entry")
+    return BridgeConfig(
+        revision=revision,
+        sections=parsed,
+        dispatch=None if dispatch is None else _entry(DISPATCH, dispatch[0]),
+    )
 
 
 def _entry(section: str, raw: Any) -> BridgeEntry:
@@ -109,7 +122,7 @@ def subentry_data(subentry_type: str, entry: BridgeEntry) -> dict[str, Any]:
 
 def subentry_title(subentry_type: str, entry: BridgeEntry) -> str:
     """A seedbox's name, a destination with its folder, a rule with its order, an arr
-    instance with its app."""
+    instance with its app, a home torrent client with its kind."""
     value = entry.value
     if subentry_type == "seedbox":
         title = str(value.get("name") or entry.id)
@@ -117,6 +130,9 @@ def subentry_title(subentry_type: str, entry: BridgeEntry) -> str:
         title = f"{entry.id} ({value.get('path')})"
     elif subentry_type == "arr":
         title = f"{entry.id} ({str(value.get('type', '')).capitalize()})"
+    elif subentry_type == "home_client":
+        kind = str(value.get("type", ""))
+        title = f"{entry.id} ({HOME_CLIENT_TYPES.get(kind, kind)})"
     elif "order" in value:
         title = f"#{value['order']} {entry.id}"
     else:
@@ -225,6 +241,65 @@ def arr_value(form: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
         value.pop("api_key_file", None)
         value["api_key"] = key
     return value
+
+
+# --- home torrent clients ---------------------------------------------------------------
+
+
+def home_client_value(form: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A home torrent client's mapping from the form over its current one
+    (`recheck_timeout` kept). The password as `arr_value` treats the API key: only
+    when one is typed, else the bridge's password file stays named."""
+    value = public(current)
+    value["type"] = form["type"]
+    value["url"] = form["url"].strip()
+    _set_or_drop(value, "username", form.get("username", "").strip())
+    value["verify_tls"] = bool(form.get("verify_tls", True))
+    if password := form.get("password", ""):
+        value.pop("password_file", None)
+        value["password"] = password
+    return value
+
+
+# --- dispatch weights ----------------------------------------------------------------------
+
+SIZE: Final = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|TiB)?\s*$")
+SIZE_UNITS: Final = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+DISPATCH_WEIGHTS: Final = ("disk_weight", "download_weight", "bandwidth_weight", "min_score")
+
+
+def size_text(size: Any) -> str:
+    """A size as the bridge reads it back: `10GiB` for the bytes it may publish."""
+    if type(size) is not int:
+        return str(size)
+    for unit, factor in SIZE_UNITS:
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)
+
+
+def dispatch_form(value: dict[str, Any]) -> dict[str, Any]:
+    """The dispatch form filled in from the bridge's entry."""
+    form: dict[str, Any] = {k: value[k] for k in DISPATCH_WEIGHTS if k in value}
+    form["size_estimate"] = size_text(value.get("size_estimate", "10GiB"))
+    categories = value.get("categories")
+    form["categories"] = [str(c) for c in categories] if isinstance(categories, list) else []
+    return form
+
+
+def dispatch_value(
+    form: dict[str, Any], current: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The dispatch weights from the form over the bridge's entry (keys the form does
+    not show, such as `history`, kept), and the form's errors (a size the bridge could
+    not read)."""
+    value = public(current)
+    for key in DISPATCH_WEIGHTS:
+        value[key] = float(form[key])
+    size = str(form.get("size_estimate", "")).strip()
+    value["size_estimate"] = size
+    value["categories"] = [c.strip() for c in form.get("categories") or [] if c.strip()]
+    return value, {} if SIZE.match(size) else {"size_estimate": "invalid_size"}
 
 
 # --- rules -------------------------------------------------------------------------------

@@ -1,10 +1,8 @@
-"""What the subentry flows (`config_subentries`) share: the bridge they ask, its
+"""What the subentry flows (`subentries`) share: the bridge they ask, its
 answers as form errors, and saving an entry on the bridge and in Home Assistant."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from homeassistant.config_entries import (
@@ -13,7 +11,6 @@ from homeassistant.config_entries import (
     ConfigSubentryFlow,
     SubentryFlowResult,
 )
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
@@ -26,7 +23,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from .bridge_client import BridgeRefusal
+from .config_answers import Answer, async_ask, form_errors
 from .config_sync import APPLY_TIMEOUT, ConfigSync
 from .config_values import (
     IDENTIFIER,
@@ -42,24 +39,6 @@ from .const import LOGGER
 TEST_TIMEOUT: Final = 60.0
 PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 TEXT = TextSelector()
-# Refusals the forms explain on their own; anything else is `unknown` with its message.
-KNOWN_CODES: Final = frozenset(
-    {
-        "cannot_connect", "invalid", "read_only", "host_key_mismatch", "auth_failed",
-        "unreachable", "timeout", "root_missing", "root_unreadable", "not_writable",
-        "chown_failed", "missing", "unsupported",
-    }
-)  # fmt: skip
-# What any probe may answer; a client's are told apart from the SSH link's.
-TEST_CODES: Final = frozenset({"auth_failed", "unreachable", "timeout", "unsupported"})
-# The form field a refusal points at, when it points at one.
-CODE_FIELDS: Final = {
-    "root_missing": "remote_roots",
-    "root_unreadable": "remote_roots",
-    "not_writable": "path",
-    "missing": "path",
-    "chown_failed": "owner",
-}
 
 
 def select(options: tuple[str, ...], key: str) -> SelectSelector:
@@ -76,18 +55,8 @@ def number(low: int, high: int) -> NumberSelector:
     )
 
 
-@dataclass(slots=True)
-class Answer:
-    """The bridge's answer to a command: its result, or its refusal."""
-
-    result: dict[str, Any] = field(default_factory=dict)
-    code: str | None = None
-    message: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 class BridgeSubentryFlow(ConfigSubentryFlow):
-    """What the three flows share: the bridge, its answers, saving."""
+    """What the flows share: the bridge, its answers, saving."""
 
     subentry_type: ClassVar[str]
     first_step: ClassVar[str]
@@ -161,14 +130,7 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
 
     async def _async_command(self, op: str, args: dict[str, Any], time_limit: float) -> Answer:
         assert self._sync is not None
-        try:
-            result = await self._sync.coordinator.async_command(op, args, time_limit=time_limit)
-        except BridgeRefusal as err:
-            message = (err.translation_placeholders or {}).get("message", "")
-            return Answer(code=err.code, message=message, details=err.details)
-        except HomeAssistantError:
-            return Answer(code="cannot_connect")
-        return Answer(result=result if isinstance(result, dict) else {})
+        return await async_ask(self._sync.coordinator, op, args, time_limit)
 
     async def _async_test(self, kind: str, value: dict[str, Any]) -> Answer:
         return await self._async_command(
@@ -176,38 +138,9 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
         )
 
     def _errors(self, answer: Answer, fields: frozenset[str], scope: str = "") -> dict[str, str]:
-        """A refusal as form errors: `base`, and the fields it points at. With a `scope`
-        (`client`), the bridge's keys under it are the form's fields, and a failed test
-        says so (`client_auth_failed`)."""
-        code = str(answer.code)
-        message = answer.message
-        errors: dict[str, str] = {}
-        if code == "invalid":
-            reasons = answer.details.get("fields")
-            for key in reasons if isinstance(reasons, dict) else {}:
-                name = str(key)
-                if scope:
-                    name = name.removeprefix(f"{scope}.") if name.startswith(f"{scope}.") else ""
-                # a key inside a field (`remote_roots[0]`, `extract.subfolder`) is its field's
-                name = re.split(r"[.\[]", name, maxsplit=1)[0]
-                if name in fields:
-                    errors[name] = "invalid_field"
-            lines = answer.details.get("errors")
-            if isinstance(lines, list) and lines:
-                message = "; ".join(str(line) for line in lines)
-        self._placeholders = {
-            "message": message,
-            "root": str(answer.details.get("root", "")),
-            "fingerprint": str(answer.details.get("fingerprint", "")),
-        }
-        if code not in KNOWN_CODES:
-            errors["base"] = "unknown"
-        elif CODE_FIELDS.get(code) in fields:
-            errors[CODE_FIELDS[code]] = code
-        elif scope and code in TEST_CODES:
-            errors["base"] = f"{scope}_{code}"
-        else:
-            errors["base"] = code
+        """A refusal as form errors (`config_answers.form_errors`); its placeholders
+        are the next form's."""
+        errors, self._placeholders = form_errors(answer, fields, scope)
         return errors
 
     async def _async_save(self, value: dict[str, Any]) -> SubentryFlowResult | Answer:

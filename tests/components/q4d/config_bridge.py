@@ -18,6 +18,12 @@ from .payloads import BASE, dumps
 
 CONFIG_TOPIC = f"{BASE}/config"
 SECRETS = "/data/q4d/secrets"
+# What the bridge fills a `dispatch` value in with (bridge/q4d_bridge/config/schema.py).
+DISPATCH_DEFAULTS: dict[str, Any] = {
+    "disk_weight": 1.0, "download_weight": 2.0, "bandwidth_weight": 0.1, "min_score": -1.0,
+    "size_estimate": 10 * 1024**3, "history": 200, "categories": [], "watch_interval": 5.0,
+    "fetch_timeout": 30.0,
+}  # fmt: skip
 
 
 def refusal(code: str, message: str = "", **details: Any) -> dict[str, Any]:
@@ -38,7 +44,10 @@ class ConfigBridge:
             "destinations": {},
             "rules": {},
             "arr": {},
+            "home_clients": {},
         }
+        # the one-entry `dispatch` section: (source, value); None: a bridge without it
+        self.dispatch: tuple[str, dict[str, Any]] | None = None
         # answers to give, in turn, before behaving normally
         self.tests: list[dict[str, Any]] = []
         self.sets: list[dict[str, Any]] = []
@@ -71,6 +80,9 @@ class ConfigBridge:
             if section == "rules":  # runtime rules by order, then the YAML ones
                 listed.sort(key=lambda e: (e["source"] != "runtime", e.get("order", 0)))
             sections[section] = listed
+        if self.dispatch is not None:
+            source, value = self.dispatch
+            sections["dispatch"] = [{"id": "dispatch", "source": source, "value": dict(value)}]
         return {"revision": self.revision, "sections": sections}
 
     @callback
@@ -99,6 +111,9 @@ class ConfigBridge:
             return self.sets.pop(0)
         args = command["args"]
         section, entry_id = args["section"], args["id"]
+        if section == "dispatch":
+            self.dispatch = ("runtime", DISPATCH_DEFAULTS | args["value"])
+            return self._changed()
         stored = dict(args["value"])
         stored.pop("id", None)  # the entry's id, not part of what is stored
         # what the bridge keeps: files for the secrets, their paths in the entry

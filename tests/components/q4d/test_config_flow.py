@@ -305,16 +305,62 @@ async def test_reconfigure(hass: HomeAssistant, mqtt_mock: MqttMockHAClient) -> 
 
 
 async def test_options(hass: HomeAssistant, mqtt_mock: MqttMockHAClient) -> None:
-    """Item entities on or off, and the retention in minutes."""
+    """A menu first; Display: item entities on or off, and the retention in minutes."""
     entry = MockConfigEntry(
         domain=DOMAIN, unique_id="home", data={CONF_BRIDGE_ID: "home", CONF_PREFIX: "q4d"}
     )
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["type"] is FlowResultType.FORM
+    assert result["type"] is FlowResultType.MENU
     assert result["step_id"] == "init"
+    assert result["menu_options"] == ["display", "limits", "dispatch"]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "display"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "display"
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], {CONF_ITEM_ENTITIES: False, CONF_RETENTION: 15.0}
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert entry.options == {CONF_ITEM_ENTITIES: False, CONF_RETENTION: 15}
+
+
+async def test_options_stored_before_the_menu(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient
+) -> None:
+    """Options stored by the single form of earlier versions fill in Display."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="home",
+        data={CONF_BRIDGE_ID: "home", CONF_PREFIX: "q4d"},
+        options={CONF_ITEM_ENTITIES: True, CONF_RETENTION: 30},
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "display"}
+    )
+    shown = {
+        str(k): k.description["suggested_value"]
+        for k in result["data_schema"].schema
+        if k.description
+    }
+    assert shown == {CONF_ITEM_ENTITIES: True, CONF_RETENTION: 30}
+
+
+@pytest.mark.parametrize("step_id", ["limits", "dispatch"])
+async def test_options_not_loaded(
+    hass: HomeAssistant, mqtt_mock: MqttMockHAClient, step_id: str
+) -> None:
+    """An entry that is not loaded has no bridge to ask for its limits or weights."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="home", data={CONF_BRIDGE_ID: "home", CONF_PREFIX: "q4d"}
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": step_id}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "not_loaded"

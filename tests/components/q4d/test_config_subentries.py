@@ -190,7 +190,9 @@ async def test_sync_from_config_topic(
     "payload",
     ["", "not json", '{"revision": "1", "sections": {}}', '{"revision": 1, "sections": {"rules": {}}}',
      '{"revision": 1, "sections": {"rules": [{"value": {}}]}}',
-     '{"revision": 1, "sections": {"rules": [{"id": "r", "value": 3}]}}'],
+     '{"revision": 1, "sections": {"rules": [{"id": "r", "value": 3}]}}',
+     '{"revision": 1, "sections": {"dispatch": {"id": "dispatch", "value": {}}}}',
+     '{"revision": 1, "sections": {"dispatch": [{"id": "dispatch", "value": []}]}}'],
 )  # fmt: skip
 async def test_sync_ignores_invalid(
     hass: HomeAssistant,
