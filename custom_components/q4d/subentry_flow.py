@@ -3,6 +3,7 @@ answers as form errors, and saving an entry on the bridge and in Home Assistant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from homeassistant.config_entries import (
@@ -136,6 +137,24 @@ class BridgeSubentryFlow(ConfigSubentryFlow):
         return await self._async_command(
             "config_test", {"kind": kind, "value": value}, TEST_TIMEOUT
         )
+
+    async def _async_submit(
+        self,
+        form: dict[str, Any],
+        kind: str,
+        to_value: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]],
+        fields: frozenset[str],
+    ) -> tuple[SubentryFlowResult | None, dict[str, str]]:
+        """A one-form entry submitted: its id checked, its value tested on the bridge
+        (`config_test` of `kind`), then saved; the flow's result, or the form's errors."""
+        if errors := self._check_id(form):
+            return None, errors
+        value = to_value(form, self._current)
+        answer = await self._async_test(kind, value)
+        result = await self._async_save(value) if answer.code is None else answer
+        if isinstance(result, Answer):
+            return None, self._errors(result, fields)
+        return result, {}
 
     def _errors(self, answer: Answer, fields: frozenset[str], scope: str = "") -> dict[str, str]:
         """A refusal as form errors (`config_answers.form_errors`); its placeholders

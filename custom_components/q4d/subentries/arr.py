@@ -8,7 +8,6 @@ from typing import Any, Final
 import voluptuous as vol
 from homeassistant.config_entries import SubentryFlowResult
 
-from ..config_answers import Answer
 from ..config_values import ARR_TYPES, arr_value
 from ..subentry_flow import PASSWORD, TEXT, BridgeSubentryFlow, select
 
@@ -27,14 +26,9 @@ class ArrSubentryFlow(BridgeSubentryFlow):
         """The app, its URL and API key."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            errors = self._check_id(user_input)
-            if not errors:
-                value = arr_value(user_input, self._current)
-                answer = await self._async_test("arr", value)
-                result = await self._async_save(value) if answer.code is None else answer
-                if not isinstance(result, Answer):
-                    return result
-                errors = self._errors(result, ARR_FIELDS)
+            result, errors = await self._async_submit(user_input, "arr", arr_value, ARR_FIELDS)
+            if result is not None:
+                return result
         current = self._current
         # the key is typed again, never shown back
         suggested = {k: v for k, v in (user_input or current).items() if k != "api_key"}

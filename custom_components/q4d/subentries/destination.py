@@ -9,7 +9,6 @@ import voluptuous as vol
 from homeassistant.config_entries import SubentryFlowResult
 from homeassistant.helpers.selector import BooleanSelector
 
-from ..config_answers import Answer
 from ..config_values import destination_value
 from ..subentry_flow import TEXT, BridgeSubentryFlow
 
@@ -29,14 +28,11 @@ class DestinationSubentryFlow(BridgeSubentryFlow):
         """Where payloads land, who owns them, whether archives are unpacked."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            errors = self._check_id(user_input)
-            if not errors:
-                value = destination_value(user_input, self._current)
-                answer = await self._async_test("destination", value)
-                result = await self._async_save(value) if answer.code is None else answer
-                if not isinstance(result, Answer):
-                    return result
-                errors = self._errors(result, DESTINATION_FIELDS)
+            result, errors = await self._async_submit(
+                user_input, "destination", destination_value, DESTINATION_FIELDS
+            )
+            if result is not None:
+                return result
         current = self._current
         suggested = user_input or {
             "path": current.get("path", ""),

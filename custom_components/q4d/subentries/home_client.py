@@ -10,7 +10,6 @@ import voluptuous as vol
 from homeassistant.config_entries import SubentryFlowResult
 from homeassistant.helpers.selector import BooleanSelector
 
-from ..config_answers import Answer
 from ..config_values import HOME_CLIENT_TYPES, home_client_value
 from ..subentry_flow import PASSWORD, TEXT, BridgeSubentryFlow, select
 
@@ -32,14 +31,11 @@ class HomeClientSubentryFlow(BridgeSubentryFlow):
         """The client, its URL and login."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            errors = self._check_id(user_input)
-            if not errors:
-                value = home_client_value(user_input, self._current)
-                answer = await self._async_test("home_client", value)
-                result = await self._async_save(value) if answer.code is None else answer
-                if not isinstance(result, Answer):
-                    return result
-                errors = self._errors(result, HOME_CLIENT_FIELDS)
+            result, errors = await self._async_submit(
+                user_input, "home_client", home_client_value, HOME_CLIENT_FIELDS
+            )
+            if result is not None:
+                return result
         suggested = {k: v for k, v in (user_input or self._current).items() if k != "password"}
         schema: dict[Any, Any] = {vol.Required("name"): TEXT} if self._creating else {}
         schema |= {
