@@ -213,11 +213,10 @@ class DemoHass:
         flow = await self._request(
             "POST", "/api/config/config_entries/options/flow", {"handler": entry_id}
         )
-        done = await self._request(
-            "POST",
-            f"/api/config/config_entries/options/flow/{flow['flow_id']}",
-            {"item_entities": True, "finished_retention": 60},
-        )
+        step = f"/api/config/config_entries/options/flow/{flow['flow_id']}"
+        # The options open on a menu: Display holds these two.
+        await self._request("POST", step, {"next_step_id": "display"})
+        done = await self._request("POST", step, {"item_entities": True, "finished_retention": 60})
         if done.get("type") != "create_entry":
             raise HassError(f"the q4d options flow did not finish: {done}")
 
