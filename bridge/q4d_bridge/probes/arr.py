@@ -18,7 +18,7 @@ from ..config.loader import read_secret_keys
 from ..config.model import ArrConfig, Config
 from ..config.post import ARR_SCHEMA
 from ..postprocess.arr_import import APPS, NoAnswer, exchange, where_of
-from .base import ProbeError, invalid, reference, relative, schema_lines
+from .base import ProbeError, configured, invalid, reference, relative, schema_lines
 
 WHERE = "arr.probe"  # the loader's path of a value under test, stripped from its errors
 STATUS_PATH = "/api/v3/system/status"
@@ -29,11 +29,7 @@ def arr_target(value: dict[str, Any], config: Config) -> ArrConfig:
     (`{"id": <name>}` of the running configuration)."""
     ident = reference(value)
     if ident is not None:
-        instance = config.arr.get(ident)
-        if instance is None:
-            known = ", ".join(config.arr) or "none"
-            raise ProbeError("not_found", f"no arr instance {ident!r} (known: {known})")
-        return instance
+        return configured(ident, config.arr, "arr instance")
     raw = copy.deepcopy(value)
     errors: list[str] = []
     key_file = raw.get("api_key_file")

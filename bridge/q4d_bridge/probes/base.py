@@ -62,6 +62,15 @@ def reference(value: Mapping[str, Any]) -> str | None:
     return ident
 
 
+def configured[T](ident: str, entries: Mapping[str, T], what: str) -> T:
+    """The running configuration's entry `ident` names, or `not_found` listing them."""
+    entry = entries.get(ident)
+    if entry is None:
+        known = ", ".join(entries) or "none"
+        raise ProbeError("not_found", f"no {what} {ident!r} (known: {known})")
+    return entry
+
+
 SECRET_KEYS = ("password", "passphrase", "private_key", "api_key")
 
 

@@ -21,7 +21,7 @@ import voluptuous as vol
 
 from ..config.model import Config
 from ..config.post import destination
-from .base import ProbeError, invalid, reference, schema_lines
+from .base import ProbeError, configured, invalid, reference, schema_lines
 
 PROBE_PREFIX = ".q4d-check-"
 
@@ -183,10 +183,7 @@ def destination_target(value: Any, config: Config) -> DestinationTarget:
     """The destination a `config_test` value gives (a folder, or a mapping with `path`
     and post-processing keys, as `config_set` takes it) or names (`{"id": ...}`)."""
     if isinstance(value, dict) and (ident := reference(value)) is not None:
-        root = config.routing.destinations.get(ident)
-        if root is None:
-            known = ", ".join(config.routing.destinations)
-            raise ProbeError("not_found", f"no destination {ident!r} (known: {known})")
+        root = configured(ident, config.routing.destinations, "destination")
         return DestinationTarget(root, accounts(config, ident))
     try:
         # a bare folder checked as its mapping's `path`, so a refusal names that field

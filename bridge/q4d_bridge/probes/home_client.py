@@ -13,7 +13,14 @@ import voluptuous as vol
 from ..config.loader import read_secret_keys
 from ..config.model import ClientConfig, Config, HomeClientConfig
 from ..config.post import HOME_CLIENT_SCHEMA
-from .base import ProbeError, foreign_secret_files, invalid, reference, relative, schema_lines
+from .base import (
+    configured,
+    foreign_secret_files,
+    invalid,
+    reference,
+    relative,
+    schema_lines,
+)
 from .client import ClientTarget, probe_client
 
 WHERE = "home_clients.probe"  # the loader's path of a value under test, stripped from errors
@@ -24,11 +31,7 @@ def home_client_target(value: dict[str, Any], config: Config) -> HomeClientConfi
     (`{"id": <name>}` of the running configuration)."""
     ident = reference(value)
     if ident is not None:
-        client = config.home_clients.get(ident)
-        if client is None:
-            known = ", ".join(config.home_clients) or "none"
-            raise ProbeError("not_found", f"no home client {ident!r} (known: {known})")
-        return client
+        return configured(ident, config.home_clients, "home client")
     raw = copy.deepcopy(value)
     # Any other file the bridge can read would go to the client's URL as the password.
     if foreign := foreign_secret_files(raw, ("password",), config.data_dir):
