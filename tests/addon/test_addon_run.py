@@ -207,9 +207,12 @@ async def test_no_seedbox_nor_destination_starts_idle(tmp_path: Path, given: str
     assert "note: no seedbox yet: add one from Home Assistant" in checked.stdout
 
 
+def _docs() -> str:
+    return (Path(__file__).parents[2] / "addon/q4d-bridge/DOCS.md").read_text()
+
+
 def _docs_yaml(number: int) -> Any:
-    docs = (Path(__file__).parents[2] / "addon/q4d-bridge/DOCS.md").read_text()
-    return re.findall(r"```yaml\n(.*?)```", docs, re.DOTALL)[number]
+    return re.findall(r"```yaml\n(.*?)```", _docs(), re.DOTALL)[number]
 
 
 async def test_the_documented_example_works(tmp_path: Path, keys: dict[str, str]) -> None:
@@ -224,9 +227,16 @@ async def test_the_documented_example_works(tmp_path: Path, keys: dict[str, str]
     assert seedbox["host_key"].startswith("ssh-ed25519 AAAA")
     seedbox.update(key_file=keys["file"], host_key=keys["host"], client_password=CLIENT_PASSWORD)
     options["extra_config"] = str(extra)
-    async with fake_supervisor(mosquitto_service("h", 1883, "u", "p")) as supervisor:
+    service = mosquitto_service("core-mosquitto", 1883, "addons", "p")
+    async with fake_supervisor(service) as supervisor:
         ran = await addon_run(options, tmp_path / "data", supervisor.url)
     assert ran.code == 0, ran.err
+    # The Log tab shows what DOCS.md says a good start of these options prints.
+    printed = [line.strip() for line in ran.out.splitlines()]
+    good_start = re.search(r"A good start prints:\n\n *```\n(.*?)```", _docs(), re.DOTALL)
+    assert good_start, "DOCS.md: the good start's log block"
+    for line in good_start.group(1).strip().splitlines():
+        assert line.strip() in printed, f"DOCS.md's {line.strip()!r} is not in:\n{ran.out}"
     checked = check_config(tmp_path / "data" / "bridge.yaml")
     assert checked.returncode == 0, checked.stderr
     config = yaml.safe_load((tmp_path / "data" / "bridge.yaml").read_text())
