@@ -36,6 +36,7 @@ STATUS = f"q4d/bridge/{BRIDGE_ID}/status"
 USERS = {"q4d-bridge": "bridge-pw-4f9a1c", "tester": "tester-pw-77b2e0"}
 API_KEY = "container-test-api-key-0123456789"
 CONTAINERFILE = podman.REPO / "Containerfile"
+DOCS = podman.REPO / "docs" / "container.md"
 HEALTHCHECK = ("/opt/q4d/bin/python", "/usr/local/lib/q4d/healthcheck.py")
 
 
@@ -295,9 +296,10 @@ def test_refuses_a_bad_config_with_its_reasons(
     with podman.running(bridge_image, volumes=lay.volumes(), network="none") as box:
         assert box.wait(60) == 1
         logs = box.logs()
-    assert "q4d-bridge: invalid configuration in /config/bridge.yaml:" in logs
-    assert "seedboxes[0].port: value must be at most 65535" in logs
-    assert "log_level: value must be one of" in logs
+    # word for word what docs/container.md shows for these two mistakes
+    shown = re.search(r"and exit code 1:\n\n```\n(.*?)```", DOCS.read_text(), re.DOTALL)
+    assert shown, f"{DOCS}: the bad configuration's message"
+    assert shown.group(1).strip().splitlines() == logs.strip().splitlines()[-3:], logs
 
     # No config file and nothing in the environment: both said.
     bare = podman.run(bridge_image)
