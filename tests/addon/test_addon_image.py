@@ -25,15 +25,11 @@ import pytest
 
 from tests.addon.mqtt_login import PASSWORD, STATUS, USER, LoginMosquitto, wait_for
 from tests.addon.supervisor_fake import TOKEN, fake_supervisor, mosquitto_service
+from tests.helpers import podman
+from tests.helpers.podman import base_image_name, container_wheels, podman_available
 from tests.helpers.services import SshServer
 
-podman = pytest.importorskip(
-    "tests.helpers.podman",
-    reason="needs tests/helpers/podman.py, the container images' test helpers",
-)
-base_image_name = podman.base_image_name
-container_wheels = podman.container_wheels
-podman_available = podman.podman_available
+__all__ = ["base_image_name", "container_wheels", "podman_available"]  # fixtures
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDON = ROOT / "addon" / "q4d-bridge"
