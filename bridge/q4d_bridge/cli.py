@@ -50,8 +50,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    # A configuration from the environment alone has no file to name.
+    origin = args.config if Path(args.config).exists() else "the environment"
     print(
-        f"{args.config}: OK (bridge {config.bridge_id!r}, {len(config.seedboxes)} seedbox(es), "
+        f"{origin}: OK (bridge {config.bridge_id!r}, {len(config.seedboxes)} seedbox(es), "
         f"{len(config.routing.destinations)} destination(s), {len(config.routing.rules)} rule(s))"
     )
     # A valid start, not a mistake: an install configured from Home Assistant begins so.

@@ -7,7 +7,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +352,18 @@ def test_a_small_file_beside_q4d_variables_maps_the_type_codes(tmp_path: Path) -
     }  # fmt: skip
     assert config.routing.default_destination == "default"
     assert config.seedboxes["seedbox1"].password == "pw"
+
+
+def test_check_config_names_the_environment_when_there_is_no_file(tmp_path: Path) -> None:
+    creds = tmp_path / "credentials"
+    creds.write_text("me:pass,word\n")
+    env = {**os.environ, **SEED_DOCKER_RUN, "Q4D_CREDS": str(creds)}
+    absent = tmp_path / "absent.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "q4d_bridge.cli", "check-config", "--config", str(absent)],
+        capture_output=True, text=True, env=env, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first == "the environment: OK (bridge 'q4d', 1 seedbox(es), 1 destination(s), 0 rule(s))"
+    assert str(absent) not in done.stdout
