@@ -188,6 +188,9 @@ def test_check_permissions_as_a_user_who_may_not(tmp_path: Path) -> None:
             "run the bridge as root or drop owner:"
         ) in lines
         assert any(line.startswith("default: ok (") for line in lines), lines
+        # one line per problem, and no "ok" for a destination that has one
+        assert not any(line.startswith(("tv: ok", "movies: ok")) for line in lines), lines
+        assert len(lines) == 3, lines
         assert list((library / "tv").iterdir()) == []  # the probe removed
     finally:
         shutil.rmtree(workdir)
