@@ -157,3 +157,28 @@ async def test_a_done_item_is_fetched_again_only_with_force(
         assert item.state is ItemState.DONE and not item.refetch
         assert item.last_error is not None and "the library copy stays" in item.last_error
         assert landed.read_bytes() == before
+
+
+async def test_a_forced_fetch_replaces_the_library_copy_and_runs_the_steps_again(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
+        extract, cleanup = Scripted("extract"), Scripted("cleanup")
+        scripted(env, extract, cleanup)
+        item_id = await landed_item(env)
+        await env.wait_settled(1)
+        landed = env.library / "tv" / "show.mkv"
+        old = landed.read_bytes()
+        make_file(env.remote / "show.mkv", 50_000, seed=7)  # the seedbox's copy since
+        new = (env.remote / "show.mkv").read_bytes()
+        assert new != old
+        assert (await answer(env, "retry", item_id=item_id, force=True))["ok"]
+        await env.recorder.wait_for(
+            lambda: len(env.recorder.events("completed")) == 2, 20, "the second completion"
+        )
+        item = env.bridge.lifecycle.items[item_id]
+        assert item.state is ItemState.DONE and not item.refetch and item.last_error is None
+        assert landed.read_bytes() == new  # replaced, once the new copy was in staging
+        assert [p.name for p in landed.parent.iterdir()] == ["show.mkv"]  # no staging left
+        assert len(extract.calls) == 2 and len(cleanup.calls) == 2  # its steps ran again
+        assert [s.state for s in item.steps] == [StepState.DONE, StepState.DONE]
