@@ -33,7 +33,10 @@ def check_destination(config: Config, name: str, root: Path) -> Iterator[tuple[b
             ),
         )
         return
-    yield True, f"{name}: ok ({root}: {', '.join(trial.done)}; {human_size(trial.free)} free)"
+    # A refused chown does not stop the trial (the free space is still read), but the
+    # destination is not ok: its problem line says so, and no "ok" line contradicts it.
+    if not trial.problems:
+        yield True, f"{name}: ok ({root}: {', '.join(trial.done)}; {human_size(trial.free)} free)"
 
 
 def check_permissions(config: Config) -> int:

@@ -20,6 +20,7 @@ from .mqtt.codec import RejectedEvent
 from .mqtt.events import parse_completed
 from .persistence.store import Store
 from .persistence.tracker_rules import load_tracker_rules
+from .postprocess.cleanup import duration
 from .postprocess.plan import CleanupPlan, Ownership
 from .rules import Rule
 from .tracker_rules import TrackerRule
@@ -164,8 +165,9 @@ def _cleanup(cleanup: CleanupPlan | None) -> str | None:
     if cleanup.ratio is not None:
         goals.append(f"ratio {cleanup.ratio:g}")
     if cleanup.seeding_time is not None:
-        goals.append(f"seeding time {cleanup.seeding_time:g} s")
-    return f"remove at {' or '.join(goals)} (whichever first), {data}"
+        goals.append(f"seeding time {duration(cleanup.seeding_time)}")  # as the clean-up says it
+    first = " (whichever first)" if len(goals) > 1 else ""
+    return f"remove at {' or '.join(goals)}{first}, {data}"
 
 
 def explain(config: Config, event: CompletionEvent) -> dict[str, Any]:

@@ -338,6 +338,10 @@ async def test_refusals_are_not_retried(arr: Callable[..., Awaitable[FakeArr]]) 
     error = await fails(config(radarr.url), landed())
     assert str(error).endswith("HTTP 400 — Sequence contains no matching element")
     assert not error.transient
+    # an instance the plan names, gone from the config since intake (the runner puts
+    # the step's name before the message: no second `arr_import:`)
+    error = await fails(config(sonarr.url), landed(instance="old-sonarr"))
+    assert (str(error), error.transient) == ("'old-sonarr' is no longer under arr", False)
 
 
 async def test_a_busy_or_absent_app_is_retried(arr: Callable[..., Awaitable[FakeArr]]) -> None:

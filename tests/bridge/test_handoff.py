@@ -191,7 +191,7 @@ async def test_a_corrupt_byte_is_repaired_by_range_and_rechecked(
 
     detail = await handoff(home_qbt, item, seedbox, repair).run(landed(item, plan))
 
-    assert detail == ("home qBittorrent checked it 100 % after 1 repairs; removed from the seedbox")
+    assert detail == ("home qBittorrent checked it 100 % after 1 repair; removed from the seedbox")
     assert repair.calls == [[Range("", 2 * PIECE_SIZE, PIECE_SIZE)]]
     assert unchanged(item)
     assert await on_seedbox(seedbox, item) is None
@@ -314,7 +314,7 @@ async def test_transmission_at_home_repairs_and_confirms(
     detail = await handoff(home_transmission, item, seedbox, repair).run(landed(item, plan))
 
     assert detail == (
-        "home Transmission checked it 100 % after 1 repairs; removed from the seedbox with its data"
+        "home Transmission checked it 100 % after 1 repair; removed from the seedbox with its data"
     )
     # libtorrent pads the first file to a piece boundary (a BEP 47 pad file, not on
     # disk): the bad piece is the second file's first

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from q4d_bridge.clients.qbittorrent import QbittorrentClient
 from q4d_bridge.models import ItemState, StepState
+from q4d_bridge.postprocess.base import Landed, Step
 from q4d_bridge.postprocess.cleanup import find
 
 from tests.bridge.test_arr_import import KEY, FakeArr, arr
@@ -31,7 +32,7 @@ from tests.bridge.test_handoff import client_config, on_seedbox
 from tests.bridge.test_verify import mktorrent
 from tests.helpers.bridge_proc import BridgeProcess
 from tests.helpers.configs import bridge_config
-from tests.helpers.handoff import Payload, seeding
+from tests.helpers.handoff import Payload, corrupt, seeding
 from tests.helpers.mqtt import publish, recording
 from tests.helpers.qbittorrent import QBittorrent
 from tests.helpers.rar import Member, write_rar
@@ -160,6 +161,24 @@ def seedbox_payload(remote: Path, name: str, sizes: list[int], seed: int) -> Pay
     return Payload(name, remote / name, remote / name, files, torrent, info_hash)
 
 
+class CorruptFirst:
+    """The bridge's own hand-off step, run on a landed copy that lost a byte since it
+    was verified (a disk, another program): the home client's recheck falls short, and
+    the step's repair fetches the piece again from the seedbox over SSH."""
+
+    name = "handoff"
+
+    def __init__(self, step: Step, rel: str, offset: int) -> None:
+        self.step, self.rel, self.offset = step, rel, offset
+        self.corrupted: list[Path] = []
+
+    async def run(self, landed: Landed) -> str:
+        if not self.corrupted:
+            self.corrupted.append(landed.path / self.rel)
+            corrupt(landed.path / self.rel, self.offset)
+        return await self.step.run(landed)
+
+
 async def test_hand_off_to_home_qbittorrent_then_clean_up_the_seedbox(
     tmp_path: Path,
     mosquitto: Mosquitto,
@@ -168,8 +187,9 @@ async def test_hand_off_to_home_qbittorrent_then_clean_up_the_seedbox(
     seedbox_qbt: QBittorrent,
 ) -> None:
     """Through the bridge with a real seedbox qBittorrent: one torrent is handed to a
-    real home qBittorrent (rechecked to 100 %, then removed from the seedbox with its
-    data); another waits for its seeding-time goal, which the clean-up lists in a dry
+    real home qBittorrent (its recheck short of a piece corrupted after landing, that
+    piece repaired from the seedbox over SSH, rechecked to 100 %, then removed from the
+    seedbox with its data); another waits for its seeding-time goal, which the clean-up lists in a dry
     run (over MQTT and `q4d-bridge cleanup`) and then removes."""
     remote = tmp_path / "seedbox"
     season = seedbox_payload(remote, "Show.S03", [300 * 1024, 200 * 1024], seed=21)
@@ -193,13 +213,21 @@ async def test_hand_off_to_home_qbittorrent_then_clean_up_the_seedbox(
             tmp_path, mosquitto, sshd, engine="sftp", rules=rules, home_clients=homes,
             seedbox={"client": client},
         ) as env:  # fmt: skip
+            handoff = CorruptFirst(env.bridge.post.steps["handoff"], "extras/part01.bin", 1000)
+            env.bridge.post.steps = {**env.bridge.post.steps, "handoff": handoff}
             await env.complete("Show.S03", season.hash, category="tv")
             await env.complete("Film.2023.mkv", film.hash, category="movies")
             await env.wait_settled(2, timeout=90)
             items = {i.name: i for i in env.bridge.lifecycle.items.values()}
             tv = items["Show.S03"]
             assert tv.state is ItemState.DONE, (tv.last_error, tv.steps)
-            assert tv.steps[0].detail is not None and "100 %" in tv.steps[0].detail
+            assert handoff.corrupted == [env.library / "tv" / "Show.S03" / "extras/part01.bin"]
+            assert tv.steps[0].detail == (
+                "home qBittorrent checked it 100 % after 1 repair; removed from the seedbox "
+                "with its data"
+            )
+            for rel, data in season.files.items():  # repaired from the seedbox's copy
+                assert (env.library / "tv" / "Show.S03" / rel).read_bytes() == data
             at_home = find(await home.torrents(), season.hash)
             assert at_home is not None and at_home.complete
             assert at_home.content_path.rstrip("/") == str(env.library / "tv" / "Show.S03")

@@ -24,7 +24,8 @@ RULES = [{"destination": "tv", "match": [{"field": "category", "is": "post"}],
 
 
 class Scripted:
-    """A step whose outcomes the test sets: "ok", "transient", "fail" or "hang"."""
+    """A step whose outcomes the test sets: "ok", "transient", "fail", "hang" or "move"
+    (the payload taken away, as Sonarr's import with Move does)."""
 
     def __init__(self, name: str, *outcomes: str) -> None:
         self.name = name
@@ -41,7 +42,9 @@ class Scripted:
             raise StepError("service unavailable", transient=True)
         if outcome == "fail":
             raise StepError("archive is corrupt")
-        assert landed.path.exists()
+        assert landed.path.exists() or self.name == "cleanup"  # it never reads it
+        if outcome == "move":
+            landed.path.unlink()
         return f"{self.name} ok"
 
 
@@ -157,3 +160,70 @@ async def test_a_done_item_is_fetched_again_only_with_force(
         assert item.state is ItemState.DONE and not item.refetch
         assert item.last_error is not None and "the library copy stays" in item.last_error
         assert landed.read_bytes() == before
+
+
+async def test_a_forced_fetch_replaces_the_library_copy_and_runs_the_steps_again(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
+        extract, cleanup = Scripted("extract"), Scripted("cleanup")
+        scripted(env, extract, cleanup)
+        item_id = await landed_item(env)
+        await env.wait_settled(1)
+        landed = env.library / "tv" / "show.mkv"
+        old = landed.read_bytes()
+        make_file(env.remote / "show.mkv", 50_000, seed=7)  # the seedbox's copy since
+        new = (env.remote / "show.mkv").read_bytes()
+        assert new != old
+        assert (await answer(env, "retry", item_id=item_id, force=True))["ok"]
+        await env.recorder.wait_for(
+            lambda: len(env.recorder.events("completed")) == 2, 20, "the second completion"
+        )
+        item = env.bridge.lifecycle.items[item_id]
+        assert item.state is ItemState.DONE and not item.refetch and item.last_error is None
+        assert landed.read_bytes() == new  # replaced, once the new copy was in staging
+        assert [p.name for p in landed.parent.iterdir()] == ["show.mkv"]  # no staging left
+        assert len(extract.calls) == 2 and len(cleanup.calls) == 2  # its steps ran again
+        assert [s.state for s in item.steps] == [StepState.DONE, StepState.DONE]
+
+
+async def test_the_seedbox_clean_up_runs_after_an_import_moved_the_payload(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    """The clean-up removes the seedbox's copy: a landed one moved away by the step
+    before it (an import with Move) does not fail it. A step that reads the payload
+    does fail on it (`<path> is gone`)."""
+    async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
+        extract, cleanup = Scripted("extract", "move"), Scripted("cleanup")
+        scripted(env, extract, cleanup)
+        item_id = await landed_item(env)
+        await env.wait_settled(1)
+        item = env.bridge.lifecycle.items[item_id]
+        assert item.state is ItemState.DONE, (item.last_error, item.steps)
+        assert len(cleanup.calls) == 1 and not (env.library / "tv" / "show.mkv").exists()
+
+        extract2, cleanup2 = Scripted("extract", "fail"), Scripted("cleanup")
+        scripted(env, extract2, cleanup2)
+        moved = await second_item(env, "film.mkv")
+        await env.wait_settled(2)
+        assert env.bridge.lifecycle.items[moved].state is ItemState.FAILED
+        (env.library / "tv" / "film.mkv").unlink()  # gone before the retry
+        assert (await answer(env, "retry", item_id=moved))["ok"]
+        failed = env.bridge.lifecycle.items[moved]
+        await env.recorder.wait_for(
+            lambda: failed.state is ItemState.FAILED and failed.last_error is not None
+            and failed.last_error.endswith("is gone"), 10, "failed again",
+        )  # fmt: skip
+        assert failed.last_error == f"extract: {env.library / 'tv' / 'film.mkv'} is gone"
+        assert not cleanup2.calls
+
+
+async def second_item(env: Env, name: str) -> str:
+    before = set(env.bridge.lifecycle.items)
+    make_file(env.remote / name, 30_000, seed=2)
+    await env.complete(name, "d" * 40, category="post")
+    await env.recorder.wait_for(
+        lambda: set(env.bridge.lifecycle.items) - before, 10, "the second item"
+    )
+    (item_id,) = set(env.bridge.lifecycle.items) - before
+    return item_id

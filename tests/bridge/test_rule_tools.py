@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 import yaml
-from q4d_bridge import cli
+from q4d_bridge import cli, cli_route
 from q4d_bridge.clients.base import NewTorrent
 from q4d_bridge.clients.qbittorrent import QbittorrentClient
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.mqtt.remote import RemoteError, call_bridge
 from q4d_bridge.mqtt.topics import Topics
+from q4d_bridge.postprocess.plan import CleanupPlan
 
 from tests.bridge.test_client_qbittorrent import config as client_config
 from tests.bridge.test_client_qbittorrent import listed, payload
@@ -87,7 +88,16 @@ def test_route_an_event_file_and_a_path(tmp_path: Path, capsys: pytest.CaptureFi
     assert "rule:        rules[1] (category is tv)" in out
     assert f"destination: tv -> {tmp_path / 'library/tv/Show.S01E01'}" in out
     assert "steps:       landing, extract" in out and "exclude:     *.nfo" in out
-    assert "owner 1000, group 1000" in out and "remove at ratio 2 (whichever first)" in out
+    assert (
+        "owner 1000, group 1000" in out
+        and "cleanup: remove at ratio 2, with its data" in squeezed(out)
+    )
+
+    # a seeding time as the clean-up says it (its reasons: `seeding time 7d 2h ≥ 7d`)
+    both = CleanupPlan(ratio=2, seeding_time=7 * 86400 + 7200, delete_data=False)
+    assert cli_route._cleanup(both) == (
+        "remove at ratio 2 or seeding time 7d 2h (whichever first), keeping its data"
+    )
 
     code, out, _ = run_cli(["route", "-c", str(config), "--dry-run", "--json", "--path",
                             "/srv/dl/Film", "--category", "keep-remote"], capsys)  # fmt: skip
@@ -188,6 +198,9 @@ def test_check_permissions_as_a_user_who_may_not(tmp_path: Path) -> None:
             "run the bridge as root or drop owner:"
         ) in lines
         assert any(line.startswith("default: ok (") for line in lines), lines
+        # one line per problem, and no "ok" for a destination that has one
+        assert not any(line.startswith(("tv: ok", "movies: ok")) for line in lines), lines
+        assert len(lines) == 3, lines
         assert list((library / "tv").iterdir()) == []  # the probe removed
     finally:
         shutil.rmtree(workdir)

@@ -211,9 +211,18 @@ def plan_problems(where: str, plan: PostPlan, arr: set[str], home: set[str]) -> 
             f"{where}.exclude: a hand-off needs every file of the torrent (the home client "
             "rechecks them all); drop exclude or the hand-off"
         )
+    # Sonarr/Radarr turn Auto into Move when the scan matches no seedbox torrent it must
+    # leave in place (none after the hand-off removed it, or one past its seed limits),
+    # and a Move may delete the folder after it: only Copy leaves the home client's files.
     if plan.handoff and plan.arr_import and plan.arr_import.import_mode == "Move":
         problems.append(
             f"{where}.arr_import.import_mode: Move would take the files the home client "
-            "seeds; use Copy (a hardlink where it can) or Auto"
+            "seeds; use Copy (a hardlink where it can)"
+        )
+    if plan.handoff and plan.arr_import and plan.arr_import.import_mode == "Auto":
+        problems.append(
+            f"{where}.arr_import.import_mode: Auto moves the files the home client seeds "
+            "when Sonarr/Radarr finds no seedbox torrent to leave them for (the hand-off may "
+            "have removed it); use Copy (a hardlink where it can)"
         )
     return problems

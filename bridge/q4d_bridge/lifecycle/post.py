@@ -20,6 +20,9 @@ from .machine import Lifecycle
 from .policy import retry_delay
 
 _LOGGER = logging.getLogger(__name__)
+# Steps that do not read the landed payload: the seedbox's clean-up removes the
+# seedbox's copy, and runs also when an import before it moved the landed one away.
+WITHOUT_PAYLOAD = frozenset({"cleanup"})
 
 
 class PostRunner:
@@ -61,7 +64,8 @@ class PostRunner:
         for status in item.steps:
             if status.state is StepState.DONE:
                 continue
-            if not (landed.path.exists() or landed.path.is_symlink()):
+            gone = not (landed.path.exists() or landed.path.is_symlink())
+            if gone and status.name not in WITHOUT_PAYLOAD:
                 self.lifecycle.step_failed(item, status.name, f"{landed.path} is gone")
                 return
             if not await self._step(item, status.name, landed):

@@ -182,10 +182,10 @@ class ArrImport:
     async def run(self, landed: Landed) -> str:
         plan = landed.plan.arr_import
         if plan is None:
-            raise StepError("arr_import: the item's plan has no arr_import")
+            raise StepError("the item's plan has no arr_import")
         config = self._instances.get(plan.instance)
         if config is None:  # the plan was fixed at intake; the config changed since
-            raise StepError(f"arr_import: {plan.instance!r} is no longer under arr")
+            raise StepError(f"{plan.instance!r} is no longer under arr")
         app = APPS[config.type]
         path = arr_path(landed.path, config.path_map)
         body = scan_body(app, path, landed.hash, plan.import_mode)

@@ -92,7 +92,8 @@ class Extract:
             raise
         except OSError as err:
             remove(work)
-            raise StepError(f"extract: {err}", transient=err.errno in _FULL) from err
+            # The runner puts the step's name before the message (lifecycle/post.py).
+            raise StepError(str(err), transient=err.errno in _FULL) from err
         labels, files = manifest["labels"], manifest["files"]
         return (
             f"{files} file{'s' * (files != 1)} from {len(labels)} "
@@ -227,7 +228,7 @@ def _tool(name: str) -> str:
     found = shutil.which(name)
     if found is None:
         package = PACKAGES.get(Path(name).name, Path(name).name)
-        raise StepError(f"extract: {name} not found (Debian package {package})")
+        raise StepError(f"{name} not found (Debian package {package})")
     return found
 
 

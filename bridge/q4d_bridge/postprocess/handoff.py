@@ -91,7 +91,7 @@ class Handoff:
             raise StepError(f"{where}: {err}", transient=err.transient) from err
         finally:
             await client.close()
-        detail = f"{where} checked it 100 %" + (f" after {repairs} repairs" if repairs else "")
+        detail = f"{where} checked it 100 %" + (f" after {_repairs(repairs)}" if repairs else "")
         return detail + await self._seedbox_removal(landed, plan)
 
     async def _confirm(
@@ -119,7 +119,7 @@ class Handoff:
                     f"{where}: {counted} missing, and no v1 piece layout to repair them by"
                 )
             if repairs == self.max_repairs:
-                raise StepError(f"{where}: {counted} still missing after {repairs} repairs")
+                raise StepError(f"{where}: {counted} still missing after {_repairs(repairs)}")
             repairs += 1
             _LOGGER.info("%s: %s: %s missing, repair %d", where, landed.name, counted, repairs)
             try:
@@ -189,6 +189,10 @@ class Handoff:
         if not removed:
             return "; gone from the seedbox already"
         return "; removed from the seedbox" + (" with its data" if plan.delete_seedbox_data else "")
+
+
+def _repairs(count: int) -> str:
+    return f"{count} repair" + ("" if count == 1 else "s")
 
 
 def _layout(landed: Landed, data: bytes) -> TorrentInfo | None:
