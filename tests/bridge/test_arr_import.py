@@ -24,7 +24,7 @@ from q4d_bridge.config.loader import parse_config
 from q4d_bridge.config.model import ArrConfig
 from q4d_bridge.postprocess.arr_import import APPS, ArrImport, answer, arr_path, outcome, scan_body
 from q4d_bridge.postprocess.base import Landed, StepError
-from q4d_bridge.postprocess.plan import ArrImportPlan, PostPlan
+from q4d_bridge.postprocess.plan import ArrImportPlan, HandoffPlan, PostPlan
 
 from tests.helpers.configs import errors_of
 from tests.helpers.services import LOOPBACK, free_port
@@ -249,11 +249,16 @@ async def arr() -> AsyncIterator[Callable[..., Awaitable[FakeArr]]]:
         await runner.cleanup()
 
 
-def landed(mode: str = "Auto", instance: str = "sonarr", name: str = "Show.S01E01") -> Landed:
+def landed(
+    mode: str | None = "Auto",
+    instance: str = "sonarr",
+    name: str = "Show.S01E01",
+    handoff: HandoffPlan | None = None,
+) -> Landed:
     return Landed(
         item_id="i1", name=name, hash=HASH, seedbox="sb1", category="tv",
         path=Path("/srv/media/tv") / name, root=Path("/srv/media/tv"),
-        plan=PostPlan(arr_import=ArrImportPlan(instance, mode)),
+        plan=PostPlan(arr_import=ArrImportPlan(instance, mode), handoff=handoff),
     )  # fmt: skip
 
 
@@ -299,6 +304,16 @@ async def test_sonarr_imports_with_the_request_it_expects(
     assert [(p.method, p.path, p.body) for p in polls] == [("GET", "/api/v3/command/1", None)] * 2
     assert all(p.headers["X-Api-Key"] == KEY for p in polls)
     assert KEY not in caplog.text and "command 1" in caplog.text
+
+
+async def test_an_unset_import_mode_is_copy_with_a_hand_off_and_auto_without(
+    arr: Callable[..., Awaitable[FakeArr]],
+) -> None:
+    sonarr = await arr()
+    await run(config(sonarr.url), landed(None, handoff=HandoffPlan("home")))
+    await run(config(sonarr.url), landed(None))
+    scans = [seen.body for seen in sonarr.seen if seen.method == "POST"]
+    assert [scan["importMode"] for scan in scans if scan] == ["Copy", "Auto"]
 
 
 async def test_radarr_says_it_imported_nothing(arr: Callable[..., Awaitable[FakeArr]]) -> None:

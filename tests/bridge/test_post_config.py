@@ -113,9 +113,6 @@ def test_bad_post_processing_keys_are_named(raw: dict[str, Any], tmp_path: Path)
         "rules[3].destination: required (or ignore: true)",
         "rules[4].arr_import: 'radarr' is not under arr",
         "rules[4].handoff: 'nas' is not under home_clients",
-        "rules[4].arr_import.import_mode: Auto moves the files the home client seeds when "
-        "Sonarr/Radarr finds no seedbox torrent to leave them for (the hand-off may have "
-        "removed it); use Copy (a hardlink where it can)",
         "rules[5].extract.keep_archives: must stay true with a hand-off (the home client's "
         "recheck reads the archives)",
         "rules[5].exclude: a hand-off needs every file of the torrent (the home client "
@@ -123,16 +120,22 @@ def test_bad_post_processing_keys_are_named(raw: dict[str, Any], tmp_path: Path)
         "rules[5].arr_import.import_mode: Move would take the files the home client seeds; "
         "use Copy (a hardlink where it can)",
     ]
-    # the destination's arr_import (Auto) under a rule's hand-off: refused too
+    # the destination's arr_import (mode unset) under a rule's hand-off imports by Copy
     raw["rules"] = [{"destination": "tv", "match": [], "handoff": "home"}]
+    plan = resolve(event("any"), parse_config(raw).routing).post
+    assert plan.steps() == ("extract", "handoff", "arr_import")
+    assert (plan.arr_import, plan.import_mode()) == (ArrImportPlan("sonarr"), "Copy")
+    # an Auto asked for under a hand-off is refused, with why
+    raw["rules"][0]["arr_import"] = {"instance": "sonarr", "import_mode": "Auto"}
     assert errors_of(raw) == [
         "rules[0].arr_import.import_mode: Auto moves the files the home client seeds when "
         "Sonarr/Radarr finds no seedbox torrent to leave them for (the hand-off may have "
         "removed it); use Copy (a hardlink where it can)",
     ]
-    raw["rules"][0]["arr_import"] = {"instance": "sonarr", "import_mode": "Copy"}
-    copy = resolve(event("any"), parse_config(raw).routing).post
-    assert copy.steps() == ("extract", "handoff", "arr_import")
+    # without a hand-off an unset mode is the apps' own default, Auto
+    del raw["rules"][0]["handoff"]
+    del raw["rules"][0]["arr_import"]
+    assert resolve(event("any"), parse_config(raw).routing).post.import_mode() == "Auto"
 
 
 def test_the_plan_an_item_keeps_survives_json(raw: dict[str, Any], tmp_path: Path) -> None:

@@ -79,7 +79,9 @@ HANDOFF_SCHEMA = vol.Schema(
 ARR_IMPORT_SCHEMA = vol.Schema(
     {
         vol.Required("instance"): v.identifier,
-        vol.Optional("import_mode", default="Auto"): vol.In(IMPORT_MODES),
+        # No default here: unset means Copy with a hand-off, Auto otherwise
+        # (PostPlan.import_mode), which the merged plan alone can tell.
+        vol.Optional("import_mode"): vol.In(IMPORT_MODES),
     }
 )
 
@@ -219,6 +221,7 @@ def plan_problems(where: str, plan: PostPlan, arr: set[str], home: set[str]) -> 
             f"{where}.arr_import.import_mode: Move would take the files the home client "
             "seeds; use Copy (a hardlink where it can)"
         )
+    # Only a configured Auto: unset means Copy with a hand-off.
     if plan.handoff and plan.arr_import and plan.arr_import.import_mode == "Auto":
         problems.append(
             f"{where}.arr_import.import_mode: Auto moves the files the home client seeds "

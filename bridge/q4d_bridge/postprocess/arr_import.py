@@ -188,7 +188,7 @@ class ArrImport:
             raise StepError(f"{plan.instance!r} is no longer under arr")
         app = APPS[config.type]
         path = arr_path(landed.path, config.path_map)
-        body = scan_body(app, path, landed.hash, plan.import_mode)
+        body = scan_body(app, path, landed.hash, landed.plan.import_mode())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + config.timeout
         resource = await self._call(config, "POST", "/api/v3/command", body, deadline)

@@ -35,7 +35,9 @@ class ExtractPlan:
 @dataclass(frozen=True, slots=True)
 class ArrImportPlan:
     instance: str  # a name under the config's `arr:`
-    import_mode: str = "Auto"  # Sonarr/Radarr's importMode: Auto, Move or Copy
+    # Sonarr/Radarr's importMode (Auto, Move or Copy); None: not configured, see
+    # PostPlan.import_mode.
+    import_mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,13 @@ class PostPlan:
             "cleanup": self.cleanup is not None and self.cleanup.at_once,
         }
         return tuple(name for name in STEP_ORDER if present[name])
+
+    def import_mode(self) -> str:
+        """The importMode the arr_import step sends: the configured one, else Copy with a
+        hand-off (Auto would move the files the home client seeds once Sonarr/Radarr
+        finds no seedbox torrent to leave them for), else Auto."""
+        configured = self.arr_import.import_mode if self.arr_import else None
+        return configured or ("Copy" if self.handoff else "Auto")
 
     def merged(self, overrides: dict[str, Any]) -> PostPlan:
         """This plan with the keys a rule sets replaced (ownership key by key)."""
