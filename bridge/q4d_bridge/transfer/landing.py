@@ -5,6 +5,7 @@ see a partial or unverified file."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -94,12 +95,37 @@ def put_in_place(
         folder.mkdir(exist_ok=True)
         folder.chmod(modes.dir)
         own(folder)
-    if final_path.exists() or final_path.is_symlink():
+    if not (final_path.exists() or final_path.is_symlink()):
+        target.rename(final_path)
+    elif not exchange(target, final_path):
+        # No exchange on this filesystem: the older copy steps aside first, so the
+        # path is empty for the moment between the two renames.
         old = stage / ".replaced"
         remove(old)
         final_path.rename(old)
-    target.rename(final_path)
-    discard(stage)
+        target.rename(final_path)
+    discard(stage)  # with the older copy, if it was exchanged into staging
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE), so a library copy
+    being replaced is never missing, not even after a crash. False where the kernel or
+    filesystem cannot (some network filesystems); other errors raise."""
+    renameat2 = getattr(_libc, "renameat2", None)
+    if renameat2 is None:  # a C library older than glibc 2.28
+        return False
+    done = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def discard_staging(root: Path, item_id: str) -> None:
