@@ -3,6 +3,7 @@ older copy in one step where the filesystem can (never a moment without a copy).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_a_filesystem_without_exchange_is_told_apart_from_a_failure(
 ) -> None:
     def failing(code: int) -> object:
         def renameat2(*_args: object) -> int:
-            landing.ctypes.set_errno(code)
+            ctypes.set_errno(code)
             return -1
 
         return renameat2
