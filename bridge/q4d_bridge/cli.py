@@ -1,5 +1,5 @@
 """`q4d-bridge run | check-config | check | status | add | clients | route | tracker-rule |
-config export`."""
+cleanup | config | addon-run`."""
 
 from __future__ import annotations
 
