@@ -21,6 +21,7 @@ from .config.source import ConfigSource
 from .datadir import DataDirBusy, DataDirLock
 from .persistence.runtime_config import delete_entry, load_layer
 from .persistence.store import Store
+from .persistence.tracker_rules import read_stored_tracker_rules
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,11 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def export(source: ConfigSource) -> str:
     layer = source.stored_layer()
     raw = source.merged(layer)
+    data_dir = source.data_dir()
+    stored = read_stored_tracker_rules(data_dir) if data_dir is not None else []
+    # The stored tracker rules after the file's (whose domains win, as in the bridge).
+    in_file = {r.get("tracker") for r in raw.get("tracker_rules", []) if isinstance(r, dict)}
+    added = [r.as_config() for r in stored if r.tracker not in in_file]
+    if added:
+        raw["tracker_rules"] = [*raw.get("tracker_rules", []), *added]
     runtime = sum(len(entries) for entries in layer.values())
     lines = [
         f"# q4d-bridge configuration exported {time.strftime('%Y-%m-%d %H:%M:%S %Z')}",
         f"# from {source.path} and the environment, with {runtime} entry(ies) set from Home",
-        "# Assistant. Secrets stay in the files *_file, key and known_hosts name.",
+        f"# Assistant and {len(added)} tracker rule(s) added at runtime. Secrets stay in the",
+        "# files *_file, key and known_hosts name.",
     ]
     hidden = redacted_keys(raw)
     if hidden:

@@ -8,7 +8,6 @@ import argparse
 import asyncio
 import json
 import posixpath
-import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from .intake.decode import Accepted, Rejected, accept
 from .models import CompletionEvent
 from .mqtt.codec import RejectedEvent
 from .mqtt.events import parse_completed
-from .persistence.store import Store
-from .persistence.tracker_rules import load_tracker_rules
+from .persistence.tracker_rules import read_stored_tracker_rules
 from .postprocess.cleanup import duration
 from .postprocess.plan import CleanupPlan, Ownership
 from .rules import Rule
@@ -125,18 +123,8 @@ async def client_events(config: Config, seedbox: SeedboxConfig) -> list[Completi
 
 
 def _with_tracker_rules(config: Config) -> None:
-    """The bridge's stored tracker rules join the routing, read-only (the bridge may be
-    running); none when it never ran here."""
-    path = config.data_dir / "q4d.sqlite3"
-    if not path.exists():
-        return
-    db = Store.open_readonly(path)
-    try:
-        config.routing.tracker_rules.replace(load_tracker_rules(db))
-    except sqlite3.OperationalError:
-        pass  # a store from before tracker rules: there are none
-    finally:
-        db.close()
+    """The bridge's stored tracker rules join the routing (after the file's)."""
+    config.routing.tracker_rules.replace(read_stored_tracker_rules(config.data_dir))
 
 
 def _conditions(rule: Rule | TrackerRule | None) -> list[str]:

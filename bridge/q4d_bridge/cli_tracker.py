@@ -27,11 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _line(rule: dict[str, Any]) -> str:
+    where = " (configuration file)" if rule.get("source") == "file" else ""
     if rule["ignore"]:
-        return f"{rule['tracker']:<32} ignore (left on the seedbox)"
+        return f"{rule['tracker']:<32} ignore (left on the seedbox){where}"
     parts = [f"destination {rule['destination']}"] if rule["destination"] else []
     parts += [f"category {rule['category']}"] if rule["category"] else []
-    return f"{rule['tracker']:<32} {', '.join(parts)}"
+    return f"{rule['tracker']:<32} {', '.join(parts)}{where}"
 
 
 def tracker_rule(config: Config, args: argparse.Namespace) -> int:

@@ -249,10 +249,12 @@ class Routing:
         """Take another configuration's routing (Bridge.apply): every part holds this
         object, so the next completion resolves with the new rules. Each field is rebound,
         never changed in place, so a reader that took a mapping (the free-space poll, in
-        a thread) keeps a whole one. The tracker rules stay: they are not configuration."""
+        a thread) keeps a whole one. The tracker rules object stays (every part holds it
+        too), with the new configuration's file rules and the stored ones it had."""
         for f in dataclasses.fields(self):
             if f.name != "tracker_rules":
                 setattr(self, f.name, getattr(new, f.name))
+        self.tracker_rules.adopt(new.tracker_rules)
 
     def rule_name(self, rule: Rule | TrackerRule | None) -> str:
         """How logs, events and the CLI name the rule that decided: `rules[2]` (its

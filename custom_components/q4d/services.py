@@ -61,6 +61,7 @@ SERVICE_ADD_TORRENT = "add_torrent"
 SERVICE_PREVIEW_DISPATCH = "preview_dispatch"
 SERVICE_ADD_TRACKER_RULE = "add_tracker_rule"
 SERVICE_REMOVE_TRACKER_RULE = "remove_tracker_rule"
+SERVICE_LIST_TRACKER_RULES = "list_tracker_rules"
 
 ITEM_ID = vol.All(cv.string, vol.Lower, vol.Match(r"^[0-9a-f]{16}$"))
 MAX_PAGE = 10_000  # the bridge's largest get_queue page
@@ -139,6 +140,7 @@ SCHEMAS: dict[str, vol.Schema | vol.All] = {
         }
     ),
     SERVICE_REMOVE_TRACKER_RULE: vol.Schema({**BASE, vol.Required(ATTR_TRACKER): cv.string}),
+    SERVICE_LIST_TRACKER_RULES: vol.Schema(BASE),
 }
 
 
@@ -298,6 +300,10 @@ async def _async_remove_tracker_rule(hass: HomeAssistant, call: ServiceCall) -> 
     )
 
 
+async def _async_list_tracker_rules(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    return await async_tracker_rule_command(_coordinator(hass, call), "tracker_rules", {})
+
+
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
     """Register the q4d actions (once, from async_setup)."""
@@ -313,6 +319,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_PREVIEW_DISPATCH: (_async_preview_dispatch, SupportsResponse.ONLY),
         SERVICE_ADD_TRACKER_RULE: (_async_add_tracker_rule, SupportsResponse.OPTIONAL),
         SERVICE_REMOVE_TRACKER_RULE: (_async_remove_tracker_rule, SupportsResponse.OPTIONAL),
+        SERVICE_LIST_TRACKER_RULES: (_async_list_tracker_rules, SupportsResponse.ONLY),
     }
     for service, (handler, supports_response) in handlers.items():
         hass.services.async_register(

@@ -245,7 +245,8 @@ async def test_tracker_rules_over_mqtt_and_the_cli_live_and_kept(
              "category": "films"},
         )  # fmt: skip
         assert added["rule"] == {"tracker": "films.example.net", "category": "films",
-                                 "destination": "movies", "ignore": False}  # fmt: skip
+                                 "destination": "movies", "ignore": False,
+                                 "source": "runtime"}  # fmt: skip
         assert added["replaced"] is False and len(added["rules"]) == 2
         with pytest.raises(RemoteError) as refused:
             await ask("tracker_rule_add", {"tracker": "x.org", "destination": "nope"})

@@ -17,6 +17,7 @@ import yaml
 
 from ..postprocess.plan import PostPlan
 from ..rules import Condition, Routing, Rule, TypeRule, TypesConfigError, load_types_config
+from ..tracker_rules import configured as configured_tracker_rules
 from .environment import apply_environment, configures
 from .model import (
     ApiConfig,
@@ -220,6 +221,8 @@ def _build(data: dict[str, Any]) -> Config:
         plan = plans.get(rule["destination"], PostPlan()).merged(overrides(rule))
         errors += plan_problems(f"rules[{i}]", plan, arr, home)
         rule_plans.append(plan)
+    tracker_rules, tracker_errors = configured_tracker_rules(data["tracker_rules"], destinations)
+    errors += tracker_errors
     for code, dest in data["type_codes"].items():
         if dest not in destinations:
             errors.append(f"type_codes.{code}: {dest!r} is not in destinations")
@@ -338,6 +341,7 @@ def _build(data: dict[str, Any]) -> Config:
             default_destination=default_destination,
             types_rules=types_rules,
             default_type=data.get("default_type", "V" if types_rules else None),
+            tracker_rules=tracker_rules,
         ),
         transfers=TransfersConfig(
             max_concurrent=transfers["max_concurrent"],

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import voluptuous as vol
 
+from ..tracker_rules import DOMAIN_PATTERN, tracker_host
 from . import values as v
 from .post import ARR_SCHEMA, HOME_CLIENT_SCHEMA, POST_KEYS, destination
 from .values import TOPIC_PREFIX_PATTERN
@@ -288,6 +289,38 @@ CLASSIC_SCHEMA = vol.Schema(
     }
 )
 
+# A domain, or a tracker URL whose host is taken (the passkey in its path never stored).
+TRACKER_DOMAIN = vol.All(
+    str,
+    vol.Length(min=1, max=2048),
+    tracker_host,
+    vol.Match(DOMAIN_PATTERN, msg="tracker must be a domain such as tracker.example.org"),
+)
+
+
+def _one_effect(rule: dict[str, Any]) -> dict[str, Any]:
+    if rule["ignore"] and ("category" in rule or "destination" in rule):
+        raise vol.Invalid(
+            "ignore leaves the torrents on the seedbox: give no category or destination"
+        )
+    if not rule["ignore"] and "category" not in rule and "destination" not in rule:
+        raise vol.Invalid("give destination, category or ignore: true")
+    return rule
+
+
+# One tracker rule, in the configuration file and in the tracker_rule_add command alike.
+TRACKER_RULE_SCHEMA = vol.All(
+    vol.Schema(
+        {
+            vol.Required("tracker"): TRACKER_DOMAIN,
+            vol.Optional("category"): vol.All(str, vol.Length(min=1, max=200)),
+            vol.Optional("destination"): v.identifier,
+            vol.Optional("ignore", default=False): bool,
+        }
+    ),
+    _one_effect,
+)
+
 CONFIG_SCHEMA = vol.Schema(
     {
         vol.Required("bridge"): vol.Schema(
@@ -301,6 +334,7 @@ CONFIG_SCHEMA = vol.Schema(
         vol.Optional("destinations", default=dict): vol.Schema({v.identifier: destination}),
         vol.Optional("default_destination"): v.identifier,
         vol.Optional("rules", default=list): [RULE_SCHEMA],
+        vol.Optional("tracker_rules", default=list): [TRACKER_RULE_SCHEMA],
         vol.Optional("types_config"): v.existing_file,
         vol.Optional("default_type"): str,
         vol.Optional("type_codes", default=dict): vol.Schema({str: v.identifier}),

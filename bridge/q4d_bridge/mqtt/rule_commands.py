@@ -10,47 +10,18 @@ from typing import Any
 
 import voluptuous as vol
 
-from ..config import values as v
+from ..config.schema import TRACKER_DOMAIN, TRACKER_RULE_SCHEMA
 from ..persistence.store import Store
 from ..persistence.tracker_rules import delete_tracker_rule, load_tracker_rules, save_tracker_rule
 from ..rules import Routing
-from ..tracker_rules import DOMAIN_PATTERN, TrackerRule, tracker_host
+from ..tracker_rules import TrackerRule
 
 _LOGGER = logging.getLogger(__name__)
 
-# A domain, or a tracker URL whose host is taken (the passkey in its path never stored).
-DOMAIN = vol.All(
-    str,
-    vol.Length(min=1, max=2048),
-    tracker_host,
-    vol.Match(DOMAIN_PATTERN, msg="tracker must be a domain such as tracker.example.org"),
-)
-
-
-def _one_effect(rule: dict[str, Any]) -> dict[str, Any]:
-    if rule["ignore"] and ("category" in rule or "destination" in rule):
-        raise vol.Invalid(
-            "ignore leaves the torrents on the seedbox: give no category or destination"
-        )
-    if not rule["ignore"] and "category" not in rule and "destination" not in rule:
-        raise vol.Invalid("give destination, category or ignore: true")
-    return rule
-
-
 SCHEMAS: dict[str, vol.Schema | vol.All] = {
     "tracker_rules": vol.Schema({}),
-    "tracker_rule_add": vol.All(
-        vol.Schema(
-            {
-                vol.Required("tracker"): DOMAIN,
-                vol.Optional("category"): vol.All(str, vol.Length(min=1, max=200)),
-                vol.Optional("destination"): v.identifier,
-                vol.Optional("ignore", default=False): bool,
-            }
-        ),
-        _one_effect,
-    ),
-    "tracker_rule_remove": vol.Schema({vol.Required("tracker"): DOMAIN}),
+    "tracker_rule_add": TRACKER_RULE_SCHEMA,
+    "tracker_rule_remove": vol.Schema({vol.Required("tracker"): TRACKER_DOMAIN}),
 }
 
 
@@ -70,9 +41,16 @@ class TrackerRuleDesk:
         self.routing = routing
 
     def listed(self) -> dict[str, Any]:
-        return {"rules": [rule.as_dict() for rule in self.routing.tracker_rules.rules]}
+        rules = self.routing.tracker_rules
+        return {
+            "rules": [
+                {**rule.as_dict(), "source": "file" if rule in rules.configured else "runtime"}
+                for rule in rules.rules
+            ]
+        }
 
     def add(self, rule: TrackerRule) -> dict[str, Any]:
+        self._writable(rule.tracker)
         known = self.routing.destinations
         if rule.destination is not None and rule.destination not in known:
             raise RuleCommandError(
@@ -81,14 +59,26 @@ class TrackerRuleDesk:
         replaced = save_tracker_rule(self.store, rule)
         self._reload()
         _LOGGER.info("tracker rule %s: %s", "replaced" if replaced else "added", rule)
-        return {"rule": rule.as_dict(), "replaced": replaced, **self.listed()}
+        return {
+            "rule": {**rule.as_dict(), "source": "runtime"},
+            "replaced": replaced,
+            **self.listed(),
+        }
 
     def remove(self, tracker: str) -> dict[str, Any]:
+        self._writable(tracker)
         if not delete_tracker_rule(self.store, tracker):
             raise RuleCommandError("not_found", f"no tracker rule for {tracker}")
         self._reload()
         _LOGGER.info("tracker rule for %s removed", tracker)
         return {"removed": tracker, **self.listed()}
+
+    def _writable(self, tracker: str) -> None:
+        if self.routing.tracker_rules.in_file(tracker):
+            raise RuleCommandError(
+                "read_only",
+                f"the tracker rule for {tracker} is set in the configuration file; edit it there",
+            )
 
     def _reload(self) -> None:
         with self.store.transaction() as db:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 from ..tracker_rules import TrackerRule
 from .store import Store
@@ -18,6 +19,21 @@ def load_tracker_rules(db: sqlite3.Connection) -> list[TrackerRule]:
     return [
         TrackerRule(r["tracker"], r["category"], r["destination"], bool(r["ignore"])) for r in rows
     ]
+
+
+def read_stored_tracker_rules(data_dir: Path) -> list[TrackerRule]:
+    """The stored rules, read-only (the bridge may be running): for the CLI's dry run and
+    export; none when the bridge never ran here."""
+    path = data_dir / "q4d.sqlite3"
+    if not path.exists():
+        return []
+    db = Store.open_readonly(path)
+    try:
+        return load_tracker_rules(db)
+    except sqlite3.OperationalError:
+        return []  # a store from before tracker rules: there are none
+    finally:
+        db.close()
 
 
 def save_tracker_rule(store: Store, rule: TrackerRule) -> bool:

@@ -24,7 +24,10 @@ from tests.helpers.services import Mosquitto, SshServer
 
 from .common import FakeBridge
 
-RULE = {"tracker": "tracker.example.org", "category": None, "destination": None, "ignore": True}
+RULE = {
+    "tracker": "tracker.example.org", "category": None, "destination": None, "ignore": True,
+    "source": "runtime",
+}  # fmt: skip
 
 
 async def test_add_and_remove_tracker_rule(
@@ -52,6 +55,19 @@ async def test_add_and_remove_tracker_rule(
         ("tracker_rule_add", {"tracker": "tracker.example.org", "ignore": True}),
         ("tracker_rule_remove", {"tracker": "tracker.example.org"}),
     ]
+
+
+async def test_list_tracker_rules(
+    hass: HomeAssistant, init_integration: MockConfigEntry, fake_bridge: FakeBridge
+) -> None:
+    """The list action returns the bridge's rules, the file's marked as such."""
+    in_file = {**RULE, "tracker": "keep.example.org", "source": "file"}
+    fake_bridge.answers["tracker_rules"] = {"ok": True, "result": {"rules": [in_file, RULE]}}
+    listed = await hass.services.async_call(
+        DOMAIN, "list_tracker_rules", {}, blocking=True, return_response=True
+    )
+    assert listed == {"rules": [in_file, RULE]}
+    assert fake_bridge.ops == [("tracker_rules", {})]
 
 
 @pytest.mark.parametrize(
@@ -131,6 +147,10 @@ async def test_tracker_rule_from_home_assistant_ignores_the_next_completion(
             blocking=True, return_response=True,
         )  # fmt: skip
         assert removed == {"removed": "tracker.example.org", "rules": []}
+        listed = await hass.services.async_call(
+            DOMAIN, "list_tracker_rules", {}, blocking=True, return_response=True
+        )
+        assert listed == {"rules": []}
         assert hass.states.get(sensor).state == "1"  # type: ignore[union-attr]
         assert await hass.config_entries.async_unload(entry.entry_id)
         assert await hass.config_entries.async_unload(mqtt_entry.entry_id)
