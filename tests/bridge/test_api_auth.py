@@ -1,6 +1,7 @@
 """The API's auth and the removal's safety, without sockets: sessions that end when
 idle, a bounded session table, an address refused after wrong passwords and let in
-again later, the admin key, and a home copy deleted only inside a destination."""
+again later, and a home copy deleted only inside a destination. (The admin key guards
+the management routes: tests/bridge/test_api_management.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from q4d_bridge.api import auth as auth_module
-from q4d_bridge.api.auth import SESSION_COOKIE, Auth, admin_allowed
+from q4d_bridge.api.auth import SESSION_COOKIE, Auth
 from q4d_bridge.api.removal import delete_landed
 from q4d_bridge.config.model import ApiConfig
 
@@ -82,16 +83,6 @@ def test_wrong_passwords_refuse_the_address_for_a_while() -> None:
     for _ in range(auth_module.MAX_FAILURES - 1):
         auth.failed("10.0.0.6")
     assert not auth.banned("10.0.0.6")
-
-
-def test_admin_key() -> None:
-    assert admin_allowed(request(), None)  # none set: the management routes are open
-    assert admin_allowed(request(Authorization="Bearer " + "a" * 20), "a" * 20)
-    assert admin_allowed(request(**{"X-Api-Key": "a" * 20}), "a" * 20)
-    assert not admin_allowed(request(), "a" * 20)
-    # the *arr credentials do not open them
-    assert not admin_allowed(request(Authorization="Bearer " + "k" * 32), "a" * 20)
-    assert not admin_allowed(request(Authorization=basic("arr", "secret-pw")), "a" * 20)
 
 
 def test_the_home_copy_is_deleted_only_inside_a_destination(tmp_path: Path) -> None:

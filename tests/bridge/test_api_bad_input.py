@@ -5,6 +5,7 @@ unknown hashes, path-like category names; and listening only where configured.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from pathlib import Path
 
@@ -32,6 +33,21 @@ def base(env: Env) -> str:
     return f"http://127.0.0.1:{env.bridge.api.port}/api/v2/"
 
 
+async def raw_status(port: int, header: bytes) -> int:
+    """The status of a GET of app/version with this header line, sent byte for byte
+    (an HTTP client library would refuse or re-encode it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /api/v2/app/version HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header
+                     + b"\r\nConnection: close\r\n\r\n")  # fmt: skip
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(status_line.split()[1])
+
+
 async def logged_in(env: Env) -> aiohttp.ClientSession:
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     async with session.post(
@@ -56,6 +72,12 @@ async def test_credentials(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
                 assert response.status == 403, (method, path)
         async with http.get(url + "auth/login") as response:
             assert response.status == 405  # a login is a POST
+        # credentials that are not even text: refused like any wrong ones, not a 500
+        assert env.bridge.api is not None
+        for header in (b"Authorization: Bearer \xff\xfe", b"Authorization: Basic \xff\xfe",
+                       b"Authorization: Basic " + base64.b64encode(b"arr:\xff"),
+                       b"Cookie: SID=\xff"):  # fmt: skip
+            assert await raw_status(env.bridge.api.port, header) == 403, header
         async with http.get(url + "app/webapiVersion", auth=aiohttp.BasicAuth(USER, PASSWORD)) as r:
             assert (r.status, await r.text()) == (200, "2.11.2")
 
