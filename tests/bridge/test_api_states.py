@@ -75,6 +75,12 @@ def test_the_hash_is_what_the_arr_apps_compute() -> None:
             "downloading",
             0.999,
         ),
+        (
+            request(RequestState.COMPLETED),
+            item(ItemState.PROCESSING, bytes_done=1000),
+            "downloading",
+            0.999,
+        ),  # landed, its post-processing (extraction, …) still running
         (None, item(bytes_done=1000), "downloading", 0.999),
     ],
 )
