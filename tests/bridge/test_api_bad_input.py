@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from q4d_bridge.api.auth import MAX_FAILURES
 
 from tests.bridge.test_api_arr import PASSWORD, USER, arr_bridge
 from tests.bridge.test_e2e import Env
@@ -78,31 +79,47 @@ async def test_credentials(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
                        b"Authorization: Basic " + base64.b64encode(b"arr:\xff"),
                        b"Cookie: SID=\xff"):  # fmt: skip
             assert await raw_status(env.bridge.api.port, header) == 403, header
-        async with http.get(url + "app/webapiVersion", auth=aiohttp.BasicAuth(USER, PASSWORD)) as r:
-            assert (r.status, await r.text()) == (200, "2.11.2")
-
-        # wrong passwords: Fails., then the address is refused, the right password too
-        for _ in range(5):
-            async with http.post(
-                url + "auth/login", data={"username": USER, "password": "nope"}
-            ) as r:
-                assert (r.status, await r.text(), r.cookies.get("SID")) == (200, "Fails.", None)
-        async with http.post(
-            url + "auth/login", data={"username": USER, "password": PASSWORD}
-        ) as r:
-            assert r.status == 403 and "banned" in await r.text()
-        # the API key does not go through the login: still good
+        # Guessing through Basic or Bearer on any call is limited as at the login: the
+        # address is refused for a while, with the right password or key too.
+        auth = env.bridge.api.auth
+        right = aiohttp.BasicAuth(USER, PASSWORD)
         bearer = {"Authorization": "Bearer " + "k" * 32}
-        async with http.get(url + "torrents/info", headers=bearer) as response:
-            assert (response.status, await response.json()) == (200, [])
+        async with http.get(url + "app/webapiVersion", auth=right) as r:
+            assert r.status == 403
+        async with http.get(url + "torrents/info", headers=bearer) as r:
+            assert r.status == 403
+        auth.succeeded("127.0.0.1")  # the ban lifted (BAN seconds in service)
+        for wrong in ({"Authorization": wrong_basic.encode()}, {"Authorization": "Bearer wrong"}):
+            for _ in range(MAX_FAILURES - 1):
+                async with http.get(url + "app/version", headers=wrong) as r:
+                    assert r.status == 403
+            # below the limit: the right credentials get in, and the count starts again
+            async with http.get(url + "app/webapiVersion", auth=right) as r:
+                assert (r.status, await r.text()) == (200, "2.11.2")
+            async with http.get(url + "torrents/info", headers=bearer) as r:
+                assert (r.status, await r.json()) == (200, [])
 
-        # a logged-out session is over
-        assert env.bridge.api is not None
-        env.bridge.api.auth.succeeded("127.0.0.1")  # lift the ban for the next steps
+        # wrong passwords at the login: Fails., then the address is refused whatever it
+        # presents; a session it opened before keeps working
         session = await logged_in(env)
         async with session:
+            for _ in range(MAX_FAILURES):
+                async with http.post(
+                    url + "auth/login", data={"username": USER, "password": "nope"}
+                ) as r:
+                    assert (r.status, await r.text(), r.cookies.get("SID")) == (
+                        200, "Fails.", None
+                    )  # fmt: skip
+            async with http.post(
+                url + "auth/login", data={"username": USER, "password": PASSWORD}
+            ) as r:
+                assert r.status == 403 and "banned" in await r.text()
+            async with http.get(url + "torrents/info", headers=bearer) as response:
+                assert response.status == 403
             async with session.get(url + "app/version") as response:
                 assert response.status == 200
+
+            # a logged-out session is over
             async with session.post(url + "auth/logout") as response:
                 assert response.status == 200
             async with session.get(url + "app/version") as response:
