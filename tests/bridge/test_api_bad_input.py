@@ -127,7 +127,7 @@ async def test_credentials(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 
 
 async def test_bodies_hashes_and_categories(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with arr_bridge(tmp_path, mosquitto, sshd) as (env, _):
         url = base(env)
@@ -166,6 +166,20 @@ async def test_bodies_hashes_and_categories(
                     assert (r.status, await r.text()) == (200, "Fails.")
             async with session.post(url + "torrents/add", data={"category": "tv"}) as r:
                 assert r.status == 400  # nothing to add
+            # a refused add is logged by the magnet's hash and name or the URL's host:
+            # never the trackers, the path or the query, where a passkey sits
+            caplog.clear()
+            secret = "0badc0ffee0badc0ffee0badc0ffee"
+            refused = [
+                f"magnet:?xt=urn:btih:nothex&dn=Film.2024&tr=http%3A%2F%2Ft.example%2F{secret}",
+                f"http://127.0.0.1:9/rss/download/12/{secret}/Film.torrent?passkey={secret}",
+            ]
+            async with session.post(url + "torrents/add", data={"urls": "\n".join(refused)}) as r:
+                assert (r.status, await r.text()) == (200, "Fails.")
+            logged = [r.getMessage() for r in caplog.records if "torrents/add" in r.getMessage()]
+            assert len(logged) == 2 and secret not in caplog.text, logged
+            assert "magnet urn:btih:nothex 'Film.2024'" in logged[0]
+            assert "http://127.0.0.1/… (path and query not logged)" in logged[1]
 
             # unknown hashes: 404 for one torrent, skipped by the calls taking several
             unknown = "f" * 40
