@@ -96,6 +96,39 @@ def test_never_complete_before_it_landed(
     assert row["eta"] == states.ETA_UNKNOWN or 0 < row["eta"] < states.ETA_UNKNOWN
 
 
+@pytest.mark.parametrize(
+    ("word", "paused", "state"),
+    [
+        (None, False, "downloading"),  # not polled yet: what q4d asked for
+        (None, True, "pausedDL"),
+        ("downloading", True, "downloading"),  # started on the seedbox since
+        ("stalledDL", False, "stalledDL"),  # qBittorrent
+        ("queuedDL", False, "queuedDL"),
+        ("checkingDL", False, "queuedDL"),
+        ("pausedDL", False, "pausedDL"),
+        ("stoppedDL", False, "pausedDL"),  # qBittorrent 5
+        ("forcedMetaDL", False, "metaDL"),
+        ("forcedDL", False, "downloading"),
+        ("missingFiles", False, "stalledDL"),
+        ("Queued", False, "queuedDL"),  # Deluge
+        ("Paused", False, "pausedDL"),
+        ("Error", False, "stalledDL"),
+        ("Downloading", False, "downloading"),
+        ("download_wait", False, "queuedDL"),  # Transmission
+        ("check_wait", False, "queuedDL"),
+        ("stopped", False, "pausedDL"),  # Transmission, rTorrent
+        ("paused", False, "pausedDL"),  # rTorrent
+        ("checking", False, "queuedDL"),
+    ],
+)
+def test_on_the_seedbox_its_clients_state_shows(word: str | None, paused: bool, state: str) -> None:
+    t = shown(request(progress=40.0, paused=paused, seedbox_state=word), None)
+    assert (t.state, t.progress, t.phase) == (state, 0.2, "seedbox")
+    # a magnet whose metadata is not in yet, however its client words it
+    unsized = shown(request(size=None, seedbox_state="downloading"), None)
+    assert unsized.state == "metaDL"
+
+
 def test_the_transfer_home_shows_its_rate_and_eta() -> None:
     t = shown(request(RequestState.COMPLETED), item(bytes_done=250, rate=2048.4, eta=37.6))
     assert (t.dlspeed, t.eta, t.phase) == (2048, 38, "transferring")

@@ -160,14 +160,17 @@ class RequestTracker:
             )
             return True
         request.missing_polls = 0
-        before = (request.state, request.progress, request.size, request.name)
+        before = (request.state, request.progress, request.size, request.name,
+                  request.seedbox_state)  # fmt: skip
+        request.seedbox_state = torrent.state
         if torrent.size:
             request.size = torrent.size
             request.bytes_done = int(torrent.size * torrent.progress)
         request.name = request.name or torrent.name
         request.progress = round(100.0 * torrent.progress, 1)
         request.state = RequestState.COMPLETED if torrent.complete else RequestState.DOWNLOADING
-        if before == (request.state, request.progress, request.size, request.name):
+        if before == (request.state, request.progress, request.size, request.name,
+                      request.seedbox_state):  # fmt: skip
             return False
         request.updated_at = now
         return True
