@@ -213,3 +213,18 @@ def test_filters() -> None:
     assert picked("errored") == [failed]
     assert picked("seeding") == []
     assert picked("all") == picked("no-such-filter") == every
+
+
+def test_sorting_by_any_field_even_one_without_a_value() -> None:
+    failed = states.info(shown(request(RequestState.FAILED, error_message="refused"), None))
+    going = states.info(shown(request(name="B.Show"), item()))
+    queued = states.info(shown(request(RequestState.REQUESTED, name="A.Show"), None))
+    rows = [going, failed, queued]
+    # q4d_error is None but for the failed one: compared without a TypeError (a 500)
+    assert states.sort_rows(rows, "q4d_error", reverse=False) == [failed, going, queued]
+    assert states.sort_rows(rows, "q4d_error", reverse=True)[-1] == failed
+    assert [r["state"] for r in states.sort_rows(rows, "progress", reverse=True)] == [
+        "downloading", "error", "queuedDL"
+    ]  # fmt: skip
+    assert states.sort_rows(rows, "no_such_field", reverse=False) == rows
+    assert states.sort_rows([], "name", reverse=False) == []

@@ -280,6 +280,14 @@ def properties(t: TorrentView) -> dict[str, Any]:
     }
 
 
+def sort_rows(rows: list[dict[str, Any]], key: str, *, reverse: bool) -> list[dict[str, Any]]:
+    """torrents/info's `sort`: by one field of the rows, those without a value (only
+    q4d_error has none) after the rest; an unknown field leaves the order as it is."""
+    if not rows or key not in rows[0]:
+        return rows
+    return sorted(rows, key=lambda row: (row[key] is None, row[key]), reverse=reverse)
+
+
 def matches_filter(t: TorrentView, wanted: str) -> bool:
     """torrents/info's `filter`, with 5.0's names and the older ones; an unknown one
     lists every torrent, as qBittorrent does."""

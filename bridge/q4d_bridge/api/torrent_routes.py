@@ -81,8 +81,8 @@ class TorrentRoutes:
         if (kind := form.get("filter")) is not None:
             torrents = [t for t in torrents if states.matches_filter(t, kind)]
         rows = [states.info(t) for t in torrents]
-        if (key := form.get("sort")) is not None and all(key in row for row in rows[:1]):
-            rows.sort(key=lambda row: row[key], reverse=form.flag("reverse") is True)
+        if (key := form.get("sort")) is not None:
+            rows = states.sort_rows(rows, key, reverse=form.flag("reverse") is True)
         offset, limit = _number(form, "offset", 0), _number(form, "limit", 0)
         if offset < 0:
             offset = max(0, len(rows) + offset)
