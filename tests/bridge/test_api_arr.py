@@ -261,6 +261,10 @@ async def test_sonarr_with_an_api_key_and_prowlarr(
     single = random_file(remote / "Single.2024.FLAC.flac", 100_000, 7)
     single_torrent = torrent_of(single)
     single_id = parse_torrent_file(single_torrent).v1.upper()  # type: ignore[union-attr]
+    held, held_id = magnet_of(torrent_of(random_file(remote / "Held.S01E01.mkv", 50_000, 8)))
+    # its data is nowhere the seedbox's client can find it, and no peer has it: stalled
+    lost = torrent_of(random_file(tmp_path / "elsewhere" / "Lost.S01E01.mkv", 50_000, 9))
+    lost_id = parse_torrent_file(lost).v1.upper()  # type: ignore[union-attr]
     async with arr_bridge(tmp_path, mosquitto, sshd, api={"api_key": API_KEY}) as (env, _):
         sonarr = arr("sonarr", env, api_key=API_KEY, category="tv")
         assert await press_test(sonarr) == []
@@ -287,12 +291,39 @@ async def test_sonarr_with_an_api_key_and_prowlarr(
         # Sonarr's own list holds only its category
         assert not (await poll(sonarr)).keys() & {magnet_id, single_id}
 
+        # Initial State "Stop": `stopped=True`, as .NET writes it, adds it stopped there
+        stopping = arr("sonarr", env, api_key=API_KEY, category="tv", initial_state="stop")
+        assert await grab_magnet(stopping, held, held_id)
+        assert (await poll(stopping))[held_id].status == "Paused"
+        await wait_until(lambda: _stopped_on_seedbox(env, held_id.lower()), "a stopped torrent")
+        await stopping.remove_torrent(held_id.lower(), True)
+
+        # stalled on the seedbox: stalledDL, which the apps show as a Warning
+        assert await grab_torrent_file(sonarr, "Lost.S01E01.torrent", lost, lost_id)
+
+        async def stalled() -> bool:
+            return (await poll(sonarr))[lost_id].status == "Warning"
+
+        await wait_until(stalled, "the seedbox's client to find no peers")
+        (row,) = [t for t in await sonarr.get_torrents() if t["hash"] == lost_id.lower()]
+        assert (row["state"], row["q4d_phase"], row["progress"]) == ("stalledDL", "seedbox", 0)
+        await sonarr.remove_torrent(lost_id.lower(), True)
+        await wait_until(
+            lambda: _listed_on_seedbox(env, {magnet_id.lower(), single_id.lower()}), "removals"
+        )
+
         # a removal without deleteFiles (Sonarr leaves it out) keeps the data
         await wait_until(lambda: _progress(prowlarr, single_id, 0.5), "the seedbox's copy")
         await sonarr.remove_torrent(single_id.lower(), False)
         assert single_id not in await poll(prowlarr)
         await wait_until(lambda: _listed_on_seedbox(env, {magnet_id.lower()}), "the removal")
         assert single.exists()
+
+
+async def _stopped_on_seedbox(env: Env, info_hash: str) -> bool:
+    client = env.bridge.clients["sb1"]
+    states = {t.hash: t.state for t in await client.torrents()}  # type: ignore[attr-defined]
+    return states.get(info_hash, "").startswith(("paused", "stopped"))
 
 
 async def _listed_on_seedbox(env: Env, hashes: set[str]) -> bool:

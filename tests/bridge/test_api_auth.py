@@ -1,6 +1,8 @@
 """The API's auth and the removal's safety, without sockets: sessions that end when
 idle, a bounded session table, an address refused after wrong passwords and let in
-again later, the admin key, and a home copy deleted only inside a destination."""
+again later (wrong credentials on any call count too), and a home copy deleted only
+inside a destination. (The admin key guards
+the management routes: tests/bridge/test_api_management.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from q4d_bridge.api import auth as auth_module
-from q4d_bridge.api.auth import SESSION_COOKIE, Auth, admin_allowed
+from q4d_bridge.api.auth import SESSION_COOKIE, Auth
 from q4d_bridge.api.removal import delete_landed
 from q4d_bridge.config.model import ApiConfig
 
@@ -84,14 +86,39 @@ def test_wrong_passwords_refuse_the_address_for_a_while() -> None:
     assert not auth.banned("10.0.0.6")
 
 
-def test_admin_key() -> None:
-    assert admin_allowed(request(), None)  # none set: the management routes are open
-    assert admin_allowed(request(Authorization="Bearer " + "a" * 20), "a" * 20)
-    assert admin_allowed(request(**{"X-Api-Key": "a" * 20}), "a" * 20)
-    assert not admin_allowed(request(), "a" * 20)
-    # the *arr credentials do not open them
-    assert not admin_allowed(request(Authorization="Bearer " + "k" * 32), "a" * 20)
-    assert not admin_allowed(request(Authorization=basic("arr", "secret-pw")), "a" * 20)
+def test_wrong_credentials_on_any_call_count_like_wrong_logins(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    auth = Auth(SETTINGS, clock=clock)
+    cookie = f"{SESSION_COOKIE}={auth.open_session()}"
+    for wrong in [basic("arr", "wrong"), "Bearer " + "x" * 32] * 2 + ["Basic not-base64!"]:
+        assert not auth.banned("")
+        assert not auth.allowed(request(Authorization=wrong))
+    assert auth.banned("")
+    # refused whatever it presents now, the right password and key too
+    assert not auth.allowed(request(Authorization=basic("arr", "secret-pw")))
+    assert not auth.allowed(request(Authorization="Bearer " + "k" * 32))
+    # a session it opened before keeps working, whatever else the call carries
+    assert auth.allowed(request(Cookie=cookie, Authorization=basic("arr", "wrong")))
+    # said once in the log, with the address and for how long (never what was sent)
+    (refused,) = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert refused == "API: an unknown address refused for 300 s after 5 wrong logins or " \
+        "credentials in a row"  # fmt: skip
+    # tries while refused are not counted: the ban ends on time
+    clock.now += auth_module.BAN + 1
+    assert auth.allowed(request(Authorization=basic("arr", "secret-pw")))
+    # calls without credentials (Sonarr's probe, an expired cookie) are no wrong tries
+    for _ in range(2 * auth_module.MAX_FAILURES):
+        assert not auth.allowed(request())
+        assert not auth.allowed(request(Cookie=f"{SESSION_COOKIE}=gone"))
+    assert not auth.banned("")
+    # a right call starts the count again
+    for _ in range(auth_module.MAX_FAILURES - 1):
+        assert not auth.allowed(request(Authorization=basic("arr", "wrong")))
+    assert auth.allowed(request(Authorization="Bearer " + "k" * 32))
+    assert not auth.allowed(request(Authorization=basic("arr", "wrong")))
+    assert not auth.banned("")
 
 
 def test_the_home_copy_is_deleted_only_inside_a_destination(tmp_path: Path) -> None:

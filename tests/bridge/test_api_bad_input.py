@@ -5,11 +5,13 @@ unknown hashes, path-like category names; and listening only where configured.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import socket
 from pathlib import Path
 
 import aiohttp
 import pytest
+from q4d_bridge.api.auth import MAX_FAILURES
 
 from tests.bridge.test_api_arr import PASSWORD, USER, arr_bridge
 from tests.bridge.test_e2e import Env
@@ -30,6 +32,21 @@ ENDPOINTS = [
 def base(env: Env) -> str:
     assert env.bridge.api is not None
     return f"http://127.0.0.1:{env.bridge.api.port}/api/v2/"
+
+
+async def raw_status(port: int, header: bytes) -> int:
+    """The status of a GET of app/version with this header line, sent byte for byte
+    (an HTTP client library would refuse or re-encode it)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(b"GET /api/v2/app/version HTTP/1.1\r\nHost: 127.0.0.1\r\n" + header
+                     + b"\r\nConnection: close\r\n\r\n")  # fmt: skip
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(status_line.split()[1])
 
 
 async def logged_in(env: Env) -> aiohttp.ClientSession:
@@ -56,31 +73,53 @@ async def test_credentials(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
                 assert response.status == 403, (method, path)
         async with http.get(url + "auth/login") as response:
             assert response.status == 405  # a login is a POST
-        async with http.get(url + "app/webapiVersion", auth=aiohttp.BasicAuth(USER, PASSWORD)) as r:
-            assert (r.status, await r.text()) == (200, "2.11.2")
-
-        # wrong passwords: Fails., then the address is refused, the right password too
-        for _ in range(5):
-            async with http.post(
-                url + "auth/login", data={"username": USER, "password": "nope"}
-            ) as r:
-                assert (r.status, await r.text(), r.cookies.get("SID")) == (200, "Fails.", None)
-        async with http.post(
-            url + "auth/login", data={"username": USER, "password": PASSWORD}
-        ) as r:
-            assert r.status == 403 and "banned" in await r.text()
-        # the API key does not go through the login: still good
-        bearer = {"Authorization": "Bearer " + "k" * 32}
-        async with http.get(url + "torrents/info", headers=bearer) as response:
-            assert (response.status, await response.json()) == (200, [])
-
-        # a logged-out session is over
+        # credentials that are not even text: refused like any wrong ones, not a 500
         assert env.bridge.api is not None
-        env.bridge.api.auth.succeeded("127.0.0.1")  # lift the ban for the next steps
+        for header in (b"Authorization: Bearer \xff\xfe", b"Authorization: Basic \xff\xfe",
+                       b"Authorization: Basic " + base64.b64encode(b"arr:\xff"),
+                       b"Cookie: SID=\xff"):  # fmt: skip
+            assert await raw_status(env.bridge.api.port, header) == 403, header
+        # Guessing through Basic or Bearer on any call is limited as at the login: the
+        # address is refused for a while, with the right password or key too.
+        auth = env.bridge.api.auth
+        right = aiohttp.BasicAuth(USER, PASSWORD)
+        bearer = {"Authorization": "Bearer " + "k" * 32}
+        async with http.get(url + "app/webapiVersion", auth=right) as r:
+            assert r.status == 403
+        async with http.get(url + "torrents/info", headers=bearer) as r:
+            assert r.status == 403
+        auth.succeeded("127.0.0.1")  # the ban lifted (BAN seconds in service)
+        for wrong in ({"Authorization": wrong_basic.encode()}, {"Authorization": "Bearer wrong"}):
+            for _ in range(MAX_FAILURES - 1):
+                async with http.get(url + "app/version", headers=wrong) as r:
+                    assert r.status == 403
+            # below the limit: the right credentials get in, and the count starts again
+            async with http.get(url + "app/webapiVersion", auth=right) as r:
+                assert (r.status, await r.text()) == (200, "2.11.2")
+            async with http.get(url + "torrents/info", headers=bearer) as r:
+                assert (r.status, await r.json()) == (200, [])
+
+        # wrong passwords at the login: Fails., then the address is refused whatever it
+        # presents; a session it opened before keeps working
         session = await logged_in(env)
         async with session:
+            for _ in range(MAX_FAILURES):
+                async with http.post(
+                    url + "auth/login", data={"username": USER, "password": "nope"}
+                ) as r:
+                    assert (r.status, await r.text(), r.cookies.get("SID")) == (
+                        200, "Fails.", None
+                    )  # fmt: skip
+            async with http.post(
+                url + "auth/login", data={"username": USER, "password": PASSWORD}
+            ) as r:
+                assert r.status == 403 and "banned" in await r.text()
+            async with http.get(url + "torrents/info", headers=bearer) as response:
+                assert response.status == 403
             async with session.get(url + "app/version") as response:
                 assert response.status == 200
+
+            # a logged-out session is over
             async with session.post(url + "auth/logout") as response:
                 assert response.status == 200
             async with session.get(url + "app/version") as response:
@@ -88,7 +127,7 @@ async def test_credentials(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
 
 
 async def test_bodies_hashes_and_categories(
-    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with arr_bridge(tmp_path, mosquitto, sshd) as (env, _):
         url = base(env)
@@ -127,6 +166,20 @@ async def test_bodies_hashes_and_categories(
                     assert (r.status, await r.text()) == (200, "Fails.")
             async with session.post(url + "torrents/add", data={"category": "tv"}) as r:
                 assert r.status == 400  # nothing to add
+            # a refused add is logged by the magnet's hash and name or the URL's host:
+            # never the trackers, the path or the query, where a passkey sits
+            caplog.clear()
+            secret = "0badc0ffee0badc0ffee0badc0ffee"
+            refused = [
+                f"magnet:?xt=urn:btih:nothex&dn=Film.2024&tr=http%3A%2F%2Ft.example%2F{secret}",
+                f"http://127.0.0.1:9/rss/download/12/{secret}/Film.torrent?passkey={secret}",
+            ]
+            async with session.post(url + "torrents/add", data={"urls": "\n".join(refused)}) as r:
+                assert (r.status, await r.text()) == (200, "Fails.")
+            logged = [r.getMessage() for r in caplog.records if "torrents/add" in r.getMessage()]
+            assert len(logged) == 2 and secret not in caplog.text, logged
+            assert "magnet urn:btih:nothex 'Film.2024'" in logged[0]
+            assert "http://127.0.0.1/… (path and query not logged)" in logged[1]
 
             # unknown hashes: 404 for one torrent, skipped by the calls taking several
             unknown = "f" * 40

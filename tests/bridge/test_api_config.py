@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from q4d_bridge.bridge import Bridge
 from q4d_bridge.config.loader import parse_config
 from q4d_bridge.rules import category_destination
 
@@ -83,3 +84,27 @@ def test_a_category_lands_where_the_rule_naming_it_sends_it(raw: dict[str, Any])
     assert category_destination(routing, "movies") == "movies"
     assert category_destination(routing, "tv-sonarr") == routing.default_destination == "default"
     assert category_destination(routing, None) == "default"
+
+
+@pytest.mark.parametrize(
+    ("api", "warned"),
+    [
+        ({"host": "0.0.0.0"}, True),
+        ({"host": "::"}, True),
+        ({"host": "0.0.0.0", "admin_key": "a" * 20}, False),
+        ({"host": "127.0.0.1"}, False),
+        ({"host": "::1"}, False),
+    ],
+)
+def test_open_management_routes_beyond_loopback_are_warned_of(
+    raw: dict[str, Any], api: dict[str, Any], warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Built, not run: no port is opened."""
+    raw["api"] = {"enabled": True, "port": 0, "username": "arr", "password": "s3cret-pw", **api}
+    bridge = Bridge(parse_config(raw))
+    bridge.store.close()
+    said = [r.getMessage() for r in caplog.records if "without api.admin_key" in r.getMessage()]
+    assert len(said) == int(warned), said
+    if warned:
+        assert said[0].startswith(f"API: listening on {api['host']} without api.admin_key")
+        assert "s3cret-pw" not in caplog.text

@@ -9,8 +9,10 @@ exactly the torrents added, with their category and home path; 403 for the calls
 without credentials) and /metrics counted them all; the bridge's RSS grows by less
 than RSS_BOUND over the run; a Sonarr poll (its trio, on new connections, as Sonarr
 makes them) every half second answers throughout, and a new login works afterwards.
-Nothing about time is asserted but an outer bound (a 2-core CI machine may be busy):
-the rate achieved and the probes' slowest answer are printed."""
+The load must really be of that order: at least MIN_RATE calls/s achieved (1000/s on
+an idle 2-core machine, with the bridge at under half a core), else the test did not
+test what it says. Nothing else about time is asserted (a CI machine may be busy): the
+rate achieved and the probes' slowest answer are printed."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 USER, PASSWORD = "arr", "arr-secret-pw"
 RATE = 1000  # calls/s
 SECONDS = 10
+MIN_RATE = 750  # calls/s achieved, at the least
 CONCURRENCY = 32  # calls in flight at most: a slower server slows the pace, not piles up
 ANONYMOUS_EVERY = 10
 TORRENTS = 10
@@ -93,10 +96,17 @@ async def test_1000_requests_per_second_for_10_seconds(
         config["seedboxes"][0].update(engine="sftp", client=client)
         bridge = BridgeProcess(tmp_path / "bridge", config)
         bridge.start()
+        # asyncio's debug mode, which the test plugins turn on, makes each call cost this
+        # client more than the bridge spends answering it: left on, the load is capped by
+        # the test (about 600/s here), not by the bridge
+        loop = asyncio.get_running_loop()
+        debug = loop.get_debug()
+        loop.set_debug(False)
         try:
             assert bridge.proc is not None
             await _run(f"http://127.0.0.1:{port}", port, bridge, bridge.proc.pid, tmp_path)
         finally:
+            loop.set_debug(debug)
             bridge.stop()
     log = bridge.log()
     assert "Traceback" not in log, log[-3000:]
@@ -213,6 +223,7 @@ async def _run(root: str, port: int, bridge: BridgeProcess, pid: int, tmp_path: 
         assert bridge.proc is not None and bridge.proc.poll() is None, bridge.log()[-3000:]
         assert not wrong, wrong
         calls = RATE * SECONDS
+        assert calls / took >= MIN_RATE, f"only {calls / took:.0f} calls/s: not the load asked for"
         anonymous_calls = calls // ANONYMOUS_EVERY
         expected = {"session": calls - anonymous_calls, "anonymous": anonymous_calls}
         assert tally == expected, (tally, wrong)

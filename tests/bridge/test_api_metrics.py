@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ from q4d_bridge.api import metrics as api_metrics
 from q4d_bridge.api.metrics import Metrics
 from q4d_bridge.bridge import Bridge
 from q4d_bridge.config.loader import parse_config
+from q4d_bridge.dispatch.requests import RequestState
 from q4d_bridge.lifecycle import runner
 from q4d_bridge.models import ItemState
 from q4d_bridge.persistence.store import Store
@@ -41,6 +43,7 @@ from tests.helpers.torrents import random_file, torrent_of
 
 pytestmark = pytest.mark.timeout(180)
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+METRICS_DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
 
 # --- serving the parts as the API server will ----------------------------------------
@@ -207,6 +210,36 @@ async def test_metrics_follow_the_queue_and_the_store(scripted: tuple[Bridge, Sc
             f.name for f in openmetrics_parser.text_string_to_metric_families(await response.text())
         }
         assert {"q4d_items", "q4d_transferred_bytes", "q4d_transfer_duration_seconds"} <= names
+
+
+def documented() -> dict[str, tuple[str, str]]:
+    """docs/metrics.md's tables: each metric's name → (type, its labels column)."""
+    rows = re.findall(r"^\| `(q4d_\w+)` \| (\w+) \|([^|]*)\|", METRICS_DOCS.read_text(), re.M)
+    return {name: (kind, labels) for name, kind, labels in rows}
+
+
+async def test_the_docs_list_every_metric_and_its_states(
+    scripted: tuple[Bridge, Script],
+) -> None:
+    """docs/metrics.md names every series the bridge exports, with its type, and no
+    other; the state labels are the queue's and the requests' own."""
+    bridge, _ = scripted
+    async with served(bridge) as client:
+        await client.get("/metrics")  # so that the API's own metrics have a series
+        response = await client.get("/metrics")
+        families = list(text_string_to_metric_families(await response.text()))
+    # (the text format's `_created` series come as gauges of their own: documented apart)
+    exported = {
+        f.name + ("_total" if f.type == "counter" else ""): f.type
+        for f in families
+        if not f.name.endswith("_created")
+    }
+    docs = documented()
+    assert {name: kind for name, (kind, _) in docs.items()} == exported
+    for state in ItemState:
+        assert f"`{state.value}`" in docs["q4d_items"][1], state
+    for request_state in RequestState:
+        assert f"`{request_state.value}`" in docs["q4d_dispatch_requests"][1], request_state
 
 
 async def test_health_and_the_store_check(tmp_path: Path) -> None:

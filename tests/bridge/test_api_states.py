@@ -75,6 +75,12 @@ def test_the_hash_is_what_the_arr_apps_compute() -> None:
             "downloading",
             0.999,
         ),
+        (
+            request(RequestState.COMPLETED),
+            item(ItemState.PROCESSING, bytes_done=1000),
+            "downloading",
+            0.999,
+        ),  # landed, its post-processing (extraction, …) still running
         (None, item(bytes_done=1000), "downloading", 0.999),
     ],
 )
@@ -88,6 +94,39 @@ def test_never_complete_before_it_landed(
     assert row["progress"] < 1
     assert row["amount_left"] > 0 or row["size"] == 0
     assert row["eta"] == states.ETA_UNKNOWN or 0 < row["eta"] < states.ETA_UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("word", "paused", "state"),
+    [
+        (None, False, "downloading"),  # not polled yet: what q4d asked for
+        (None, True, "pausedDL"),
+        ("downloading", True, "downloading"),  # started on the seedbox since
+        ("stalledDL", False, "stalledDL"),  # qBittorrent
+        ("queuedDL", False, "queuedDL"),
+        ("checkingDL", False, "queuedDL"),
+        ("pausedDL", False, "pausedDL"),
+        ("stoppedDL", False, "pausedDL"),  # qBittorrent 5
+        ("forcedMetaDL", False, "metaDL"),
+        ("forcedDL", False, "downloading"),
+        ("missingFiles", False, "stalledDL"),
+        ("Queued", False, "queuedDL"),  # Deluge
+        ("Paused", False, "pausedDL"),
+        ("Error", False, "stalledDL"),
+        ("Downloading", False, "downloading"),
+        ("download_wait", False, "queuedDL"),  # Transmission
+        ("check_wait", False, "queuedDL"),
+        ("stopped", False, "pausedDL"),  # Transmission, rTorrent
+        ("paused", False, "pausedDL"),  # rTorrent
+        ("checking", False, "queuedDL"),
+    ],
+)
+def test_on_the_seedbox_its_clients_state_shows(word: str | None, paused: bool, state: str) -> None:
+    t = shown(request(progress=40.0, paused=paused, seedbox_state=word), None)
+    assert (t.state, t.progress, t.phase) == (state, 0.2, "seedbox")
+    # a magnet whose metadata is not in yet, however its client words it
+    unsized = shown(request(size=None, seedbox_state="downloading"), None)
+    assert unsized.state == "metaDL"
 
 
 def test_the_transfer_home_shows_its_rate_and_eta() -> None:
@@ -174,3 +213,18 @@ def test_filters() -> None:
     assert picked("errored") == [failed]
     assert picked("seeding") == []
     assert picked("all") == picked("no-such-filter") == every
+
+
+def test_sorting_by_any_field_even_one_without_a_value() -> None:
+    failed = states.info(shown(request(RequestState.FAILED, error_message="refused"), None))
+    going = states.info(shown(request(name="B.Show"), item()))
+    queued = states.info(shown(request(RequestState.REQUESTED, name="A.Show"), None))
+    rows = [going, failed, queued]
+    # q4d_error is None but for the failed one: compared without a TypeError (a 500)
+    assert states.sort_rows(rows, "q4d_error", reverse=False) == [failed, going, queued]
+    assert states.sort_rows(rows, "q4d_error", reverse=True)[-1] == failed
+    assert [r["state"] for r in states.sort_rows(rows, "progress", reverse=True)] == [
+        "downloading", "error", "queuedDL"
+    ]  # fmt: skip
+    assert states.sort_rows(rows, "no_such_field", reverse=False) == rows
+    assert states.sort_rows([], "name", reverse=False) == []

@@ -3,13 +3,14 @@ from `auth/login` (an idle session expires: the next call gets 403, which Sonarr
 Radarr answer by logging in again), or the credentials on every request, HTTP Basic
 (Radarr and Prowlarr always send it) or `Authorization: Bearer <api_key>`. Anything
 else gets 403, never 401: a 401 is an error Sonarr does not retry. Wrong passwords are
-answered `Fails.`, and an address that keeps sending them is refused for a while."""
+answered `Fails.`; an address that keeps sending wrong credentials (to the login, or
+as Basic or Bearer on any call) is refused for a while."""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
+import logging
 import secrets
 import time
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from ..config.model import ApiConfig
 
+_LOGGER = logging.getLogger(__name__)
 SESSION_COOKIE = "SID"  # qBittorrent's name up to 5.1 (the apps keep whatever they get)
 MAX_SESSIONS = 1000  # the oldest goes first: a login flood cannot grow memory
 MAX_FAILURES = 5  # wrong logins from one address in a row before it is refused
@@ -27,17 +29,11 @@ MAX_BANNED = 10000
 
 
 def _same(given: str, expected: str | None) -> bool:
-    return expected is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def admin_allowed(request: web.Request, admin_key: str | None) -> bool:
-    """For the management routes: `Authorization: Bearer <admin_key>` (or `X-Api-Key`),
-    or any caller when no admin key is set."""
-    if admin_key is None:
-        return True
-    header = request.headers.get("Authorization", "")
-    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    return _same(given or request.headers.get("X-Api-Key", ""), admin_key)
+    # surrogateescape: aiohttp hands header bytes that are not UTF-8 over as surrogates,
+    # which a plain encode() refuses (a 500 instead of the 403 they deserve)
+    return expected is not None and hmac.compare_digest(
+        given.encode(errors="surrogateescape"), expected.encode()
+    )
 
 
 class Auth:
@@ -57,19 +53,31 @@ class Auth:
     def allowed(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and _same(value.strip(), self.settings.api_key):
+        scheme, value = scheme.lower(), value.strip()
+        address = request.remote or ""
+        # Credentials on the request count like logins: wrong ones from an address that
+        # keeps sending them get it refused, else Basic on any call would let a password
+        # be guessed at full speed past the login's limit. While refused, they are not
+        # even checked (nor counted: a fixed app gets in once the time is up).
+        presented = scheme in ("bearer", "basic") and not self.banned(address)
+        if presented and (
+            _same(value, self.settings.api_key) if scheme == "bearer" else self._basic(value)
+        ):
+            self.succeeded(address)
             return True
-        if scheme.lower() == "basic" and self._basic(value.strip()):
-            return True
-        # Wrong Basic credentials are not an answer of their own: qBittorrent before
-        # 5.2 ignores the header, and a session cookie may still be good.
+        # Wrong credentials do not end a good session: qBittorrent before 5.2 ignores
+        # the header, and the apps send the cookie it gave them beside it.
         session = request.cookies.get(SESSION_COOKIE)
-        return session is not None and self._touch(session)
+        if session is not None and self._touch(session):
+            return True
+        if presented:
+            self.failed(address)
+        return False
 
     def _basic(self, value: str) -> bool:
         try:
             user, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64 (or not ASCII at all), not UTF-8 once decoded
             return False
         return bool(sep) and self.settings.password is not None and self.valid_login(user, password)
 
@@ -113,6 +121,11 @@ class Auth:
         if len(self._failures) >= MAX_BANNED and address not in self._failures:
             self._failures.clear()  # a flood from many addresses: start counting again
         self._failures[address] = (count + 1, self.clock())
+        if count + 1 == MAX_FAILURES:  # once: the tries while refused are not counted
+            _LOGGER.warning(
+                "API: %s refused for %.0f s after %d wrong logins or credentials in a row",
+                address or "an unknown address", BAN, MAX_FAILURES,
+            )  # fmt: skip
 
     def succeeded(self, address: str) -> None:
         self._failures.pop(address, None)

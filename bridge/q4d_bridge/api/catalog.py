@@ -40,6 +40,9 @@ class Catalog:
         self._aliases: dict[str, str] = {}  # every hash a request is known by → its key
         self._items: dict[str, str] = {}  # key → id of an item with no request
         self._roots: dict[str | None, str] = {}  # category → its home folder
+        # what _roots was worked out from: the routing's rules and destinations, which
+        # Bridge.apply rebinds (never changes in place) when the configuration changes
+        self._roots_rules, self._roots_destinations = routing.rules, routing.destinations
         for request in reversed(records.requests()):  # oldest first: the newest stays
             self.request_saved(request)
         for item in items.values():
@@ -180,6 +183,12 @@ class Catalog:
 
     def _root(self, category: str | None) -> str:
         # a string, not a Path: joined once per torrent on every list (pathlib is slow)
+        routing = self.routing
+        if routing.rules is not self._roots_rules or (
+            routing.destinations is not self._roots_destinations
+        ):
+            self._roots.clear()  # a new configuration: a category may land elsewhere now
+            self._roots_rules, self._roots_destinations = routing.rules, routing.destinations
         root = self._roots.get(category)
         if root is None:
             root = self._roots[category] = str(self.category_root(category))

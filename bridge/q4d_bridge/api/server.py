@@ -7,6 +7,7 @@ which guards itself."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -126,6 +127,14 @@ def qbittorrent_server(
 
     removal = Removal(settings, catalog, dispatcher, controller, roots)
     auth = Auth(settings)
+    if settings.admin_key is None and not ipaddress.ip_address(settings.host).is_loopback:
+        # the management routes answer anyone who reaches the address (a dry run may
+        # fetch a .torrent URL it is given): said once, at the start
+        _LOGGER.warning(
+            "API: listening on %s without api.admin_key: its management routes "
+            "(/q4d/dispatch/...) are open to every host that reaches it; set api.admin_key",
+            settings.host,
+        )
 
     return ApiServer(
         settings.host,

@@ -7,7 +7,7 @@ payload has landed at home and passed verification. Until then it is a download:
 | q4d | state | progress |
 |---|---|---|
 | the seedbox's client has not confirmed the add | `queuedDL` | 0 |
-| downloading on the seedbox | `downloading` (`metaDL`, `pausedDL`) | seedbox ÷ 2 |
+| downloading on the seedbox (its client's state) | `downloading` (`stalledDL`, …) | seedbox ÷ 2 |
 | finished there, its completion event not in yet; in q4d's queue | `queuedDL` | ½ |
 | transferring home, verifying | `downloading` | ½ + transferred ÷ 2, below 1 |
 | landed, its post-processing steps running (extraction, …) | `downloading` | just below 1 |
@@ -146,13 +146,24 @@ def _where(
             return "queuedDL", 0.0, ETA_UNKNOWN, 0, "requested", None
         case RequestState.COMPLETED:
             return "queuedDL", 0.5, ETA_UNKNOWN, 0, "seedbox_done", None
-    if request.paused:
-        state = "pausedDL"
-    elif not request.size:
-        state = "metaDL"  # a magnet whose metadata the seedbox is still fetching
-    else:
-        state = "downloading"
+    state = _on_seedbox(request.seedbox_state, paused=request.paused, sized=bool(request.size))
     return state, seedbox / 2, ETA_UNKNOWN, round(request.rate), "seedbox", None
+
+
+def _on_seedbox(word: str | None, *, paused: bool, sized: bool) -> str:
+    """The seedbox client's state at its last poll in qBittorrent's words (its own
+    names, Transmission's, Deluge's, rTorrent's: clients/*). Until a poll told it,
+    what q4d asked for: stopped or started."""
+    word = (word or "").lower()
+    if "stalled" in word or word in ("error", "missingfiles"):
+        return "stalledDL"  # no peers, or its client's own trouble: a Warning the apps show
+    if "queued" in word or "check" in word or word.endswith("_wait"):
+        return "queuedDL"  # its client's queue (or it checks the pieces it has)
+    if word.startswith(("paused", "stopped")) or (not word and paused):
+        return "pausedDL"
+    if "meta" in word or not sized:
+        return "metaDL"  # a magnet whose metadata the seedbox is still fetching
+    return "downloading"  # as the apps read any state they do not know
 
 
 def info(t: TorrentView) -> dict[str, Any]:
@@ -267,6 +278,14 @@ def properties(t: TorrentView) -> dict[str, Any]:
         "has_metadata": t.size > 0,
         "progress": t.progress,
     }
+
+
+def sort_rows(rows: list[dict[str, Any]], key: str, *, reverse: bool) -> list[dict[str, Any]]:
+    """torrents/info's `sort`: by one field of the rows, those without a value (only
+    q4d_error has none) after the rest; an unknown field leaves the order as it is."""
+    if not rows or key not in rows[0]:
+        return rows
+    return sorted(rows, key=lambda row: (row[key] is None, row[key]), reverse=reverse)
 
 
 def matches_filter(t: TorrentView, wanted: str) -> bool:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
@@ -80,8 +81,8 @@ class TorrentRoutes:
         if (kind := form.get("filter")) is not None:
             torrents = [t for t in torrents if states.matches_filter(t, kind)]
         rows = [states.info(t) for t in torrents]
-        if (key := form.get("sort")) is not None and all(key in row for row in rows[:1]):
-            rows.sort(key=lambda row: row[key], reverse=form.flag("reverse") is True)
+        if (key := form.get("sort")) is not None:
+            rows = states.sort_rows(rows, key, reverse=form.flag("reverse") is True)
         offset, limit = _number(form, "offset", 0), _number(form, "limit", 0)
         if offset < 0:
             offset = max(0, len(rows) + offset)
@@ -105,7 +106,7 @@ class TorrentRoutes:
         urls = [line.strip() for value in form.all("urls") for line in value.splitlines()]
         # (what the log calls it, the URL or magnet, the .torrent's bytes)
         sources: list[tuple[str, str | None, bytes | None]] = [
-            (u[:100], u, None) for u in urls if u
+            (_shown(u), u, None) for u in urls if u
         ]
         sources += [(f"{u.filename!r}", None, u.data) for u in form.files]
         if not sources:
@@ -240,6 +241,23 @@ def _number(form: Form, name: str, default: int) -> int:
         return default if value is None else int(value)
     except ValueError:
         raise web.HTTPBadRequest(text=f"{name}: expected a number") from None
+
+
+def _shown(url: str) -> str:
+    """How the log names a magnet or a .torrent URL: never its trackers, query or path,
+    where private trackers put the passkey."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+    except ValueError:  # not even a URL
+        return "an unreadable URL (not logged)"
+    if not parts.scheme:
+        return "a URL without a scheme (not logged)"
+    if parts.scheme.lower() == "magnet":
+        fields = parse_qs(parts.query)
+        name = fields.get("dn", [""])[0][:100]
+        return f"magnet {fields.get('xt', ['?'])[0][:80]}" + (f" {name!r}" if name else "")
+    return f"{parts.scheme[:10]}://{host[:100]}/… (path and query not logged)"
 
 
 def _list(value: str | None) -> list[str]:

@@ -60,6 +60,10 @@ class Request:
     torrent_file: bytes | None = None
     retracted: bool = False  # failed before the queue, and its queue entry since removed
     rate: float = 0.0  # the seedbox's download rate (not stored)
+    polled_at: float | None = None  # when its client last listed it (not stored)
+    # its seedbox client's own word for its state at the last poll (not stored): the
+    # qBittorrent API tells the apps stalled, queued or stopped from it
+    seedbox_state: str | None = None
     missing_polls: int = 0  # polls that did not find it on its client (not stored)
 
     @property

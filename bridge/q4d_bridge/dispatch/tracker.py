@@ -160,14 +160,22 @@ class RequestTracker:
             )
             return True
         request.missing_polls = 0
-        before = (request.state, request.progress, request.size, request.name)
+        before = (request.state, request.progress, request.size, request.name,
+                  request.seedbox_state, request.rate > 0)  # fmt: skip
+        request.seedbox_state = torrent.state
+        # the clients list no rate for one torrent: the bytes it gained since the last poll
+        done = int(torrent.size * torrent.progress) if torrent.size else 0
+        if request.polled_at is not None and now > request.polled_at:
+            request.rate = max(0.0, (done - request.bytes_done) / (now - request.polled_at))
+        request.polled_at = now
         if torrent.size:
             request.size = torrent.size
             request.bytes_done = int(torrent.size * torrent.progress)
         request.name = request.name or torrent.name
         request.progress = round(100.0 * torrent.progress, 1)
         request.state = RequestState.COMPLETED if torrent.complete else RequestState.DOWNLOADING
-        if before == (request.state, request.progress, request.size, request.name):
+        if before == (request.state, request.progress, request.size, request.name,
+                      request.seedbox_state, request.rate > 0):  # fmt: skip
             return False
         request.updated_at = now
         return True
