@@ -129,6 +129,14 @@ def test_on_the_seedbox_its_clients_state_shows(word: str | None, paused: bool, 
     assert unsized.state == "metaDL"
 
 
+def test_a_seedbox_download_shows_its_rate_and_eta() -> None:
+    t = shown(request(progress=40.0, rate=10.0, seedbox_state="downloading"), None)
+    assert (t.state, t.dlspeed, t.eta) == ("downloading", 10, 60)  # 600 bytes left
+    for still in ({"rate": 0.0}, {"seedbox_state": "stalledDL"}, {"size": None}):
+        kw = {"progress": 40.0, "rate": 10.0, "seedbox_state": "downloading", **still}
+        assert shown(request(**kw), None).eta == states.ETA_UNKNOWN
+
+
 def test_the_transfer_home_shows_its_rate_and_eta() -> None:
     t = shown(request(RequestState.COMPLETED), item(bytes_done=250, rate=2048.4, eta=37.6))
     assert (t.dlspeed, t.eta, t.phase) == (2048, 38, "transferring")

@@ -22,6 +22,7 @@ from q4d_bridge.clients.metainfo import (
     parse_new_torrent,
     parse_torrent_file,
 )
+from q4d_bridge.dispatch import sources
 
 from tests.helpers.torrents import FLAGS, Kind, torrent_of
 
@@ -256,3 +257,9 @@ def test_a_new_torrent_is_one_thing(torrent: NewTorrent) -> None:
 def test_metainfo_needs_a_hash() -> None:
     with pytest.raises(ValueError, match="needs a v1 or a v2 info-hash"):
         Metainfo(None, None, "x", None, (), None, "magnet")
+
+
+async def test_a_url_that_is_not_http_is_refused_without_its_path() -> None:
+    with pytest.raises(MetainfoError) as refused:
+        await sources.from_url("ftp://tracker.example.org/dl/PASSKEY123/x.torrent", within=5)
+    assert str(refused.value) == "not an http(s) URL of a .torrent (scheme 'ftp')"

@@ -147,7 +147,13 @@ def _where(
         case RequestState.COMPLETED:
             return "queuedDL", 0.5, ETA_UNKNOWN, 0, "seedbox_done", None
     state = _on_seedbox(request.seedbox_state, paused=request.paused, sized=bool(request.size))
-    return state, seedbox / 2, ETA_UNKNOWN, round(request.rate), "seedbox", None
+    eta = ETA_UNKNOWN
+    if state == "downloading" and request.size and request.rate >= 1:
+        # What is left on the seedbox at its rate, as qBittorrent counts it (the way
+        # home comes after: its own ETA once it starts).
+        left = request.size * (1 - seedbox) / request.rate
+        eta = min(ETA_UNKNOWN, round(left))
+    return state, seedbox / 2, eta, round(request.rate), "seedbox", None
 
 
 def _on_seedbox(word: str | None, *, paused: bool, sized: bool) -> str:

@@ -53,7 +53,9 @@ async def from_url(url: str, *, within: float) -> Source:
             if url.startswith("magnet:"):
                 return from_magnet(url)
             if urlsplit(url).scheme not in ("http", "https"):
-                raise MetainfoError(f"not an http(s) URL of a .torrent: {url[:200]!r}")
+                # Only the scheme: a tracker's URL may carry a passkey.
+                scheme = urlsplit(url).scheme or "none"
+                raise MetainfoError(f"not an http(s) URL of a .torrent (scheme {scheme!r})")
             try:
                 async with session.get(url, allow_redirects=False) as response:
                     if response.status in (301, 302, 303, 307, 308):
