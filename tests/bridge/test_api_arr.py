@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from q4d_bridge.clients.metainfo import parse_torrent_file
+from q4d_bridge.dispatch.requests import RequestState
 from q4d_bridge.models import ItemState
 
 from tests.bridge.test_e2e import Env, digest_tree, running_bridge
@@ -88,11 +89,11 @@ async def wait_until(check: Any, what: str, timeout: float = 60) -> Any:
 
 
 async def follow_home(
-    app: ArrClient, env: Env, download_id: str, rel: str, category: str
+    app: ArrClient, env: Env, download_id: str, rel: str, category: str, **event: Any
 ) -> tuple[DownloadItem, list[DownloadItem]]:
     """The seedbox's hook reports the torrent complete; poll every 100 ms until the app
     sees it Completed. Returns that poll's item and every earlier one."""
-    await env.complete(rel, download_id.lower(), category=category)
+    await env.complete(rel, download_id.lower(), category=category, **event)
     seen: list[DownloadItem] = []
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -215,6 +216,41 @@ async def _progress(app: ArrClient, download_id: str, at_least: float) -> bool:
 async def _gone(env: Env) -> bool:
     client = env.bridge.clients["sb1"]
     return not await client.torrents()  # type: ignore[attr-defined]
+
+
+async def test_a_release_sonarr_deleted_can_be_grabbed_again(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    """Imported, removed, then the episode file is lost and a search picks the same
+    release: the add is no duplicate, and the torrent comes home again for it."""
+    remote = tmp_path / "seedbox"
+    episode = random_file(remote / "Show.S02E01.1080p.mkv", 300_000, 7)
+    magnet, download_id = magnet_of(torrent_of(episode))
+    async with arr_bridge(tmp_path, mosquitto, sshd) as (env, _):
+        sonarr = arr("sonarr", env, category="tv", imported_category="tv-imported")
+        assert await press_test(sonarr) == []
+        assert await grab_magnet(sonarr, magnet, download_id)
+        done, _ = await follow_home(sonarr, env, download_id, episode.name, "tv")
+        home = Path(done.output_path)
+        await imported(sonarr, done)
+        await wait_until(lambda: _gone(env), "the seedbox's client to drop it")
+        assert download_id not in await poll(sonarr)
+        home.unlink()  # the import moved it into the series folder, and it was lost there
+
+        first = env.bridge.records.requests()[0]
+        assert await grab_magnet(sonarr, magnet, download_id)  # Ok., not a duplicate
+        again = env.bridge.records.requests()[0]
+        assert again.id != first.id and again.info_hash == first.info_hash
+        assert (await poll(sonarr))[download_id].status != "Completed"  # not home yet
+        # the seedbox's hook: a new completion of the torrent
+        done, before = await follow_home(
+            sonarr, env, download_id, episode.name, "tv", event_id="regrab-1"
+        )
+        assert all(i.status != "Completed" for i in before)
+        assert done.output_path == str(home) and home.read_bytes() == episode.read_bytes()
+        (item,) = [i for i in env.bridge.lifecycle.items.values() if i.hash == again.info_hash]
+        assert item.request_id == again.id
+        assert env.bridge.records.requests()[0].state is RequestState.LANDED
 
 
 async def test_radarr_keeps_seeding_and_deletes_the_home_copy(

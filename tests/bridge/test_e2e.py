@@ -353,7 +353,9 @@ async def test_commands(tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer) -
 async def test_cancel_running_transfer(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer, engine: str
 ) -> None:
-    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine) as env:
+    # capped, so a busy machine's late `started` still finds the transfer running
+    capped = {"bandwidth_limit": "50MiB"}
+    async with running_bridge(tmp_path, mosquitto, sshd, engine=engine, transfers=capped) as env:
         make_file(env.remote / "big.bin", 400_000_000, seed=5)
         await env.complete("big.bin", "2" * 40)
         rec = env.recorder

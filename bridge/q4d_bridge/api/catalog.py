@@ -136,6 +136,16 @@ class Catalog:
 
         self._mark(keys, change)
 
+    def deleted(self, hashes: Iterable[str]) -> frozenset[str]:
+        """The ids of the requests for these hashes that an app deleted (not added again
+        since)."""
+        ids = set()
+        for info_hash in hashes:
+            key = self._aliases.get(info_hash.lower())
+            if key is not None and self._removed(key, self._requests[key].created_at):
+                ids.add(self._requests[key].id)
+        return frozenset(ids)
+
     def request_of(self, key: str) -> Request | None:
         return self._visible_request(key)
 

@@ -6,6 +6,7 @@ the catalog, deleting follows the removal policy. As in qBittorrent, calls that 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -151,25 +152,23 @@ class TorrentRoutes:
         try:
             result = await self.dispatcher.add(wanted)
         except DispatchError as err:
+            if err.code != "duplicate" or (meta := _meta(magnet, data)) is None:
+                raise
             # Added already (the app retried, or another app has it): the app finds it
             # by its hash, as after a first add.
-            if err.code == "duplicate" and (key := self._listed(magnet, data)) is not None:
+            if (key := self._listed(meta)) is not None:
                 return key
-            raise
+            # The app deleted it before and grabs it again (a search that picked the
+            # same release): what it deleted no longer counts, a seedbox holding it does.
+            forgotten = self.catalog.deleted(meta.hashes)
+            if not forgotten:
+                raise
+            _LOGGER.info("torrents/add: %s was deleted by the app; adding it again", meta.name)
+            result = await self.dispatcher.add(dataclasses.replace(wanted, forgotten=forgotten))
         request = result["request"]
         return str(request["v1"] or request["v2"] or request["info_hash"])
 
-    def _listed(self, magnet: str | None, data: bytes | None) -> str | None:
-        meta: Metainfo
-        try:
-            if magnet is not None:
-                meta = parse_magnet(magnet)
-            elif data is not None:
-                meta = parse_torrent_file(data)
-            else:
-                return None
-        except MetainfoError:
-            return None
+    def _listed(self, meta: Metainfo) -> str | None:
         return next((k for h in sorted(meta.hashes) if (k := self.catalog.find(h))), None)
 
     async def create_category(self, request: web.Request) -> web.Response:
@@ -296,3 +295,13 @@ def _files(t: states.TorrentView) -> list[dict[str, Any]]:
         }
         for i, (name, size) in enumerate(found)
     ]
+
+
+def _meta(magnet: str | None, data: bytes | None) -> Metainfo | None:
+    """What a magnet or .torrent file says, or None (a URL, or what does not parse)."""
+    try:
+        if magnet is not None:
+            return parse_magnet(magnet)
+        return parse_torrent_file(data) if data is not None else None
+    except MetainfoError:
+        return None

@@ -53,6 +53,9 @@ class AddRequest:
     paused: bool = False
     size: int | None = None  # the caller's estimate, for a magnet
     source: str = "mqtt"
+    # Requests whose torrent its app deleted (the HTTP API): neither they nor their
+    # queue items make this add a duplicate, so the app can grab that release again.
+    forgotten: frozenset[str] = frozenset()
 
 
 class Dispatcher:
@@ -195,7 +198,7 @@ class Dispatcher:
             "error": None,
             "request_id": None,
         }
-        duplicate = find_duplicate(meta, self._known(meta))
+        duplicate = find_duplicate(meta, self._known(meta, wanted.forgotten))
         refusal: DispatchError | None = None
         if duplicate is not None:
             refusal = DispatchError("duplicate", duplicate.message)
@@ -346,9 +349,10 @@ class Dispatcher:
 
     # --- duplicates --------------------------------------------------------------------
 
-    def _known(self, meta: Metainfo) -> list[Known]:
+    def _known(self, meta: Metainfo, forgotten: frozenset[str] = frozenset()) -> list[Known]:
         """What q4d has with one of this torrent's hashes or its release name: on the
-        clients and in the queue (held in memory), and among the requests (looked up)."""
+        clients and in the queue (held in memory), and among the requests (looked up),
+        less the `forgotten` requests and their items."""
         hashes = meta.hashes
         key = normalise_name(meta.name) if meta.name else None
 
@@ -365,9 +369,13 @@ class Dispatcher:
                     where = f"{seedbox}'s {status.type}"
                     known.append(Known((t.hash, *t.aliases), t.name, where, state))
         for request in self.records.matching(hashes, meta.name):
+            if request.id in forgotten:
+                continue
             where = f"request {request.id} on {request.seedbox}"
             known.append(Known(tuple(request.hashes), request.name, where, request.state.value))
         for item in self.items.values():
+            if item.request_id in forgotten:
+                continue
             if same((item.hash,) if item.hash else (), item.name):
                 where = f"the queue (item {item.id} from {item.seedbox})"
                 known.append(

@@ -92,15 +92,26 @@ class Intake:
                 self.announcer.event_message("queued", new),
                 *self.announcer.label_messages(new, Label.QUEUED),
             ],
-            duplicate_messages=lambda known: [
-                self.announcer.event_message(
-                    "duplicate",
-                    self.lifecycle.get(known.item.id) or known.item,
-                    reason=known.reason,
-                )
-            ],
+            duplicate_messages=lambda known: (
+                [
+                    self.announcer.event_message(
+                        "duplicate",
+                        self.lifecycle.get(known.item.id) or known.item,
+                        reason=known.reason,
+                    )
+                ]
+                if known.grabbed_again_by is None
+                else []
+            ),
         )[0]
         item = admission.item
+        if admission.grabbed_again_by is not None:
+            item = self.lifecycle.get(item.id) or item
+            _LOGGER.info("%s %r grabbed again: fetched for request %s",
+                         item.id, item.name, admission.grabbed_again_by)  # fmt: skip
+            self.lifecycle.grabbed_again(item, admission.grabbed_again_by)
+            self.queued()
+            return item
         if admission.duplicate:
             _LOGGER.info(
                 "duplicate event %s for %s (%s)", outcome.event.event_id, item.id, admission.reason

@@ -324,6 +324,12 @@ class Lifecycle:
         self._record(item, "retry", event="queued", retry=True, **refetch)
         _LOGGER.info("retry %s %r", item.id, item.name)
 
+    def grabbed_again(self, item: Item, request_id: str) -> None:
+        """A finished item's torrent added again (an app deleted it, then grabbed the
+        same release): queued for the new request, a done one fetched again."""
+        item.request_id = request_id
+        self.retried(item)
+
     def steps_retried(self, item: Item) -> None:
         """An item whose post-processing failed runs its steps again from the one that
         failed; its payload is in the library, so nothing is fetched."""

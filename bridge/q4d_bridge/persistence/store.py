@@ -34,6 +34,9 @@ class Admission:
     item: Item
     duplicate: bool
     reason: str | None = None
+    # A finished item's torrent that an add request fetched again (a new request waits
+    # for it): the item comes back for that request, no duplicate.
+    grabbed_again_by: str | None = None
 
 
 class Message(NamedTuple):
@@ -127,7 +130,7 @@ class Store:
         ).fetchone()
         if seen is not None:
             existing = self._get(db, seen["item_id"]) if seen["item_id"] else None
-            if existing is not None:
+            if existing is not None:  # a resend of an event seen before
                 return Admission(existing, duplicate=True, reason="event_id")
         if event.hash is not None:
             row = db.execute(
@@ -146,7 +149,7 @@ class Store:
                 "INSERT OR IGNORE INTO seen_events VALUES (?, ?, ?, ?)",
                 (event.event_id, event.seedbox, existing.id, now),
             )
-            return Admission(existing, duplicate=True, reason="hash" if event.hash else "path")
+            return _duplicate(db, existing, event, "hash" if event.hash else "path")
         item = Item(
             id=item_id_for(event.seedbox, event.hash, event.path),
             event_id=event.event_id,
@@ -264,7 +267,8 @@ class Store:
             db.execute(
                 "UPDATE items SET state=?, size=?, priority=?, paused=?, bytes_done=?, attempts=?, "
                 "last_error=?, error_code=?, started_at=?, finished_at=?, next_attempt_at=?, "
-                "updated_at=?, local_path=?, destination=?, steps=?, refetch=? WHERE id=?",
+                "updated_at=?, local_path=?, destination=?, steps=?, refetch=?, request_id=? "
+                "WHERE id=?",
                 (
                     item.state.value,
                     item.size,
@@ -282,6 +286,7 @@ class Store:
                     item.destination,
                     steps_json(item.steps),
                     int(item.refetch),
+                    item.request_id,
                     item.id,
                 ),
             )
@@ -397,6 +402,18 @@ class Store:
             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (key, json.dumps(value)),
         )
+
+
+def _duplicate(
+    db: sqlite3.Connection, existing: Item, event: CompletionEvent, reason: str
+) -> Admission:
+    """A new event for a torrent there is an item for: a duplicate, unless the item is
+    finished and a new add request waits for its torrent (grabbed again after an app
+    deleted it)."""
+    again = _request_for(db, event.hash) if existing.state in FINISHED_STATES else None
+    if again is not None and again != existing.request_id:
+        return Admission(existing, duplicate=True, reason=reason, grabbed_again_by=again)
+    return Admission(existing, duplicate=True, reason=reason)
 
 
 def _request_for(db: sqlite3.Connection, info_hash: str | None) -> str | None:
