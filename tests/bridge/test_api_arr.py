@@ -19,6 +19,7 @@ import pytest
 from q4d_bridge.clients.metainfo import parse_torrent_file
 from q4d_bridge.dispatch.requests import RequestState
 from q4d_bridge.models import ItemState
+from q4d_bridge.persistence.api_removals import ApiRemovals
 
 from tests.bridge.test_e2e import Env, digest_tree, running_bridge
 from tests.helpers.arr import (
@@ -251,6 +252,37 @@ async def test_a_release_sonarr_deleted_can_be_grabbed_again(
         (item,) = [i for i in env.bridge.lifecycle.items.values() if i.hash == again.info_hash]
         assert item.request_id == again.id
         assert env.bridge.records.requests()[0].state is RequestState.LANDED
+
+
+async def test_a_removal_the_seedbox_missed_is_tried_again(
+    tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer
+) -> None:
+    """The seedbox's client is down when Sonarr deletes the torrent: the removal is kept
+    and done once the client is back, data and all."""
+    remote = tmp_path / "seedbox"
+    episode = random_file(remote / "Show.S03E01.1080p.mkv", 300_000, 8)
+    data = torrent_of(episode)
+    download_id = parse_torrent_file(data).v1.upper()  # type: ignore[union-attr]
+    retry = {"retry_initial": 0.2, "retry_max": "2s"}
+    async with arr_bridge(tmp_path, mosquitto, sshd, transfers=retry) as (env, qbt):
+        sonarr = arr("sonarr", env, category="tv")
+        assert await grab_torrent_file(sonarr, "Show.S03E01.1080p.torrent", data, download_id)
+        done, _ = await follow_home(sonarr, env, download_id, episode.name, "tv")
+        qbt.kill()
+        await imported(sonarr, done)  # 200 at once: the app does not wait for the seedbox
+        assert download_id not in await poll(sonarr)
+        pending = ApiRemovals(env.bridge.store)
+        (left,) = await wait_until(lambda: _async(pending.pending()), "the failed removal recorded")
+        assert (left.key, left.delete_data) == (download_id.lower(), True)
+        assert left.attempts >= 1 and left.last_error and episode.exists()
+        qbt.start()
+        await wait_until(lambda: _async(not pending.pending()), "the removal done", 60)
+        assert not episode.exists()  # deleteFiles=true: the seedbox's data went too
+        assert await _gone(env)
+
+
+async def _async(value: Any) -> Any:
+    return value
 
 
 async def test_radarr_keeps_seeding_and_deletes_the_home_copy(

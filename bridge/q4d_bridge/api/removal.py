@@ -4,15 +4,20 @@ The torrent leaves the API's list at once. Its transfer home stops if it is stil
 coming. On the seedbox, `on_delete: remove` removes the torrent from its client (with
 its data when the app asked for `deleteFiles=true` and `delete_seedbox_data` allows
 it); `keep_seeding` leaves a finished torrent seeding there (an unfinished download is
-removed either way: nothing of it is worth keeping). The copy landed at home is deleted
-only when the app asked for `deleteFiles=true` and `delete_home_copy` is on; after an
-import that moved the files there is nothing left to delete anyway."""
+removed either way: nothing of it is worth keeping). A removal the seedbox's client does
+not answer is recorded first and tried again (backing off as transfers do) until the
+client removes the torrent or says it is gone. The copy landed at home is deleted only
+when the app asked for `deleteFiles=true` and `delete_home_copy` is on; after an import
+that moved the files there is nothing left to delete anyway."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..dispatch.requests import Request, RequestState
 from ..lifecycle.controller import Controller
 from ..models import FINISHED_STATES, Item, ItemState
+from ..persistence.api_removals import ApiRemovals, PendingRemoval
 from ..rules import UnsafePathError, ensure_inside
 from .catalog import Catalog
 
@@ -36,12 +42,17 @@ class Removal:
         dispatcher: Dispatcher,
         controller: Controller,
         destinations: Callable[[], Iterable[Path]],  # as configured now (Bridge.apply)
+        pending: ApiRemovals,
+        retry: tuple[float, float],  # first delay, longest delay (transfers.retry_*)
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.dispatcher = dispatcher
         self.controller = controller
         self.destinations = destinations
+        self.pending = pending
+        self.retry_initial, self.retry_max = retry
+        self._wake = asyncio.Event()
 
     async def delete(self, keys: list[str], *, delete_files: bool) -> None:
         found = [(key, self.catalog.request_of(key), self.catalog.item_of(key)) for key in keys]
@@ -73,13 +84,50 @@ class Removal:
         self, key: str, seedbox: str, info_hash: str, delete_files: bool
     ) -> None:
         with_data = delete_files and self.settings.delete_seedbox_data
+        # recorded before it is asked for: a bridge stopped now tries again at its start
+        removal = PendingRemoval(key, seedbox, info_hash, with_data, next_at=time.time())
+        self.pending.save(removal)
+        await self._remove(removal)
+
+    async def _remove(self, removal: PendingRemoval) -> None:
         try:
-            await self.dispatcher.steer("remove", seedbox, info_hash, delete_data=with_data)
+            await self.dispatcher.steer(
+                "remove", removal.seedbox, removal.info_hash, delete_data=removal.delete_data
+            )
         except DispatchError as err:
             if err.code == "client_error":
-                _LOGGER.warning("%s stays on %s: %s", key, seedbox, err.message)
-            return  # not there any more, or a seedbox q4d has no client for
-        _LOGGER.info("removed %s from %s%s", key, seedbox, " with its data" if with_data else "")
+                delay = min(self.retry_max, self.retry_initial * 2**removal.attempts)
+                self.pending.save(dataclasses.replace(
+                    removal, attempts=removal.attempts + 1, next_at=time.time() + delay,
+                    last_error=err.message,
+                ))  # fmt: skip
+                log = _LOGGER.warning if removal.attempts == 0 else _LOGGER.debug
+                log("%s stays on %s for now (%s); trying again in %.0f s",
+                    removal.key, removal.seedbox, err.message, delay)  # fmt: skip
+                self._wake.set()
+                return
+            # not there any more, or a seedbox q4d has no client for
+        else:
+            _LOGGER.info("removed %s from %s%s", removal.key, removal.seedbox,
+                         " with its data" if removal.delete_data else "")  # fmt: skip
+        self.pending.forget(removal.key)
+
+    async def run(self) -> None:
+        """The removals left pending, each tried again when due; one the app grabbed
+        again since is dropped (the torrent is wanted now)."""
+        while True:
+            self._wake.clear()
+            for removal in self.pending.pending():
+                if removal.next_at > time.time():
+                    break
+                if self.catalog.find(removal.key) is not None:
+                    self.pending.forget(removal.key)
+                    continue
+                await self._remove(removal)
+            soonest = min((r.next_at for r in self.pending.pending()), default=None)
+            wait = self.retry_max if soonest is None else max(0.05, soonest - time.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
 
 
 def delete_landed(path: Path, roots: Iterable[Path]) -> bool:

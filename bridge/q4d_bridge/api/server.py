@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..dispatch.dispatcher import Dispatcher
 from ..lifecycle.controller import Controller
 from ..lifecycle.machine import Lifecycle
 from ..persistence.api_marks import ApiMarks
+from ..persistence.api_removals import ApiRemovals
 from ..persistence.requests import DispatchRecords
 from ..persistence.store import Store
 from ..rules import destination_root
@@ -43,8 +44,10 @@ class ApiServer:
         port: int,
         auth: Auth,
         routes: Iterable[web.AbstractRouteDef] = (),
+        jobs: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.host = host
+        self.jobs = list(jobs)  # run while it serves (the removals left pending)
         self.port = port  # the bound one once started (0 in the config: any free port)
         self.auth = auth
         self.routes: list[web.AbstractRouteDef] = list(routes)
@@ -97,7 +100,10 @@ class ApiServer:
         ends the job, and so stops the bridge with the reason."""
         await self.start()
         try:
-            await asyncio.Event().wait()
+            async with asyncio.TaskGroup() as jobs:
+                for job in self.jobs:
+                    jobs.create_task(job())
+                await asyncio.Event().wait()
         finally:
             await self.stop()
 
@@ -125,7 +131,8 @@ def qbittorrent_server(
     def default_root() -> Path:
         return destination_root(routing, routing.default_destination)
 
-    removal = Removal(settings, catalog, dispatcher, controller, roots)
+    retry = (config.transfers.retry_initial, config.transfers.retry_max)
+    removal = Removal(settings, catalog, dispatcher, controller, roots, ApiRemovals(store), retry)
     auth = Auth(settings)
     if settings.admin_key is None and not ipaddress.ip_address(settings.host).is_loopback:
         # the management routes answer anyone who reaches the address (a dry run may
@@ -144,4 +151,5 @@ def qbittorrent_server(
             *AppRoutes(auth, default_root).routes(),
             *TorrentRoutes(catalog, categories, removal, dispatcher).routes(),
         ],
+        [removal.run],
     )

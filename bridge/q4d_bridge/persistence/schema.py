@@ -127,6 +127,16 @@ CREATE TABLE IF NOT EXISTS api_marks (
     tags TEXT NOT NULL DEFAULT '[]',
     removed_at REAL
 );
+-- seedbox removals the HTTP API could not finish yet (persistence/api_removals.py)
+CREATE TABLE IF NOT EXISTS api_removals (
+    key TEXT PRIMARY KEY,
+    seedbox TEXT NOT NULL,
+    info_hash TEXT NOT NULL,
+    delete_data INTEGER NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_at REAL NOT NULL,
+    last_error TEXT
+);
 -- torrents removed from a seedbox's client after their item was done, or found gone
 -- there (postprocess/cleanup.py): one row per item, so none is looked at twice
 CREATE TABLE IF NOT EXISTS seedbox_cleanups (
