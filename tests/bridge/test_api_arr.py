@@ -319,6 +319,21 @@ async def test_radarr_keeps_seeding_and_deletes_the_home_copy(
         assert not await radarr.get_torrents()
         assert radarr.logins == 1
 
+        # lost from the library, the film is searched for and the same release picked:
+        # the seedbox still seeds it, so it is listed again and its home copy fetched again
+        radarr.settings.category = "radarr"
+        assert await grab_torrent_file(radarr, "Film.2024.2160p.torrent", data, download_id)
+        assert (await poll(radarr))[download_id].status != "Completed"
+        again = await wait_until(lambda: _completed(radarr, download_id), "the film home again")
+        assert again.output_path == str(home) and home.read_bytes() == film.read_bytes()
+        torrents = await env.bridge.clients["sb1"].torrents()  # type: ignore[attr-defined]
+        assert [t.hash for t in torrents] == [download_id.lower()]  # added once, seeding on
+
+
+async def _completed(app: ArrClient, download_id: str) -> DownloadItem | None:
+    item = (await poll(app)).get(download_id)
+    return item if item is not None and item.status == "Completed" else None
+
 
 async def test_sonarr_with_an_api_key_and_prowlarr(
     tmp_path: Path, mosquitto: Mosquitto, sshd: SshServer

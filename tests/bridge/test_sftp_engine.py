@@ -98,7 +98,11 @@ async def test_folder_files_are_opened_once_each(
     assert digest_tree(target) == digest_tree(remote)
     assert progress[-1] == sum(p.stat().st_size for p in remote.iterdir())
     assert sorted(opened) == sorted(str(p) for p in remote.iterdir() if p.stat().st_size)
-    assert sum(opened.values()) <= 24 + 2, opened  # two of the three connections helped
+    # Helped: only the files still being read when the last one was claimed (at most
+    # two per connection: the one it reads and the one it opened ahead), each opened at
+    # most once on each connection. Which and how often depends on timing.
+    helped = [n for n in opened.values() if n > 1]
+    assert len(helped) <= 2 * 3 and max(opened.values()) <= 3, opened
 
 
 async def test_one_large_file_is_read_over_every_connection(

@@ -136,15 +136,24 @@ class Catalog:
 
         self._mark(keys, change)
 
-    def deleted(self, hashes: Iterable[str]) -> frozenset[str]:
-        """The ids of the requests for these hashes that an app deleted (not added again
-        since)."""
-        ids = set()
+    def deleted(self, hashes: Iterable[str]) -> dict[str, Request]:
+        """The requests for these hashes that an app deleted (not added again since), by
+        their key."""
+        found = {}
         for info_hash in hashes:
             key = self._aliases.get(info_hash.lower())
             if key is not None and self._removed(key, self._requests[key].created_at):
-                ids.add(self._requests[key].id)
-        return frozenset(ids)
+                found[key] = self._requests[key]
+        return found
+
+    def restore(self, key: str, category: str | None) -> None:
+        """Listed again, as the app adds it now: the delete undone, in the category of
+        this add (None: the torrent's own), the tags of the last time dropped."""
+
+        def change(mark: ApiMark) -> None:
+            mark.removed_at, mark.category, mark.tags = None, category, ()
+
+        self._mark([key], change)
 
     def request_of(self, key: str) -> Request | None:
         return self._visible_request(key)

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from ..config.model import ApiConfig
@@ -26,6 +26,7 @@ from ..dispatch.dispatcher import Dispatcher, DispatchError
 from ..dispatch.requests import Request, RequestState
 from ..lifecycle.controller import Controller
 from ..models import FINISHED_STATES, Item, ItemState
+from ..mqtt.commands import CommandError
 from ..persistence.api_removals import ApiRemovals, PendingRemoval
 from ..rules import UnsafePathError, ensure_inside
 from .catalog import Catalog
@@ -111,6 +112,37 @@ class Removal:
             _LOGGER.info("removed %s from %s%s", removal.key, removal.seedbox,
                          " with its data" if removal.delete_data else "")  # fmt: skip
         self.pending.forget(removal.key)
+
+    def restore(self, deleted: Mapping[str, Request], category: str | None) -> str | None:
+        """A torrent the app deleted and grabs again while its seedbox still seeds it
+        (keep_seeding): listed again, its home copy fetched again if it is gone. The key,
+        or None when no such torrent is still on its seedbox."""
+        for key, request in deleted.items():
+            if not self._seeding(request):
+                continue
+            item = self.catalog.items.get(request.item_id) if request.item_id else None
+            home_gone = item is not None and not Path(item.local_path).exists()
+            if item is not None and item.state is ItemState.DONE and home_gone:
+                try:
+                    self.controller.retry(item.id, force=True)
+                except CommandError as err:  # its seedbox or destination is gone
+                    _LOGGER.warning("%s grabbed again, not fetched: %s", key, err)
+                    return None
+                _LOGGER.info("%s grabbed again: its home copy is gone, fetched again", key)
+            self.catalog.restore(key, category)
+            self.pending.forget(key)
+            return key
+        return None
+
+    def _seeding(self, request: Request) -> bool:
+        """On its seedbox's client at the last look (the add just refreshed it)."""
+        status = self.dispatcher.monitor.status.get(request.seedbox)
+        hashes = request.hashes
+        return (
+            any(not hashes.isdisjoint((t.hash, *t.aliases)) for t in (status.torrents or ()))
+            if status is not None
+            else False
+        )
 
     async def run(self) -> None:
         """The removals left pending, each tried again when due; one the app grabbed

@@ -160,11 +160,18 @@ class TorrentRoutes:
                 return key
             # The app deleted it before and grabs it again (a search that picked the
             # same release): what it deleted no longer counts, a seedbox holding it does.
-            forgotten = self.catalog.deleted(meta.hashes)
-            if not forgotten:
+            deleted = self.catalog.deleted(meta.hashes)
+            if not deleted:
                 raise
             _LOGGER.info("torrents/add: %s was deleted by the app; adding it again", meta.name)
-            result = await self.dispatcher.add(dataclasses.replace(wanted, forgotten=forgotten))
+            forgotten = frozenset(r.id for r in deleted.values())
+            try:
+                result = await self.dispatcher.add(dataclasses.replace(wanted, forgotten=forgotten))
+            except DispatchError as still:
+                # kept seeding on its seedbox: listed again rather than added twice
+                if still.code == "duplicate" and (key := self.removal.restore(deleted, category)):
+                    return key
+                raise
         request = result["request"]
         return str(request["v1"] or request["v2"] or request["info_hash"])
 
