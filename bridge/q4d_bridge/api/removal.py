@@ -97,21 +97,24 @@ class Removal:
             )
         except DispatchError as err:
             if err.code == "client_error":
-                delay = min(self.retry_max, self.retry_initial * 2**removal.attempts)
-                self.pending.save(dataclasses.replace(
-                    removal, attempts=removal.attempts + 1, next_at=time.time() + delay,
-                    last_error=err.message,
-                ))  # fmt: skip
-                log = _LOGGER.warning if removal.attempts == 0 else _LOGGER.debug
-                log("%s stays on %s for now (%s); trying again in %.0f s",
-                    removal.key, removal.seedbox, err.message, delay)  # fmt: skip
-                self._wake.set()
+                self._later(removal, err.message)
                 return
             # not there any more, or a seedbox q4d has no client for
         else:
             _LOGGER.info("removed %s from %s%s", removal.key, removal.seedbox,
                          " with its data" if removal.delete_data else "")  # fmt: skip
         self.pending.forget(removal.key)
+
+    def _later(self, removal: PendingRemoval, error: str) -> None:
+        delay = min(self.retry_max, self.retry_initial * 2**removal.attempts)
+        self.pending.save(dataclasses.replace(
+            removal, attempts=removal.attempts + 1, next_at=time.time() + delay,
+            last_error=error,
+        ))  # fmt: skip
+        log = _LOGGER.warning if removal.attempts == 0 else _LOGGER.debug
+        log("%s stays on %s for now (%s); trying again in %.0f s",
+            removal.key, removal.seedbox, error, delay)  # fmt: skip
+        self._wake.set()
 
     def restore(self, deleted: Mapping[str, Request], category: str | None) -> str | None:
         """A torrent the app deleted and grabs again while its seedbox still seeds it
@@ -155,7 +158,11 @@ class Removal:
                 if self.catalog.find(removal.key) is not None:
                     self.pending.forget(removal.key)
                     continue
-                await self._remove(removal)
+                try:
+                    await self._remove(removal)
+                except Exception as err:  # a bug must not stop the API (or the bridge)
+                    _LOGGER.exception("removing %s from %s failed", removal.key, removal.seedbox)
+                    self._later(removal, f"{type(err).__name__}: {err}")
             soonest = min((r.next_at for r in self.pending.pending()), default=None)
             wait = self.retry_max if soonest is None else max(0.05, soonest - time.time())
             with contextlib.suppress(TimeoutError):
