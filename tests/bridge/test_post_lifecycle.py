@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 
 from q4d_bridge.bridge import Bridge
-from q4d_bridge.models import ItemState, StepState
+from q4d_bridge.models import Item, ItemState, StepState
 from q4d_bridge.postprocess.base import Landed, StepError
 
 from tests.bridge.test_commands_live import answer, item_messages
@@ -52,6 +52,14 @@ def scripted(env: Env, extract: Scripted, cleanup: Scripted) -> None:
     env.bridge.post.steps = {"extract": extract, "cleanup": cleanup}
 
 
+async def settled_item(env: Env, extract: Scripted, cleanup: Scripted) -> Item:
+    """The item of a completion landed with these steps, once everything settled."""
+    scripted(env, extract, cleanup)
+    item_id = await landed_item(env)
+    await env.wait_settled(1)
+    return env.bridge.lifecycle.items[item_id]
+
+
 async def landed_item(env: Env, name: str = "show.mkv") -> str:
     make_file(env.remote / name, 50_000)
     await env.complete(name, "a" * 40, category="post")
@@ -65,10 +73,7 @@ async def test_steps_run_in_order_after_landing(
 ) -> None:
     async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
         extract, cleanup = Scripted("extract", "transient"), Scripted("cleanup")
-        scripted(env, extract, cleanup)
-        item_id = await landed_item(env)
-        await env.wait_settled(1)
-        item = env.bridge.lifecycle.items[item_id]
+        item = await settled_item(env, extract, cleanup)
         assert item.state is ItemState.DONE and item.step is None
         assert [(s.name, s.state, s.attempts, s.detail) for s in item.steps] == [
             ("extract", StepState.DONE, 2, "extract ok"),
@@ -83,7 +88,7 @@ async def test_steps_run_in_order_after_landing(
         # the label DONE goes when the payload is home, once
         labels = [m.json()["label"] for m in env.recorder.on("q4d/seedbox/sb1/label")]
         assert labels == ["QUEUED", "DONE"]
-        published = item_messages(env, item_id)
+        published = item_messages(env, item.id)
         assert any(m["state"] == "processing" and m["step"] == "extract" and
                    m["steps"][0]["state"] == "retrying" and
                    m["error"]["message"] == "extract: service unavailable"
@@ -96,10 +101,7 @@ async def test_a_failed_step_keeps_the_payload_and_a_retry_resumes_there(
 ) -> None:
     async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
         extract, cleanup = Scripted("extract"), Scripted("cleanup", "fail")
-        scripted(env, extract, cleanup)
-        item_id = await landed_item(env)
-        await env.wait_settled(1)
-        item = env.bridge.lifecycle.items[item_id]
+        item = await settled_item(env, extract, cleanup)
         assert item.state is ItemState.FAILED and item.error_code == "post_processing"
         assert item.last_error == "cleanup: archive is corrupt"
         assert item.step is not None and item.step.name == "cleanup"
@@ -110,7 +112,7 @@ async def test_a_failed_step_keeps_the_payload_and_a_retry_resumes_there(
             "QUEUED", "DONE",
         ]  # fmt: skip
         started = len(env.recorder.events("started"))
-        retried = await answer(env, "retry", item_id=item_id)
+        retried = await answer(env, "retry", item_id=item.id)
         assert retried["ok"], retried
         await env.recorder.wait_for(lambda: item.state is ItemState.DONE, 10, "done")
         assert len(extract.calls) == 1 and len(cleanup.calls) == 2  # from the failed step
@@ -195,10 +197,7 @@ async def test_the_seedbox_clean_up_runs_after_an_import_moved_the_payload(
     does fail on it (`<path> is gone`)."""
     async with running_bridge(tmp_path, mosquitto, sshd, engine="sftp", rules=RULES) as env:
         extract, cleanup = Scripted("extract", "move"), Scripted("cleanup")
-        scripted(env, extract, cleanup)
-        item_id = await landed_item(env)
-        await env.wait_settled(1)
-        item = env.bridge.lifecycle.items[item_id]
+        item = await settled_item(env, extract, cleanup)
         assert item.state is ItemState.DONE, (item.last_error, item.steps)
         assert len(cleanup.calls) == 1 and not (env.library / "tv" / "show.mkv").exists()
 

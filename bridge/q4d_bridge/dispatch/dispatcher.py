@@ -349,7 +349,7 @@ class Dispatcher:
 
     # --- duplicates --------------------------------------------------------------------
 
-    def _known(self, meta: Metainfo, forgotten: frozenset[str] = frozenset()) -> list[Known]:
+    def _known(self, meta: Metainfo, forgotten: frozenset[str]) -> list[Known]:
         """What q4d has with one of this torrent's hashes or its release name: on the
         clients and in the queue (held in memory), and among the requests (looked up),
         less the `forgotten` requests and their items."""
